@@ -1,0 +1,85 @@
+// HTTP client for the Courier API. The session rides in an HttpOnly cookie; state-changing
+// requests echo the readable courier_csrf cookie in X-CSRF-Token (double-submit CSRF defence).
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(describe(status, body));
+    this.status = status;
+    this.body = body;
+  }
+  get offline() {
+    return this.status === 0;
+  }
+}
+
+function describe(status, body) {
+  if (status === 0) return "Can't reach the server.";
+  if (body && typeof body.error === 'string') return body.error;
+  if (body && body.errors && typeof body.errors === 'object') {
+    const first = Object.values(body.errors)[0];
+    if (typeof first === 'string') return first;
+  }
+  return `Request failed (${status}).`;
+}
+
+let onUnauthorized = () => {};
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+export function csrfToken() {
+  for (const part of document.cookie.split(';')) {
+    const [name, ...rest] = part.trim().split('=');
+    if (name === 'courier_csrf') return decodeURIComponent(rest.join('='));
+  }
+  return '';
+}
+
+export async function request(method, path, body, { quiet401 = false } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = csrfToken();
+  const init = { method, headers, credentials: 'same-origin' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, null);
+  }
+  const text = res.status === 204 ? '' : await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    if (res.status === 401 && !quiet401) onUnauthorized();
+    throw new ApiError(res.status, data);
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  providers: () => request('GET', '/api/auth/providers'),
+  authUser: () => request('GET', '/api/auth_user', undefined, { quiet401: true }),
+  login: (username) => request('POST', '/api/login', { username }, { quiet401: true }),
+  logout: () => request('POST', '/api/logout'),
+  usernames: (search) => request('GET', `/api/usernames?search=${enc(search)}`),
+  conversations: (before) =>
+    request('GET', `/api/conversations${before ? `?before=${enc(before)}` : ''}`),
+  conversation: (id) => request('GET', `/api/conversations/${enc(id)}`),
+  // 201 for a new conversation; an existing one answers 302 and fetch follows it to the JSON.
+  startConversation: (username) => request('POST', '/api/conversations', { username }),
+  messages: (id, before) =>
+    request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
+  sendMessage: (id, content) => request('POST', `/api/conversations/${enc(id)}/messages`, { content }),
+  markRead: (id) => request('POST', `/api/conversations/${enc(id)}/read_messages`),
+};

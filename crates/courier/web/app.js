@@ -1,0 +1,156 @@
+// Entry point: finds out who is signed in, owns the top bar, the connection banner and the stream,
+// and mounts one view per route.
+
+import { api, setUnauthorizedHandler } from './api.js';
+import { avatar } from './avatar.js';
+import { h, icon } from './dom.js';
+import { match, navigate, rerender, startRouter } from './router.js';
+import * as stream from './stream.js';
+import { noteIncoming } from './title.js';
+import { mountAccess } from './views/access.js';
+import { mountConversation } from './views/conversation.js';
+import { mountHome } from './views/home.js';
+import { mountNotFound } from './views/not-found.js';
+import { mountOffline } from './views/offline.js';
+
+const main = document.getElementById('main');
+const topbar = document.getElementById('topbar');
+const banner = document.getElementById('connection-status');
+
+// user: undefined = not known yet (server unreachable), null = signed out, object = signed in.
+const session = { user: undefined, offline: false };
+let unmount = () => {};
+let retryTimer = 0;
+let firstRender = true;
+
+function setBanner(kind, text) {
+  banner.dataset.kind = kind || '';
+  banner.replaceChildren();
+  if (kind) banner.append(icon(kind === 'offline' ? 'offline' : 'down'), h('span', { text }));
+  banner.hidden = !kind;
+}
+
+function refreshBanner() {
+  if (session.offline) {
+    setBanner('offline', "You're offline. Courier can't reach the server; retrying…");
+  } else if (stream.streamState() === 'reconnecting') {
+    setBanner('reconnecting', 'Reconnecting…');
+  } else {
+    setBanner(null);
+  }
+}
+
+function renderTopbar() {
+  const user = session.user;
+  topbar.replaceChildren(
+    h('a', { href: '/', class: 'brand', 'aria-label': 'Courier, home' },
+      h('img', { src: '/icon.svg', alt: '', width: '28', height: '28' }),
+      h('span', { text: 'Courier' })),
+    user
+      ? h('div', { class: 'me' },
+        avatar(user, 'sm'),
+        h('span', { class: 'me-name', text: user.username }),
+        h('button', { type: 'button', class: 'icon-button', 'aria-label': 'Sign out', title: 'Sign out', onclick: signOut }, icon('logout')))
+      : null,
+  );
+}
+
+function route(path) {
+  unmount();
+  unmount = () => {};
+  renderTopbar();
+  let params;
+  if (session.user === undefined) {
+    unmount = mountOffline(main);
+  } else if (path === '/') {
+    unmount = session.user ? mountHome(main) : mountAccess(main, { onSignedIn });
+  } else if ((params = match('/c/:id', path))) {
+    unmount = session.user ? mountConversation(main, { params }) : mountAccess(main, { onSignedIn });
+  } else {
+    unmount = mountNotFound(main);
+  }
+  // Move focus to the new page's heading so keyboard and screen reader users land on it.
+  if (!firstRender) main.querySelector('h1')?.focus({ preventScroll: true });
+  firstRender = false;
+}
+
+function onSignedIn(user) {
+  session.user = user;
+  startStream();
+  rerender();
+}
+
+function signedOut() {
+  if (session.user === null) return;
+  session.user = null;
+  stream.stopStream();
+  refreshBanner();
+  navigate('/', { replace: false });
+}
+
+async function signOut() {
+  try {
+    await api.logout();
+  } catch {
+    // the cookie may already be gone; sign out locally either way
+  }
+  signedOut();
+}
+
+async function isSignedIn() {
+  try {
+    await api.authUser();
+    return true;
+  } catch (err) {
+    if (err.status === 401) return false;
+    throw err;
+  }
+}
+
+function startStream() {
+  stream.startStream(isSignedIn);
+}
+
+// Who am I? A network failure means the shell came from the service worker: keep retrying.
+async function identify() {
+  clearTimeout(retryTimer);
+  const wasUnknown = session.user === undefined;
+  try {
+    session.user = await api.authUser();
+    session.offline = false;
+  } catch (err) {
+    if (err.offline) {
+      session.offline = true;
+      refreshBanner();
+      retryTimer = setTimeout(identify, 3000);
+      return false;
+    }
+    session.user = null;
+    session.offline = false;
+  }
+  refreshBanner();
+  if (session.user) startStream();
+  if (wasUnknown && !firstRender) rerender();
+  return true;
+}
+
+function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch((err) => {
+    console.warn('service worker not registered', err);
+  });
+}
+
+setUnauthorizedHandler(signedOut);
+stream.on('state', refreshBanner);
+stream.on('unauthorized', signedOut);
+stream.on('message', (msg) => {
+  if (!msg.mine) noteIncoming();
+});
+window.addEventListener('online', () => {
+  if (session.offline) identify();
+});
+
+registerServiceWorker();
+await identify();
+startRouter(route);

@@ -1,0 +1,111 @@
+// The tab's one realtime stream. EventSource resumes by itself with Last-Event-ID after a
+// dropped connection; the server replays what was missed, so views only append.
+
+const listeners = { message: new Set(), reset: new Set(), state: new Set(), unauthorized: new Set() };
+
+let source = null;
+let state = 'idle'; // idle | connecting | open | reconnecting
+let retryTimer = 0;
+let retryDelay = 1000;
+let checkAuth = async () => true;
+
+export function on(kind, fn) {
+  listeners[kind].add(fn);
+  return () => listeners[kind].delete(fn);
+}
+
+function emit(kind, value) {
+  for (const fn of [...listeners[kind]]) {
+    try {
+      fn(value);
+    } catch (err) {
+      console.error(err);
+    }
+  }
+}
+
+function setState(next) {
+  if (state === next) return;
+  state = next;
+  emit('state', next);
+}
+
+export function streamState() {
+  return state;
+}
+
+// `isSignedIn` resolves true/false, or rejects when the server can't be reached.
+export function startStream(isSignedIn) {
+  checkAuth = isSignedIn;
+  if (source || retryTimer) return;
+  open(false);
+}
+
+export function stopStream() {
+  clearTimeout(retryTimer);
+  retryTimer = 0;
+  if (source) source.close();
+  source = null;
+  setState('idle');
+}
+
+function open(fresh) {
+  setState(fresh ? 'reconnecting' : 'connecting');
+  const es = new EventSource('/api/messages');
+  source = es;
+  es.onopen = () => {
+    retryDelay = 1000;
+    setState('open');
+    // A brand-new EventSource carries no Last-Event-ID, so whatever was missed must be refetched.
+    if (fresh) emit('reset', { reason: 'reopened' });
+    fresh = false;
+  };
+  es.onmessage = (event) => {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (message && message.id) emit('message', message);
+  };
+  es.addEventListener('reset', (event) => {
+    let data = {};
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      // the reason is informational only
+    }
+    emit('reset', data);
+  });
+  es.onerror = () => {
+    if (source !== es) return;
+    if (es.readyState === EventSource.CLOSED) {
+      // The browser gave up for good (an HTTP error such as 401, or a bad content type).
+      source = null;
+      setState('reconnecting');
+      handleClosed();
+    } else {
+      setState('reconnecting');
+    }
+  };
+}
+
+async function handleClosed() {
+  let signedIn = true;
+  try {
+    signedIn = await checkAuth();
+  } catch {
+    signedIn = true; // unreachable: keep retrying
+  }
+  if (!signedIn) {
+    stopStream();
+    emit('unauthorized');
+    return;
+  }
+  retryTimer = setTimeout(() => {
+    retryTimer = 0;
+    open(true);
+  }, retryDelay);
+  retryDelay = Math.min(retryDelay * 2, 15000);
+}

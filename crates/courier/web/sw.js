@@ -1,0 +1,72 @@
+// Service worker: keeps the app shell available so a reload while the server is down still
+// shows Courier (with its offline banner) instead of a browser error page.
+// Network first, so a deploy is picked up at once; the cache is only the fallback.
+// /api is never touched: no respondWith, so those requests go straight to the network.
+
+const CACHE = 'courier-shell-v1';
+
+// Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
+const SHELL = [
+  '/',
+  '/index.html',
+  '/app.css',
+  '/app.js',
+  '/api.js',
+  '/avatar.js',
+  '/dom.js',
+  '/format.js',
+  '/router.js',
+  '/stream.js',
+  '/title.js',
+  '/views/access.js',
+  '/views/conversation.js',
+  '/views/home.js',
+  '/views/not-found.js',
+  '/views/offline.js',
+  '/icon.svg',
+  '/manifest.webmanifest',
+];
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    caches.open(CACHE)
+      .then((cache) => cache.addAll(SHELL.map((path) => new Request(path, { cache: 'no-cache' }))))
+      .then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((keys) => Promise.all(keys.filter((key) => key !== CACHE).map((key) => caches.delete(key))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener('fetch', (event) => {
+  const { request } = event;
+  if (request.method !== 'GET') return;
+  const url = new URL(request.url);
+  if (url.origin !== self.location.origin) return;
+  if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return;
+  event.respondWith(networkFirst(request, url));
+});
+
+async function networkFirst(request, url) {
+  const cache = await caches.open(CACHE);
+  try {
+    const response = await fetch(request);
+    if (response.ok && response.type === 'basic') {
+      // Every page route is the same index.html, so store navigations under one key.
+      const key = request.mode === 'navigate' ? '/index.html' : url.pathname;
+      cache.put(key, response.clone());
+    }
+    return response;
+  } catch (err) {
+    const cached = request.mode === 'navigate'
+      ? await cache.match('/index.html')
+      : await cache.match(url.pathname);
+    if (cached) return cached;
+    throw err;
+  }
+}

@@ -1,0 +1,332 @@
+import { api } from '../api.js';
+import { avatar } from '../avatar.js';
+import { h, icon } from '../dom.js';
+import { MESSAGE_LIMIT, charCount, clockTime, compareIds, fullTime, linkParts, normaliseContent } from '../format.js';
+import * as stream from '../stream.js';
+import { setPageTitle } from '../title.js';
+import { mountNotFound } from './not-found.js';
+
+const PAGE = 25;
+const COUNTER_FROM = MESSAGE_LIMIT - 80;
+const NEAR_BOTTOM = 48; // px of slack that still counts as "at the bottom"
+
+export function mountConversation(root, { params }) {
+  const id = params.id;
+  let alive = true;
+  let other = null;
+  const shown = new Map(); // message id -> <li>; the dedupe set for POST responses and stream echoes
+  let unseenBelow = 0;
+  let readPending = false;
+
+  setPageTitle('Conversation');
+
+  const heading = h('h1', { class: 'conv-title', tabindex: '-1', text: '…' });
+  const headerAvatar = h('span', { class: 'conv-avatar' });
+  const olderButton = h('button', { type: 'button', class: 'button button-secondary button-small', hidden: true, text: 'Load older messages' });
+  const olderStatus = h('p', { class: 'muted small', role: 'status' });
+  const list = h('ol', { class: 'message-list' });
+  const empty = h('p', { class: 'empty', hidden: true, text: 'No messages yet. Say hello!' });
+  const scroller = h('div', { class: 'messages', tabindex: '0', role: 'log', 'aria-label': 'Messages', 'aria-busy': 'true' },
+    h('div', { class: 'older' }, olderButton, olderStatus),
+    list,
+    empty,
+  );
+  const pill = h('button', { type: 'button', class: 'new-pill', hidden: true }, icon('down'), h('span', { class: 'pill-text' }));
+
+  const textarea = h('textarea', {
+    id: 'message-input', name: 'content', rows: '1', placeholder: 'Write a message…',
+    'aria-describedby': 'composer-hint composer-error composer-counter', enterkeyhint: 'send',
+  });
+  const sendButton = h('button', { type: 'submit', class: 'send-button', 'aria-label': 'Send message' }, icon('send'));
+  const error = h('p', { id: 'composer-error', class: 'field-error', role: 'alert' });
+  const counter = h('p', { id: 'composer-counter', class: 'counter', hidden: true });
+  const form = h('form', { class: 'composer', novalidate: true },
+    h('label', { for: 'message-input', class: 'visually-hidden', text: 'Message' }),
+    h('div', { class: 'composer-row' }, textarea, sendButton),
+    h('div', { class: 'composer-meta' },
+      error,
+      counter,
+      h('p', { id: 'composer-hint', class: 'visually-hidden', text: 'Enter sends. Shift+Enter starts a new line.' })),
+  );
+
+  root.replaceChildren(h('div', { class: 'conversation' },
+    h('header', { class: 'conv-header' },
+      h('a', { href: '/', class: 'icon-button', 'aria-label': 'Back to conversations' }, icon('back')),
+      headerAvatar,
+      heading),
+    h('div', { class: 'messages-wrap' }, scroller, pill),
+    form,
+  ));
+
+  // ---- rendering -------------------------------------------------------------------------
+
+  function messageNode(msg) {
+    const content = h('p', { class: 'content' });
+    for (const part of linkParts(msg.content)) {
+      if (part.href) {
+        content.append(h('a', { href: part.href, target: '_blank', rel: 'noopener noreferrer nofollow', text: part.text }));
+      } else {
+        content.append(part.text);
+      }
+    }
+    const who = msg.mine ? 'You' : other?.username ?? 'Them';
+    return h('li', { class: msg.mine ? 'message mine' : 'message theirs', dataset: { id: msg.id } },
+      h('div', { class: 'bubble' },
+        h('span', { class: 'visually-hidden', text: `${who}: ` }),
+        content,
+        h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: clockTime(msg.createdAt) })));
+  }
+
+  function atBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight <= NEAR_BOTTOM;
+  }
+
+  function scrollToBottom() {
+    scroller.scrollTop = scroller.scrollHeight;
+    unseenBelow = 0;
+    pill.hidden = true;
+  }
+
+  // Inserts in id order. Live messages land at the end, so this is O(1) in the common case.
+  function insert(msg) {
+    if (shown.has(msg.id)) return false;
+    const li = messageNode(msg);
+    shown.set(msg.id, li);
+    let after = list.lastElementChild;
+    while (after && compareIds(after.dataset.id, msg.id) > 0) after = after.previousElementSibling;
+    if (after) after.after(li);
+    else list.prepend(li);
+    empty.hidden = true;
+    return true;
+  }
+
+  function addLive(msg, { own = false } = {}) {
+    const wasAtBottom = atBottom();
+    if (!insert(msg)) return;
+    if (own || wasAtBottom) {
+      scrollToBottom();
+    } else {
+      unseenBelow += 1;
+      pill.querySelector('.pill-text').textContent =
+        unseenBelow === 1 ? '1 new message' : `${unseenBelow} new messages`;
+      pill.hidden = false;
+    }
+    if (!msg.mine) markReadSoon();
+  }
+
+  // ---- loading ----------------------------------------------------------------------------
+
+  async function loadInitial() {
+    try {
+      const conv = await api.conversation(id);
+      if (!alive) return;
+      other = conv.otherParticipant;
+      heading.textContent = other.username;
+      headerAvatar.replaceChildren(avatar(other, 'sm'));
+      scroller.setAttribute('aria-label', `Messages with ${other.username}`);
+      setPageTitle(other.username);
+      const page = await api.messages(id); // also marks the conversation read
+      if (!alive) return;
+      const frag = document.createDocumentFragment();
+      for (const msg of [...page].reverse()) {
+        if (shown.has(msg.id)) continue;
+        const li = messageNode(msg);
+        shown.set(msg.id, li);
+        frag.append(li);
+      }
+      list.prepend(frag);
+      empty.hidden = shown.size > 0;
+      olderButton.hidden = page.length < PAGE;
+      scroller.setAttribute('aria-busy', 'false');
+      scrollToBottom();
+      textarea.focus();
+    } catch (err) {
+      if (!alive) return;
+      if (err.status === 404 || err.status === 422) {
+        cleanup();
+        mountNotFound(root, { what: 'conversation' });
+        return;
+      }
+      heading.textContent = 'Conversation';
+      olderStatus.textContent = `Couldn't load this conversation. ${err.message}`;
+    }
+  }
+
+  async function loadOlder() {
+    const oldest = list.firstElementChild?.dataset.id;
+    if (!oldest) return;
+    olderButton.disabled = true;
+    scroller.setAttribute('aria-busy', 'true');
+    try {
+      const page = await api.messages(id, oldest);
+      if (!alive) return;
+      const frag = document.createDocumentFragment();
+      for (const msg of [...page].reverse()) {
+        if (shown.has(msg.id)) continue;
+        const li = messageNode(msg);
+        shown.set(msg.id, li);
+        frag.append(li);
+      }
+      // Keep the reader's place: grow the content above without moving what they see.
+      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+      list.prepend(frag);
+      scroller.scrollTop = scroller.scrollHeight - fromBottom;
+      olderButton.hidden = page.length < PAGE;
+      olderStatus.textContent = page.length ? '' : 'This is the beginning of the conversation.';
+    } catch (err) {
+      olderStatus.textContent = `Couldn't load older messages. ${err.message}`;
+    } finally {
+      olderButton.disabled = false;
+      scroller.setAttribute('aria-busy', 'false');
+    }
+  }
+
+  // After a stream reset: fetch newest pages until they overlap what's shown, then fill the gap.
+  async function catchUp() {
+    if (!other) return loadInitial();
+    const missing = [];
+    let before;
+    for (let pages = 0; pages < 20; pages++) {
+      let page;
+      try {
+        page = await api.messages(id, before);
+      } catch {
+        return;
+      }
+      if (!alive) return;
+      let overlapped = false;
+      for (const msg of page) {
+        if (shown.has(msg.id)) overlapped = true;
+        else missing.push(msg);
+      }
+      if (overlapped || page.length < PAGE) break;
+      before = page[page.length - 1].id;
+    }
+    missing.sort((a, b) => compareIds(a.id, b.id));
+    for (const msg of missing) addLive(msg);
+  }
+
+  // ---- reading ----------------------------------------------------------------------------
+
+  let readTimer = 0;
+  function markReadSoon() {
+    if (document.hidden) {
+      readPending = true;
+      return;
+    }
+    clearTimeout(readTimer);
+    readTimer = setTimeout(() => {
+      readPending = false;
+      api.markRead(id).catch(() => {
+        readPending = true;
+      });
+    }, 250);
+  }
+
+  function onVisibility() {
+    if (!document.hidden && readPending) markReadSoon();
+  }
+
+  // ---- composing --------------------------------------------------------------------------
+
+  function updateCounter() {
+    const count = charCount(normaliseContent(textarea.value));
+    if (count < COUNTER_FROM) {
+      counter.hidden = true;
+      return;
+    }
+    counter.hidden = false;
+    const left = MESSAGE_LIMIT - count;
+    counter.textContent = left >= 0 ? `${left} characters left` : `${-left} characters over the limit`;
+    counter.classList.toggle('over', left < 0);
+  }
+
+  function autosize() {
+    textarea.style.height = 'auto';
+    textarea.style.height = `${Math.min(textarea.scrollHeight, 160)}px`;
+  }
+
+  function showError(text) {
+    error.textContent = text;
+    if (text) textarea.setAttribute('aria-invalid', 'true');
+    else textarea.removeAttribute('aria-invalid');
+  }
+
+  let sending = false;
+  async function send() {
+    if (sending) return;
+    const content = normaliseContent(textarea.value);
+    if (!content) {
+      showError('Write something before sending.');
+      return;
+    }
+    if (charCount(content) > MESSAGE_LIMIT) {
+      showError(`Messages can be at most ${MESSAGE_LIMIT} characters.`);
+      return;
+    }
+    sending = true;
+    sendButton.disabled = true;
+    form.setAttribute('aria-busy', 'true');
+    try {
+      const msg = await api.sendMessage(id, content);
+      if (!alive) return;
+      textarea.value = '';
+      autosize();
+      updateCounter();
+      showError('');
+      addLive(msg, { own: true });
+    } catch (err) {
+      if (!alive) return;
+      showError(err.status === 422 ? err.body?.errors?.content || err.message : `Not sent. ${err.message}`);
+    } finally {
+      sending = false;
+      sendButton.disabled = false;
+      form.removeAttribute('aria-busy');
+      if (alive) textarea.focus();
+    }
+  }
+
+  textarea.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  textarea.addEventListener('input', () => {
+    if (error.textContent) showError('');
+    autosize();
+    updateCounter();
+  });
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    send();
+  });
+  olderButton.addEventListener('click', loadOlder);
+  pill.addEventListener('click', () => {
+    scrollToBottom();
+    textarea.focus();
+  });
+  scroller.addEventListener('scroll', () => {
+    if (!pill.hidden && atBottom()) {
+      unseenBelow = 0;
+      pill.hidden = true;
+    }
+  }, { passive: true });
+
+  const offMessage = stream.on('message', (msg) => {
+    if (msg.conversationId === id) addLive(msg);
+  });
+  const offReset = stream.on('reset', catchUp);
+  document.addEventListener('visibilitychange', onVisibility);
+
+  function cleanup() {
+    alive = false;
+    offMessage();
+    offReset();
+    clearTimeout(readTimer);
+    document.removeEventListener('visibilitychange', onVisibility);
+  }
+
+  loadInitial();
+  return cleanup;
+}

@@ -1,0 +1,217 @@
+import { api } from '../api.js';
+import { avatar } from '../avatar.js';
+import { h, icon } from '../dom.js';
+import { compareIds, fullTime, relativeTime } from '../format.js';
+import { navigate } from '../router.js';
+import * as stream from '../stream.js';
+import { setPageTitle } from '../title.js';
+
+const PAGE = 25;
+
+export function mountHome(root) {
+  setPageTitle('');
+  let alive = true;
+  const rows = new Map(); // conversation id -> { conv, li, parts }
+  const fetching = new Set();
+
+  const list = h('ul', { class: 'conversation-list', 'aria-label': 'Conversations' });
+  const empty = h('p', { class: 'empty', hidden: true, text: 'No conversations yet. Start one above.' });
+  const status = h('p', { class: 'muted list-status', role: 'status', text: 'Loading conversations…' });
+  const more = h('button', { type: 'button', class: 'button button-secondary load-more', hidden: true, text: 'Load more conversations' });
+
+  root.replaceChildren(h('div', { class: 'page' },
+    h('h1', { class: 'page-title', tabindex: '-1', text: 'Conversations' }),
+    newConversationForm(() => alive),
+    status,
+    list,
+    empty,
+    more,
+  ));
+
+  function renderRow(entry) {
+    const { conv, parts } = entry;
+    const last = conv.lastMessage;
+    parts.preview.replaceChildren();
+    if (last) {
+      if (last.mine) parts.preview.append(h('span', { class: 'preview-you', text: 'You: ' }));
+      // Newlines collapse in the one-line preview.
+      parts.preview.append(last.content.replace(/\s+/g, ' '));
+      parts.time.dateTime = last.createdAt;
+      parts.time.title = fullTime(last.createdAt);
+      parts.time.textContent = relativeTime(last.createdAt);
+    } else {
+      parts.preview.append(h('em', { text: 'No messages yet' }));
+    }
+    const unread = Boolean(conv.hasUnreadMessages);
+    entry.li.classList.toggle('unread', unread);
+    entry.li.dataset.unread = String(unread);
+    parts.marker.hidden = !unread;
+  }
+
+  function makeRow(conv) {
+    const other = conv.otherParticipant || { username: '?' };
+    const parts = {
+      preview: h('span', { class: 'preview' }),
+      time: h('time', { class: 'time' }),
+      marker: h('span', { class: 'unread-marker' }, h('span', { class: 'visually-hidden', text: 'Unread messages' })),
+    };
+    const li = h('li', { class: 'conversation-row', dataset: { id: conv.id } },
+      h('a', { href: `/c/${encodeURIComponent(conv.id)}`, class: 'conversation-link' },
+        avatar(other),
+        h('span', { class: 'row-body' },
+          h('span', { class: 'row-top' }, h('span', { class: 'name', text: other.username }), parts.time),
+          h('span', { class: 'row-bottom' }, parts.preview, parts.marker),
+        )));
+    const entry = { conv, li, parts };
+    renderRow(entry);
+    return entry;
+  }
+
+  function showList(conversations, { replace }) {
+    if (replace) {
+      rows.clear();
+      list.replaceChildren();
+    }
+    const frag = document.createDocumentFragment();
+    for (const conv of conversations) {
+      if (rows.has(conv.id)) continue;
+      const entry = makeRow(conv);
+      rows.set(conv.id, entry);
+      frag.append(entry.li);
+    }
+    list.append(frag);
+    empty.hidden = rows.size > 0;
+    more.hidden = conversations.length < PAGE;
+  }
+
+  async function load({ replace }) {
+    const before = replace ? undefined : lastListedId();
+    try {
+      const conversations = await api.conversations(before);
+      if (!alive) return;
+      status.textContent = '';
+      showList(conversations || [], { replace });
+    } catch (err) {
+      if (alive) status.textContent = `Couldn't load conversations. ${err.message}`;
+    }
+  }
+
+  function lastListedId() {
+    const last = list.lastElementChild;
+    return last ? last.dataset.id : undefined;
+  }
+
+  more.addEventListener('click', () => load({ replace: false }));
+
+  async function onMessage(msg) {
+    const entry = rows.get(msg.conversationId);
+    if (entry) {
+      const prev = entry.conv.lastMessage;
+      if (prev && compareIds(msg.id, prev.id) <= 0) return; // replayed or out of order
+      entry.conv.lastMessage = msg;
+      if (!msg.mine) entry.conv.hasUnreadMessages = true;
+      renderRow(entry);
+      if (list.firstElementChild !== entry.li) list.prepend(entry.li);
+      return;
+    }
+    // A conversation we haven't listed yet: fetch it once and put it on top.
+    if (fetching.has(msg.conversationId)) return;
+    fetching.add(msg.conversationId);
+    try {
+      const conv = await api.conversation(msg.conversationId);
+      if (!alive || rows.has(conv.id)) return;
+      const created = makeRow(conv);
+      rows.set(conv.id, created);
+      list.prepend(created.li);
+      empty.hidden = true;
+    } catch {
+      // it will show up on the next full refresh
+    } finally {
+      fetching.delete(msg.conversationId);
+    }
+  }
+
+  const offMessage = stream.on('message', onMessage);
+  const offReset = stream.on('reset', () => load({ replace: true }));
+  const ticker = setInterval(() => {
+    for (const { conv, parts } of rows.values()) {
+      if (conv.lastMessage) parts.time.textContent = relativeTime(conv.lastMessage.createdAt);
+    }
+  }, 30_000);
+
+  load({ replace: true });
+
+  return () => {
+    alive = false;
+    offMessage();
+    offReset();
+    clearInterval(ticker);
+  };
+}
+
+function newConversationForm(isAlive) {
+  const input = h('input', {
+    id: 'new-username', name: 'username', type: 'text', list: 'username-options', required: true,
+    autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'Username',
+    'aria-describedby': 'new-username-error',
+  });
+  const options = h('datalist', { id: 'username-options' });
+  const error = h('p', { id: 'new-username-error', class: 'field-error', role: 'alert' });
+  const button = h('button', { type: 'submit', class: 'button' }, icon('plus'), h('span', { text: 'Start' }));
+  const form = h('form', { class: 'new-conversation', novalidate: true, 'aria-label': 'New conversation' },
+    h('label', { for: 'new-username', text: 'New conversation with' }),
+    h('div', { class: 'inline-field' }, input, button),
+    options,
+    error,
+  );
+
+  let timer = 0;
+  let latest = '';
+  input.addEventListener('input', () => {
+    error.textContent = '';
+    input.removeAttribute('aria-invalid');
+    clearTimeout(timer);
+    const search = input.value.trim();
+    if (!search) {
+      options.replaceChildren();
+      return;
+    }
+    timer = setTimeout(async () => {
+      latest = search;
+      try {
+        const names = await api.usernames(search);
+        if (!isAlive() || latest !== search) return; // a newer keystroke won
+        options.replaceChildren(...(names || []).map((name) => h('option', { value: name })));
+      } catch {
+        // suggestions are optional
+      }
+    }, 150);
+  });
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const username = input.value.trim();
+    if (!username) {
+      error.textContent = 'Enter the username of the person to talk to.';
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+      return;
+    }
+    button.disabled = true;
+    try {
+      const conv = await api.startConversation(username);
+      if (isAlive()) navigate(`/c/${encodeURIComponent(conv.id)}`);
+    } catch (err) {
+      const messages = {
+        403: "You can't start a conversation with yourself.",
+        404: `There's no one called “${username}”.`,
+      };
+      error.textContent = messages[err.status] || err.message;
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}

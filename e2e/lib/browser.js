@@ -1,0 +1,40 @@
+// Headless Debian chromium through playwright-core; one context per person.
+import { chromium } from 'playwright-core';
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+// Signs `username` in through the access page's dev-login form.
+export async function signIn(browser, baseURL, username, { viewport = { width: 1024, height: 768 } } = {}) {
+  const context = await browser.newContext({ baseURL, viewport });
+  const page = await context.newPage();
+  trackProblems(page);
+  await page.goto('/');
+  await page.getByLabel('Username').fill(username);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Conversations' }).waitFor();
+  return { context, page };
+}
+
+// Collects console errors and CSP violations so tests can assert there were none.
+export function trackProblems(page) {
+  page.problems = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') page.problems.push(msg.text());
+  });
+  page.on('pageerror', (err) => page.problems.push(String(err)));
+  return page;
+}
