@@ -1,0 +1,71 @@
+//! `GET /api/messages`: the user's realtime stream, framed as Server-Sent Events.
+
+use super::extract::{AuthUser, query_param};
+use super::wire::MessageJson;
+use super::{ApiError, ApiState};
+use crate::realtime::Frame;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::response::Response;
+use axum::routing::get;
+use bytes::Bytes;
+use futures::StreamExt;
+use std::convert::Infallible;
+
+pub fn router() -> Router<ApiState> {
+    Router::new().route("/messages", get(stream_messages))
+}
+
+async fn stream_messages(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let accepts = headers
+        .get_all(ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
+    if !accepts {
+        return Err(ApiError::NotAcceptable);
+    }
+    // The header wins: browsers send it on automatic reconnects; the query is for first connects.
+    let last_event_id = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().unwrap_or("\u{fffd}").to_owned()),
+        None => query_param(uri.query(), "lastEventId"),
+    };
+    let frames = state.realtime.open(me.id, last_event_id.as_deref()).await?;
+    let body = Body::from_stream(frames.map(|frame| Ok::<_, Infallible>(encode(frame))));
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell nginx-style proxies not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn encode(frame: Frame) -> Bytes {
+    match frame {
+        Frame::Open { retry } => {
+            Bytes::from(format!(": connected\nretry: {}\n\n", retry.as_millis()))
+        }
+        Frame::Message {
+            cursor,
+            event,
+            mine,
+        } => event.frame(mine, || {
+            let json = serde_json::to_string(&MessageJson::with_mine(&event.message, mine))
+                .unwrap_or_default();
+            Bytes::from(format!("id: {cursor}\ndata: {json}\n\n"))
+        }),
+        Frame::Reset { reason } => {
+            let json = serde_json::json!({ "reason": reason });
+            Bytes::from(format!("event: reset\ndata: {json}\n\n"))
+        }
+        Frame::Heartbeat => Bytes::from_static(b": heartbeat\n\n"),
+    }
+}

@@ -1,0 +1,196 @@
+//! Composition root: picks the backends by URL, applies migrations, builds the router with
+//! its layers, binds the listener and serves until shutdown. The only room that names a
+//! concrete backend.
+
+use crate::api::{self, ApiSettings, ApiState};
+use crate::bus::{Bus, LocalBus};
+use crate::config::ServeConfig;
+use crate::realtime::{Realtime, StreamLimits};
+use crate::service::{Messenger, Tokens};
+use crate::store::{SqliteOptions, SqliteStore, Store};
+use crate::{telemetry, web};
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+/// Streams end on shutdown; this bounds how long the rest may take.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: https:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; \
+    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+}
+
+impl App {
+    /// Opens the store and bus, then binds the listener (port 0 picks one).
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let store = open_store(&config).await?;
+        let bus = open_bus(&config).await?;
+        let secret = match &config.token_secret {
+            Some(secret) => secret.0.clone().into_bytes(),
+            None => load_or_create_secret(&config.data_dir)?,
+        };
+        let dev_login = config.dev_login_enabled();
+        if dev_login {
+            tracing::warn!(
+                "DEV LOGIN IS ON: anyone who can reach this server can sign in as any username. Use --dev-login=false in production."
+            );
+        }
+
+        let shutdown = CancellationToken::new();
+        let messenger = Arc::new(Messenger::new(
+            store.clone(),
+            bus.clone(),
+            config.max_message_chars,
+        ));
+        let limits = StreamLimits {
+            heartbeat: config.heartbeat,
+            buffer: config.stream_buffer,
+            max_streams_per_user: config.max_streams_per_user,
+            retry: config.sse_retry,
+        };
+        let realtime = Arc::new(Realtime::new(store, bus, limits, shutdown.clone()));
+        let state = ApiState {
+            messenger,
+            realtime,
+            tokens: Arc::new(Tokens::new(&secret, config.token_lifetime)?),
+            settings: Arc::new(ApiSettings {
+                dev_login,
+                token_lifetime: config.token_lifetime,
+                secure_cookies: config.secure_cookies,
+            }),
+        };
+        let router = router(state, config.max_body_bytes);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Cancelling this token shuts the server down, as a signal does.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until `signal` completes (or the shutdown token is cancelled), then ends open
+    /// streams and waits at most `SHUTDOWN_GRACE` for in-flight requests.
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = signal => shutdown.cancel(),
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        });
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tokio::select! {
+            result = server => result.context("serving HTTP"),
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    Router::new()
+        .nest("/api", api::router(state.clone()))
+        .merge(api::health_router(state))
+        .fallback(web::serve)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
+}
+
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", config.data_dir.join("courier.db").display()),
+    };
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+    match scheme {
+        "sqlite" => {
+            let options = SqliteOptions {
+                synchronous_full: config.sqlite_synchronous == "full",
+                ..SqliteOptions::default()
+            };
+            let store = SqliteStore::open(&url, &options)
+                .await
+                .with_context(|| format!("opening SQLite database {url}"))?;
+            Ok(Arc::new(store))
+        }
+        other => bail!("unknown database URL scheme {other:?}: expected sqlite:// or postgres://"),
+    }
+}
+
+async fn open_bus(config: &ServeConfig) -> anyhow::Result<Arc<dyn Bus>> {
+    match &config.nats_url {
+        None => Ok(Arc::new(LocalBus::new())),
+        Some(_) => bail!("this build has no NATS support yet"),
+    }
+}
+
+/// Reads the signing secret from the data directory, creating it (mode 0600) on first start.
+fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("token-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().as_bytes().to_vec()),
+        Ok(_) => bail!("{} is shorter than 32 bytes", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    file.sync_all()?;
+    Ok(secret.into_bytes())
+}

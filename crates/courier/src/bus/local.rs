@@ -1,0 +1,115 @@
+//! `LocalBus`: in-process fan-out for a single node.
+//!
+//! Publishing snapshots nothing and awaits nothing: under a short lock it `try_send`s into
+//! each subscriber's bounded buffer. A full buffer removes that subscriber, which ends its
+//! stream; the client resumes from its cursor. Other subscribers never wait.
+
+use super::{Bus, BusError, Subscription};
+use crate::model::{Event, UserId};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::mpsc;
+
+type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<Event>>)>>;
+
+#[derive(Default)]
+pub struct LocalBus {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    subscribers: Mutex<Subscribers>,
+    next_id: AtomicU64,
+}
+
+impl LocalBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delivers to local subscribers only; `NatsBus` uses this for events arriving from NATS.
+    pub fn deliver(&self, event: &Arc<Event>) {
+        let mut subscribers = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for recipient in &event.recipients {
+            let Some(subs) = subscribers.get_mut(&recipient.user) else {
+                continue;
+            };
+            // Closed (dropped) or full buffers leave; dropping the sender ends that stream.
+            subs.retain(|(_, tx)| tx.try_send(event.clone()).is_ok());
+            if subs.is_empty() {
+                subscribers.remove(&recipient.user);
+            }
+        }
+    }
+
+    pub fn subscribe_local(&self, user: UserId, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user)
+            .or_default()
+            .push((id, tx));
+        Subscription::new(
+            rx,
+            Unsubscribe {
+                bus: Arc::downgrade(&self.inner),
+                user,
+                id,
+            },
+        )
+    }
+
+    /// Number of live subscriptions (for metrics and tests).
+    pub fn subscriber_count(&self) -> usize {
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+}
+
+struct Unsubscribe {
+    bus: Weak<Inner>,
+    user: UserId,
+    id: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        let Some(bus) = self.bus.upgrade() else {
+            return;
+        };
+        let mut subscribers = bus.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(subs) = subscribers.get_mut(&self.user) {
+            subs.retain(|(id, _)| *id != self.id);
+            if subs.is_empty() {
+                subscribers.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for LocalBus {
+    async fn publish(&self, event: Arc<Event>) -> Result<(), BusError> {
+        self.deliver(&event);
+        Ok(())
+    }
+
+    async fn subscribe(&self, user: UserId, capacity: usize) -> Result<Subscription, BusError> {
+        Ok(self.subscribe_local(user, capacity))
+    }
+}

@@ -1,0 +1,186 @@
+//! Configuration: one clap struct. Every flag has an env var `COURIER_…` and a default; the
+//! doc comments below are `--help` and docs/config.md.
+
+use clap::{Parser, Subcommand};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "courier",
+    version,
+    about = "Courier: a self-hostable realtime messenger"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the web app and the JSON/SSE API.
+    Serve(ServeConfig),
+}
+
+#[derive(Clone, Parser)]
+pub struct ServeConfig {
+    /// Address to listen on. Port 0 picks a free port.
+    #[arg(long, env = "COURIER_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite database and the generated signing secret.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./courier-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH` or `postgres://…`. Default: `<data-dir>/courier.db`.
+    #[arg(long, env = "COURIER_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// NATS URL (`nats://host:port`) to share events between nodes. Default: in-process only.
+    #[arg(long, env = "COURIER_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Enable `POST /api/login` (sign in by username alone). Default: on only when listening on loopback.
+    #[arg(long, env = "COURIER_DEV_LOGIN", num_args = 0..=1, default_missing_value = "true")]
+    pub dev_login: Option<bool>,
+
+    /// Token signing secret (at least 32 bytes). Default: generated once and kept in `<data-dir>/token-secret`.
+    #[arg(long, env = "COURIER_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<Secret>,
+
+    /// How long a token stays valid.
+    #[arg(long, env = "COURIER_TOKEN_LIFETIME", default_value = "14days", value_parser = humantime::parse_duration)]
+    pub token_lifetime: Duration,
+
+    /// Longest message, in characters, after whitespace normalisation.
+    #[arg(long, env = "COURIER_MAX_MESSAGE_CHARS", default_value_t = 480)]
+    pub max_message_chars: usize,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "COURIER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Interval between SSE heartbeat comments.
+    #[arg(long, env = "COURIER_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Events buffered per stream; a stream whose reader falls this far behind is closed (it resumes).
+    #[arg(long, env = "COURIER_STREAM_BUFFER", default_value_t = 256)]
+    pub stream_buffer: usize,
+
+    /// Open streams allowed per user; more get 429.
+    #[arg(long, env = "COURIER_MAX_STREAMS_PER_USER", default_value_t = 32)]
+    pub max_streams_per_user: usize,
+
+    /// Reconnect delay suggested to SSE clients (`retry:`).
+    #[arg(long, env = "COURIER_SSE_RETRY", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub sse_retry: Duration,
+
+    /// SQLite durability: `full` syncs every commit (a 201 means on disk); `normal` may lose the last commits on power loss.
+    #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", default_value = "full", value_parser = ["full", "normal"])]
+    pub sqlite_synchronous: String,
+
+    /// Mark session cookies `Secure` (set this when served over HTTPS without `X-Forwarded-Proto`).
+    #[arg(long, env = "COURIER_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Log filter, in `tracing` env-filter syntax.
+    #[arg(long, env = "COURIER_LOG", default_value = "info,sqlx=warn")]
+    pub log: String,
+}
+
+impl ServeConfig {
+    /// Defaults for tests and embedding: loopback, port 0, the given data directory.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::parse_from(["serve"]);
+        config.listen = "127.0.0.1:0".parse().expect("valid address");
+        config.data_dir = data_dir.into();
+        config
+    }
+
+    pub fn dev_login_enabled(&self) -> bool {
+        self.dev_login
+            .unwrap_or_else(|| self.listen.ip().is_loopback())
+    }
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("dev_login", &self.dev_login_enabled())
+            .field("token_secret", &self.token_secret)
+            .field("max_message_chars", &self.max_message_chars)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("heartbeat", &self.heartbeat)
+            .field("stream_buffer", &self.stream_buffer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides a password in `scheme://user:password@host`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => match url[start + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}://{user}:***{}", &url[..start], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+/// A secret string whose Debug output never shows it.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() < 32 {
+            return Err("the token secret must be at least 32 bytes".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut config = ServeConfig::for_data_dir("/tmp/x");
+        config.token_secret = Some("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".parse().unwrap());
+        config.database_url = Some("postgres://courier:hunter2@db/courier".into());
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn dev_login_defaults_to_loopback_only() {
+        let mut config = ServeConfig::for_data_dir("/tmp/x");
+        assert!(config.dev_login_enabled());
+        config.listen = "0.0.0.0:3000".parse().unwrap();
+        assert!(!config.dev_login_enabled());
+        config.dev_login = Some(true);
+        assert!(config.dev_login_enabled());
+    }
+}

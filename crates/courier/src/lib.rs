@@ -1,0 +1,15 @@
+//! Courier: a self-hostable realtime messenger.
+//!
+//! Imports flow one way: model ← store, bus ← service ← realtime ← api ← app.
+//! `tests/architecture.rs` keeps that true.
+
+pub mod api;
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod model;
+pub mod realtime;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,41 @@
+//! Domain types with no I/O: ids, parsed inputs, the commit-order cursor and bus events.
+
+mod content;
+mod cursor;
+mod event;
+mod ids;
+mod username;
+
+pub use content::{ContentError, MessageContent};
+pub use cursor::{Cursor, CursorError};
+pub use event::{Event, Recipient};
+pub use ids::{ConversationId, MessageId, UserId};
+pub use username::{Username, UsernameError};
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub avatar_url: Option<String>,
+}
+
+/// A stored message. Its id is also its position in commit order (see [`Cursor`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub sender_id: UserId,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A conversation as one participant sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationView {
+    pub id: ConversationId,
+    pub other_participant: User,
+    pub last_message: Option<Message>,
+    pub has_unread_messages: bool,
+}

@@ -1,0 +1,307 @@
+//! The event stream of one user: subscribe → replay → live, with gap repair and limits.
+//!
+//! Why nothing is lost or repeated:
+//! 1. The stream subscribes to the bus *before* it reads the store, so a message committed
+//!    after the read is also in the subscription.
+//! 2. Message ids follow commit order (see `store`), so "everything after my cursor" read
+//!    from the store is complete once read.
+//! 3. `last` is the newest position this stream has sent. Live events at or below it are
+//!    skipped (dedupe). An event whose recipient link `prev` is above `last` proves a message
+//!    in between was missed (reordered or lost on the bus): the gap is read from the store.
+//! 4. A heartbeat also compares the user's inbox head with `last`, so even a lost *last*
+//!    event is repaired within one heartbeat.
+//! 5. A full buffer ends the stream; the client resumes from its `Last-Event-ID`.
+
+use crate::bus::{Bus, Subscription};
+use crate::model::{Cursor, CursorError, Event, MessageId, UserId};
+use crate::service::ServiceError;
+use crate::store::Store;
+use futures::{Stream, StreamExt};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+/// How many stored messages one catch-up read fetches.
+const REPLAY_BATCH: u32 = 500;
+
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    pub heartbeat: Duration,
+    pub buffer: usize,
+    pub max_streams_per_user: usize,
+    pub retry: Duration,
+}
+
+/// One item of a user's stream, before wire framing.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// Sent at once so the client knows it is subscribed, with its reconnect delay.
+    Open {
+        retry: Duration,
+    },
+    Message {
+        cursor: Cursor,
+        event: Arc<Event>,
+        mine: bool,
+    },
+    /// The client's cursor could not be used; the stream continues live from now.
+    Reset {
+        reason: String,
+    },
+    Heartbeat,
+}
+
+pub struct Realtime {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    limits: StreamLimits,
+    shutdown: CancellationToken,
+    open_streams: Arc<Mutex<HashMap<UserId, usize>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("too many open streams for this user (limit {0})")]
+    TooManyStreams(usize),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl Realtime {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        limits: StreamLimits,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            limits,
+            shutdown,
+            open_streams: Default::default(),
+        }
+    }
+
+    pub fn instance_id(&self) -> &str {
+        self.store.instance_id()
+    }
+
+    /// Opens `user`'s stream, resuming after `last_event_id` when it is a usable cursor.
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn open(
+        &self,
+        user: UserId,
+        last_event_id: Option<&str>,
+    ) -> Result<impl Stream<Item = Frame> + Send + 'static, OpenError> {
+        let slot = StreamSlot::take(&self.open_streams, user, self.limits.max_streams_per_user)?;
+        let unavailable = |e| ServiceError::Unavailable(e);
+        // Register before reading: see the module docs.
+        let subscription = self
+            .bus
+            .subscribe(user, self.limits.buffer)
+            .await
+            .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+
+        let mut pending = VecDeque::from([Frame::Open {
+            retry: self.limits.retry,
+        }]);
+        let resume = match last_event_id.map(|raw| self.resumable(raw)) {
+            Some(Ok(position)) => Some(position),
+            Some(Err(reason)) => {
+                pending.push_back(Frame::Reset {
+                    reason: reason.to_string(),
+                });
+                None
+            }
+            None => None,
+        };
+        let (last, catch_up) = match resume {
+            Some(position) => (position, true),
+            None => (
+                self.store.inbox_head(user).await.map_err(unavailable)?,
+                false,
+            ),
+        };
+        // The cursor must also not be ahead of history (e.g. a restored backup).
+        let (last, catch_up) = if catch_up && last > self.store.head().await.map_err(unavailable)? {
+            pending.push_back(Frame::Reset {
+                reason: CursorError::Ahead.to_string(),
+            });
+            (
+                self.store.inbox_head(user).await.map_err(unavailable)?,
+                false,
+            )
+        } else {
+            (last, catch_up)
+        };
+
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + self.limits.heartbeat,
+            self.limits.heartbeat,
+        );
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let state = UserStream {
+            user,
+            instance: self.store.instance_id().to_owned(),
+            store: self.store.clone(),
+            subscription,
+            last,
+            catch_up,
+            pending,
+            heartbeat,
+            shutdown: self.shutdown.clone(),
+            done: false,
+            _slot: slot,
+        };
+        Ok(futures::stream::unfold(state, |mut s| async move {
+            let frame = s.next_frame().await?;
+            Some((frame, s))
+        }))
+    }
+
+    fn resumable(&self, raw: &str) -> Result<MessageId, CursorError> {
+        let cursor = Cursor::parse(raw)?;
+        if cursor.instance != self.store.instance_id() {
+            return Err(CursorError::OtherServer);
+        }
+        Ok(cursor.position)
+    }
+}
+
+struct UserStream {
+    user: UserId,
+    instance: String,
+    store: Arc<dyn Store>,
+    subscription: Subscription,
+    /// The newest position this stream has sent (or the point it started from).
+    last: MessageId,
+    /// Set when the store may hold messages after `last` that this stream has not sent.
+    catch_up: bool,
+    pending: VecDeque<Frame>,
+    heartbeat: Interval,
+    shutdown: CancellationToken,
+    done: bool,
+    _slot: StreamSlot,
+}
+
+impl UserStream {
+    async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Some(frame);
+            }
+            if self.done {
+                return None;
+            }
+            if self.catch_up {
+                self.read_gap().await;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => self.done = true,
+                event = self.subscription.next() => match event {
+                    // The bus dropped us (buffer full) or is gone: end; the client resumes.
+                    None => self.done = true,
+                    Some(event) => self.on_event(event),
+                },
+                _ = self.heartbeat.tick() => {
+                    match self.store.inbox_head(self.user).await {
+                        Ok(head) if head > self.last => self.catch_up = true,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "heartbeat head check failed"),
+                    }
+                    return Some(Frame::Heartbeat);
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Arc<Event>) {
+        let Some(recipient) = event.recipient(self.user).copied() else {
+            return;
+        };
+        if event.message.id <= self.last {
+            return; // already sent, from the store or an earlier event
+        }
+        if recipient.prev > self.last {
+            self.catch_up = true; // something in between was missed; the store has it
+            return;
+        }
+        self.push(event);
+    }
+
+    async fn read_gap(&mut self) {
+        match self
+            .store
+            .inbox_after(self.user, self.last, REPLAY_BATCH)
+            .await
+        {
+            Ok(batch) => {
+                self.catch_up = batch.len() as u32 == REPLAY_BATCH;
+                for message in batch {
+                    self.push(Arc::new(Event::new(message, Vec::new())));
+                }
+            }
+            Err(e) => {
+                // End the stream rather than skip: the client resumes from its cursor.
+                tracing::warn!(error = %e, "replay failed; closing stream");
+                self.done = true;
+            }
+        }
+    }
+
+    fn push(&mut self, event: Arc<Event>) {
+        self.last = event.message.id;
+        let cursor = Cursor {
+            instance: self.instance.clone(),
+            position: event.message.id,
+        };
+        let mine = event.message.sender_id == self.user;
+        self.pending.push_back(Frame::Message {
+            cursor,
+            event,
+            mine,
+        });
+    }
+}
+
+/// Counts a user's open streams; the count drops when the stream does.
+struct StreamSlot {
+    counts: Arc<Mutex<HashMap<UserId, usize>>>,
+    user: UserId,
+}
+
+impl StreamSlot {
+    fn take(
+        counts: &Arc<Mutex<HashMap<UserId, usize>>>,
+        user: UserId,
+        max: usize,
+    ) -> Result<Self, OpenError> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(user).or_default();
+        if *count >= max {
+            return Err(OpenError::TooManyStreams(max));
+        }
+        *count += 1;
+        Ok(Self {
+            counts: counts.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Signed bearer tokens (HS256 JWT). They expire after a fixed lifetime, 14 days by default.
+
+use crate::model::UserId;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::time::Duration;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    /// The user id, as a string like every id on the wire.
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// A random id so two tokens issued in the same second still differ.
+    pub jti: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid or expired token")]
+    Invalid,
+    #[error("token signing failed")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+}
+
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    lifetime: Duration,
+}
+
+impl Tokens {
+    pub fn new(secret: &[u8], lifetime: Duration) -> Result<Self, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret).map_err(TokenError::Signing)?,
+            decoding: DecodingKey::from_secret(secret).map_err(TokenError::Signing)?,
+            validation,
+            lifetime,
+        })
+    }
+
+    pub fn issue(&self, user: UserId) -> Result<(String, DateTime<Utc>), TokenError> {
+        let now = Utc::now();
+        let expires_at = now + self.lifetime;
+        let claims = Claims {
+            sub: user.to_string(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            jti: hex::encode(rand::random::<[u8; 8]>()),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(TokenError::Signing)?;
+        Ok((token, expires_at))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
+        UserId::parse(&data.claims.sub).ok_or(TokenError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_verifies_with_its_secret_only() {
+        let tokens =
+            Tokens::new(b"secret-one-secret-one-secret-one", Duration::from_secs(60)).unwrap();
+        let (token, _) = tokens.issue(UserId(7)).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), UserId(7));
+        let other =
+            Tokens::new(b"secret-two-secret-two-secret-two", Duration::from_secs(60)).unwrap();
+        assert!(other.verify(&token).is_err());
+        assert!(tokens.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let tokens =
+            Tokens::new(b"secret-one-secret-one-secret-one", Duration::from_secs(0)).unwrap();
+        let (token, _) = tokens.issue(UserId(7)).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(tokens.verify(&token).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! The only way to reach data: `trait Store`, its errors, and the backends.
+//!
+//! Every implementation hands out message ids in commit order: when message `p` is visible,
+//! every message with a smaller id is visible too. Realtime resume depends on it.
+
+pub mod sqlite;
+
+use crate::model::{
+    ConversationId, ConversationView, Message, MessageContent, MessageId, Recipient, User, UserId,
+    Username,
+};
+use async_trait::async_trait;
+
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist, or the caller may not see it.
+    #[error("not found")]
+    NotFound,
+    /// The same idempotency key was used for a different conversation.
+    #[error("idempotency key reused for another conversation")]
+    KeyReused,
+    /// The database cannot be reached right now; the request may be retried.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("database error")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A message to append. `idempotency_key` makes a retried send return the first result.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation: ConversationId,
+    pub sender: UserId,
+    pub content: MessageContent,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Message,
+    /// Every participant (sender included) with their previous inbox position.
+    pub recipients: Vec<Recipient>,
+    /// True when an idempotency key matched: nothing new was written, nothing to publish.
+    pub replayed: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A random id fixed when the database was created; it scopes stream cursors.
+    fn instance_id(&self) -> &str;
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Finds a user by name, ignoring case, or creates one.
+    async fn find_or_create_user(&self, username: &Username) -> StoreResult<User>;
+    async fn user(&self, id: UserId) -> StoreResult<User>;
+    async fn user_by_username(&self, username: &Username) -> StoreResult<User>;
+    /// Up to `limit` usernames starting with `prefix` (any case), `exclude` left out, sorted.
+    async fn search_usernames(
+        &self,
+        prefix: &str,
+        exclude: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<String>>;
+
+    /// The pair's 1:1 conversation, created if missing; `true` when it was created now.
+    async fn find_or_create_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> StoreResult<(ConversationId, bool)>;
+    /// `NotFound` unless `viewer` participates.
+    async fn conversation(
+        &self,
+        viewer: UserId,
+        id: ConversationId,
+    ) -> StoreResult<ConversationView>;
+    /// Conversations with a message, newest last message first, paged past `before`'s last message.
+    async fn conversations(
+        &self,
+        viewer: UserId,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationView>>;
+
+    /// Appends a message as one commit; `NotFound` unless the sender participates.
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
+    /// Newest first, ids below `before`; `NotFound` unless `viewer` participates.
+    async fn messages(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>>;
+    /// Moves the viewer's read position to the conversation's last message (never backwards).
+    async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()>;
+
+    /// The newest position in the user's inbox (every conversation they are in), 0 if none.
+    async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId>;
+    /// The user's inbox after `after`, oldest first, at most `limit`.
+    async fn inbox_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>>;
+    /// The newest position in the whole store, 0 if none.
+    async fn head(&self) -> StoreResult<MessageId>;
+}

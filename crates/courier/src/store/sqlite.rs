@@ -1,0 +1,624 @@
+//! `SqliteStore`: sqlx over one SQLite file in WAL mode.
+//!
+//! Reads go through a pool. Every message goes through one writer task that owns its own
+//! connection and commits in groups: the sends that queue up while one commit is syncing
+//! share the next transaction and its single fsync. One writer is also what makes message
+//! ids follow commit order, so a stream cursor never skips a message that commits late.
+
+use super::{Appended, NewMessage, Store, StoreError, StoreResult};
+use crate::model::{
+    ConversationId, ConversationView, Message, MessageId, Recipient, User, UserId, Username,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteExecutor};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The largest number of sends that share one transaction.
+const MAX_GROUP: usize = 512;
+/// An idempotency key answers retries for this long.
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// `FULL` syncs the WAL on every commit: a 201 means the message is on disk.
+    pub synchronous_full: bool,
+    pub read_connections: u32,
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous_full: true,
+            read_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: mpsc::Sender<WriteJob>,
+    instance: String,
+}
+
+struct WriteJob {
+    new: NewMessage,
+    reply: oneshot::Sender<StoreResult<Appended>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies the embedded migrations.
+    pub async fn open(url: &str, options: &SqliteOptions) -> StoreResult<Self> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(other)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if options.synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(connect.clone())
+            .await
+            .map_err(classify)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(other)?;
+
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('instance', ?) ON CONFLICT DO NOTHING")
+            .bind(random_instance_id())
+            .execute(&pool)
+            .await
+            .map_err(classify)?;
+        let instance: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'instance'")
+            .fetch_one(&pool)
+            .await
+            .map_err(classify)?;
+
+        let conn = SqliteConnection::connect_with(&connect)
+            .await
+            .map_err(classify)?;
+        let (writer, jobs) = mpsc::channel(MAX_GROUP * 4);
+        tokio::spawn(write_loop(conn, jobs));
+        Ok(Self {
+            pool,
+            writer,
+            instance,
+        })
+    }
+}
+
+pub(crate) fn random_instance_id() -> String {
+    hex::encode(rand::random::<[u8; 6]>())
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Other(Box::new(e))
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        e => StoreError::Other(Box::new(e)),
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";
+
+fn message_at(row: &SqliteRow, at: usize) -> Result<Message, sqlx::Error> {
+    Ok(Message {
+        id: MessageId(row.try_get(at)?),
+        conversation_id: ConversationId(row.try_get(at + 1)?),
+        sender_id: UserId(row.try_get(at + 2)?),
+        content: row.try_get(at + 3)?,
+        created_at: time(row.try_get(at + 4)?),
+    })
+}
+
+fn user_at(row: &SqliteRow, at: usize) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: UserId(row.try_get(at)?),
+        username: row.try_get(at + 1)?,
+        avatar_url: row.try_get(at + 2)?,
+    })
+}
+
+/// One row per conversation as `?1` sees it; the caller appends WHERE/ORDER clauses.
+const CONVERSATION_VIEW: &str = "
+    SELECT c.id, c.last_message_id, p.last_read_message_id,
+           u.id, u.username, u.avatar_url,
+           m.id, m.conversation_id, m.sender_id, m.content, m.created_at
+    FROM participants p
+    JOIN conversations c ON c.id = p.conversation_id
+    JOIN users u ON u.id = (SELECT o.user_id FROM participants o
+                            WHERE o.conversation_id = c.id AND o.user_id <> p.user_id
+                            ORDER BY o.joined_at, o.user_id LIMIT 1)
+    LEFT JOIN messages m ON m.id = c.last_message_id
+    WHERE p.user_id = ?1";
+
+fn conversation_view(viewer: UserId, row: &SqliteRow) -> Result<ConversationView, sqlx::Error> {
+    let last_message = match row.try_get::<Option<i64>, _>(6)? {
+        Some(_) => Some(message_at(row, 6)?),
+        None => None,
+    };
+    let last_read: i64 = row.try_get(2)?;
+    let has_unread_messages = last_message
+        .as_ref()
+        .is_some_and(|m| m.id.0 > last_read && m.sender_id != viewer);
+    Ok(ConversationView {
+        id: ConversationId(row.try_get(0)?),
+        other_participant: user_at(row, 3)?,
+        last_message,
+        has_unread_messages,
+    })
+}
+
+async fn is_participant(
+    db: impl SqliteExecutor<'_>,
+    user: UserId,
+    conversation: ConversationId,
+) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM participants WHERE conversation_id = ? AND user_id = ?")
+        .bind(conversation.0)
+        .bind(user.0)
+        .fetch_optional(db)
+        .await
+        .map_err(classify)?
+        .map(|_| ())
+        .ok_or(StoreError::NotFound)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_or_create_user(&self, username: &Username) -> StoreResult<User> {
+        sqlx::query(
+            "INSERT INTO users (username, created_at) VALUES (?, ?) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username.as_str())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        self.user_by_username(username).await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<User> {
+        let row = sqlx::query("SELECT id, username, avatar_url FROM users WHERE id = ?")
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        user_at(&row, 0).map_err(classify)
+    }
+
+    async fn user_by_username(&self, username: &Username) -> StoreResult<User> {
+        let row = sqlx::query("SELECT id, username, avatar_url FROM users WHERE username = ?")
+            .bind(username.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        user_at(&row, 0).map_err(classify)
+    }
+
+    async fn search_usernames(
+        &self,
+        prefix: &str,
+        exclude: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        // Escape LIKE's wildcards so "a_" means a literal underscore.
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        sqlx::query_scalar(
+            "SELECT username FROM users WHERE username LIKE ? ESCAPE '\\' AND id <> ?
+             ORDER BY username LIMIT ?",
+        )
+        .bind(pattern)
+        .bind(exclude.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn find_or_create_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> StoreResult<(ConversationId, bool)> {
+        let key = format!("{}:{}", a.min(b), a.max(b));
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = ?")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+        if let Some(id) = existing {
+            return Ok((ConversationId(id), false));
+        }
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO conversations (direct_key, created_at) VALUES (?, ?) RETURNING id",
+        )
+        .bind(&key)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        for user in [a, b] {
+            sqlx::query(
+                "INSERT INTO participants (conversation_id, user_id, joined_at) VALUES (?, ?, ?)",
+            )
+            .bind(id)
+            .bind(user.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok((ConversationId(id), true))
+    }
+
+    async fn conversation(
+        &self,
+        viewer: UserId,
+        id: ConversationId,
+    ) -> StoreResult<ConversationView> {
+        let sql = format!("{CONVERSATION_VIEW} AND c.id = ?2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(viewer.0)
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        conversation_view(viewer, &row).map_err(classify)
+    }
+
+    async fn conversations(
+        &self,
+        viewer: UserId,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationView>> {
+        let sql = format!(
+            "{CONVERSATION_VIEW} AND c.last_message_id IS NOT NULL
+               AND (?2 IS NULL OR c.last_message_id <
+                    (SELECT b.last_message_id FROM conversations b
+                     JOIN participants bp ON bp.conversation_id = b.id AND bp.user_id = ?1
+                     WHERE b.id = ?2))
+             ORDER BY c.last_message_id DESC LIMIT ?3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(viewer.0)
+            .bind(before.map(|b| b.0))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| conversation_view(viewer, r))
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+        let (reply, answer) = oneshot::channel();
+        let unavailable = || StoreError::Unavailable("the SQLite writer has stopped".into());
+        self.writer
+            .send(WriteJob { new, reply })
+            .await
+            .map_err(|_| unavailable())?;
+        answer.await.map_err(|_| unavailable())?
+    }
+
+    async fn messages(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        is_participant(&self.pool, viewer, conversation).await?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m
+             WHERE m.conversation_id = ?1 AND (?2 IS NULL OR m.id < ?2)
+             ORDER BY m.id DESC LIMIT ?3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(conversation.0)
+            .bind(before.map(|b| b.0))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| message_at(r, 0))
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()> {
+        is_participant(&self.pool, viewer, conversation).await?;
+        // Only write when the position actually moves: reads stay reads.
+        sqlx::query(
+            "UPDATE participants SET last_read_message_id =
+                 (SELECT last_message_id FROM conversations WHERE id = ?1)
+             WHERE conversation_id = ?1 AND user_id = ?2 AND last_read_message_id <
+                 COALESCE((SELECT last_message_id FROM conversations WHERE id = ?1), 0)",
+        )
+        .bind(conversation.0)
+        .bind(viewer.0)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId> {
+        inbox_head(&self.pool, user).await
+    }
+
+    async fn inbox_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM participants p
+             JOIN messages m ON m.conversation_id = p.conversation_id
+             WHERE p.user_id = ?1 AND m.id > ?2
+             ORDER BY m.id LIMIT ?3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.0)
+            .bind(after.0)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| message_at(r, 0))
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn head(&self) -> StoreResult<MessageId> {
+        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(MessageId(id))
+    }
+}
+
+async fn inbox_head(db: impl SqliteExecutor<'_>, user: UserId) -> StoreResult<MessageId> {
+    let id: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(c.last_message_id), 0) FROM participants p
+         JOIN conversations c ON c.id = p.conversation_id WHERE p.user_id = ?",
+    )
+    .bind(user.0)
+    .fetch_one(db)
+    .await
+    .map_err(classify)?;
+    Ok(MessageId(id))
+}
+
+/// Drains queued sends into one transaction at a time. Inbox heads are cached here because
+/// this task is the only one that appends messages; the cache is dropped on any failure.
+async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJob>) {
+    let mut heads: HashMap<UserId, MessageId> = HashMap::new();
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match commit_group(&mut conn, &mut heads, &group).await {
+            Ok(results) => {
+                for (job, result) in group.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                heads.clear();
+                tracing::error!(error = %e, size = group.len(), "message commit failed");
+                let reason = e.to_string();
+                for job in group.drain(..) {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(reason.clone().into())));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    heads: &mut HashMap<UserId, MessageId>,
+    group: &[WriteJob],
+) -> Result<Vec<StoreResult<Appended>>, sqlx::Error> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(group.len());
+    let mut staged = HashMap::new();
+    for job in group {
+        results.push(append_one(&mut tx, heads, &mut staged, &job.new).await?);
+    }
+    tx.commit().await?;
+    // Only a committed group moves the cached heads.
+    heads.extend(staged);
+    Ok(results)
+}
+
+/// Appends one message inside the group's transaction. `Err` aborts the whole group;
+/// `Ok(Err(..))` is this send's own refusal (not a participant, key reused).
+async fn append_one(
+    conn: &mut SqliteConnection,
+    heads: &HashMap<UserId, MessageId>,
+    staged: &mut HashMap<UserId, MessageId>,
+    new: &NewMessage,
+) -> Result<StoreResult<Appended>, sqlx::Error> {
+    let now = now_ms();
+    if let Some(key) = &new.idempotency_key {
+        let earlier: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT conversation_id, message_id FROM idempotency_keys
+             WHERE user_id = ? AND key = ? AND created_at > ?",
+        )
+        .bind(new.sender.0)
+        .bind(key)
+        .bind(now - IDEMPOTENCY_WINDOW_MS)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((conversation, message)) = earlier {
+            if conversation != new.conversation.0 {
+                return Ok(Err(StoreError::KeyReused));
+            }
+            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(message)
+                .fetch_one(&mut *conn)
+                .await?;
+            let message = message_at(&row, 0)?;
+            return Ok(Ok(Appended {
+                message,
+                recipients: Vec::new(),
+                replayed: true,
+            }));
+        }
+    }
+
+    let participants: Vec<i64> =
+        sqlx::query_scalar("SELECT user_id FROM participants WHERE conversation_id = ?")
+            .bind(new.conversation.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    if !participants.contains(&new.sender.0) {
+        return Ok(Err(StoreError::NotFound));
+    }
+
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, sender_id, content, created_at)
+         VALUES (?, ?, ?, ?) RETURNING id",
+    )
+    .bind(new.conversation.0)
+    .bind(new.sender.0)
+    .bind(new.content.as_str())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE conversations SET last_message_id = ?1 WHERE id = ?2")
+        .bind(id)
+        .bind(new.conversation.0)
+        .execute(&mut *conn)
+        .await?;
+    // The sender has read their own message.
+    sqlx::query(
+        "UPDATE participants SET last_read_message_id = ?1 WHERE conversation_id = ?2 AND user_id = ?3",
+    )
+    .bind(id)
+    .bind(new.conversation.0)
+    .bind(new.sender.0)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(key) = &new.idempotency_key {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (user_id, key) DO UPDATE SET
+                 conversation_id = excluded.conversation_id,
+                 message_id = excluded.message_id, created_at = excluded.created_at",
+        )
+        .bind(new.sender.0)
+        .bind(key)
+        .bind(new.conversation.0)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    let mut recipients = Vec::with_capacity(participants.len());
+    for user in participants.into_iter().map(UserId) {
+        let prev = match staged.get(&user).or_else(|| heads.get(&user)) {
+            Some(head) => *head,
+            None => prev_before(&mut *conn, user, id).await?,
+        };
+        staged.insert(user, MessageId(id));
+        recipients.push(Recipient { user, prev });
+    }
+    let message = Message {
+        id: MessageId(id),
+        conversation_id: new.conversation,
+        sender_id: new.sender,
+        content: new.content.as_str().to_owned(),
+        created_at: time(now),
+    };
+    Ok(Ok(Appended {
+        message,
+        recipients,
+        replayed: false,
+    }))
+}
+
+/// The user's newest inbox position below `id`.
+async fn prev_before(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    id: i64,
+) -> Result<MessageId, sqlx::Error> {
+    let prev: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(m.id), 0) FROM participants p
+         JOIN messages m ON m.conversation_id = p.conversation_id
+         WHERE p.user_id = ?1 AND m.id < ?2",
+    )
+    .bind(user.0)
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(MessageId(prev))
+}
