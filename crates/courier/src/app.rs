@@ -41,7 +41,7 @@ impl App {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let store = open_store(&config).await?;
-        let bus = open_bus(&config).await?;
+        let bus = open_bus(&config, store.instance_id()).await?;
         let secret = match &config.token_secret {
             Some(secret) => secret.0.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir)?,
@@ -162,14 +162,37 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
                 .with_context(|| format!("opening SQLite database {url}"))?;
             Ok(Arc::new(store))
         }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let store = crate::store::PgStore::open(&url, &crate::store::PgOptions::default())
+                .await
+                .context("opening the PostgreSQL database")?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => {
+            bail!("this build has no PostgreSQL support (cargo feature `postgres`)")
+        }
         other => bail!("unknown database URL scheme {other:?}: expected sqlite:// or postgres://"),
     }
 }
 
-async fn open_bus(config: &ServeConfig) -> anyhow::Result<Arc<dyn Bus>> {
+/// `instance` (the store's id) prefixes the NATS subjects, so communities sharing one NATS never cross.
+async fn open_bus(config: &ServeConfig, instance: &str) -> anyhow::Result<Arc<dyn Bus>> {
     match &config.nats_url {
         None => Ok(Arc::new(LocalBus::new())),
-        Some(_) => bail!("this build has no NATS support yet"),
+        #[cfg(feature = "nats")]
+        Some(url) => {
+            let bus = crate::bus::NatsBus::connect(url, instance)
+                .await
+                .context("connecting to NATS")?;
+            Ok(Arc::new(bus))
+        }
+        #[cfg(not(feature = "nats"))]
+        Some(_) => {
+            let _ = instance;
+            bail!("this build has no NATS support (cargo feature `nats`)")
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! that from the store, so a bus never decides whether a message is delivered, only how soon.
 
 pub mod local;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 use crate::model::{Event, UserId};
 use async_trait::async_trait;
@@ -14,6 +16,8 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 pub use local::LocalBus;
+#[cfg(feature = "nats")]
+pub use nats::NatsBus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

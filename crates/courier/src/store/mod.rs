@@ -3,6 +3,8 @@
 //! Every implementation hands out message ids in commit order: when message `p` is visible,
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use crate::model::{
@@ -11,6 +13,8 @@ use crate::model::{
 };
 use async_trait::async_trait;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]

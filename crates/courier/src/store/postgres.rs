@@ -1,0 +1,677 @@
+//! `PgStore`: sqlx over PostgreSQL, shared by every node of a cluster.
+//!
+//! Message ids must follow commit order (see `store`), and a sequence does not give that:
+//! `nextval` hands out 10 to A and 11 to B, B commits first, and a stream that sent 11 and
+//! resumes from it skips 10 forever. So ids come from the single row of `message_position`,
+//! and every append transaction locks that row with its *first* statement and keeps the lock
+//! until it commits. Appends, on every node, therefore run one after another: the next
+//! transaction can only read the counter once the previous one has committed and is visible
+//! (PostgreSQL releases row locks after the commit is visible to new snapshots). A reader that
+//! sees position p thus sees every position below p. The same lock makes `prev` (a recipient's
+//! inbox head before this message) exact: no other append can commit between reading it and
+//! writing the message.
+//!
+//! Like `SqliteStore`, sends go through one writer task per node that commits in groups: the
+//! sends that queue while one transaction holds the lock share the next one, its single lock
+//! acquisition and its single WAL flush.
+//!
+//! Connection failures (refused, reset, admin shutdown, pool timeout) become
+//! `StoreError::Unavailable` (503). The pool tests connections before handing them out and
+//! waits at most `acquire_timeout` for one, so when PostgreSQL returns the next request simply
+//! gets a fresh connection: no restart needed.
+
+use super::{Appended, NewMessage, Store, StoreError, StoreResult};
+use crate::model::{
+    ConversationId, ConversationView, Message, MessageId, Recipient, User, UserId, Username,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgExecutor, Row};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The largest number of sends that share one transaction.
+const MAX_GROUP: usize = 512;
+/// An idempotency key answers retries for this long.
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it gets 503.
+    pub acquire_timeout: Duration,
+    /// A transaction left idle this long (a stalled node) is aborted, releasing the counter lock.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            idle_in_transaction_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    writer: mpsc::Sender<WriteJob>,
+    instance: String,
+}
+
+struct WriteJob {
+    new: NewMessage,
+    reply: oneshot::Sender<StoreResult<Appended>>,
+}
+
+impl PgStore {
+    /// Connects to `url` and applies the embedded migrations (safe to run from several nodes
+    /// at once: sqlx serialises them with an advisory lock).
+    pub async fn open(url: &str, options: &PgOptions) -> StoreResult<Self> {
+        let idle = format!("{}ms", options.idle_in_transaction_timeout.as_millis());
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(other)?
+            .application_name("courier")
+            .options([("idle_in_transaction_session_timeout", idle.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(true)
+            .connect_with(connect)
+            .await
+            .map_err(classify)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(other)?;
+
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('instance', $1) ON CONFLICT DO NOTHING")
+            .bind(super::sqlite::random_instance_id())
+            .execute(&pool)
+            .await
+            .map_err(classify)?;
+        let instance: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'instance'")
+            .fetch_one(&pool)
+            .await
+            .map_err(classify)?;
+
+        let (writer, jobs) = mpsc::channel(MAX_GROUP * 4);
+        tokio::spawn(write_loop(pool.clone(), jobs));
+        Ok(Self {
+            pool,
+            writer,
+            instance,
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Other(Box::new(e))
+}
+
+/// True when the error means "the database cannot be reached right now", not "this request is wrong".
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P: admin/crash shutdown, cannot connect now;
+            // 53: insufficient resources (too many connections, disk full).
+            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+        }),
+        _ => false,
+    }
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        e if is_unavailable(&e) => StoreError::Unavailable(Box::new(e)),
+        e => StoreError::Other(Box::new(e)),
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";
+
+fn message_at(row: &PgRow, at: usize) -> Result<Message, sqlx::Error> {
+    Ok(Message {
+        id: MessageId(row.try_get(at)?),
+        conversation_id: ConversationId(row.try_get(at + 1)?),
+        sender_id: UserId(row.try_get(at + 2)?),
+        content: row.try_get(at + 3)?,
+        created_at: time(row.try_get(at + 4)?),
+    })
+}
+
+fn user_at(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: UserId(row.try_get(at)?),
+        username: row.try_get(at + 1)?,
+        avatar_url: row.try_get(at + 2)?,
+    })
+}
+
+/// One row per conversation as `$1` sees it; the caller appends WHERE/ORDER clauses.
+const CONVERSATION_VIEW: &str = "
+    SELECT c.id, c.last_message_id, p.last_read_message_id,
+           u.id, u.username, u.avatar_url,
+           m.id, m.conversation_id, m.sender_id, m.content, m.created_at
+    FROM participants p
+    JOIN conversations c ON c.id = p.conversation_id
+    JOIN users u ON u.id = (SELECT o.user_id FROM participants o
+                            WHERE o.conversation_id = c.id AND o.user_id <> p.user_id
+                            ORDER BY o.joined_at, o.user_id LIMIT 1)
+    LEFT JOIN messages m ON m.id = c.last_message_id
+    WHERE p.user_id = $1";
+
+fn conversation_view(viewer: UserId, row: &PgRow) -> Result<ConversationView, sqlx::Error> {
+    let last_message = match row.try_get::<Option<i64>, _>(6)? {
+        Some(_) => Some(message_at(row, 6)?),
+        None => None,
+    };
+    let last_read: i64 = row.try_get(2)?;
+    let has_unread_messages = last_message
+        .as_ref()
+        .is_some_and(|m| m.id.0 > last_read && m.sender_id != viewer);
+    Ok(ConversationView {
+        id: ConversationId(row.try_get(0)?),
+        other_participant: user_at(row, 3)?,
+        last_message,
+        has_unread_messages,
+    })
+}
+
+async fn is_participant(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    conversation: ConversationId,
+) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2")
+        .bind(conversation.0)
+        .bind(user.0)
+        .fetch_optional(db)
+        .await
+        .map_err(classify)?
+        .map(|_| ())
+        .ok_or(StoreError::NotFound)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_or_create_user(&self, username: &Username) -> StoreResult<User> {
+        // No conflict target: the arbiter is the unique index on lower(username).
+        sqlx::query(
+            "INSERT INTO users (username, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(username.as_str())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        self.user_by_username(username).await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<User> {
+        let row = sqlx::query("SELECT id, username, avatar_url FROM users WHERE id = $1")
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        user_at(&row, 0).map_err(classify)
+    }
+
+    async fn user_by_username(&self, username: &Username) -> StoreResult<User> {
+        let row = sqlx::query(
+            "SELECT id, username, avatar_url FROM users WHERE lower(username) = lower($1)",
+        )
+        .bind(username.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        user_at(&row, 0).map_err(classify)
+    }
+
+    async fn search_usernames(
+        &self,
+        prefix: &str,
+        exclude: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        // Escape LIKE's wildcards so "a_" means a literal underscore.
+        let pattern = format!(
+            "{}%",
+            prefix
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        // SQLite sorts this column with NOCASE; "C" keeps the order byte-wise like it does.
+        sqlx::query_scalar(
+            "SELECT username FROM users WHERE lower(username) LIKE $1 ESCAPE '\\' AND id <> $2
+             ORDER BY lower(username) COLLATE \"C\" LIMIT $3",
+        )
+        .bind(pattern)
+        .bind(exclude.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn find_or_create_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> StoreResult<(ConversationId, bool)> {
+        let key = format!("{}:{}", a.min(b), a.max(b));
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let now = now_ms();
+        // A concurrent creator of the same pair makes this wait for its commit, then do nothing.
+        let created: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO conversations (direct_key, created_at) VALUES ($1, $2)
+             ON CONFLICT (direct_key) DO NOTHING RETURNING id",
+        )
+        .bind(&key)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some(id) = created else {
+            // Read COMMITTED: this statement's snapshot sees the winner's conversation and
+            // participants, which it committed together.
+            let id: i64 = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            return Ok((ConversationId(id), false));
+        };
+        for user in [a, b] {
+            sqlx::query(
+                "INSERT INTO participants (conversation_id, user_id, joined_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(user.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok((ConversationId(id), true))
+    }
+
+    async fn conversation(
+        &self,
+        viewer: UserId,
+        id: ConversationId,
+    ) -> StoreResult<ConversationView> {
+        let sql = format!("{CONVERSATION_VIEW} AND c.id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(viewer.0)
+            .bind(id.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        conversation_view(viewer, &row).map_err(classify)
+    }
+
+    async fn conversations(
+        &self,
+        viewer: UserId,
+        before: Option<ConversationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationView>> {
+        let sql = format!(
+            "{CONVERSATION_VIEW} AND c.last_message_id IS NOT NULL
+               AND ($2::BIGINT IS NULL OR c.last_message_id <
+                    (SELECT b.last_message_id FROM conversations b
+                     JOIN participants bp ON bp.conversation_id = b.id AND bp.user_id = $1
+                     WHERE b.id = $2))
+             ORDER BY c.last_message_id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(viewer.0)
+            .bind(before.map(|b| b.0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| conversation_view(viewer, r))
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+        let (reply, answer) = oneshot::channel();
+        let unavailable = || StoreError::Unavailable("the PostgreSQL writer has stopped".into());
+        self.writer
+            .send(WriteJob { new, reply })
+            .await
+            .map_err(|_| unavailable())?;
+        answer.await.map_err(|_| unavailable())?
+    }
+
+    async fn messages(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        is_participant(&self.pool, viewer, conversation).await?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m
+             WHERE m.conversation_id = $1 AND ($2::BIGINT IS NULL OR m.id < $2)
+             ORDER BY m.id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(conversation.0)
+            .bind(before.map(|b| b.0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| message_at(r, 0))
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()> {
+        is_participant(&self.pool, viewer, conversation).await?;
+        // Only write when the position actually moves: reads stay reads.
+        sqlx::query(
+            "UPDATE participants SET last_read_message_id =
+                 (SELECT last_message_id FROM conversations WHERE id = $1)
+             WHERE conversation_id = $1 AND user_id = $2 AND last_read_message_id <
+                 COALESCE((SELECT last_message_id FROM conversations WHERE id = $1), 0)",
+        )
+        .bind(conversation.0)
+        .bind(viewer.0)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId> {
+        let id: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(c.last_message_id), 0)::BIGINT FROM participants p
+             JOIN conversations c ON c.id = p.conversation_id WHERE p.user_id = $1",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(MessageId(id))
+    }
+
+    async fn inbox_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM participants p
+             JOIN messages m ON m.conversation_id = p.conversation_id
+             WHERE p.user_id = $1 AND m.id > $2
+             ORDER BY m.id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.0)
+            .bind(after.0)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| message_at(r, 0))
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn head(&self) -> StoreResult<MessageId> {
+        // The counter may run ahead of the last message only inside an uncommitted
+        // transaction, which this snapshot cannot see.
+        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM messages")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(MessageId(id))
+    }
+}
+
+/// Drains queued sends into one transaction at a time.
+async fn write_loop(pool: PgPool, mut jobs: mpsc::Receiver<WriteJob>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let news: Vec<&NewMessage> = group.iter().map(|job| &job.new).collect();
+        let results = match commit_group(&pool, &news).await {
+            Ok(results) => results,
+            // One bad send must not fail its neighbours: retry them one by one, unless the
+            // database is gone or the COMMIT itself failed (its outcome is then unknown, and a
+            // retry could store a message twice; the client's idempotency key covers that).
+            Err(GroupError {
+                error,
+                at_commit: false,
+            }) if news.len() > 1 && !is_unavailable(&error) => {
+                tracing::warn!(error = %error, size = news.len(), "group commit failed; retrying singly");
+                let mut results = Vec::with_capacity(news.len());
+                for new in &news {
+                    results.push(match commit_group(&pool, &[new]).await {
+                        Ok(mut one) => one.pop().unwrap_or(Err(StoreError::NotFound)),
+                        Err(e) => Err(failed(e.error)),
+                    });
+                }
+                results
+            }
+            Err(e) => {
+                let reason = e.error.to_string();
+                let unavailable = is_unavailable(&e.error);
+                tracing::error!(error = %reason, size = news.len(), "message commit failed");
+                news.iter()
+                    .map(|_| {
+                        Err(if unavailable || e.at_commit {
+                            StoreError::Unavailable(reason.clone().into())
+                        } else {
+                            StoreError::Other(reason.clone().into())
+                        })
+                    })
+                    .collect()
+            }
+        };
+        for (job, result) in group.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+fn failed(e: sqlx::Error) -> StoreError {
+    tracing::error!(error = %e, "message commit failed");
+    classify(e)
+}
+
+struct GroupError {
+    error: sqlx::Error,
+    at_commit: bool,
+}
+
+impl From<sqlx::Error> for GroupError {
+    fn from(error: sqlx::Error) -> Self {
+        Self {
+            error,
+            at_commit: false,
+        }
+    }
+}
+
+async fn commit_group(
+    pool: &PgPool,
+    group: &[&NewMessage],
+) -> Result<Vec<StoreResult<Appended>>, GroupError> {
+    // READ COMMITTED is what makes the lock work: each statement after the lock takes a new
+    // snapshot, which includes every append committed before this one got the lock.
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await?;
+    // The first statement: wait for the counter row, then hold it until COMMIT.
+    let mut position: i64 =
+        sqlx::query_scalar("SELECT value FROM message_position WHERE single FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    let first = position;
+    let mut results = Vec::with_capacity(group.len());
+    for new in group {
+        results.push(append_one(&mut tx, &mut position, new).await?);
+    }
+    if position != first {
+        sqlx::query("UPDATE message_position SET value = $1 WHERE single")
+            .bind(position)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await.map_err(|error| GroupError {
+        error,
+        at_commit: true,
+    })?;
+    Ok(results)
+}
+
+/// Appends one message inside the group's transaction, which holds the counter lock.
+/// `Err` aborts the whole group; `Ok(Err(..))` is this send's own refusal.
+async fn append_one(
+    conn: &mut PgConnection,
+    position: &mut i64,
+    new: &NewMessage,
+) -> Result<StoreResult<Appended>, sqlx::Error> {
+    let now = now_ms();
+    if let Some(key) = &new.idempotency_key {
+        // Under the counter lock, so two nodes retrying the same key cannot both miss it.
+        let earlier: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT conversation_id, message_id FROM idempotency_keys
+             WHERE user_id = $1 AND key = $2 AND created_at > $3",
+        )
+        .bind(new.sender.0)
+        .bind(key)
+        .bind(now - IDEMPOTENCY_WINDOW_MS)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((conversation, message)) = earlier {
+            if conversation != new.conversation.0 {
+                return Ok(Err(StoreError::KeyReused));
+            }
+            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(message)
+                .fetch_one(&mut *conn)
+                .await?;
+            return Ok(Ok(Appended {
+                message: message_at(&row, 0)?,
+                recipients: Vec::new(),
+                replayed: true,
+            }));
+        }
+    }
+
+    // Each participant with their inbox head *before* this message. Earlier messages of this
+    // group are visible here (same transaction); other appends cannot interleave (the lock).
+    let participants: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT p.user_id,
+                COALESCE((SELECT MAX(c.last_message_id) FROM participants q
+                          JOIN conversations c ON c.id = q.conversation_id
+                          WHERE q.user_id = p.user_id), 0)::BIGINT
+         FROM participants p WHERE p.conversation_id = $1 ORDER BY p.user_id",
+    )
+    .bind(new.conversation.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    if !participants.iter().any(|(user, _)| *user == new.sender.0) {
+        return Ok(Err(StoreError::NotFound));
+    }
+
+    *position += 1;
+    let id = *position;
+    // One round trip: the message, the conversation's last message, and the sender has read it.
+    sqlx::query(
+        "WITH m AS (
+             INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+             VALUES ($1, $2, $3, $4, $5)),
+         c AS (UPDATE conversations SET last_message_id = $1 WHERE id = $2)
+         UPDATE participants SET last_read_message_id = $1
+         WHERE conversation_id = $2 AND user_id = $3",
+    )
+    .bind(id)
+    .bind(new.conversation.0)
+    .bind(new.sender.0)
+    .bind(new.content.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(key) = &new.idempotency_key {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id, key) DO UPDATE SET
+                 conversation_id = excluded.conversation_id,
+                 message_id = excluded.message_id, created_at = excluded.created_at",
+        )
+        .bind(new.sender.0)
+        .bind(key)
+        .bind(new.conversation.0)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    let recipients = participants
+        .into_iter()
+        .map(|(user, prev)| Recipient {
+            user: UserId(user),
+            prev: MessageId(prev),
+        })
+        .collect();
+    let message = Message {
+        id: MessageId(id),
+        conversation_id: new.conversation,
+        sender_id: new.sender,
+        content: new.content.as_str().to_owned(),
+        created_at: time(now),
+    };
+    Ok(Ok(Appended {
+        message,
+        recipients,
+        replayed: false,
+    }))
+}
