@@ -6,6 +6,7 @@ const listeners = { message: new Set(), reset: new Set(), state: new Set(), unau
 let source = null;
 let state = 'idle'; // idle | connecting | open | reconnecting
 let retryTimer = 0;
+let sawEventId = false; // whether the browser has a Last-Event-ID to resume from
 let retryDelay = 1000;
 let checkAuth = async () => true;
 
@@ -50,17 +51,22 @@ export function stopStream() {
 }
 
 function open(fresh) {
+  sawEventId = false;
   setState(fresh ? 'reconnecting' : 'connecting');
   const es = new EventSource('/api/messages');
   source = es;
+  let dropped = false;
   es.onopen = () => {
     retryDelay = 1000;
     setState('open');
-    // A brand-new EventSource carries no Last-Event-ID, so whatever was missed must be refetched.
-    if (fresh) emit('reset', { reason: 'reopened' });
+    // Without a Last-Event-ID (a brand-new EventSource, or no event received before the drop)
+    // the server can't replay the gap, so views refetch instead.
+    if (fresh || (dropped && !sawEventId)) emit('reset', { reason: 'reopened' });
     fresh = false;
+    dropped = false;
   };
   es.onmessage = (event) => {
+    if (event.lastEventId) sawEventId = true;
     let message;
     try {
       message = JSON.parse(event.data);
@@ -70,6 +76,7 @@ function open(fresh) {
     if (message && message.id) emit('message', message);
   };
   es.addEventListener('reset', (event) => {
+    if (event.lastEventId) sawEventId = true;
     let data = {};
     try {
       data = JSON.parse(event.data);
@@ -80,6 +87,7 @@ function open(fresh) {
   });
   es.onerror = () => {
     if (source !== es) return;
+    dropped = true;
     if (es.readyState === EventSource.CLOSED) {
       // The browser gave up for good (an HTTP error such as 401, or a bad content type).
       source = null;

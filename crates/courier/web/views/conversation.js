@@ -208,19 +208,21 @@ export function mountConversation(root, { params }) {
 
   // ---- reading ----------------------------------------------------------------------------
 
-  let readTimer = 0;
+  // One request in flight at a time; a burst of arrivals collapses into one follow-up request.
+  let reading = false;
   function markReadSoon() {
-    if (document.hidden) {
-      readPending = true;
-      return;
-    }
-    clearTimeout(readTimer);
-    readTimer = setTimeout(() => {
-      readPending = false;
-      api.markRead(id).catch(() => {
+    readPending = true;
+    if (document.hidden || reading) return;
+    readPending = false;
+    reading = true;
+    api.markRead(id)
+      .catch(() => {
         readPending = true;
+      })
+      .finally(() => {
+        reading = false;
+        if (readPending && alive) markReadSoon();
       });
-    }, 250);
   }
 
   function onVisibility() {
@@ -323,7 +325,6 @@ export function mountConversation(root, { params }) {
     alive = false;
     offMessage();
     offReset();
-    clearTimeout(readTimer);
     document.removeEventListener('visibilitychange', onVisibility);
   }
 
