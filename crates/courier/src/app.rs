@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
+    socket_send_buffer: usize,
 }
 
 impl App {
@@ -84,6 +86,7 @@ impl App {
             listener,
             router,
             shutdown,
+            socket_send_buffer: config.socket_send_buffer,
         })
     }
 
@@ -114,7 +117,19 @@ impl App {
                 }
             }
         });
-        let server = axum::serve(self.listener, self.router)
+        let send_buffer = self.socket_send_buffer;
+        let listener = self.listener.tap_io(move |tcp| {
+            // Events are small and latency matters: never wait for Nagle.
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY");
+            }
+            if send_buffer > 0 {
+                if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer) {
+                    tracing::debug!(error = %e, "SO_SNDBUF");
+                }
+            }
+        });
+        let server = axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tokio::select! {
             result = server => result.context("serving HTTP"),

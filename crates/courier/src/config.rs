@@ -82,6 +82,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", default_value = "full", value_parser = ["full", "normal"])]
     pub sqlite_synchronous: String,
 
+    /// Kernel send buffer per connection, in bytes; 0 lets the kernel size it. A small one bounds
+    /// what a stalled reader can hold, so its stream is closed (and resumed) sooner.
+    #[arg(long, env = "COURIER_SOCKET_SEND_BUFFER", default_value_t = 0)]
+    pub socket_send_buffer: usize,
+
     /// Mark session cookies `Secure` (set this when served over HTTPS without `X-Forwarded-Proto`).
     #[arg(long, env = "COURIER_SECURE_COOKIES")]
     pub secure_cookies: bool,

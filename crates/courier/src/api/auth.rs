@@ -7,7 +7,7 @@ use crate::model::UserId;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -103,7 +103,7 @@ fn session_cookies(
     state: &ApiState,
     request: &HeaderMap,
     token: Option<&str>,
-) -> [(axum::http::HeaderName, HeaderValue); 2] {
+) -> AppendHeaders<[(axum::http::HeaderName, HeaderValue); 2]> {
     let https = request
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes() == b"https");
@@ -122,7 +122,7 @@ fn session_cookies(
     };
     let cookie =
         |value: String| HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""));
-    [
+    AppendHeaders([
         (
             SET_COOKIE,
             cookie(format!(
@@ -135,5 +135,5 @@ fn session_cookies(
                 "{CSRF_COOKIE}={csrf}; Path=/; Max-Age={max_age}; SameSite=Strict{secure}"
             )),
         ),
-    ]
+    ])
 }

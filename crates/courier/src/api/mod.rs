@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod messages;
 mod stream;
+mod users;
 mod wire;
 
 pub use error::ApiError;
@@ -49,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(stream::router())
+        .merge(users::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             (

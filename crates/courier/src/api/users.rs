@@ -1,0 +1,31 @@
+//! `GET /api/usernames`: username suggestions for starting a conversation.
+
+use super::extract::AuthUser;
+use super::{ApiError, ApiState};
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn router() -> Router<ApiState> {
+    Router::new().route("/usernames", get(search_usernames))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    search: String,
+}
+
+async fn search_usernames(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Query(query): Query<SearchQuery>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(
+        state
+            .messenger
+            .search_usernames(me.id, &query.search)
+            .await?,
+    ))
+}

@@ -1,0 +1,8 @@
+//! HTTP integration suite: the real server on a random port, spoken to as a client would.
+
+mod auth;
+mod conversations;
+mod errors;
+mod helpers;
+mod messages;
+mod stream;
