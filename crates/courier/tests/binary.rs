@@ -1,0 +1,141 @@
+//! The `courier` binary as an operator meets it: help, start-up errors, signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn courier() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_courier"))
+}
+
+/// Starts `courier serve` on a free port and returns it with its base URL.
+fn serve(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = courier()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("courier starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("courier listening on ")
+        .expect("address line")
+        .to_owned();
+    (child, url)
+}
+
+#[test]
+fn help_documents_every_serve_flag() {
+    let out = courier().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--database-url",
+        "--dev-login",
+        "--token-secret",
+        "--max-message-chars",
+        "--max-body-bytes",
+        "--heartbeat",
+        "--stream-buffer",
+        "COURIER_LISTEN",
+        "COURIER_DATA_DIR",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}");
+    }
+    let top = String::from_utf8(courier().arg("--help").output().unwrap().stdout).unwrap();
+    assert!(top.contains("serve"));
+}
+
+#[test]
+fn an_unknown_database_scheme_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = courier()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "mysql://x/y",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown database URL scheme"), "{err}");
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_and_the_process_exits_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = serve(dir.path());
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{url}/api/login"))
+        .json(&serde_json::json!({ "username": "alice" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let stream = client
+        .get(format!("{url}/api/messages"))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    // The open stream ended rather than being cut mid-event.
+    let body = tokio::time::timeout(Duration::from_secs(2), stream.text())
+        .await
+        .expect("stream ended");
+    assert!(body.is_ok_and(|b| b.contains("retry:")));
+}
+
+#[tokio::test]
+async fn the_signing_secret_is_generated_once_and_kept_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = serve(dir.path());
+    let path = dir.path().join("token-secret");
+    let secret = std::fs::read_to_string(&path).unwrap();
+    assert!(secret.len() >= 32);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut again, _) = serve(dir.path());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
