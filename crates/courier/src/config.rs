@@ -131,6 +131,24 @@ impl fmt::Debug for ServeConfig {
     }
 }
 
+/// The flag reference in docs/config.md, generated from the doc comments above.
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    let mut out = String::from("| flag | env | default | meaning |\n|---|---|---|---|\n");
+    for arg in ServeConfig::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" {
+            continue;
+        }
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+        let default: Vec<_> = arg.get_default_values().iter().map(|v| v.to_string_lossy()).collect();
+        let default = if default.is_empty() { "—".to_owned() } else { format!("`{}`", default.join(",")) };
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        out.push_str(&format!("| `--{long}` | `{env}` | {default} | {} |\n", help.replace('|', "\\|")));
+    }
+    out
+}
+
 /// Hides a password in `scheme://user:password@host`.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -176,6 +194,24 @@ mod tests {
         assert!(
             !shown.contains("s3cr3t") && !shown.contains("hunter2"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn docs_config_md_lists_every_flag_as_the_code_documents_it() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        let (start, end) = ("<!-- flags:start -->\n", "<!-- flags:end -->");
+        let reference = reference_markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let (head, rest) = doc.split_once(start).expect("start marker");
+            let (_, tail) = rest.split_once(end).expect("end marker");
+            std::fs::write(path, format!("{head}{start}{reference}{end}{tail}")).unwrap();
+            return;
+        }
+        assert!(
+            doc.contains(&format!("{start}{reference}{end}")),
+            "docs/config.md is stale: run `UPDATE_DOCS=1 cargo test -p courier docs_config_md`"
         );
     }
 
