@@ -112,6 +112,12 @@ describe('Courier in the browser', { timeout: 180_000 }, () => {
     await bob.page.reload();
     await rowFor(bob.page, 'alice').waitFor();
     assert.equal(await rowFor(bob.page, 'alice').getAttribute('data-unread'), 'false', 'still read after a reload');
+
+    // Starting a conversation that already exists opens it.
+    await bob.page.getByLabel('New conversation with').fill('alice');
+    await bob.page.getByRole('button', { name: 'Start' }).click();
+    await bob.page.waitForURL((url) => url.pathname === conversationPath);
+    await waitForMessage(bob.page, link);
   });
 
   it('a reload keeps the history, and "load older" pages past 25 messages', async () => {

@@ -42,7 +42,7 @@ function refreshBanner() {
 
 function renderTopbar() {
   const user = session.user;
-  topbar.replaceChildren(
+  topbar.replaceChildren(...[
     h('a', { href: '/', class: 'brand', 'aria-label': 'Courier, home' },
       h('img', { src: '/icon.svg', alt: '', width: '28', height: '28' }),
       h('span', { text: 'Courier' })),
@@ -52,7 +52,7 @@ function renderTopbar() {
         h('span', { class: 'me-name', text: user.username }),
         h('button', { type: 'button', class: 'icon-button', 'aria-label': 'Sign out', title: 'Sign out', onclick: signOut }, icon('logout')))
       : null,
-  );
+  ].filter(Boolean));
 }
 
 function route(path) {

@@ -137,6 +137,7 @@ export function mountConversation(root, { params }) {
       list.prepend(frag);
       empty.hidden = shown.size > 0;
       olderButton.hidden = page.length < PAGE;
+      if (page.length && page.length < PAGE) olderStatus.textContent = 'This is the beginning of the conversation.';
       scroller.setAttribute('aria-busy', 'false');
       scrollToBottom();
       textarea.focus();
@@ -172,7 +173,7 @@ export function mountConversation(root, { params }) {
       list.prepend(frag);
       scroller.scrollTop = scroller.scrollHeight - fromBottom;
       olderButton.hidden = page.length < PAGE;
-      olderStatus.textContent = page.length ? '' : 'This is the beginning of the conversation.';
+      olderStatus.textContent = page.length < PAGE ? 'This is the beginning of the conversation.' : '';
     } catch (err) {
       olderStatus.textContent = `Couldn't load older messages. ${err.message}`;
     } finally {
