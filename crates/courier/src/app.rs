@@ -123,10 +123,10 @@ impl App {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY");
             }
-            if send_buffer > 0 {
-                if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer) {
-                    tracing::debug!(error = %e, "SO_SNDBUF");
-                }
+            if send_buffer > 0
+                && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer)
+            {
+                tracing::debug!(error = %e, "SO_SNDBUF");
             }
         });
         let server = axum::serve(listener, self.router)

@@ -174,13 +174,14 @@ impl Messenger {
                     ServiceError::invalid("content", e)
                 }
             })?;
-        if let Some(key) = &idempotency_key {
-            if key.is_empty() || key.len() > 255 {
-                return Err(ServiceError::invalid(
-                    "idempotencyKey",
-                    "must be 1 to 255 characters",
-                ));
-            }
+        if idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 255)
+        {
+            return Err(ServiceError::invalid(
+                "idempotencyKey",
+                "must be 1 to 255 characters",
+            ));
         }
         let new = NewMessage {
             conversation,
