@@ -80,12 +80,14 @@ function onSignedIn(user) {
   rerender();
 }
 
-function signedOut() {
+// A lost session shows the access page at the same address, so signing in again returns there.
+function signedOut({ goHome = false } = {}) {
   if (session.user === null) return;
   session.user = null;
   stream.stopStream();
   refreshBanner();
-  navigate('/', { replace: false });
+  if (goHome) navigate('/');
+  else rerender();
 }
 
 async function signOut() {
@@ -94,7 +96,7 @@ async function signOut() {
   } catch {
     // the cookie may already be gone; sign out locally either way
   }
-  signedOut();
+  signedOut({ goHome: true });
 }
 
 async function isSignedIn() {
@@ -141,9 +143,9 @@ function registerServiceWorker() {
   });
 }
 
-setUnauthorizedHandler(signedOut);
+setUnauthorizedHandler(() => signedOut());
 stream.on('state', refreshBanner);
-stream.on('unauthorized', signedOut);
+stream.on('unauthorized', () => signedOut());
 stream.on('message', (msg) => {
   if (!msg.mine) noteIncoming();
 });

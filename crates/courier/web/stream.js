@@ -6,7 +6,7 @@ const listeners = { message: new Set(), reset: new Set(), state: new Set(), unau
 let source = null;
 let state = 'idle'; // idle | connecting | open | reconnecting
 let retryTimer = 0;
-let sawEventId = false; // whether the browser has a Last-Event-ID to resume from
+let lastEventId = ''; // the browser's Last-Event-ID, kept for when we must build a new EventSource
 let retryDelay = 1000;
 let checkAuth = async () => true;
 
@@ -43,6 +43,7 @@ export function startStream(isSignedIn) {
 }
 
 export function stopStream() {
+  lastEventId = '';
   clearTimeout(retryTimer);
   retryTimer = 0;
   if (source) source.close();
@@ -51,22 +52,24 @@ export function stopStream() {
 }
 
 function open(fresh) {
-  sawEventId = false;
   setState(fresh ? 'reconnecting' : 'connecting');
-  const es = new EventSource('/api/messages');
+  // A new EventSource starts without Last-Event-ID; the server takes the cursor as a query
+  // parameter instead (a cursor, not a credential).
+  const resumeFrom = fresh ? lastEventId : '';
+  const es = new EventSource(resumeFrom ? `/api/messages?lastEventId=${encodeURIComponent(resumeFrom)}` : '/api/messages');
   source = es;
   let dropped = false;
   es.onopen = () => {
     retryDelay = 1000;
     setState('open');
-    // Without a Last-Event-ID (a brand-new EventSource, or no event received before the drop)
-    // the server can't replay the gap, so views refetch instead.
-    if (fresh || (dropped && !sawEventId)) emit('reset', { reason: 'reopened' });
+    // Without a cursor (no event received before the drop) the server can't replay the gap,
+    // so views refetch instead.
+    if ((fresh || dropped) && !lastEventId) emit('reset', { reason: 'reopened' });
     fresh = false;
     dropped = false;
   };
   es.onmessage = (event) => {
-    if (event.lastEventId) sawEventId = true;
+    if (event.lastEventId) lastEventId = event.lastEventId;
     let message;
     try {
       message = JSON.parse(event.data);
@@ -76,7 +79,7 @@ function open(fresh) {
     if (message && message.id) emit('message', message);
   };
   es.addEventListener('reset', (event) => {
-    if (event.lastEventId) sawEventId = true;
+    if (event.lastEventId) lastEventId = event.lastEventId;
     let data = {};
     try {
       data = JSON.parse(event.data);
