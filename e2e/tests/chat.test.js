@@ -234,6 +234,13 @@ describe('Courier in the browser', { timeout: 180_000 }, () => {
     await (await apiLogin(server.url, 'bob')).send(id, 'Still there?');
     await waitForMessage(page, 'Still there?');
 
+    // The gap must come through the resumed stream (Last-Event-ID), not a refetch of the history.
+    const refetches = [];
+    const onRequest = (req) => {
+      if (req.method() === 'GET' && /\/api\/conversations\/[^/]+\/messages/.test(req.url())) refetches.push(req.url());
+    };
+    page.on('request', onRequest);
+
     await server.stop();
     await status.filter({ hasText: /reconnecting/i }).waitFor({ timeout: 15_000 });
     assert.equal(await status.getAttribute('role'), 'status');
@@ -251,6 +258,8 @@ describe('Courier in the browser', { timeout: 180_000 }, () => {
     for (const text of gap) await bobApi.send(id, text);
 
     for (const text of gap) await waitForMessage(page, text, 20_000);
+    page.off('request', onRequest);
+    assert.deepEqual(refetches, [], 'the gap arrived over the stream, without refetching');
     await eventually(async () => !(await status.isVisible()), { message: 'banner hidden after reconnect' });
     await say(page, 'Back online!'); // live again after the gap
     await page.waitForTimeout(500); // room for any duplicate to show up

@@ -23,8 +23,14 @@ export function relativeTime(iso, now = Date.now()) {
   });
 }
 
-export function clockTime(iso) {
-  return new Date(iso).toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' });
+// "9:46 PM" today, "Mar 4, 9:46 PM" on other days.
+export function messageTime(iso, now = new Date()) {
+  const then = new Date(iso);
+  const time = then.toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' });
+  if (then.toDateString() === now.toDateString()) return time;
+  const sameYear = then.getFullYear() === now.getFullYear();
+  const day = then.toLocaleDateString(undefined, { month: 'short', day: 'numeric', year: sameYear ? undefined : 'numeric' });
+  return `${day}, ${time}`;
 }
 
 export function fullTime(iso) {

@@ -1,7 +1,7 @@
 import { api } from '../api.js';
 import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
-import { MESSAGE_LIMIT, charCount, clockTime, compareIds, fullTime, linkParts, normaliseContent } from '../format.js';
+import { MESSAGE_LIMIT, charCount, compareIds, fullTime, linkParts, messageTime, normaliseContent } from '../format.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
 import { mountNotFound } from './not-found.js';
@@ -74,7 +74,7 @@ export function mountConversation(root, { params }) {
       h('div', { class: 'bubble' },
         h('span', { class: 'visually-hidden', text: `${who}: ` }),
         content,
-        h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: clockTime(msg.createdAt) })));
+        h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: messageTime(msg.createdAt) })));
   }
 
   function atBottom() {
