@@ -62,9 +62,7 @@ export function linkParts(text) {
   const parts = [];
   let last = 0;
   for (const match of text.matchAll(URL_RE)) {
-    let raw = match[0];
-    const trail = raw.match(TRAILING);
-    if (trail) raw = raw.slice(0, -trail[0].length);
+    const raw = trimUrl(match[0]);
     const href = safeHref(raw);
     if (!href) continue;
     if (match.index > last) parts.push({ text: text.slice(last, match.index) });
@@ -73,6 +71,22 @@ export function linkParts(text) {
   }
   if (last < text.length) parts.push({ text: text.slice(last) });
   return parts;
+}
+
+// Drops sentence punctuation after a URL, but keeps a ')' that closes a '(' inside it.
+function trimUrl(raw) {
+  let url = raw;
+  for (;;) {
+    const trail = url.match(TRAILING);
+    if (!trail) return url;
+    const last = url.at(-1);
+    if (last === ')' && count(url, '(') >= count(url, ')')) return url;
+    url = url.slice(0, -1);
+  }
+}
+
+function count(text, ch) {
+  return text.split(ch).length - 1;
 }
 
 function safeHref(raw) {
