@@ -26,7 +26,7 @@ let firstRender = true;
 function setBanner(kind, text) {
   banner.dataset.kind = kind || '';
   banner.replaceChildren();
-  if (kind) banner.append(icon(kind === 'offline' ? 'offline' : 'down'), h('span', { text }));
+  if (kind) banner.append(icon(kind === 'offline' ? 'offline' : 'refresh'), h('span', { text }));
   banner.hidden = !kind;
 }
 
