@@ -155,7 +155,17 @@ pub async fn serve(args: &CeilingServerArgs) -> Result<()> {
                 ),
             )
             .with_state(srv);
-    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    // An explicit backlog: a reconnect storm must not overflow the accept queue (tokio's
+    // `TcpListener::bind` and std's use smaller ones).
+    let addr: std::net::SocketAddr = args.listen.parse().context("--listen")?;
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    let listener = sock.listen(args.backlog)?;
     println!("listening http://{}", listener.local_addr()?);
     // Exit when the parent closes our stdin (or dies).
     tokio::spawn(async {

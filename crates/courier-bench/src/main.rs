@@ -205,6 +205,9 @@ pub struct CeilingArgs {
 pub struct CeilingServerArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
+    /// Listen backlog.
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: u32,
     /// Capacity of the global broadcast channel.
     #[arg(long, default_value_t = 65536)]
     pub capacity: usize,
