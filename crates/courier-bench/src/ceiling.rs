@@ -313,7 +313,7 @@ pub async fn obtain(common: &Common, o: &CeilingOpts) -> Result<Value> {
     let client = http_client(None)?;
     let mut out = serde_json::Map::new();
     out.insert("server_pid".into(), json!(proc_.pid));
-    if let Some(c) = o.http_concurrency {
+    if let Some(c) = o.http_concurrency.filter(|&c| c > 0) {
         let targets: Vec<PostTarget> = (0..c)
             .map(|_| PostTarget {
                 url: format!("{base}/json"),
@@ -321,13 +321,16 @@ pub async fn obtain(common: &Common, o: &CeilingOpts) -> Result<Value> {
             })
             .collect();
         let d = Duration::from_secs_f64(o.http_duration.unwrap_or(3.0));
-        let r = send::closed_loop(&client, &targets, d, "ceiling http").await?;
+        let r = send::closed_loop(&targets, d, "ceiling http").await?;
         let mut v = r.to_json();
         v["concurrency"] = json!(c);
         v["request"] = json!("POST /json {\"content\"} -> 201 small JSON");
         out.insert("http".into(), v);
     }
-    if let (Some(k), Some(n)) = (o.sse_streams, o.sse_events) {
+    if let (Some(k), Some(n)) = (
+        o.sse_streams.filter(|&k| k > 0),
+        o.sse_events.filter(|&n| n > 0),
+    ) {
         out.insert(
             "sse_deliveries".into(),
             sse_deliveries(&client, &base, k, n).await?,

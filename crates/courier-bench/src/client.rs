@@ -496,3 +496,100 @@ mod tests {
         assert_eq!(m.id.into_string(), "7");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A lean poster for closed loops: one bare hyper HTTP/1.1 connection owned by one task, no
+// pool, no per-request URL parsing. Reconnects after an error.
+
+pub struct FastPoster {
+    addr: std::net::SocketAddr,
+    host: HeaderValue,
+    path: hyper::Uri,
+    auth: Option<HeaderValue>,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>>,
+}
+
+impl FastPoster {
+    pub async fn new(t: &PostTarget) -> Result<FastPoster> {
+        let url = reqwest::Url::parse(&t.url)?;
+        if url.scheme() != "http" {
+            bail!("the closed-loop client speaks plain http only: {}", t.url);
+        }
+        let host = url.host_str().context("no host")?.to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .next()
+            .with_context(|| format!("cannot resolve {host}"))?;
+        let host_header = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        Ok(FastPoster {
+            addr,
+            host: HeaderValue::from_str(&host_header)?,
+            path: path.parse()?,
+            auth: t.auth.clone(),
+            sender: None,
+        })
+    }
+
+    async fn connect(&mut self) -> Result<()> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    /// POST `{"content": content}`; returns the answer's `id` if any.
+    pub async fn post(&mut self, content: &str) -> Result<Option<String>> {
+        use http_body_util::BodyExt;
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.connect().await?;
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "content": content }))?;
+        let mut req = hyper::Request::post(self.path.clone())
+            .header(hyper::header::HOST, self.host.clone())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(a) = &self.auth {
+            req = req.header(AUTHORIZATION, a.clone());
+        }
+        let req = req.body(http_body_util::Full::new(Bytes::from(body)))?;
+        let sender = self.sender.as_mut().unwrap();
+        let res = async {
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, bytes))
+        }
+        .await;
+        let (status, bytes) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                self.sender = None;
+                return Err(e);
+            }
+        };
+        if status != StatusCode::CREATED && status != StatusCode::OK {
+            bail!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            );
+        }
+        Ok(serde_json::from_slice::<IdOnly>(&bytes)
+            .ok()
+            .map(|m| m.id.into_string()))
+    }
+}

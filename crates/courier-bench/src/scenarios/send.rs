@@ -1,15 +1,14 @@
 //! `send`: C concurrent senders, each in its own conversation, closed loop for T seconds.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use reqwest::Client;
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::client::{Api, PostTarget, conversations_many, login_many, post_content};
+use crate::client::{Api, FastPoster, PostTarget, conversations_many, login_many};
 use crate::report::{Report, hist_summary, new_hist, ratio, record, spawn_progress};
 use crate::{CeilingOpts, Common, SendArgs, ceiling};
 
@@ -38,56 +37,54 @@ impl ClosedLoop {
     }
 }
 
-/// One task per target, each POSTing `{"content"}` back to back for `duration`, after one
-/// untimed warm-up request each (which also opens the connections).
+/// One task per target, each with its own HTTP/1.1 connection, POSTing `{"content"}` back to
+/// back for `duration`, after one untimed warm-up request each (which also connects).
 pub async fn closed_loop(
-    client: &Client,
     targets: &[PostTarget],
     duration: Duration,
     label: &str,
 ) -> Result<ClosedLoop> {
-    // Warm-up: one request per sender, concurrently, outside the timed window.
-    let warm = futures::future::join_all(
-        targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| async move { post_content(client, t, &format!("warm{i}")).await }),
-    )
-    .await;
-    let warm_err = warm.iter().filter(|r| r.is_err()).count();
-    if warm_err == targets.len() {
-        let e = warm.into_iter().find_map(Result::err).unwrap();
-        return Err(e.context("every warm-up request failed"));
-    }
-
     let ok = Arc::new(AtomicU64::new(0));
     let err = Arc::new(AtomicU64::new(0));
-    let prog = {
-        let (ok, err) = (ok.clone(), err.clone());
-        let mut last = 0;
-        spawn_progress(label.to_string(), move || {
-            let o = ok.load(Ordering::Relaxed);
-            let s = format!(
-                "ok={o} (+{}/s) errors={}",
-                o - last,
-                err.load(Ordering::Relaxed)
-            );
-            last = o;
-            s
-        })
-    };
-    let start = Instant::now();
-    let end = start + duration;
+    let warmed = Arc::new(AtomicU64::new(0));
+    let warm_err: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (go_tx, go_rx) = tokio::sync::watch::channel(None::<Instant>);
     let mut handles = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
-        let (client, t, ok, err) = (client.clone(), t.clone(), ok.clone(), err.clone());
+        let (t, ok, err, warmed, warm_err, mut go) = (
+            t.clone(),
+            ok.clone(),
+            err.clone(),
+            warmed.clone(),
+            warm_err.clone(),
+            go_rx.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let mut h = new_hist();
             let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+            let mut poster = FastPoster::new(&t).await;
+            // Warm-up, outside the timed window.
+            match &mut poster {
+                Ok(p) => {
+                    if let Err(e) = p.post(&format!("warm{i}")).await {
+                        warm_err.lock().unwrap().get_or_insert(format!("{e:#}"));
+                    }
+                }
+                Err(e) => {
+                    warm_err.lock().unwrap().get_or_insert(format!("{e:#}"));
+                }
+            }
+            warmed.fetch_add(1, Ordering::Relaxed);
+            let Ok(end) = go.wait_for(Option::is_some).await.map(|v| v.unwrap()) else {
+                return (h, kinds);
+            };
+            let Ok(mut poster) = poster else {
+                return (h, kinds);
+            };
             let mut n = 0u64;
             while Instant::now() < end {
                 let t0 = Instant::now();
-                let r = post_content(&client, &t, &format!("s{i}n{n}")).await;
+                let r = poster.post(&format!("s{i}n{n}")).await;
                 n += 1;
                 match r {
                     Ok(_) => {
@@ -106,6 +103,28 @@ pub async fn closed_loop(
             (h, kinds)
         }));
     }
+    while (warmed.load(Ordering::Relaxed) as usize) < targets.len() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(e) = warm_err.lock().unwrap().clone() {
+        eprintln!("[{label}] warm-up error (first of possibly several): {e}");
+    }
+    let prog = {
+        let (ok, err) = (ok.clone(), err.clone());
+        let mut last = 0;
+        spawn_progress(label.to_string(), move || {
+            let o = ok.load(Ordering::Relaxed);
+            let s = format!(
+                "ok={o} (+{}/s) errors={}",
+                o - last,
+                err.load(Ordering::Relaxed)
+            );
+            last = o;
+            s
+        })
+    };
+    let start = Instant::now();
+    let _ = go_tx.send(Some(start + duration));
     let mut h = new_hist();
     let mut kinds = BTreeMap::new();
     for j in handles {
@@ -117,13 +136,21 @@ pub async fn closed_loop(
     }
     let elapsed = start.elapsed();
     prog.abort();
-    Ok(ClosedLoop {
+    let r = ClosedLoop {
         ok: ok.load(Ordering::Relaxed),
         errors: err.load(Ordering::Relaxed),
         elapsed,
         latency: hist_summary(&h),
         error_kinds: kinds,
-    })
+    };
+    if r.ok == 0 {
+        bail!(
+            "no request succeeded ({} errors: {:?})",
+            r.errors,
+            r.error_kinds
+        );
+    }
+    Ok(r)
 }
 
 pub async fn run(common: &Common, args: &SendArgs) -> Result<()> {
@@ -152,13 +179,7 @@ pub async fn run(common: &Common, args: &SendArgs) -> Result<()> {
         .map(|(s, cid)| api.messages_target(cid, &s.token))
         .collect::<Result<_>>()?;
 
-    let res = closed_loop(
-        &client,
-        &targets,
-        Duration::from_secs_f64(args.duration),
-        "send",
-    )
-    .await?;
+    let res = closed_loop(&targets, Duration::from_secs_f64(args.duration), "send").await?;
 
     // Ceiling: the same client code against the minimal server's POST /json.
     let ceil = ceiling::obtain(
