@@ -29,8 +29,10 @@
 
 use super::{Bus, BusError, LocalBus, Subscription};
 use crate::model::{Event, UserId};
+use async_nats::client::RequestErrorKind;
 use async_nats::connection::State;
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,9 +90,18 @@ impl NatsBus {
             .subscribe(subject.clone())
             .await
             .map_err(unavailable)?;
-        // The server has our SUB once the flush returns: nothing published after we report
-        // ready can miss this node.
-        client.flush().await.map_err(unavailable)?;
+        // `flush` only empties the socket. A request is a real round trip, answered after the
+        // server has processed our SUB (one connection's ops run in order), so nothing
+        // published once we report ready can miss this node. Nobody answers the probe
+        // subject: "no responders" is the expected reply.
+        match client
+            .request(format!("courier.{instance}.probe"), Bytes::new())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => {}
+            Err(e) => return Err(unavailable(e)),
+        }
 
         let local = Arc::new(LocalBus::new());
         let fan_out = tokio::spawn({

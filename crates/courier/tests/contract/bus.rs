@@ -1,0 +1,225 @@
+//! `Bus` contract: every function here runs against `LocalBus` and `NatsBus` (two NATS
+//! connections sharing a random community prefix, so events really cross nodes).
+
+use crate::support::BusBackend;
+use chrono::Utc;
+use courier::bus::Subscription;
+use courier::model::{ConversationId, Event, Message, MessageId, Recipient, UserId};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+macro_rules! bus_contract {
+    ($($test:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::support::BusBackend::local().await).await;
+                }
+            )*
+        }
+        #[cfg(feature = "nats")]
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::support::BusBackend::nats().await).await;
+                }
+            )*
+        }
+    };
+}
+
+bus_contract!(
+    publish_reaches_each_recipients_subscriptions_and_no_one_else,
+    events_from_one_publisher_arrive_in_order,
+    dropping_a_subscription_unsubscribes,
+    a_full_buffer_ends_only_that_subscription_without_blocking_publish,
+);
+
+const ALICE: UserId = UserId(1);
+const BOB: UserId = UserId(2);
+const CAROL: UserId = UserId(3);
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(300);
+
+fn event(id: i64, recipients: &[UserId]) -> Arc<Event> {
+    let message = Message {
+        id: MessageId(id),
+        conversation_id: ConversationId(1),
+        sender_id: recipients[0],
+        content: format!("message {id}"),
+        created_at: Utc::now(),
+    };
+    let recipients = recipients
+        .iter()
+        .map(|&user| Recipient {
+            user,
+            prev: MessageId(id - 1),
+        })
+        .collect();
+    Arc::new(Event::new(message, recipients))
+}
+
+async fn next(sub: &mut Subscription) -> Arc<Event> {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("an event in time")
+        .expect("the subscription is open")
+}
+
+async fn nothing_arrives(sub: &mut Subscription) {
+    if let Ok(Some(event)) = tokio::time::timeout(QUIET, sub.next()).await {
+        panic!("unexpected event {:?}", event.message.id);
+    }
+}
+
+async fn publish_reaches_each_recipients_subscriptions_and_no_one_else(bus: BusBackend) {
+    let mut alice_tab1 = bus.subscriber.subscribe(ALICE, 16).await.unwrap();
+    let mut alice_tab2 = bus.subscriber.subscribe(ALICE, 16).await.unwrap();
+    let mut bob = bus.subscriber.subscribe(BOB, 16).await.unwrap();
+    let mut carol = bus.subscriber.subscribe(CAROL, 16).await.unwrap();
+    bus.publisher
+        .publish(event(7, &[ALICE, BOB]))
+        .await
+        .unwrap();
+    for sub in [&mut alice_tab1, &mut alice_tab2, &mut bob] {
+        let got = next(sub).await;
+        assert_eq!(got.message.id, MessageId(7));
+        assert_eq!(got.message.content, "message 7");
+        assert_eq!(got.recipient(BOB).unwrap().prev, MessageId(6));
+    }
+    nothing_arrives(&mut carol).await;
+    nothing_arrives(&mut alice_tab1).await;
+}
+
+async fn events_from_one_publisher_arrive_in_order(bus: BusBackend) {
+    let mut bob = bus.subscriber.subscribe(BOB, 1024).await.unwrap();
+    for id in 1..=500 {
+        bus.publisher
+            .publish(event(id, &[ALICE, BOB]))
+            .await
+            .unwrap();
+    }
+    for id in 1..=500 {
+        assert_eq!(next(&mut bob).await.message.id, MessageId(id));
+    }
+}
+
+async fn dropping_a_subscription_unsubscribes(bus: BusBackend) {
+    let before = (bus.subscriber_count)();
+    let kept = bus.subscriber.subscribe(ALICE, 4).await.unwrap();
+    let dropped = bus.subscriber.subscribe(ALICE, 4).await.unwrap();
+    assert_eq!((bus.subscriber_count)(), before + 2);
+    drop(dropped);
+    assert_eq!((bus.subscriber_count)(), before + 1);
+    drop(kept);
+    assert_eq!((bus.subscriber_count)(), before);
+    // Publishing to nobody is fine.
+    bus.publisher.publish(event(1, &[ALICE])).await.unwrap();
+}
+
+async fn a_full_buffer_ends_only_that_subscription_without_blocking_publish(bus: BusBackend) {
+    let mut slow = bus.subscriber.subscribe(BOB, 2).await.unwrap();
+    let mut fast = bus.subscriber.subscribe(BOB, 1024).await.unwrap();
+    let mut other = bus.subscriber.subscribe(CAROL, 1024).await.unwrap();
+    let started = Instant::now();
+    for id in 1..=200 {
+        bus.publisher
+            .publish(event(id, &[BOB, CAROL]))
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "publish never waits on a reader ({:?})",
+        started.elapsed()
+    );
+    for id in 1..=200 {
+        assert_eq!(next(&mut fast).await.message.id, MessageId(id));
+        assert_eq!(next(&mut other).await.message.id, MessageId(id));
+    }
+    // The slow reader got what fit, then its stream ended (it will resume from its cursor).
+    assert_eq!(next(&mut slow).await.message.id, MessageId(1));
+    assert_eq!(next(&mut slow).await.message.id, MessageId(2));
+    assert!(
+        tokio::time::timeout(WAIT, slow.next())
+            .await
+            .expect("the end in time")
+            .is_none(),
+        "an overflowed subscription ends"
+    );
+}
+
+/// Communities sharing one NATS server never see each other's events.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_communities_with_different_instances_do_not_cross() {
+    use courier::bus::Bus;
+    crate::support::init_logs();
+    let ours = crate::support::nats_node(&crate::support::random_name("t")).await;
+    let theirs = crate::support::nats_node(&crate::support::random_name("t")).await;
+    let listener = crate::support::nats_node(ours.subject().split('.').nth(1).unwrap()).await;
+    let mut mine = listener.subscribe(BOB, 16).await.unwrap();
+    theirs.publish(event(1, &[BOB])).await.unwrap();
+    ours.publish(event(2, &[BOB])).await.unwrap();
+    assert_eq!(next(&mut mine).await.message.id, MessageId(2));
+    nothing_arrives(&mut mine).await;
+}
+
+/// With NATS down, publish returns at once (queued or refused), and `ping` says so.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_publish_returns_quickly_while_nats_is_down() {
+    use courier::bus::Bus;
+    let server = crate::services::NatsServer::start();
+    let instance = crate::support::random_name("t");
+    let publisher = courier::bus::NatsBus::connect(&server.url(), &instance)
+        .await
+        .unwrap();
+    let subscriber = courier::bus::NatsBus::connect(&server.url(), &instance)
+        .await
+        .unwrap();
+    publisher.ping().await.unwrap();
+    let mut bob = subscriber.subscribe(BOB, 100_000).await.unwrap();
+    let mut local = publisher.subscribe(BOB, 100_000).await.unwrap();
+
+    let port = server.port();
+    drop(server);
+    let deadline = Instant::now() + WAIT;
+    while publisher.ping().await.is_ok() {
+        assert!(Instant::now() < deadline, "ping notices the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    for id in 1..=100 {
+        // Queued for after the reconnect, or refused: either way, quickly.
+        let _ = publisher.publish(event(id, &[ALICE, BOB])).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "100 publishes during an outage took {:?}",
+        started.elapsed()
+    );
+    // The publishing node's own streams are served without NATS.
+    assert_eq!(next(&mut local).await.message.id, MessageId(1));
+
+    let _server = crate::services::NatsServer::start_on(port);
+    let deadline = Instant::now() + WAIT;
+    while publisher.ping().await.is_err() || subscriber.ping().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "both nodes reconnect by themselves"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Events keep flowing after the reconnect (anything queued during the outage may come first).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    publisher.publish(event(1000, &[ALICE, BOB])).await.unwrap();
+    loop {
+        if next(&mut bob).await.message.id == MessageId(1000) {
+            break;
+        }
+    }
+}

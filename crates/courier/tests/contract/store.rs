@@ -1,0 +1,663 @@
+//! `Store` contract: every function here runs against `SqliteStore` and `PgStore`.
+
+use crate::support::StoreBackend;
+use courier::model::{ConversationId, MessageContent, MessageId, User, UserId, Username};
+use courier::store::{Appended, NewMessage, Store, StoreError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Runs each listed contract test once per store backend.
+macro_rules! store_contract {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = crate::support::StoreBackend::sqlite().await;
+                    super::$test(&backend).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = crate::support::StoreBackend::postgres().await;
+                    super::$test(&backend).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+store_contract!(
+    message_ids_follow_commit_order_under_concurrent_appends,
+    a_polling_reader_never_skips_a_message_that_commits_late,
+    messages_page_newest_first_without_overlap,
+    conversations_page_by_their_last_message,
+    unread_is_set_by_others_and_cleared_by_mark_read,
+    mark_read_never_moves_backwards_and_strangers_get_not_found,
+    usernames_are_unique_ignoring_case,
+    username_search_is_a_literal_case_insensitive_prefix,
+    concurrent_find_or_create_direct_makes_one_conversation,
+    an_idempotency_key_replays_the_first_send,
+    only_participants_may_append_or_read,
+    the_instance_id_is_fixed_when_the_database_is_created,
+    heads_track_the_newest_positions,
+);
+
+fn name(raw: &str) -> Username {
+    Username::parse(raw).expect("valid username")
+}
+
+async fn user(store: &dyn Store, raw: &str) -> User {
+    store.find_or_create_user(&name(raw)).await.expect("user")
+}
+
+async fn direct(store: &dyn Store, a: &User, b: &User) -> ConversationId {
+    store
+        .find_or_create_direct(a.id, b.id)
+        .await
+        .expect("direct")
+        .0
+}
+
+fn new_message(conversation: ConversationId, sender: UserId, text: &str) -> NewMessage {
+    NewMessage {
+        conversation,
+        sender,
+        content: MessageContent::parse(text, 480).expect("content"),
+        idempotency_key: None,
+    }
+}
+
+async fn send(
+    store: &dyn Store,
+    conversation: ConversationId,
+    sender: &User,
+    text: &str,
+) -> Appended {
+    store
+        .append_message(new_message(conversation, sender.id, text))
+        .await
+        .expect("append")
+}
+
+/// The whole inbox of `user`, read in pages of `page`.
+async fn whole_inbox(store: &dyn Store, user: UserId, page: u32) -> Vec<MessageId> {
+    let mut all = Vec::new();
+    let mut last = MessageId(0);
+    loop {
+        let batch = store.inbox_after(user, last, page).await.expect("inbox");
+        if batch.is_empty() {
+            return all;
+        }
+        last = batch.last().unwrap().id;
+        all.extend(batch.into_iter().map(|m| m.id));
+    }
+}
+
+fn assert_strictly_increasing(ids: &[MessageId], what: &str) {
+    for pair in ids.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "{what}: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+/// Four users and every pair's conversation: each user is in three of six conversations.
+async fn community(store: &dyn Store) -> (Vec<User>, Vec<(ConversationId, [UserId; 2])>) {
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(user(store, &format!("user{i}")).await);
+    }
+    let mut conversations = Vec::new();
+    for a in 0..4 {
+        for b in a + 1..4 {
+            let id = direct(store, &users[a], &users[b]).await;
+            conversations.push((id, [users[a].id, users[b].id]));
+        }
+    }
+    (users, conversations)
+}
+
+/// Appends `per_task` messages from each of `tasks` concurrent tasks, spread over the
+/// conversations; returns every result.
+async fn hammer(
+    store: Arc<dyn Store>,
+    conversations: &[(ConversationId, [UserId; 2])],
+    tasks: usize,
+    per_task: usize,
+) -> Vec<Appended> {
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let store = store.clone();
+        let conversations = conversations.to_vec();
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(per_task);
+            for i in 0..per_task {
+                let (conversation, members) = conversations[(task + i) % conversations.len()];
+                let sender = members[(task + i) % 2];
+                let text = format!("task {task} message {i}");
+                out.push(
+                    store
+                        .append_message(new_message(conversation, sender, &text))
+                        .await
+                        .expect("append"),
+                );
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.expect("task"));
+    }
+    all
+}
+
+/// Checks ids, inboxes and each user's `prev` chain after a burst of appends.
+async fn check_commit_order(
+    store: &dyn Store,
+    users: &[User],
+    conversations: &[(ConversationId, [UserId; 2])],
+    appended: &[Appended],
+) {
+    let ids: BTreeSet<MessageId> = appended.iter().map(|a| a.message.id).collect();
+    assert_eq!(ids.len(), appended.len(), "message ids are unique");
+
+    let members: HashMap<ConversationId, [UserId; 2]> = conversations.iter().copied().collect();
+    for user in users {
+        let expected: Vec<MessageId> = appended
+            .iter()
+            .filter(|a| members[&a.message.conversation_id].contains(&user.id))
+            .map(|a| a.message.id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let inbox = whole_inbox(store, user.id, 37).await;
+        assert_strictly_increasing(&inbox, "inbox_after");
+        assert_eq!(
+            inbox, expected,
+            "{}'s inbox holds exactly their messages",
+            user.username
+        );
+
+        // Each recipient link names the message just before it in that user's inbox.
+        let mut links: BTreeMap<MessageId, MessageId> = BTreeMap::new();
+        for a in appended {
+            if let Some(r) = a.recipients.iter().find(|r| r.user == user.id) {
+                links.insert(a.message.id, r.prev);
+            }
+        }
+        let mut previous = MessageId(0);
+        for id in &inbox {
+            assert_eq!(
+                links.get(id),
+                Some(&previous),
+                "{}'s prev chain at message {id}",
+                user.username
+            );
+            previous = *id;
+        }
+    }
+}
+
+async fn message_ids_follow_commit_order_under_concurrent_appends(backend: &StoreBackend) {
+    let store = backend.store.clone();
+    let (users, conversations) = community(&*store).await;
+    let appended = hammer(store.clone(), &conversations, 8, 100).await;
+    assert_eq!(appended.len(), 800);
+    check_commit_order(&*store, &users, &conversations, &appended).await;
+}
+
+/// The gap: if id 10 committed after id 11, a reader that saw 11 and continued from
+/// it would skip 10 forever. Readers poll while writers append; no reader may miss anything.
+async fn a_polling_reader_never_skips_a_message_that_commits_late(backend: &StoreBackend) {
+    let store = backend.store.clone();
+    let (users, conversations) = community(&*store).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for user in users.clone() {
+        let store = store.clone();
+        let done = done.clone();
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last = MessageId(0);
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let batch = store.inbox_after(user.id, last, 5).await.expect("poll");
+                if batch.is_empty() && finished {
+                    return (user.id, seen);
+                }
+                if let Some(m) = batch.last() {
+                    last = m.id;
+                }
+                seen.extend(batch.into_iter().map(|m| m.id));
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let appended = hammer(store.clone(), &conversations, 8, 60).await;
+    done.store(true, Ordering::SeqCst);
+
+    let members: HashMap<ConversationId, [UserId; 2]> = conversations.iter().copied().collect();
+    for reader in readers {
+        let (user, seen) = reader.await.expect("reader");
+        assert_strictly_increasing(&seen, "polled inbox");
+        let expected: Vec<MessageId> = appended
+            .iter()
+            .filter(|a| members[&a.message.conversation_id].contains(&user))
+            .map(|a| a.message.id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(seen, expected, "user {user} saw every message exactly once");
+    }
+}
+
+/// Only stores meant to be shared by several nodes take this one: `SqliteStore` caches inbox
+/// heads in its single writer and is one node's store by design.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_appending_at_once_still_hand_out_ids_in_commit_order() {
+    let backend = StoreBackend::postgres().await;
+    two_nodes_appending_at_once_still_hand_out_ids_in_commit_order(&backend).await;
+    backend.finish().await;
+}
+
+/// Two store handles on one database stand for two nodes: commit order must hold across them.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+async fn two_nodes_appending_at_once_still_hand_out_ids_in_commit_order(backend: &StoreBackend) {
+    let first = backend.store.clone();
+    let second = backend.reopen().await;
+    let (users, conversations) = community(&*first).await;
+    let (a, b) = tokio::join!(
+        hammer(first.clone(), &conversations, 4, 50),
+        hammer(second.clone(), &conversations, 4, 50)
+    );
+    let appended: Vec<Appended> = a.into_iter().chain(b).collect();
+    check_commit_order(&*second, &users, &conversations, &appended).await;
+}
+
+async fn messages_page_newest_first_without_overlap(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let (alice, bob) = (user(store, "alice").await, user(store, "bob").await);
+    let conversation = direct(store, &alice, &bob).await;
+    let mut sent = Vec::new();
+    for i in 0..12 {
+        let from = if i % 3 == 0 { &bob } else { &alice };
+        sent.push(
+            send(store, conversation, from, &format!("m{i}"))
+                .await
+                .message,
+        );
+    }
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .messages(alice.id, conversation, before, 5)
+            .await
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 5);
+        before = Some(page.last().unwrap().id);
+        pages.extend(page);
+    }
+    let expected: Vec<_> = sent.iter().rev().cloned().collect();
+    assert_eq!(
+        pages, expected,
+        "pages are newest first, complete, no overlap"
+    );
+    assert_eq!(pages[0].content, "m11");
+}
+
+async fn conversations_page_by_their_last_message(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let me = user(store, "me").await;
+    let mut others = Vec::new();
+    for i in 0..5 {
+        others.push(user(store, &format!("other{i}")).await);
+    }
+    let mut conversations = Vec::new();
+    for other in &others {
+        conversations.push(direct(store, &me, other).await);
+    }
+    // No messages yet: nothing is listed.
+    assert!(
+        store
+            .conversations(me.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Activity order: 3, 0, 4, 1 (2 stays silent), then 3 again.
+    for i in [3, 0, 4, 1, 3] {
+        send(store, conversations[i], &others[i], &format!("hi from {i}")).await;
+    }
+    let first = store.conversations(me.id, None, 2).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![conversations[3], conversations[1]]);
+    assert_eq!(first[0].other_participant.id, others[3].id);
+    let rest = store
+        .conversations(me.id, Some(conversations[1]), 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = rest.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![conversations[4], conversations[0]]);
+    let one = store.conversation(me.id, conversations[2]).await.unwrap();
+    assert!(one.last_message.is_none() && !one.has_unread_messages);
+}
+
+async fn unread_is_set_by_others_and_cleared_by_mark_read(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let (alice, bob) = (user(store, "alice").await, user(store, "bob").await);
+    let conversation = direct(store, &alice, &bob).await;
+    send(store, conversation, &alice, "hello").await;
+    let unread = |viewer: UserId| async move {
+        store
+            .conversation(viewer, conversation)
+            .await
+            .unwrap()
+            .has_unread_messages
+    };
+    assert!(!unread(alice.id).await, "my own message is read");
+    assert!(unread(bob.id).await);
+    store.mark_read(bob.id, conversation).await.unwrap();
+    assert!(!unread(bob.id).await);
+    send(store, conversation, &alice, "again").await;
+    assert!(unread(bob.id).await);
+    // Replying reads the conversation too.
+    send(store, conversation, &bob, "reply").await;
+    assert!(!unread(bob.id).await);
+    assert!(unread(alice.id).await);
+}
+
+async fn mark_read_never_moves_backwards_and_strangers_get_not_found(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let (alice, bob, eve) = (
+        user(store, "alice").await,
+        user(store, "bob").await,
+        user(store, "eve").await,
+    );
+    let conversation = direct(store, &alice, &bob).await;
+    // Nothing to read yet: a no-op, not an error.
+    store.mark_read(bob.id, conversation).await.unwrap();
+    for i in 0..3 {
+        send(store, conversation, &alice, &format!("m{i}")).await;
+    }
+    store.mark_read(bob.id, conversation).await.unwrap();
+    store.mark_read(bob.id, conversation).await.unwrap();
+    let view = store.conversation(bob.id, conversation).await.unwrap();
+    assert!(!view.has_unread_messages);
+    // Bob's reply moves his own position forward; marking again keeps it there.
+    send(store, conversation, &bob, "read it").await;
+    store.mark_read(bob.id, conversation).await.unwrap();
+    assert!(
+        !store
+            .conversation(bob.id, conversation)
+            .await
+            .unwrap()
+            .has_unread_messages
+    );
+    assert!(matches!(
+        store.mark_read(eve.id, conversation).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.mark_read(bob.id, ConversationId(999_999)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn usernames_are_unique_ignoring_case(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let first = user(store, "Alice").await;
+    let again = user(store, "ALICE").await;
+    assert_eq!(first.id, again.id);
+    assert_eq!(again.username, "Alice", "the first spelling is kept");
+    assert_eq!(
+        store.user_by_username(&name("aLiCe")).await.unwrap().id,
+        first.id
+    );
+    assert_eq!(store.user(first.id).await.unwrap(), first);
+    assert!(matches!(
+        store.user_by_username(&name("nobody")).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.user(UserId(424_242)).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Many concurrent sign-ins with different cases still make one user.
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let store = backend.store.clone();
+        let raw = if i % 2 == 0 { "Zed" } else { "zED" };
+        handles.push(tokio::spawn(async move {
+            store.find_or_create_user(&name(raw)).await.unwrap().id
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for handle in handles {
+        ids.insert(handle.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1);
+}
+
+async fn username_search_is_a_literal_case_insensitive_prefix(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let me = user(store, "al").await;
+    for raw in ["Alice", "alfred", "ALBERT", "bob", "a_b", "axb"] {
+        user(store, raw).await;
+    }
+    let found = store.search_usernames("AL", me.id, 10).await.unwrap();
+    assert_eq!(
+        found,
+        vec!["ALBERT", "alfred", "Alice"],
+        "sorted, me excluded"
+    );
+    assert_eq!(
+        store.search_usernames("al", me.id, 2).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store.search_usernames("a_", me.id, 10).await.unwrap(),
+        vec!["a_b"]
+    );
+    // `%` is a literal too (no username contains one), not "anything".
+    assert!(
+        store
+            .search_usernames("a%", me.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .search_usernames("zz", me.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn concurrent_find_or_create_direct_makes_one_conversation(backend: &StoreBackend) {
+    let (alice, bob) = (
+        user(&*backend.store, "alice").await,
+        user(&*backend.store, "bob").await,
+    );
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let store = backend.store.clone();
+        let (a, b) = if i % 2 == 0 {
+            (alice.id, bob.id)
+        } else {
+            (bob.id, alice.id)
+        };
+        handles.push(tokio::spawn(async move {
+            store.find_or_create_direct(a, b).await.unwrap()
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    let mut created = 0;
+    for handle in handles {
+        let (id, new) = handle.await.unwrap();
+        ids.insert(id);
+        created += usize::from(new);
+    }
+    assert_eq!(ids.len(), 1, "one conversation per pair");
+    assert_eq!(created, 1, "exactly one caller created it");
+    let id = *ids.first().unwrap();
+    for viewer in [&alice, &bob] {
+        let view = backend.store.conversation(viewer.id, id).await.unwrap();
+        assert_ne!(view.other_participant.id, viewer.id);
+    }
+}
+
+async fn an_idempotency_key_replays_the_first_send(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let (alice, bob, carol) = (
+        user(store, "alice").await,
+        user(store, "bob").await,
+        user(store, "carol").await,
+    );
+    let with_bob = direct(store, &alice, &bob).await;
+    let with_carol = direct(store, &alice, &carol).await;
+    let keyed = |conversation, sender: &User, text: &str| NewMessage {
+        idempotency_key: Some("key-1".into()),
+        ..new_message(conversation, sender.id, text)
+    };
+    let first = store
+        .append_message(keyed(with_bob, &alice, "once"))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    assert_eq!(first.recipients.len(), 2);
+    let retry = store
+        .append_message(keyed(with_bob, &alice, "once (retried)"))
+        .await
+        .unwrap();
+    assert!(retry.replayed && retry.recipients.is_empty());
+    assert_eq!(retry.message, first.message, "the first result comes back");
+    assert!(matches!(
+        store
+            .append_message(keyed(with_carol, &alice, "elsewhere"))
+            .await,
+        Err(StoreError::KeyReused)
+    ));
+    // Keys belong to their user: Bob's "key-1" is a new message.
+    let bobs = store
+        .append_message(keyed(with_bob, &bob, "mine"))
+        .await
+        .unwrap();
+    assert!(!bobs.replayed);
+    assert_ne!(bobs.message.id, first.message.id);
+    let history = store.messages(alice.id, with_bob, None, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+
+    // Concurrent retries of one key store one message.
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let store = backend.store.clone();
+        let new = NewMessage {
+            idempotency_key: Some("key-2".into()),
+            ..new_message(with_carol, carol.id, "raced")
+        };
+        handles.push(tokio::spawn(async move {
+            store.append_message(new).await.unwrap()
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    let mut fresh = 0;
+    for handle in handles {
+        let appended = handle.await.unwrap();
+        ids.insert(appended.message.id);
+        fresh += usize::from(!appended.replayed);
+    }
+    assert_eq!((ids.len(), fresh), (1, 1));
+}
+
+async fn only_participants_may_append_or_read(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let (alice, bob, eve) = (
+        user(store, "alice").await,
+        user(store, "bob").await,
+        user(store, "eve").await,
+    );
+    let conversation = direct(store, &alice, &bob).await;
+    assert!(matches!(
+        store
+            .append_message(new_message(conversation, eve.id, "let me in"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .append_message(new_message(ConversationId(777_777), alice.id, "void"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.messages(eve.id, conversation, None, 10).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.conversation(eve.id, conversation).await,
+        Err(StoreError::NotFound)
+    ));
+    // A refused send in the middle of others does not disturb them.
+    let good = send(store, conversation, &alice, "fine").await;
+    assert_eq!(
+        store.inbox_after(eve.id, MessageId(0), 10).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store.inbox_after(bob.id, MessageId(0), 10).await.unwrap(),
+        vec![good.message]
+    );
+}
+
+async fn the_instance_id_is_fixed_when_the_database_is_created(backend: &StoreBackend) {
+    let instance = backend.store.instance_id().to_owned();
+    assert!(!instance.is_empty() && instance.len() <= 64);
+    assert!(instance.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let again = backend.reopen().await;
+    assert_eq!(again.instance_id(), instance);
+    backend.store.ping().await.unwrap();
+}
+
+async fn heads_track_the_newest_positions(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let (alice, bob, carol) = (
+        user(store, "alice").await,
+        user(store, "bob").await,
+        user(store, "carol").await,
+    );
+    assert_eq!(store.head().await.unwrap(), MessageId(0));
+    assert_eq!(store.inbox_head(alice.id).await.unwrap(), MessageId(0));
+    let ab = direct(store, &alice, &bob).await;
+    let bc = direct(store, &bob, &carol).await;
+    let first = send(store, ab, &alice, "one").await;
+    let second = send(store, bc, &carol, "two").await;
+    assert!(first.message.id < second.message.id);
+    assert_eq!(store.head().await.unwrap(), second.message.id);
+    assert_eq!(store.inbox_head(alice.id).await.unwrap(), first.message.id);
+    assert_eq!(store.inbox_head(bob.id).await.unwrap(), second.message.id);
+    // The links: Bob's previous position for "two" was "one"; Carol had none.
+    let prev = |a: &Appended, u: &User| a.recipients.iter().find(|r| r.user == u.id).unwrap().prev;
+    assert_eq!(prev(&second, &bob), first.message.id);
+    assert_eq!(prev(&second, &carol), MessageId(0));
+    assert_eq!(prev(&first, &alice), MessageId(0));
+}
