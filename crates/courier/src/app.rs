@@ -6,7 +6,7 @@ use crate::api::{self, ApiSettings, ApiState};
 use crate::bus::{Bus, LocalBus};
 use crate::config::ServeConfig;
 use crate::realtime::{Realtime, StreamLimits};
-use crate::service::{Messenger, Tokens};
+use crate::service::{AccountSettings, Accounts, Messenger, Signup, Tokens};
 use crate::store::{SqliteOptions, SqliteStore, Store};
 use crate::{telemetry, web};
 use anyhow::{Context, bail};
@@ -67,15 +67,28 @@ impl App {
             max_streams_per_user: config.max_streams_per_user,
             retry: config.sse_retry,
         };
-        let realtime = Arc::new(Realtime::new(store, bus, limits, shutdown.clone()));
+        let realtime = Arc::new(Realtime::new(
+            store.clone(),
+            bus.clone(),
+            limits,
+            shutdown.clone(),
+        ));
+        let tokens = Tokens::new(&secret, config.token_lifetime)?;
+        let accounts = Arc::new(Accounts::new(
+            store.clone(),
+            bus.clone(),
+            tokens,
+            account_settings(&config),
+        ));
         let state = ApiState {
             messenger,
             realtime,
-            tokens: Arc::new(Tokens::new(&secret, config.token_lifetime)?),
+            accounts,
             settings: Arc::new(ApiSettings {
                 dev_login,
                 token_lifetime: config.token_lifetime,
                 secure_cookies: config.secure_cookies,
+                trust_forwarded_for: config.trust_forwarded_for,
             }),
         };
         let router = router(state, config.max_body_bytes);
@@ -129,7 +142,10 @@ impl App {
                 tracing::debug!(error = %e, "SO_SNDBUF");
             }
         });
-        let server = axum::serve(listener, self.router)
+        let router = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tokio::select! {
             result = server => result.context("serving HTTP"),
@@ -138,6 +154,26 @@ impl App {
                 Ok(())
             }
         }
+    }
+}
+
+fn account_settings(config: &ServeConfig) -> AccountSettings {
+    AccountSettings {
+        passwords: config.password_auth,
+        password_min_len: config.password_min_length,
+        signup: match config.signup.as_str() {
+            "open" => Signup::Open,
+            "closed" => Signup::Closed,
+            _ => Signup::Invite(
+                config
+                    .invite_codes
+                    .iter()
+                    .map(|c| c.trim().to_owned())
+                    .collect(),
+            ),
+        },
+        attempts_per_account: config.login_attempts_per_account,
+        attempts_per_ip: config.login_attempts_per_ip,
     }
 }
 

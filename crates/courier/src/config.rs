@@ -91,6 +91,39 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// Password accounts (sign-up and sign-in with a username and password).
+    #[arg(long, env = "COURIER_PASSWORD_AUTH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub password_auth: bool,
+
+    /// Who may create a password account: `open`, `invite` (needs one of --invite-codes), or `closed`.
+    #[arg(long, env = "COURIER_SIGNUP", default_value = "invite", value_parser = ["open", "invite", "closed"])]
+    pub signup: String,
+
+    /// Comma-separated invite codes; each admits one new account.
+    #[arg(
+        long,
+        env = "COURIER_INVITE_CODES",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub invite_codes: Vec<String>,
+
+    /// Shortest accepted password, in characters.
+    #[arg(long, env = "COURIER_PASSWORD_MIN_LENGTH", default_value_t = 10)]
+    pub password_min_length: usize,
+
+    /// Password attempts allowed per minute for one account.
+    #[arg(long, env = "COURIER_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value = "5")]
+    pub login_attempts_per_account: std::num::NonZeroU32,
+
+    /// Password attempts (sign-in and sign-up) allowed per minute from one client address.
+    #[arg(long, env = "COURIER_LOGIN_ATTEMPTS_PER_IP", default_value = "20")]
+    pub login_attempts_per_ip: std::num::NonZeroU32,
+
+    /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you trust).
+    #[arg(long, env = "COURIER_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+
     /// Log filter, in `tracing` env-filter syntax.
     #[arg(long, env = "COURIER_LOG", default_value = "info,sqlx=warn")]
     pub log: String,
@@ -140,11 +173,25 @@ pub fn reference_markdown() -> String {
         if long == "help" {
             continue;
         }
-        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
-        let default: Vec<_> = arg.get_default_values().iter().map(|v| v.to_string_lossy()).collect();
-        let default = if default.is_empty() { "—".to_owned() } else { format!("`{}`", default.join(",")) };
+        let env = arg
+            .get_env()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let default: Vec<_> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy())
+            .collect();
+        let default = if default.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("`{}`", default.join(","))
+        };
         let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-        out.push_str(&format!("| `--{long}` | `{env}` | {default} | {} |\n", help.replace('|', "\\|")));
+        out.push_str(&format!(
+            "| `--{long}` | `{env}` | {default} | {} |\n",
+            help.replace('|', "\\|")
+        ));
     }
     out
 }

@@ -139,3 +139,61 @@ async fn the_signing_secret_is_generated_once_and_kept_private() {
     again.kill().unwrap();
     again.wait().unwrap();
 }
+
+#[tokio::test]
+async fn no_secret_token_or_password_reaches_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-very-secret-signing-key-0123456789abcdef";
+    let mut child = courier()
+        .args(["serve", "--listen", "127.0.0.1:0", "--signup", "open", "--token-secret", secret])
+        .args(["--log", "trace"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("courier listening on ").unwrap().to_owned();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+
+    let client = reqwest::Client::new();
+    let password = "violet-harbor-tractor-91";
+    let body = serde_json::json!({ "username": "alice", "password": password });
+    let signed_up: serde_json::Value =
+        client.post(format!("{url}/api/signup")).json(&body).send().await.unwrap().json().await.unwrap();
+    let first = signed_up["token"].as_str().unwrap().to_owned();
+    let signed_in: serde_json::Value =
+        client.post(format!("{url}/api/signin")).json(&body).send().await.unwrap().json().await.unwrap();
+    let token = signed_in["token"].as_str().unwrap().to_owned();
+    let stream = client
+        .get(format!("{url}/api/messages?token={token}"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    drop(stream);
+    let refreshed: serde_json::Value = client
+        .post(format!("{url}/api/refresh_token"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = refreshed["token"].as_str().unwrap().to_owned();
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let logs = logs.join().unwrap();
+    assert!(logs.contains("/api/messages"), "the request was logged at all:\n{logs}");
+    for (what, value) in [("password", password), ("signing secret", secret), ("token", &first), ("token", &token), ("token", &fresh)] {
+        // A JWT's signature part is what makes it a credential.
+        let needle = value.rsplit('.').next().unwrap();
+        assert!(!logs.contains(needle), "a {what} reached the logs");
+    }
+}

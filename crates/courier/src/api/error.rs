@@ -45,6 +45,8 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             ServiceError::Forbidden(why) => Self::Forbidden(why.to_owned()),
+            ServiceError::Unauthorized => Self::Unauthorized,
+            ServiceError::TooManyRequests(why) => Self::TooManyRequests(why.to_owned()),
             ServiceError::Invalid { field, message } => Self::unprocessable(field, message),
             ServiceError::Unavailable(source) => {
                 tracing::warn!(error = %source, cause = ?std::error::Error::source(&source), "store unavailable");

@@ -39,6 +39,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
 /// session must also pass the CSRF check on state-changing requests.
 pub struct AuthUser {
     pub id: UserId,
+    pub session: String,
     pub via_cookie: bool,
 }
 
@@ -63,10 +64,7 @@ impl FromRequestParts<ApiState> for AuthUser {
         } else {
             return Err(ApiError::Unauthorized);
         };
-        let id = state
-            .tokens
-            .verify(&token)
-            .map_err(|_| ApiError::Unauthorized)?;
+        let auth = state.accounts.authenticate(&token).await?;
         if via_cookie && !is_safe(&parts.method) {
             let expected = cookie(&parts.headers, CSRF_COOKIE);
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -74,7 +72,26 @@ impl FromRequestParts<ApiState> for AuthUser {
                 return Err(ApiError::Forbidden("missing or wrong CSRF token".into()));
             }
         }
-        Ok(Self { id, via_cookie })
+        Ok(Self {
+            id: auth.user,
+            session: auth.session,
+            via_cookie,
+        })
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<ApiState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match <Self as FromRequestParts<ApiState>>::from_request_parts(parts, state).await {
+            Ok(me) => Ok(Some(me)),
+            Err(ApiError::Unauthorized) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -108,4 +125,44 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 /// Parses an id from a path or query; anything malformed is a 404, never a 500.
 pub fn parse_id<T>(raw: &str, parse: fn(&str) -> Option<T>, what: &str) -> Result<T, ApiError> {
     parse(raw).ok_or_else(|| ApiError::NotFound(format!("{what} not found")))
+}
+
+/// The client's address for rate limits: the peer, or the first `X-Forwarded-For` hop when
+/// the server is told to trust its proxy.
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<ApiState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        if state.settings.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|ip| ip.trim().parse().ok())
+        {
+            return Ok(Self(ip));
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Ok(Self(peer))
+    }
+}
+
+/// What the client calls itself, for the sessions list.
+pub fn device(headers: &HeaderMap) -> String {
+    headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("unknown device")
+        .to_owned()
 }

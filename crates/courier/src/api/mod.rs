@@ -12,7 +12,7 @@ mod wire;
 pub use error::ApiError;
 
 use crate::realtime::Realtime;
-use crate::service::{Messenger, Tokens};
+use crate::service::{Accounts, Messenger};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -26,7 +26,7 @@ use std::time::Duration;
 pub struct ApiState {
     pub messenger: Arc<Messenger>,
     pub realtime: Arc<Realtime>,
-    pub tokens: Arc<Tokens>,
+    pub accounts: Arc<Accounts>,
     pub settings: Arc<ApiSettings>,
 }
 
@@ -36,6 +36,8 @@ pub struct ApiSettings {
     pub token_lifetime: Duration,
     /// Mark cookies `Secure` even without `X-Forwarded-Proto: https`.
     pub secure_cookies: bool,
+    /// Take the client address from `X-Forwarded-For` (behind a trusted reverse proxy).
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Deserialize)]

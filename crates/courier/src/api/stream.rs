@@ -37,7 +37,10 @@ async fn stream_messages(
         Some(v) => Some(v.to_str().unwrap_or("\u{fffd}").to_owned()),
         None => query_param(uri.query(), "lastEventId"),
     };
-    let frames = state.realtime.open(me.id, last_event_id.as_deref()).await?;
+    let frames = state
+        .realtime
+        .open(me.id, me.session, last_event_id.as_deref())
+        .await?;
     let body = Body::from_stream(frames.map(|frame| Ok::<_, Infallible>(encode(frame))));
     let mut response = Response::new(body);
     let h = response.headers_mut();
@@ -50,22 +53,27 @@ async fn stream_messages(
 
 fn encode(frame: Frame) -> Bytes {
     match frame {
-        Frame::Open { retry } => {
-            Bytes::from(format!(": connected\nretry: {}\n\n", retry.as_millis()))
-        }
+        Frame::Open { retry, cursor } => Bytes::from(format!(
+            ": connected\nretry: {}\nid: {cursor}\n\n",
+            retry.as_millis()
+        )),
         Frame::Message {
             cursor,
             event,
             mine,
         } => event.frame(mine, || {
-            let json = serde_json::to_string(&MessageJson::with_mine(&event.message, mine))
-                .unwrap_or_default();
+            let Some(message) = event.message() else {
+                return Bytes::new();
+            };
+            let json =
+                serde_json::to_string(&MessageJson::with_mine(message, mine)).unwrap_or_default();
             Bytes::from(format!("id: {cursor}\ndata: {json}\n\n"))
         }),
         Frame::Reset { reason } => {
             let json = serde_json::json!({ "reason": reason });
             Bytes::from(format!("event: reset\ndata: {json}\n\n"))
         }
+        Frame::SignedOut => Bytes::from_static(b"event: signed-out\ndata: {}\n\n"),
         Frame::Heartbeat => Bytes::from_static(b": heartbeat\n\n"),
     }
 }

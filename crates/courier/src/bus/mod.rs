@@ -32,6 +32,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Events for `user`, buffered up to `capacity`. The subscription ends when the buffer
     /// overflows (the reader is too slow) or the bus shuts down; dropping it unsubscribes.
     async fn subscribe(&self, user: UserId, capacity: usize) -> Result<Subscription, BusError>;
+    /// A counter that moves whenever this bus may have lost events (a reconnect, a dropped
+    /// slow consumer). Streams re-check the store when it moves; a bus that never loses
+    /// events silently (LocalBus closes overflowing streams instead) keeps it at 0.
+    fn generation(&self) -> u64 {
+        0
+    }
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())

@@ -1,5 +1,5 @@
-//! What travels on the bus: a committed message and, per recipient, the link that lets a
-//! stream prove it has missed nothing.
+//! What travels on the bus: a committed message (with, per recipient, the link that lets a
+//! stream prove it missed nothing), or the news that some of a user's sessions were revoked.
 
 use super::{Message, MessageId, UserId};
 use bytes::Bytes;
@@ -14,9 +14,16 @@ pub struct Recipient {
     pub prev: MessageId,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum EventKind {
+    Message(Message),
+    /// These sessions were signed out: their streams must end now.
+    SessionsRevoked(Vec<String>),
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Event {
-    pub message: Message,
+    pub kind: EventKind,
     pub recipients: Vec<Recipient>,
     /// Wire frames, encoded once per event and shared by every stream: [for others, for the sender].
     #[serde(skip)]
@@ -26,9 +33,27 @@ pub struct Event {
 impl Event {
     pub fn new(message: Message, recipients: Vec<Recipient>) -> Self {
         Self {
-            message,
+            kind: EventKind::Message(message),
             recipients,
             frames: Default::default(),
+        }
+    }
+
+    pub fn sessions_revoked(user: UserId, sessions: Vec<String>) -> Self {
+        Self {
+            kind: EventKind::SessionsRevoked(sessions),
+            recipients: vec![Recipient {
+                user,
+                prev: MessageId(0),
+            }],
+            frames: Default::default(),
+        }
+    }
+
+    pub fn message(&self) -> Option<&Message> {
+        match &self.kind {
+            EventKind::Message(message) => Some(message),
+            EventKind::SessionsRevoked(_) => None,
         }
     }
 

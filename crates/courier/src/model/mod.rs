@@ -4,12 +4,16 @@ mod content;
 mod cursor;
 mod event;
 mod ids;
+mod password;
+mod session;
 mod username;
 
 pub use content::{ContentError, MessageContent};
 pub use cursor::{Cursor, CursorError};
-pub use event::{Event, Recipient};
+pub use event::{Event, EventKind, Recipient};
 pub use ids::{ConversationId, MessageId, UserId};
+pub use password::{Password, PasswordError};
+pub use session::Session;
 pub use username::{Username, UsernameError};
 
 use chrono::{DateTime, Utc};

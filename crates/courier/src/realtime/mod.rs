@@ -8,14 +8,15 @@
 //! 3. `last` is the newest position this stream has sent. Live events at or below it are
 //!    skipped (dedupe). An event whose recipient link `prev` is above `last` proves a message
 //!    in between was missed (reordered or lost on the bus): the gap is read from the store.
-//! 4. A heartbeat also compares the user's inbox head with `last`, so even a lost *last*
-//!    event is repaired within one heartbeat.
+//! 4. When the bus admits it may have lost events (`Bus::generation` moved: a NATS
+//!    reconnect, a slow-consumer drop), the next heartbeat compares the user's inbox head
+//!    with `last`, so even a lost *last* event is repaired within one heartbeat.
 //! 5. A full buffer ends the stream; the client resumes from its `Last-Event-ID`.
 
 use crate::bus::{Bus, Subscription};
-use crate::model::{Cursor, CursorError, Event, MessageId, UserId};
+use crate::model::{Cursor, CursorError, Event, EventKind, MessageId, UserId};
 use crate::service::ServiceError;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use futures::{Stream, StreamExt};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ pub enum Frame {
     /// Sent at once so the client knows it is subscribed, with its reconnect delay.
     Open {
         retry: Duration,
+        cursor: Cursor,
     },
     Message {
         cursor: Cursor,
@@ -50,6 +52,8 @@ pub enum Frame {
     Reset {
         reason: String,
     },
+    /// The stream's session was revoked; the stream ends after this.
+    SignedOut,
     Heartbeat,
 }
 
@@ -89,54 +93,60 @@ impl Realtime {
         self.store.instance_id()
     }
 
-    /// Opens `user`'s stream, resuming after `last_event_id` when it is a usable cursor.
+    /// Opens the stream of `user`'s `session`, resuming after `last_event_id` when it is a
+    /// usable cursor.
     #[tracing::instrument(skip_all, fields(user = %user))]
     pub async fn open(
         &self,
         user: UserId,
+        session: String,
         last_event_id: Option<&str>,
     ) -> Result<impl Stream<Item = Frame> + Send + 'static, OpenError> {
         let slot = StreamSlot::take(&self.open_streams, user, self.limits.max_streams_per_user)?;
-        let unavailable = |e| ServiceError::Unavailable(e);
+        let unavailable = ServiceError::Unavailable;
         // Register before reading: see the module docs.
+        let bus_generation = self.bus.generation();
         let subscription = self
             .bus
             .subscribe(user, self.limits.buffer)
             .await
             .map_err(|e| ServiceError::Internal(Box::new(e)))?;
 
-        let mut pending = VecDeque::from([Frame::Open {
-            retry: self.limits.retry,
-        }]);
-        let resume = match last_event_id.map(|raw| self.resumable(raw)) {
+        let mut reset = None;
+        let mut resume = match last_event_id.map(|raw| self.resumable(raw)) {
             Some(Ok(position)) => Some(position),
             Some(Err(reason)) => {
-                pending.push_back(Frame::Reset {
-                    reason: reason.to_string(),
-                });
+                reset = Some(reason);
                 None
             }
             None => None,
         };
-        let (last, catch_up) = match resume {
-            Some(position) => (position, true),
-            None => (
-                self.store.inbox_head(user).await.map_err(unavailable)?,
-                false,
-            ),
+        // A cursor ahead of history (e.g. after restoring a backup) cannot be resumed either.
+        if let Some(position) = resume
+            && position > self.store.head().await.map_err(unavailable)?
+        {
+            reset = Some(CursorError::Ahead);
+            resume = None;
+        }
+        let last = match resume {
+            Some(position) => position,
+            None => self.store.inbox_head(user).await.map_err(unavailable)?,
         };
-        // The cursor must also not be ahead of history (e.g. a restored backup).
-        let (last, catch_up) = if catch_up && last > self.store.head().await.map_err(unavailable)? {
+        let instance = self.store.instance_id().to_owned();
+        // The opening frame already carries a cursor, so even a stream that drops before its
+        // first message resumes from here.
+        let mut pending = VecDeque::from([Frame::Open {
+            retry: self.limits.retry,
+            cursor: Cursor {
+                instance: instance.clone(),
+                position: last,
+            },
+        }]);
+        if let Some(reason) = reset {
             pending.push_back(Frame::Reset {
-                reason: CursorError::Ahead.to_string(),
+                reason: reason.to_string(),
             });
-            (
-                self.store.inbox_head(user).await.map_err(unavailable)?,
-                false,
-            )
-        } else {
-            (last, catch_up)
-        };
+        }
 
         let mut heartbeat = tokio::time::interval_at(
             Instant::now() + self.limits.heartbeat,
@@ -145,11 +155,14 @@ impl Realtime {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let state = UserStream {
             user,
-            instance: self.store.instance_id().to_owned(),
+            session,
+            instance,
             store: self.store.clone(),
+            bus: self.bus.clone(),
+            bus_generation,
             subscription,
             last,
-            catch_up,
+            catch_up: resume.is_some(),
             pending,
             heartbeat,
             shutdown: self.shutdown.clone(),
@@ -173,8 +186,12 @@ impl Realtime {
 
 struct UserStream {
     user: UserId,
+    session: String,
     instance: String,
     store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    /// The bus generation this stream has checked the store against (see `Bus::generation`).
+    bus_generation: u64,
     subscription: Subscription,
     /// The newest position this stream has sent (or the point it started from).
     last: MessageId,
@@ -209,11 +226,7 @@ impl UserStream {
                     Some(event) => self.on_event(event),
                 },
                 _ = self.heartbeat.tick() => {
-                    match self.store.inbox_head(self.user).await {
-                        Ok(head) if head > self.last => self.catch_up = true,
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "heartbeat head check failed"),
-                    }
+                    self.check_missed().await;
                     return Some(Frame::Heartbeat);
                 }
             }
@@ -224,7 +237,17 @@ impl UserStream {
         let Some(recipient) = event.recipient(self.user).copied() else {
             return;
         };
-        if event.message.id <= self.last {
+        let message_id = match &event.kind {
+            EventKind::Message(message) => message.id,
+            EventKind::SessionsRevoked(sessions) => {
+                if sessions.contains(&self.session) {
+                    self.pending.push_back(Frame::SignedOut);
+                    self.done = true;
+                }
+                return;
+            }
+        };
+        if message_id <= self.last {
             return; // already sent, from the store or an earlier event
         }
         if recipient.prev > self.last {
@@ -232,6 +255,40 @@ impl UserStream {
             return;
         }
         self.push(event);
+    }
+
+    /// When the bus says it may have lost events since this stream last looked (a NATS
+    /// reconnect, a dropped subscriber), ask the store what the bus would have said: is there
+    /// a newer message, and is this session still signed in?
+    async fn check_missed(&mut self) {
+        let generation = self.bus.generation();
+        if generation == self.bus_generation {
+            return;
+        }
+        match self.store.inbox_head(self.user).await {
+            Ok(head) if head > self.last => self.catch_up = true,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "head check failed; will retry");
+                return;
+            }
+        }
+        match self
+            .store
+            .active_session(&self.session, chrono::Utc::now())
+            .await
+        {
+            Err(StoreError::NotFound) => {
+                self.pending.push_back(Frame::SignedOut);
+                self.done = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "session check failed; will retry");
+                return;
+            }
+            Ok(_) => {}
+        }
+        self.bus_generation = generation;
     }
 
     async fn read_gap(&mut self) {
@@ -254,13 +311,17 @@ impl UserStream {
         }
     }
 
+    /// Queues a message event; anything else is ignored.
     fn push(&mut self, event: Arc<Event>) {
-        self.last = event.message.id;
+        let Some(message) = event.message() else {
+            return;
+        };
+        self.last = message.id;
         let cursor = Cursor {
             instance: self.instance.clone(),
-            position: event.message.id,
+            position: message.id,
         };
-        let mine = event.message.sender_id == self.user;
+        let mine = message.sender_id == self.user;
         self.pending.push_back(Frame::Message {
             cursor,
             event,

@@ -3,8 +3,10 @@
 //! Services accept raw input only long enough to parse it into model types, and speak in
 //! domain errors; status codes belong to `api`.
 
+mod accounts;
 mod tokens;
 
+pub use accounts::{AccountSettings, Accounts, Authenticated, SignedIn, Signup};
 pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;
@@ -25,6 +27,10 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    TooManyRequests(&'static str),
     #[error("invalid {field}: {message}")]
     Invalid {
         field: &'static str,
@@ -44,13 +50,14 @@ impl ServiceError {
         }
     }
 
-    fn from_store(what: &'static str) -> impl FnOnce(StoreError) -> Self {
+    fn from_store(what: &'static str) -> impl Fn(StoreError) -> Self + Copy {
         move |e| match e {
             StoreError::NotFound => Self::NotFound(what),
             StoreError::KeyReused => Self::invalid(
                 "idempotencyKey",
                 "this key was used for another conversation",
             ),
+            StoreError::Conflict(field) => Self::invalid(field, "already taken"),
             e @ StoreError::Unavailable(_) => Self::Unavailable(e),
             StoreError::Other(e) => Self::Internal(e),
         }
@@ -76,16 +83,6 @@ impl Messenger {
 
     pub fn max_message_chars(&self) -> usize {
         self.max_message_chars
-    }
-
-    #[tracing::instrument(skip_all)]
-    pub async fn dev_login(&self, raw_username: &str) -> ServiceResult<User> {
-        let username =
-            Username::parse(raw_username).map_err(|e| ServiceError::invalid("username", e))?;
-        self.store
-            .find_or_create_user(&username)
-            .await
-            .map_err(ServiceError::from_store("user"))
     }
 
     pub async fn user(&self, id: UserId) -> ServiceResult<User> {

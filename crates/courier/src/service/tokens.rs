@@ -11,6 +11,8 @@ pub struct Claims {
     pub sub: String,
     pub iat: i64,
     pub exp: i64,
+    /// The session this token belongs to; revoking the session ends the token.
+    pub sid: String,
     /// A random id so two tokens issued in the same second still differ.
     pub jti: String,
 }
@@ -43,24 +45,35 @@ impl Tokens {
         })
     }
 
-    pub fn issue(&self, user: UserId) -> Result<(String, DateTime<Utc>), TokenError> {
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// A token for `session` of `user` that expires at `expires_at`.
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, TokenError> {
         let now = Utc::now();
-        let expires_at = now + self.lifetime;
         let claims = Claims {
             sub: user.to_string(),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
+            sid: session.to_owned(),
             jti: hex::encode(rand::random::<[u8; 8]>()),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(TokenError::Signing)?;
-        Ok((token, expires_at))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(TokenError::Signing)
     }
 
-    pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+    /// Checks signature and expiry; returns the user and session the token names.
+    pub fn verify(&self, token: &str) -> Result<(UserId, String), TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
-        UserId::parse(&data.claims.sub).ok_or(TokenError::Invalid)
+        let user = UserId::parse(&data.claims.sub).ok_or(TokenError::Invalid)?;
+        Ok((user, data.claims.sid))
     }
 }
 
@@ -72,8 +85,9 @@ mod tests {
     fn a_token_verifies_with_its_secret_only() {
         let tokens =
             Tokens::new(b"secret-one-secret-one-secret-one", Duration::from_secs(60)).unwrap();
-        let (token, _) = tokens.issue(UserId(7)).unwrap();
-        assert_eq!(tokens.verify(&token).unwrap(), UserId(7));
+        let expires = Utc::now() + Duration::from_secs(60);
+        let token = tokens.issue(UserId(7), "s1", expires).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), (UserId(7), "s1".to_owned()));
         let other =
             Tokens::new(b"secret-two-secret-two-secret-two", Duration::from_secs(60)).unwrap();
         assert!(other.verify(&token).is_err());
@@ -84,7 +98,7 @@ mod tests {
     fn an_expired_token_is_refused() {
         let tokens =
             Tokens::new(b"secret-one-secret-one-secret-one", Duration::from_secs(0)).unwrap();
-        let (token, _) = tokens.issue(UserId(7)).unwrap();
+        let token = tokens.issue(UserId(7), "s1", Utc::now()).unwrap();
         std::thread::sleep(Duration::from_millis(1100));
         assert!(tokens.verify(&token).is_err());
     }

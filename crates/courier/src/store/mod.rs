@@ -3,6 +3,7 @@
 //! Every implementation hands out message ids in commit order: when message `p` is visible,
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
+mod accounts;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -13,6 +14,7 @@ use crate::model::{
 };
 use async_trait::async_trait;
 
+pub use accounts::{AccountStore, NewCredential};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -25,6 +27,9 @@ pub enum StoreError {
     /// The same idempotency key was used for a different conversation.
     #[error("idempotency key reused for another conversation")]
     KeyReused,
+    /// A unique value is taken (the name says which: "username", "invite", "identity").
+    #[error("{0} already taken")]
+    Conflict(&'static str),
     /// The database cannot be reached right now; the request may be retried.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -53,7 +58,7 @@ pub struct Appended {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccountStore + Send + Sync + 'static {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

@@ -20,6 +20,8 @@
 //! waits at most `acquire_timeout` for one, so when PostgreSQL returns the next request simply
 //! gets a fresh connection: no restart needed.
 
+mod accounts;
+
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
 use crate::model::{
     ConversationId, ConversationView, Message, MessageId, Recipient, User, UserId, Username,

@@ -5,6 +5,8 @@
 //! share the next transaction and its single fsync. One writer is also what makes message
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
 
+mod accounts;
+
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
 use crate::model::{
     ConversationId, ConversationView, Message, MessageId, Recipient, User, UserId, Username,

@@ -1,5 +1,6 @@
 //! HTTP integration suite: the real server on a random port, spoken to as a client would.
 
+mod accounts;
 mod auth;
 mod conversations;
 mod errors;

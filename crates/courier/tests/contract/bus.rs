@@ -71,7 +71,7 @@ async fn next(sub: &mut Subscription) -> Arc<Event> {
 
 async fn nothing_arrives(sub: &mut Subscription) {
     if let Ok(Some(event)) = tokio::time::timeout(QUIET, sub.next()).await {
-        panic!("unexpected event {:?}", event.message.id);
+        panic!("unexpected event {:?}", event.message().unwrap().id);
     }
 }
 
@@ -86,8 +86,8 @@ async fn publish_reaches_each_recipients_subscriptions_and_no_one_else(bus: BusB
         .unwrap();
     for sub in [&mut alice_tab1, &mut alice_tab2, &mut bob] {
         let got = next(sub).await;
-        assert_eq!(got.message.id, MessageId(7));
-        assert_eq!(got.message.content, "message 7");
+        assert_eq!(got.message().unwrap().id, MessageId(7));
+        assert_eq!(got.message().unwrap().content, "message 7");
         assert_eq!(got.recipient(BOB).unwrap().prev, MessageId(6));
     }
     nothing_arrives(&mut carol).await;
@@ -103,7 +103,7 @@ async fn events_from_one_publisher_arrive_in_order(bus: BusBackend) {
             .unwrap();
     }
     for id in 1..=500 {
-        assert_eq!(next(&mut bob).await.message.id, MessageId(id));
+        assert_eq!(next(&mut bob).await.message().unwrap().id, MessageId(id));
     }
 }
 
@@ -137,12 +137,12 @@ async fn a_full_buffer_ends_only_that_subscription_without_blocking_publish(bus:
         started.elapsed()
     );
     for id in 1..=200 {
-        assert_eq!(next(&mut fast).await.message.id, MessageId(id));
-        assert_eq!(next(&mut other).await.message.id, MessageId(id));
+        assert_eq!(next(&mut fast).await.message().unwrap().id, MessageId(id));
+        assert_eq!(next(&mut other).await.message().unwrap().id, MessageId(id));
     }
     // The slow reader got what fit, then its stream ended (it will resume from its cursor).
-    assert_eq!(next(&mut slow).await.message.id, MessageId(1));
-    assert_eq!(next(&mut slow).await.message.id, MessageId(2));
+    assert_eq!(next(&mut slow).await.message().unwrap().id, MessageId(1));
+    assert_eq!(next(&mut slow).await.message().unwrap().id, MessageId(2));
     assert!(
         tokio::time::timeout(WAIT, slow.next())
             .await
@@ -164,7 +164,7 @@ async fn nats_communities_with_different_instances_do_not_cross() {
     let mut mine = listener.subscribe(BOB, 16).await.unwrap();
     theirs.publish(event(1, &[BOB])).await.unwrap();
     ours.publish(event(2, &[BOB])).await.unwrap();
-    assert_eq!(next(&mut mine).await.message.id, MessageId(2));
+    assert_eq!(next(&mut mine).await.message().unwrap().id, MessageId(2));
     nothing_arrives(&mut mine).await;
 }
 
@@ -203,7 +203,7 @@ async fn nats_publish_returns_quickly_while_nats_is_down() {
         started.elapsed()
     );
     // The publishing node's own streams are served without NATS.
-    assert_eq!(next(&mut local).await.message.id, MessageId(1));
+    assert_eq!(next(&mut local).await.message().unwrap().id, MessageId(1));
 
     let _server = crate::services::NatsServer::start_on(port);
     let deadline = Instant::now() + WAIT;
@@ -218,7 +218,7 @@ async fn nats_publish_returns_quickly_while_nats_is_down() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     publisher.publish(event(1000, &[ALICE, BOB])).await.unwrap();
     loop {
-        if next(&mut bob).await.message.id == MessageId(1000) {
+        if next(&mut bob).await.message().unwrap().id == MessageId(1000) {
             break;
         }
     }

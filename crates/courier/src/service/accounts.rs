@@ -1,0 +1,430 @@
+//! Accounts: sign-up and sign-in (dev, password, external identity), revocable sessions,
+//! and the rate limits that guard password attempts.
+//!
+//! A token alone is not enough: every request also finds the token's session active in the
+//! store, so signing out (one device or everywhere) ends that token at once.
+
+use super::{ServiceError, ServiceResult, Tokens};
+use crate::bus::Bus;
+use crate::model::{Event, Password, Session, User, UserId, Username};
+use crate::store::{NewCredential, Store, StoreError};
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use chrono::{DateTime, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// `last_seen` is written at most this often per session, so reads stay reads.
+const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signup {
+    Open,
+    /// Each listed code admits one new account.
+    Invite(HashSet<String>),
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// Password sign-up and sign-in; `false` turns both off.
+    pub passwords: bool,
+    pub password_min_len: usize,
+    pub signup: Signup,
+    /// Password attempts allowed per minute, per account and per client address.
+    pub attempts_per_account: NonZeroU32,
+    pub attempts_per_ip: NonZeroU32,
+}
+
+/// Who a request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user: UserId,
+    pub session: String,
+}
+
+/// A fresh session and its token.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub session: String,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    tokens: Tokens,
+    settings: AccountSettings,
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU64,
+    /// Verified against when the account does not exist, so timing tells nothing.
+    dummy_hash: tokio::sync::OnceCell<String>,
+}
+
+impl Accounts {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        tokens: Tokens,
+        settings: AccountSettings,
+    ) -> Self {
+        Self {
+            per_account: DefaultKeyedRateLimiter::keyed(Quota::per_minute(
+                settings.attempts_per_account,
+            )),
+            per_ip: DefaultKeyedRateLimiter::keyed(Quota::per_minute(settings.attempts_per_ip)),
+            store,
+            bus,
+            tokens,
+            settings,
+            checks: AtomicU64::new(0),
+            dummy_hash: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &AccountSettings {
+        &self.settings
+    }
+
+    /// Development sign-in: the username alone, created on first use.
+    #[tracing::instrument(skip_all)]
+    pub async fn dev_login(&self, raw_username: &str, device: &str) -> ServiceResult<SignedIn> {
+        let username = parse_username(raw_username)?;
+        let user = self
+            .store
+            .find_or_create_user(&username)
+            .await
+            .map_err(ServiceError::from_store("user"))?;
+        self.open_session(user, device).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn sign_up(
+        &self,
+        raw_username: &str,
+        raw_password: &str,
+        invite: Option<&str>,
+        device: &str,
+        ip: IpAddr,
+    ) -> ServiceResult<SignedIn> {
+        if !self.settings.passwords {
+            return Err(ServiceError::NotFound("password sign-up"));
+        }
+        self.limit(None, ip)?;
+        let username = parse_username(raw_username)?;
+        let invite = match &self.settings.signup {
+            Signup::Open => None,
+            Signup::Closed => return Err(ServiceError::Forbidden("Sign-up is closed")),
+            Signup::Invite(codes) => match invite.map(str::trim) {
+                Some(code) if codes.contains(code) => Some(code),
+                _ => {
+                    return Err(ServiceError::invalid(
+                        "invite",
+                        "A valid invite code is required",
+                    ));
+                }
+            },
+        };
+        let password = Password::parse(
+            raw_password,
+            self.settings.password_min_len,
+            username.as_str(),
+        )
+        .map_err(|e| ServiceError::invalid("password", e))?;
+        let hash = hash_password(password).await?;
+        let user = self
+            .store
+            .create_account(&username, None, NewCredential::Password { hash }, invite)
+            .await
+            .map_err(ServiceError::from_store("user"))?;
+        self.open_session(user, device).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn sign_in(
+        &self,
+        raw_username: &str,
+        raw_password: &str,
+        device: &str,
+        ip: IpAddr,
+    ) -> ServiceResult<SignedIn> {
+        if !self.settings.passwords {
+            return Err(ServiceError::NotFound("password sign-in"));
+        }
+        let wrong = || ServiceError::invalid("password", "Wrong username or password");
+        let username = Username::parse(raw_username).map_err(|_| wrong())?;
+        self.limit(Some(&username), ip)?;
+        let (user, hash) = match self.store.password_hash(&username).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => {
+                let dummy = self
+                    .dummy_hash
+                    .get_or_try_init(|| hash_password(Password::unchecked("not a real password")))
+                    .await?;
+                let _ = verify_password(raw_password.to_owned(), dummy.clone()).await;
+                return Err(wrong());
+            }
+            Err(e) => return Err(ServiceError::from_store("user")(e)),
+        };
+        if !verify_password(raw_password.to_owned(), hash).await? {
+            return Err(wrong());
+        }
+        self.open_session(user, device).await
+    }
+
+    /// Signs in through an identity provider. The identity (provider, subject) is the link;
+    /// a new person gets the provider's preferred name, or a numbered variant when it is taken.
+    #[tracing::instrument(skip_all, fields(provider = provider))]
+    pub async fn sign_in_external(
+        &self,
+        provider: &str,
+        subject: &str,
+        preferred_username: &str,
+        avatar_url: Option<&str>,
+        device: &str,
+    ) -> ServiceResult<SignedIn> {
+        let from_store = ServiceError::from_store("user");
+        if let Some(user) = self
+            .store
+            .identity_user(provider, subject)
+            .await
+            .map_err(from_store)?
+        {
+            if avatar_url.is_some() && avatar_url != user.avatar_url.as_deref() {
+                self.store
+                    .update_avatar(user.id, avatar_url)
+                    .await
+                    .map_err(from_store)?;
+            }
+            return self
+                .open_session(
+                    User {
+                        avatar_url: avatar_url.map(str::to_owned),
+                        ..user
+                    },
+                    device,
+                )
+                .await;
+        }
+        let base = sanitize_username(preferred_username);
+        for attempt in 0..50u32 {
+            let candidate = match attempt {
+                0 => base.clone(),
+                n => {
+                    let suffix = format!("_{}", n + 1);
+                    let keep = Username::MAX_LEN - suffix.len();
+                    format!("{}{suffix}", base.chars().take(keep).collect::<String>())
+                }
+            };
+            let Ok(username) = Username::parse(&candidate) else {
+                continue;
+            };
+            let credential = NewCredential::Identity {
+                provider: provider.to_owned(),
+                subject: subject.to_owned(),
+            };
+            match self
+                .store
+                .create_account(&username, avatar_url, credential, None)
+                .await
+            {
+                Ok(user) => return self.open_session(user, device).await,
+                Err(StoreError::Conflict("username")) => continue,
+                // Someone signed in with the same identity at the same moment: use theirs.
+                Err(StoreError::Conflict("identity")) => {
+                    if let Some(user) = self
+                        .store
+                        .identity_user(provider, subject)
+                        .await
+                        .map_err(from_store)?
+                    {
+                        return self.open_session(user, device).await;
+                    }
+                }
+                Err(e) => return Err(from_store(e)),
+            }
+        }
+        Err(ServiceError::invalid(
+            "username",
+            "No free username could be found",
+        ))
+    }
+
+    /// The session behind a token: signature, expiry, and an active session record.
+    pub async fn authenticate(&self, token: &str) -> ServiceResult<Authenticated> {
+        let (user, session) = self
+            .tokens
+            .verify(token)
+            .map_err(|_| ServiceError::Unauthorized)?;
+        let now = Utc::now();
+        let record = match self.store.active_session(&session, now).await {
+            Ok(record) if record.user == user => record,
+            Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::Unauthorized),
+            Err(e) => return Err(ServiceError::from_store("session")(e)),
+        };
+        if now - record.last_seen_at > TOUCH_EVERY
+            && let Err(e) = self.store.touch_session(&session, now, None).await
+        {
+            tracing::warn!(error = %e, "could not record session activity");
+        }
+        Ok(Authenticated { user, session })
+    }
+
+    /// A fresh token for the same session, which now lives a full lifetime from now.
+    pub async fn refresh(&self, auth: &Authenticated) -> ServiceResult<(String, DateTime<Utc>)> {
+        let now = Utc::now();
+        let expires_at = now + self.tokens.lifetime();
+        self.store
+            .touch_session(&auth.session, now, Some(expires_at))
+            .await
+            .map_err(ServiceError::from_store("session"))?;
+        let token = self
+            .tokens
+            .issue(auth.user, &auth.session, expires_at)
+            .map_err(internal)?;
+        Ok((token, expires_at))
+    }
+
+    pub async fn sessions(&self, user: UserId) -> ServiceResult<Vec<Session>> {
+        self.store
+            .sessions(user, Utc::now())
+            .await
+            .map_err(ServiceError::from_store("session"))
+    }
+
+    /// Ends one of the user's sessions, or all of them; their open streams close at once.
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn sign_out(&self, user: UserId, session: Option<&str>) -> ServiceResult<usize> {
+        let revoked = self
+            .store
+            .revoke_sessions(user, session, Utc::now())
+            .await
+            .map_err(ServiceError::from_store("session"))?;
+        if session.is_some() && revoked.is_empty() {
+            return Err(ServiceError::NotFound("session"));
+        }
+        let count = revoked.len();
+        if count > 0 {
+            let event = Arc::new(Event::sessions_revoked(user, revoked));
+            if let Err(e) = self.bus.publish(event).await {
+                tracing::warn!(error = %e, "could not announce revoked sessions; streams end at their next check");
+            }
+        }
+        Ok(count)
+    }
+
+    async fn open_session(&self, user: User, device: &str) -> ServiceResult<SignedIn> {
+        let now = Utc::now();
+        let session = Session {
+            id: Session::new_id(),
+            user: user.id,
+            device: device.chars().take(160).collect(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.tokens.lifetime(),
+        };
+        self.store
+            .create_session(&session)
+            .await
+            .map_err(ServiceError::from_store("session"))?;
+        let token = self
+            .tokens
+            .issue(user.id, &session.id, session.expires_at)
+            .map_err(internal)?;
+        Ok(SignedIn {
+            user,
+            session: session.id,
+            token,
+            expires_at: session.expires_at,
+        })
+    }
+
+    /// Counts one password attempt against the account (if known) and the client address.
+    fn limit(&self, username: Option<&Username>, ip: IpAddr) -> ServiceResult<()> {
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(256)
+        {
+            self.per_ip.retain_recent();
+            self.per_account.retain_recent();
+        }
+        let too_many =
+            || ServiceError::TooManyRequests("Too many attempts; wait a minute and try again");
+        self.per_ip.check_key(&ip).map_err(|_| too_many())?;
+        if let Some(username) = username {
+            self.per_account
+                .check_key(&username.as_str().to_lowercase())
+                .map_err(|_| too_many())?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_username(raw: &str) -> ServiceResult<Username> {
+    Username::parse(raw).map_err(|e| ServiceError::invalid("username", e))
+}
+
+/// A provider's name made into a valid username: disallowed characters become `_`.
+fn sanitize_username(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(Username::MAX_LEN)
+        .collect();
+    if cleaned.trim_matches('_').is_empty() {
+        "user".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ServiceError {
+    ServiceError::Internal(Box::new(e))
+}
+
+/// argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
+async fn hash_password(password: Password) -> ServiceResult<String> {
+    tokio::task::spawn_blocking(move || {
+        argon2::Argon2::default()
+            .hash_password(password.expose().as_bytes())
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| ServiceError::Internal(e.to_string().into()))
+}
+
+async fn verify_password(password: String, hash: String) -> ServiceResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_username;
+
+    #[test]
+    fn provider_names_become_valid_usernames() {
+        assert_eq!(sanitize_username("Jane Doe"), "Jane_Doe");
+        assert_eq!(sanitize_username("ñ"), "user");
+        assert_eq!(sanitize_username(&"a".repeat(40)).len(), 32);
+    }
+}

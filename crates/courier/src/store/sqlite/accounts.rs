@@ -1,0 +1,221 @@
+//! `AccountStore` for `SqliteStore`; twin of `postgres/accounts.rs`.
+
+use super::{SqliteStore, classify, now_ms, time, user_at};
+use crate::model::{Session, User, UserId, Username};
+use crate::store::{AccountStore, NewCredential, StoreError, StoreResult};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+const SESSION_COLUMNS: &str = "id, user_id, device, created_at, last_seen_at, expires_at";
+
+fn session_at(row: &SqliteRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.try_get(0)?,
+        user: UserId(row.try_get(1)?),
+        device: row.try_get(2)?,
+        created_at: time(row.try_get(3)?),
+        last_seen_at: time(row.try_get(4)?),
+        expires_at: time(row.try_get(5)?),
+    })
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_account(
+        &self,
+        username: &Username,
+        avatar_url: Option<&str>,
+        credential: NewCredential,
+        invite: Option<&str>,
+    ) -> StoreResult<User> {
+        let now = now_ms();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO users (username, avatar_url, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (username) DO NOTHING RETURNING id",
+        )
+        .bind(username.as_str())
+        .bind(avatar_url)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let id = id.ok_or(StoreError::Conflict("username"))?;
+        if let Some(code) = invite {
+            let spent = sqlx::query(
+                "INSERT INTO spent_invites (code, user_id, created_at) VALUES (?, ?, ?)
+                 ON CONFLICT (code) DO NOTHING",
+            )
+            .bind(code)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if spent.rows_affected() == 0 {
+                return Err(StoreError::Conflict("invite"));
+            }
+        }
+        let written = match credential {
+            NewCredential::Password { hash } => {
+                sqlx::query("INSERT INTO passwords (user_id, hash, updated_at) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+            }
+            NewCredential::Identity { provider, subject } => {
+                sqlx::query(
+                    "INSERT INTO identities (provider, subject, user_id, created_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (provider, subject) DO NOTHING",
+                )
+                .bind(provider)
+                .bind(subject)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+            }
+        };
+        if written.map_err(classify)?.rows_affected() == 0 {
+            return Err(StoreError::Conflict("identity"));
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(User {
+            id: UserId(id),
+            username: username.as_str().to_owned(),
+            avatar_url: avatar_url.map(str::to_owned),
+        })
+    }
+
+    async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.avatar_url FROM identities i JOIN users u ON u.id = i.user_id
+             WHERE i.provider = ? AND i.subject = ?",
+        )
+        .bind(provider)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(|r| user_at(&r, 0)).transpose().map_err(classify)
+    }
+
+    async fn password_hash(&self, username: &Username) -> StoreResult<(User, String)> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.avatar_url, p.hash FROM users u
+             JOIN passwords p ON p.user_id = u.id WHERE u.username = ?",
+        )
+        .bind(username.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok((
+            user_at(&row, 0).map_err(classify)?,
+            row.try_get(3).map_err(classify)?,
+        ))
+    }
+
+    async fn update_avatar(&self, user: UserId, avatar_url: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET avatar_url = ? WHERE id = ?")
+            .bind(avatar_url)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, device, created_at, last_seen_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&session.id)
+        .bind(session.user.0)
+        .bind(&session.device)
+        .bind(session.created_at.timestamp_millis())
+        .bind(session.last_seen_at.timestamp_millis())
+        .bind(session.expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn active_session(&self, id: &str, now: DateTime<Utc>) -> StoreResult<Session> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions
+             WHERE id = ? AND revoked_at IS NULL AND expires_at > ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(now.timestamp_millis())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        session_at(&row).map_err(classify)
+    }
+
+    async fn touch_session(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = ?, expires_at = COALESCE(?, expires_at)
+             WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now.timestamp_millis())
+        .bind(expires_at.map(|t| t.timestamp_millis()))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn sessions(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions
+             WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
+             ORDER BY last_seen_at DESC, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.0)
+            .bind(now.timestamp_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(session_at)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = ?1
+             WHERE user_id = ?2 AND revoked_at IS NULL AND (?3 IS NULL OR id = ?3) RETURNING id",
+        )
+        .bind(now.timestamp_millis())
+        .bind(user.0)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+}
