@@ -81,9 +81,15 @@ pub fn plot_reports(reports: &[Value], out: &Path) -> Result<()> {
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0, f64::max)
-        * 1.15;
+        * 1.5;
+    let ymin = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(f64::MAX, f64::min)
+        / 1.5;
     let root = SVGBackend::new(out, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
+    // Latency spans orders of magnitude (p50 vs p99, courier vs the minimal server): log scale.
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "courier-bench: end-to-end latency vs offered rate",
@@ -92,11 +98,14 @@ pub fn plot_reports(reports: &[Value], out: &Path) -> Result<()> {
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(65)
-        .build_cartesian_2d(0.0..xmax.max(1.0), 0.0..ymax.max(0.1))?;
+        .build_cartesian_2d(
+            0.0..xmax.max(1.0),
+            (ymin.max(0.001)..ymax.max(0.01)).log_scale(),
+        )?;
     chart
         .configure_mesh()
         .x_desc("offered rate (messages/s)")
-        .y_desc("latency from scheduled send (ms)")
+        .y_desc("latency from scheduled send (ms, log scale)")
         .draw()?;
     let colors = [RED, BLUE, MAGENTA, GREEN, CYAN, BLACK];
     for (i, s) in series.iter().enumerate() {

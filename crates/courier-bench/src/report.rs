@@ -234,3 +234,48 @@ mod tests {
         assert!(d.starts_with("20"));
     }
 }
+
+/// The process listening on `base_url`'s TCP port on this machine, from /proc/net/tcp{,6} and
+/// /proc/*/fd, for when `--pid` is not given.
+pub fn find_listener_pid(base_url: &str) -> Option<u32> {
+    let url = reqwest::Url::parse(base_url).ok()?;
+    let port = url.port_or_known_default()?;
+    let mut inodes = std::collections::HashSet::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(s) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for l in s.lines().skip(1) {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            if c.len() > 9
+                && c[3] == "0A"
+                && c[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+            {
+                inodes.insert(format!("socket:[{}]", c[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(t) = std::fs::read_link(fd.path())
+                && inodes.contains(t.to_string_lossy().as_ref())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}

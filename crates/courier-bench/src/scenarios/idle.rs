@@ -426,11 +426,23 @@ pub async fn run(common: &Common, args: &IdleArgs) -> Result<()> {
     .await?;
     let prober = api.login(&format!("{prefix}_probe")).await?;
     let tokens: Vec<String> = sessions.iter().map(|s| s.token.clone()).collect();
+    let pid = args.pid.or_else(|| {
+        let p = crate::report::find_listener_pid(&common.base_url);
+        match p {
+            Some(p) => eprintln!(
+                "idle: server pid {p} (found listening on the --base-url port; --pid overrides)"
+            ),
+            None => {
+                eprintln!("idle: no --pid and no local listener found: RSS per stream will be null")
+            }
+        }
+        p
+    });
     let spec = IdleSpec {
         url: api.url("/api/messages"),
         tokens,
         streams: k,
-        pid: args.pid,
+        pid,
         workers: args.workers,
         src_ips: args.src_ips,
         hold: Duration::from_secs_f64(args.hold),
@@ -470,7 +482,7 @@ pub async fn run(common: &Common, args: &IdleArgs) -> Result<()> {
         base_url: common.base_url.clone(),
         params: json!({
             "streams": k, "users": users, "workers": args.workers, "src_ips": args.src_ips,
-            "pid": args.pid, "hold_s": args.hold, "prefix": prefix,
+            "pid": pid, "hold_s": args.hold, "prefix": prefix,
         }),
         figures: fig,
         ratios: json!({ "rss_per_stream_vs_minimal_sse_server": ratio(per, cper) }),
