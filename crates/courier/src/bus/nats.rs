@@ -20,6 +20,10 @@
 //! link of the next event, or the heartbeat head check), so durable streams would buy
 //! nothing but latency.
 //!
+//! **Lost events.** `generation` moves on every disconnect, reconnect and slow-consumer
+//! drop, and on every call while disconnected, so streams re-check the store at their next
+//! heartbeat (and at each heartbeat during an outage) instead of waiting for the next event.
+//!
 //! **Never blocking.** `publish` enqueues into the client's bounded command queue and waits
 //! at most [`PUBLISH_WAIT`] for room. While NATS is away async-nats keeps that queue and
 //! reconnects by itself, flushing the queued events once it is back, so a short outage delays
@@ -35,6 +39,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -53,6 +58,8 @@ pub struct NatsBus {
     subject: String,
     local: Arc<LocalBus>,
     fan_out: JoinHandle<()>,
+    /// Moves on every connection event; see `Bus::generation`.
+    generation: Arc<AtomicU64>,
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> BusError {
@@ -63,6 +70,7 @@ impl NatsBus {
     /// Connects to `url` and subscribes to the community's subject. Fails when NATS cannot be
     /// reached now; after that, reconnects are automatic and never end.
     pub async fn connect(url: &str, instance: &str) -> Result<Self, BusError> {
+        let generation = Arc::new(AtomicU64::new(0));
         let client = async_nats::ConnectOptions::new()
             .name(format!("courier-{instance}"))
             .no_echo()
@@ -73,13 +81,22 @@ impl NatsBus {
                 let millis = 50u64.saturating_mul(attempts as u64);
                 Duration::from_millis(millis).min(MAX_RECONNECT_DELAY)
             })
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; streams fall back to the store")
+            .event_callback({
+                let generation = generation.clone();
+                move |event| {
+                    let generation = generation.clone();
+                    async move {
+                        match event {
+                            async_nats::Event::Connected => tracing::info!("NATS connected"),
+                            async_nats::Event::Disconnected => {
+                                tracing::warn!("NATS disconnected; streams fall back to the store")
+                            }
+                            event => tracing::warn!(%event, "NATS event"),
+                        }
+                        // Any of these may have cost us events (reconnect: what others published
+                        // meanwhile; slow consumer: dropped messages): streams re-check the store.
+                        generation.fetch_add(1, Ordering::SeqCst);
                     }
-                    event => tracing::warn!(%event, "NATS event"),
                 }
             })
             .connect(url)
@@ -123,6 +140,7 @@ impl NatsBus {
             subject,
             local,
             fan_out,
+            generation,
         })
     }
 
@@ -169,6 +187,15 @@ impl Bus for NatsBus {
 
     async fn subscribe(&self, user: UserId, capacity: usize) -> Result<Subscription, BusError> {
         Ok(self.local.subscribe_local(user, capacity))
+    }
+
+    fn generation(&self) -> u64 {
+        if self.client.connection_state() != State::Connected {
+            // While NATS is away every look is a new generation, so each stream heartbeat
+            // reads the store: the node serves from the store until NATS is back.
+            return self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        }
+        self.generation.load(Ordering::SeqCst)
     }
 
     async fn ping(&self) -> Result<(), BusError> {

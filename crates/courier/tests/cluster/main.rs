@@ -1,0 +1,469 @@
+//! Multi-node tests: real `courier` processes sharing one PostgreSQL database and one NATS.
+//!
+//! Most tests use the machine's PostgreSQL and NATS (`COURIER_TEST_POSTGRES_URL`,
+//! `COURIER_TEST_NATS_URL`) with a fresh database each; the outage tests start private
+//! servers they can stop and restart.
+
+#![cfg(all(feature = "postgres", feature = "nats"))]
+
+mod harness;
+#[path = "../contract/services.rs"]
+mod services;
+
+use harness::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DELIVERY: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_node_receives_messages_posted_on_the_others() {
+    init_logs();
+    let db = Database::create(&machine_postgres()).await;
+    // A long heartbeat: what arrives in time came over NATS, not from a store poll.
+    let cluster = Cluster::start(3, &db.url, &machine_nats(), "60s");
+    let [a, b, c] = [0, 1, 2].map(|i| cluster.nodes[i].base.clone());
+    let client = http();
+    let alice = login(&client, &a, "alice").await;
+    let bob = login(&client, &b, "bob").await;
+    let carol = login(&client, &c, "carol").await;
+    let with_bob = open_conversation(&client, &b, &bob, &alice).await;
+    let with_carol = open_conversation(&client, &c, &carol, &alice).await;
+
+    let subscriber = Subscriber::start(alice.clone(), vec![a.clone()], Hop::Never).await;
+    let mut expected = BTreeSet::new();
+    for i in 0..5 {
+        expected.insert(
+            send(&client, &b, &bob, &with_bob, &format!("b{i}"), None)
+                .await
+                .unwrap(),
+        );
+        expected.insert(
+            send(&client, &c, &carol, &with_carol, &format!("c{i}"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let delivered = subscriber
+        .wait_for(&expected, Duration::from_secs(10))
+        .await;
+    let resets = subscriber.resets.lock().unwrap().clone();
+    assert_exactly_once_in_order("alice", &delivered, &resets, &expected);
+    assert_eq!(subscriber.connections(), 1, "one connection throughout");
+    subscriber.stop().await;
+    drop(cluster);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_reconnects_to_another_node_with_its_last_event_id_misses_nothing() {
+    init_logs();
+    let db = Database::create(&machine_postgres()).await;
+    let cluster = Cluster::start(3, &db.url, &machine_nats(), "60s");
+    let [a, b, c] = [0, 1, 2].map(|i| cluster.nodes[i].base.clone());
+    let client = http();
+    let alice = login(&client, &a, "alice").await;
+    let bob = login(&client, &c, "bob").await;
+    let conversation = open_conversation(&client, &c, &bob, &alice).await;
+
+    let mut stream = SseStream::open(&client, &a, &alice, None, 0).await.unwrap();
+    let mut before = Vec::new();
+    for i in 0..3 {
+        before.push(
+            send(
+                &client,
+                &c,
+                &bob,
+                &conversation,
+                &format!("first {i}"),
+                None,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let mut last = String::new();
+    for id in &before {
+        match tokio::time::timeout(DELIVERY, stream.next()).await.unwrap() {
+            Some(SseItem::Message(m)) => {
+                assert_eq!(m.id, *id);
+                last = m.cursor;
+            }
+            _ => panic!("expected message {id}"),
+        }
+    }
+    drop(stream);
+
+    // Sent while alice is away, on yet another node.
+    let mut missed = Vec::new();
+    for i in 0..5 {
+        missed.push(
+            send(&client, &a, &bob, &conversation, &format!("away {i}"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut stream = SseStream::open(&client, &b, &alice, Some(&last), 1)
+        .await
+        .unwrap();
+    let live = send(&client, &c, &bob, &conversation, "live", None)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < missed.len() + 1 {
+        match tokio::time::timeout(DELIVERY, stream.next()).await.unwrap() {
+            Some(SseItem::Message(m)) => got.push(m.id),
+            Some(SseItem::Reset(reason)) => panic!("cursor refused on another node: {reason}"),
+            None => panic!("stream ended"),
+        }
+    }
+    let expected: Vec<i64> = missed.into_iter().chain([live]).collect();
+    assert_eq!(got, expected, "the gap, then live, each once");
+    drop(cluster);
+    db.drop_database().await;
+}
+
+/// The test: many concurrent senders into shared conversations, spread over the
+/// nodes, while subscribers keep disconnecting and resuming on different nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_subscribers_hopping_between_nodes_get_every_message_once_in_order()
+{
+    init_logs();
+    let db = Database::create(&machine_postgres()).await;
+    let cluster = Cluster::start(3, &db.url, &machine_nats(), "1s");
+    let bases = cluster.bases();
+    let client = http();
+    let hub = login(&client, &bases[0], "hub").await;
+    let mut peers = Vec::new();
+    let mut conversations = Vec::new();
+    for i in 0..4 {
+        let peer = login(&client, &bases[i % 3], &format!("peer{i}")).await;
+        conversations.push(open_conversation(&client, &bases[i % 3], &peer, &hub).await);
+        peers.push(peer);
+    }
+    let hub_sub = Subscriber::start(hub.clone(), bases.clone(), Hop::Every(12)).await;
+    let peer_sub = Subscriber::start(peers[0].clone(), bases.clone(), Hop::Every(5)).await;
+
+    // Two writers per conversation (the peer and the hub), each spreading over the nodes.
+    let per_writer = 40;
+    let mut writers = Vec::new();
+    for (i, conversation) in conversations.iter().enumerate() {
+        for sender in [peers[i].clone(), hub.clone()] {
+            let (client, bases, conversation) =
+                (client.clone(), bases.clone(), conversation.clone());
+            writers.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..per_writer {
+                    let base = &bases[(i + n) % bases.len()];
+                    let text = format!("{} #{n}", sender.username);
+                    ids.push(
+                        send(&client, base, &sender, &conversation, &text, None)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                (conversation, ids)
+            }));
+        }
+    }
+    let mut all = BTreeSet::new();
+    let mut first_conversation = BTreeSet::new();
+    for writer in writers {
+        let (conversation, ids) = writer.await.unwrap();
+        if conversation == conversations[0] {
+            first_conversation.extend(ids.iter().copied());
+        }
+        all.extend(ids);
+    }
+    assert_eq!(all.len(), conversations.len() * 2 * per_writer);
+
+    let hub_got = hub_sub.wait_for(&all, DELIVERY).await;
+    let peer_got = peer_sub.wait_for(&first_conversation, DELIVERY).await;
+    let (hub_resets, peer_resets) = (
+        hub_sub.resets.lock().unwrap().clone(),
+        peer_sub.resets.lock().unwrap().clone(),
+    );
+    assert_exactly_once_in_order("hub", &hub_got, &hub_resets, &all);
+    assert_exactly_once_in_order("peer0", &peer_got, &peer_resets, &first_conversation);
+    assert!(
+        hub_sub.connections() > 5,
+        "the hub resumed many times ({})",
+        hub_sub.connections()
+    );
+    assert!(peer_sub.connections() > 5);
+    hub_sub.stop().await;
+    peer_sub.stop().await;
+    drop(cluster);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_traffic_loses_no_acknowledged_message() {
+    init_logs();
+    let db = Database::create(&machine_postgres()).await;
+    let mut cluster = Cluster::start(3, &db.url, &machine_nats(), "1s");
+    let bases = cluster.bases();
+    let client = http();
+    let hub = login(&client, &bases[0], "hub").await;
+    let mut peers = Vec::new();
+    let mut conversations = Vec::new();
+    for i in 0..3 {
+        let peer = login(&client, &bases[0], &format!("peer{i}")).await;
+        conversations.push(open_conversation(&client, &bases[0], &peer, &hub).await);
+        peers.push(peer);
+    }
+    // Each subscriber starts on a different node; the hub's starts on the doomed one.
+    let rotate = |k: usize| -> Vec<String> { (0..3).map(|i| bases[(i + k) % 3].clone()).collect() };
+    let hub_sub = Subscriber::start(hub.clone(), rotate(2), Hop::Never).await;
+    let peer_subs = [
+        Subscriber::start(peers[0].clone(), rotate(0), Hop::Never).await,
+        Subscriber::start(peers[1].clone(), rotate(1), Hop::Never).await,
+    ];
+
+    let live = Arc::new(std::sync::Mutex::new(bases.clone()));
+    let mut writers = Vec::new();
+    for (i, conversation) in conversations.iter().enumerate() {
+        for sender in [peers[i].clone(), hub.clone()] {
+            let (client, live, conversation) = (client.clone(), live.clone(), conversation.clone());
+            writers.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for n in 0..60usize {
+                    let text = format!("{} #{n}", sender.username);
+                    let key = random_name("k");
+                    // A client whose POST broke retries on another node with the same key.
+                    for attempt in 0..20usize {
+                        let base = {
+                            let live = live.lock().unwrap();
+                            live[(i + n + attempt) % live.len()].clone()
+                        };
+                        match send(&client, &base, &sender, &conversation, &text, Some(&key)).await
+                        {
+                            Ok(id) => {
+                                acked.push(id);
+                                break;
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (conversation, acked)
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.nodes[2].kill();
+    let dead = bases[2].clone();
+    live.lock().unwrap().retain(|b| *b != dead);
+    for sub in [&hub_sub, &peer_subs[0], &peer_subs[1]] {
+        sub.nodes.lock().unwrap().retain(|b| *b != dead);
+    }
+
+    let mut all = BTreeSet::new();
+    let mut by_conversation = vec![BTreeSet::new(); conversations.len()];
+    for writer in writers {
+        let (conversation, acked) = writer.await.unwrap();
+        let index = conversations
+            .iter()
+            .position(|c| *c == conversation)
+            .unwrap();
+        by_conversation[index].extend(acked.iter().copied());
+        all.extend(acked);
+    }
+    assert_eq!(
+        all.len(),
+        conversations.len() * 2 * 60,
+        "every send was acknowledged in the end"
+    );
+
+    let hub_got = hub_sub.wait_for(&all, DELIVERY).await;
+    assert_exactly_once_in_order("hub", &hub_got, &hub_sub.resets.lock().unwrap(), &all);
+    assert!(hub_sub.connections() >= 2, "the hub's node died under it");
+    for (i, sub) in peer_subs.iter().enumerate() {
+        let got = sub.wait_for(&by_conversation[i], DELIVERY).await;
+        let resets = sub.resets.lock().unwrap().clone();
+        assert_exactly_once_in_order(&format!("peer{i}"), &got, &resets, &by_conversation[i]);
+    }
+    hub_sub.stop().await;
+    for sub in peer_subs {
+        sub.stop().await;
+    }
+    drop(cluster);
+    db.drop_database().await;
+}
+
+async fn status(client: &reqwest::Client, url: &str) -> u16 {
+    match client.get(url).timeout(Duration::from_secs(5)).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_down_sends_succeed_and_streams_catch_up_without_reconnecting() {
+    init_logs();
+    let db = Database::create(&machine_postgres()).await;
+    let nats = services::NatsServer::start();
+    let port = nats.port();
+    let cluster = Cluster::start(2, &db.url, &nats.url(), "1s");
+    let [a, b] = [0, 1].map(|i| cluster.nodes[i].base.clone());
+    let client = http();
+    let alice = login(&client, &a, "alice").await;
+    let bob = login(&client, &b, "bob").await;
+    let conversation = open_conversation(&client, &b, &bob, &alice).await;
+    let subscriber = Subscriber::start(alice.clone(), vec![a.clone()], Hop::Never).await;
+
+    let mut expected = BTreeSet::new();
+    expected.insert(
+        send(&client, &b, &bob, &conversation, "before", None)
+            .await
+            .unwrap(),
+    );
+    subscriber.wait_for(&expected, DELIVERY).await;
+
+    drop(nats);
+    eventually(
+        "node B reports NATS down",
+        Duration::from_secs(10),
+        async || status(&client, &format!("{b}/readyz")).await == 503,
+    )
+    .await;
+    for i in 0..5 {
+        let started = Instant::now();
+        let id = send(
+            &client,
+            &b,
+            &bob,
+            &conversation,
+            &format!("during {i}"),
+            None,
+        )
+        .await;
+        expected.insert(id.expect("a send is accepted while NATS is down"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "and answered promptly"
+        );
+    }
+    // No bus: the stream's heartbeat head check finds them in the store.
+    let got = subscriber
+        .wait_for(&expected, Duration::from_secs(10))
+        .await;
+    let got_ids: BTreeSet<i64> = got.iter().map(|d| d.id).collect();
+    assert!(expected.is_subset(&got_ids), "caught up while NATS is down");
+
+    let _nats = services::NatsServer::start_on(port);
+    eventually(
+        "both nodes reconnect to NATS",
+        Duration::from_secs(15),
+        async || {
+            status(&client, &format!("{a}/readyz")).await == 200
+                && status(&client, &format!("{b}/readyz")).await == 200
+        },
+    )
+    .await;
+    for i in 0..5 {
+        expected.insert(
+            send(
+                &client,
+                &b,
+                &bob,
+                &conversation,
+                &format!("after {i}"),
+                None,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let got = subscriber.wait_for(&expected, DELIVERY).await;
+    let resets = subscriber.resets.lock().unwrap().clone();
+    assert_exactly_once_in_order("alice", &got, &resets, &expected);
+    assert_eq!(
+        subscriber.connections(),
+        1,
+        "the client never had to reconnect"
+    );
+    subscriber.stop().await;
+    drop(cluster);
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_requests_get_503_and_the_node_recovers_without_restart() {
+    init_logs();
+    let mut pg = tokio::task::spawn_blocking(services::PgServer::start)
+        .await
+        .unwrap();
+    let db = Database::create(&pg.admin_url()).await;
+    let cluster = Cluster::start(1, &db.url, &machine_nats(), "1s");
+    let a = cluster.nodes[0].base.clone();
+    let client = http();
+    let alice = login(&client, &a, "alice").await;
+    let bob = login(&client, &a, "bob").await;
+    let conversation = open_conversation(&client, &a, &bob, &alice).await;
+    let subscriber = Subscriber::start(alice.clone(), vec![a.clone()], Hop::Never).await;
+    let mut expected = BTreeSet::new();
+    expected.insert(
+        send(&client, &a, &bob, &conversation, "before", None)
+            .await
+            .unwrap(),
+    );
+
+    pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let (code, body) = send(&client, &a, &bob, &conversation, "during", None)
+        .await
+        .expect_err("no database, no send");
+    assert_eq!(code, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON error body");
+    assert!(json["error"].is_string(), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered within the acquire timeout"
+    );
+    assert_eq!(status(&client, &format!("{a}/readyz")).await, 503);
+    assert_eq!(
+        status(&client, &format!("{a}/healthz")).await,
+        200,
+        "alive, just not ready"
+    );
+
+    pg = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        pg
+    })
+    .await
+    .unwrap();
+    let mut recovered = None;
+    eventually("sends succeed again", Duration::from_secs(20), async || {
+        recovered = send(&client, &a, &bob, &conversation, "after", Some("after-1"))
+            .await
+            .ok();
+        recovered.is_some()
+    })
+    .await;
+    expected.insert(recovered.unwrap());
+    assert_eq!(status(&client, &format!("{a}/readyz")).await, 200);
+    let got = subscriber.wait_for(&expected, DELIVERY).await;
+    let resets = subscriber.resets.lock().unwrap().clone();
+    assert_exactly_once_in_order("alice", &got, &resets, &expected);
+    subscriber.stop().await;
+    drop(cluster);
+    db.drop_database().await;
+    drop(pg);
+}
