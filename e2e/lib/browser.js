@@ -18,15 +18,24 @@ export function launchBrowser() {
 }
 
 // Signs `username` in through the access page's dev-login form.
-export async function signIn(browser, baseURL, username, { viewport = { width: 1024, height: 768 } } = {}) {
-  const context = await browser.newContext({ baseURL, viewport });
+export async function signIn(browser, baseURL, username, { viewport = { width: 1024, height: 768 }, userAgent } = {}) {
+  const context = await browser.newContext({ baseURL, viewport, userAgent });
   const page = await context.newPage();
   trackProblems(page);
   await page.goto('/');
-  await page.getByLabel('Username').fill(username);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  const form = page.getByRole('form', { name: 'Development sign-in' });
+  await form.getByLabel('Username').fill(username);
+  await form.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Conversations' }).waitFor();
   return { context, page };
+}
+
+// Signs in with a password through the access page's sign-in form.
+export async function passwordSignIn(page, username, password) {
+  const form = page.getByRole('form', { name: 'Sign in with a password' });
+  await form.getByLabel('Username').fill(username);
+  await form.getByLabel('Password').fill(password);
+  await form.getByRole('button', { name: 'Sign in' }).click();
 }
 
 // Collects console errors and CSP violations so tests can assert there were none.

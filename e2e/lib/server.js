@@ -9,7 +9,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const COURIER_BIN = path.resolve(path.join(here, '..'), process.env.COURIER_BIN || '../target/debug/courier');
 
 export class CourierServer {
-  constructor() {
+  // `args`: extra `courier serve` flags, e.g. ['--signup', 'open'].
+  constructor({ args = [] } = {}) {
+    this.args = args;
     this.dataDir = mkdtempSync(path.join(tmpdir(), 'courier-e2e-'));
     this.port = 0;
     this.child = null;
@@ -22,7 +24,8 @@ export class CourierServer {
 
   // Resolves once the server prints "courier listening on http://127.0.0.1:PORT".
   start() {
-    const child = spawn(COURIER_BIN, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir], {
+    const args = ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args];
+    const child = spawn(COURIER_BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
     });

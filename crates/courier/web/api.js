@@ -71,7 +71,13 @@ export const api = {
   providers: () => request('GET', '/api/auth/providers'),
   authUser: () => request('GET', '/api/auth_user', undefined, { quiet401: true }),
   login: (username) => request('POST', '/api/login', { username }, { quiet401: true }),
-  logout: () => request('POST', '/api/logout'),
+  signIn: (username, password) => request('POST', '/api/signin', { username, password }, { quiet401: true }),
+  signUp: (username, password, invite) =>
+    request('POST', '/api/signup', invite === undefined ? { username, password } : { username, password, invite }, { quiet401: true }),
+  logout: () => request('POST', '/api/logout', undefined, { quiet401: true }),
+  sessions: () => request('GET', '/api/sessions'),
+  signOutSession: (id) => request('DELETE', `/api/sessions/${enc(id)}`),
+  signOutEverywhere: () => request('DELETE', '/api/sessions'),
   usernames: (search) => request('GET', `/api/usernames?search=${enc(search)}`),
   conversations: (before) =>
     request('GET', `/api/conversations${before ? `?before=${enc(before)}` : ''}`),

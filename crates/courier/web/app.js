@@ -12,13 +12,16 @@ import { mountConversation } from './views/conversation.js';
 import { mountHome } from './views/home.js';
 import { mountNotFound } from './views/not-found.js';
 import { mountOffline } from './views/offline.js';
+import { mountSessions } from './views/sessions.js';
 
 const main = document.getElementById('main');
 const topbar = document.getElementById('topbar');
 const banner = document.getElementById('connection-status');
 
 // user: undefined = not known yet (server unreachable), null = signed out, object = signed in.
-const session = { user: undefined, offline: false };
+// notice: why the access page is showing (the session ended elsewhere), until the next sign-in.
+const session = { user: undefined, offline: false, notice: '' };
+const ENDED = 'You’ve been signed out. Sign in again to continue.';
 let unmount = () => {};
 let retryTimer = 0;
 let firstRender = true;
@@ -40,7 +43,7 @@ function refreshBanner() {
   }
 }
 
-function renderTopbar() {
+function renderTopbar(path) {
   const user = session.user;
   topbar.replaceChildren(...[
     h('a', { href: '/', class: 'brand', 'aria-label': 'Courier, home' },
@@ -48,24 +51,34 @@ function renderTopbar() {
       h('span', { text: 'Courier' })),
     user
       ? h('div', { class: 'me' },
+        h('a', { href: '/sessions', class: 'topbar-link', title: 'Your signed-in devices', 'aria-current': path === '/sessions' ? 'page' : null },
+          icon('devices'), h('span', { class: 'topbar-link-text', text: 'Sessions' })),
         avatar(user, 'sm'),
         h('span', { class: 'me-name', text: user.username }),
-        h('button', { type: 'button', class: 'icon-button', 'aria-label': 'Sign out', title: 'Sign out', onclick: signOut }, icon('logout')))
+        h('button', { type: 'button', class: 'icon-button', 'aria-label': 'Sign out', title: 'Sign out of this device', onclick: signOut }, icon('logout')))
       : null,
   ].filter(Boolean));
+}
+
+function mountAccessHere() {
+  return mountAccess(main, { onSignedIn, notice: session.notice });
 }
 
 function route(path) {
   unmount();
   unmount = () => {};
-  renderTopbar();
+  renderTopbar(path);
   let params;
   if (session.user === undefined) {
     unmount = mountOffline(main);
   } else if (path === '/') {
-    unmount = session.user ? mountHome(main) : mountAccess(main, { onSignedIn });
+    unmount = session.user ? mountHome(main) : mountAccessHere();
   } else if ((params = match('/c/:id', path))) {
-    unmount = session.user ? mountConversation(main, { params }) : mountAccess(main, { onSignedIn });
+    unmount = session.user ? mountConversation(main, { params }) : mountAccessHere();
+  } else if (path === '/sessions') {
+    unmount = session.user
+      ? mountSessions(main, { signOutEverywhere })
+      : mountAccessHere();
   } else {
     unmount = mountNotFound(main);
   }
@@ -76,25 +89,41 @@ function route(path) {
 
 function onSignedIn(user) {
   session.user = user;
+  session.notice = '';
   startStream();
   rerender();
 }
 
 // A lost session shows the access page at the same address, so signing in again returns there.
-function signedOut({ goHome = false } = {}) {
+function signedOut({ goHome = false, notice = '' } = {}) {
   if (session.user === null) return;
   session.user = null;
+  session.notice = notice;
   stream.stopStream();
   refreshBanner();
   if (goHome) navigate('/');
   else rerender();
 }
 
+// Signing out on purpose: close the stream first, or its `signed-out` event would race the
+// answer and show the "you've been signed out" notice.
 async function signOut() {
+  stream.stopStream();
   try {
     await api.logout();
   } catch {
     // the cookie may already be gone; sign out locally either way
+  }
+  signedOut({ goHome: true });
+}
+
+async function signOutEverywhere() {
+  stream.stopStream();
+  try {
+    await api.signOutEverywhere();
+  } catch (err) {
+    if (session.user) startStream();
+    throw err;
   }
   signedOut({ goHome: true });
 }
@@ -143,9 +172,18 @@ function registerServiceWorker() {
   });
 }
 
-setUnauthorizedHandler(() => signedOut());
+// The session ended elsewhere (signed out from another device, everywhere, or expired).
+function sessionEnded() {
+  if (!session.user) return;
+  signedOut({ notice: ENDED });
+  // Drop this browser's stale cookies too; the server answers 204 even for a dead session.
+  api.logout().catch(() => {});
+}
+
+setUnauthorizedHandler(sessionEnded);
 stream.on('state', refreshBanner);
-stream.on('unauthorized', () => signedOut());
+stream.on('unauthorized', sessionEnded);
+stream.on('signedOut', sessionEnded);
 stream.on('message', (msg) => {
   if (!msg.mine) noteIncoming();
 });

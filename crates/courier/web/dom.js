@@ -33,6 +33,8 @@ const ICONS = {
   down: 'M12 5v14M6 13l6 6 6-6',
   refresh: 'M20 12a8 8 0 1 1-2.34-5.66M20 4v5h-5',
   logout: 'M15 4h4v16h-4M10 8l-4 4 4 4M6 12h10',
+  devices: 'M2 5h13v9H2zM5.5 18h6M8.5 14v4M17.5 9h4.5v11h-4.5z',
+  phone: 'M7 3h10v18H7zM11 18h2',
   offline: 'M2 8.5a15 15 0 0 1 20 0M5.5 12a10 10 0 0 1 13 0M9 15.5a5 5 0 0 1 6 0M12 19h.01M3 3l18 18',
 };
 

@@ -103,3 +103,47 @@ export function compareIds(a, b) {
   if (a.length !== b.length) return a.length - b.length;
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+// "Chrome on Linux", "Safari on iPhone", "curl": a readable name for a session's user agent.
+export function describeDevice(userAgent) {
+  const ua = typeof userAgent === 'string' ? userAgent.trim() : '';
+  if (!ua || ua === 'unknown device') return 'Unknown device';
+  const browser = browserName(ua);
+  const os = osName(ua);
+  if (browser && os) return `${browser} on ${os}`;
+  if (browser || os) return browser || os;
+  // Not a browser: an API client such as "curl/8.5.0" or "node".
+  const product = ua.split(/[\s/;(]/)[0];
+  if (/^node$/i.test(product)) return 'Node.js';
+  return product.slice(0, 40) || 'Unknown device';
+}
+
+function browserName(ua) {
+  if (/\bEdgA?\//.test(ua)) return 'Edge';
+  if (/\b(OPR|Opera)\//.test(ua)) return 'Opera';
+  if (/\bSamsungBrowser\//.test(ua)) return 'Samsung Internet';
+  if (/\bFirefox\/|\bFxiOS\//.test(ua)) return 'Firefox';
+  if (/\bHeadlessChrome\//.test(ua)) return 'Headless Chrome';
+  if (/\bChromium\//.test(ua)) return 'Chromium';
+  if (/\bChrome\/|\bCriOS\//.test(ua)) return 'Chrome';
+  if (/\bVersion\/[\d.]+.*\bSafari\//.test(ua) || (/\bAppleWebKit\//.test(ua) && /\b(iPhone|iPad)\b/.test(ua))) return 'Safari';
+  return '';
+}
+
+function osName(ua) {
+  if (/\biPhone\b/.test(ua)) return 'iPhone';
+  if (/\biPad\b/.test(ua)) return 'iPad';
+  if (/\bAndroid\b/.test(ua)) return 'Android';
+  if (/\bCrOS\b/.test(ua)) return 'ChromeOS';
+  if (/\bWindows\b/.test(ua)) return 'Windows';
+  if (/\bMac OS X\b|\bMacintosh\b/.test(ua)) return 'macOS';
+  if (/\bLinux\b|\bX11\b/.test(ua)) return 'Linux';
+  return '';
+}
+
+// "Active just now", "Active 5m ago", "Active Mon", "Active Mar 4".
+export function lastActive(iso, now = Date.now()) {
+  const rel = relativeTime(iso, now);
+  if (!rel) return '';
+  return /^\d+[mh]$/.test(rel) ? `Active ${rel} ago` : `Active ${rel}`;
+}

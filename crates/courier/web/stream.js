@@ -1,7 +1,10 @@
 // The tab's one realtime stream. EventSource resumes by itself with Last-Event-ID after a
-// dropped connection; the server replays what was missed, so views only append.
+// dropped connection; the server replays what was missed, so views only append. The server's
+// opening frame carries a cursor, so even a stream that has seen no message yet resumes exactly.
 
-const listeners = { message: new Set(), reset: new Set(), state: new Set(), unauthorized: new Set() };
+const listeners = {
+  message: new Set(), reset: new Set(), state: new Set(), unauthorized: new Set(), signedOut: new Set(),
+};
 
 let source = null;
 let state = 'idle'; // idle | connecting | open | reconnecting
@@ -58,15 +61,14 @@ function open(fresh) {
   const resumeFrom = fresh ? lastEventId : '';
   const es = new EventSource(resumeFrom ? `/api/messages?lastEventId=${encodeURIComponent(resumeFrom)}` : '/api/messages');
   source = es;
-  let dropped = false;
   es.onopen = () => {
     retryDelay = 1000;
     setState('open');
-    // Without a cursor (no event received before the drop) the server can't replay the gap,
-    // so views refetch instead.
-    if ((fresh || dropped) && !lastEventId) emit('reset', { reason: 'reopened' });
+    // The browser's own reconnect always resumes from the opening cursor at least. A new
+    // EventSource (after the browser gave up) only can when a message told us a cursor;
+    // without one the server can't replay the gap, so views refetch instead.
+    if (fresh && !lastEventId) emit('reset', { reason: 'reopened' });
     fresh = false;
-    dropped = false;
   };
   es.onmessage = (event) => {
     if (event.lastEventId) lastEventId = event.lastEventId;
@@ -88,9 +90,15 @@ function open(fresh) {
     }
     emit('reset', data);
   });
+  // This session was signed out (here, on another device, or everywhere): the server closes
+  // the stream right after this event. Don't reconnect.
+  es.addEventListener('signed-out', () => {
+    if (source !== es) return;
+    stopStream();
+    emit('signedOut');
+  });
   es.onerror = () => {
     if (source !== es) return;
-    dropped = true;
     if (es.readyState === EventSource.CLOSED) {
       // The browser gave up for good (an HTTP error such as 401, or a bad content type).
       source = null;

@@ -3,7 +3,7 @@
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v1';
+const CACHE = 'courier-shell-v2';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
@@ -23,6 +23,7 @@ const SHELL = [
   '/views/home.js',
   '/views/not-found.js',
   '/views/offline.js',
+  '/views/sessions.js',
   '/icon.svg',
   '/manifest.webmanifest',
 ];
