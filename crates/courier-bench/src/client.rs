@@ -471,32 +471,6 @@ impl SseStream {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_events_across_chunks() {
-        let mut p = SseParser::default();
-        let mut out = VecDeque::new();
-        p.feed(b": hello\n\nid: 5\nda", &mut out);
-        assert!(out.is_empty());
-        assert_eq!(p.comments, 1);
-        p.feed(
-            b"ta: {\"id\":\"7\"}\r\n\r\nevent: reset\ndata: x\ndata: y\n\n",
-            &mut out,
-        );
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].id.as_deref(), Some("5"));
-        assert_eq!(out[0].data, "{\"id\":\"7\"}");
-        assert_eq!(out[1].event.as_deref(), Some("reset"));
-        assert_eq!(out[1].data, "x\ny");
-        assert_eq!(p.last_id.as_deref(), Some("5"));
-        let m = parse_msg(&out[0].data).unwrap();
-        assert_eq!(m.id.into_string(), "7");
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // A lean poster for closed loops: one bare hyper HTTP/1.1 connection owned by one task, no
 // pool, no per-request URL parsing. Reconnects after an error.
@@ -591,5 +565,31 @@ impl FastPoster {
         Ok(serde_json::from_slice::<IdOnly>(&bytes)
             .ok()
             .map(|m| m.id.into_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_across_chunks() {
+        let mut p = SseParser::default();
+        let mut out = VecDeque::new();
+        p.feed(b": hello\n\nid: 5\nda", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(p.comments, 1);
+        p.feed(
+            b"ta: {\"id\":\"7\"}\r\n\r\nevent: reset\ndata: x\ndata: y\n\n",
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].id.as_deref(), Some("5"));
+        assert_eq!(out[0].data, "{\"id\":\"7\"}");
+        assert_eq!(out[1].event.as_deref(), Some("reset"));
+        assert_eq!(out[1].data, "x\ny");
+        assert_eq!(p.last_id.as_deref(), Some("5"));
+        let m = parse_msg(&out[0].data).unwrap();
+        assert_eq!(m.id.into_string(), "7");
     }
 }

@@ -225,16 +225,6 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Value {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn date_format() {
-        let d = super::now_rfc3339();
-        assert_eq!(d.len(), 20);
-        assert!(d.starts_with("20"));
-    }
-}
-
 /// The process listening on `base_url`'s TCP port on this machine, from /proc/net/tcp{,6} and
 /// /proc/*/fd, for when `--pid` is not given.
 pub fn find_listener_pid(base_url: &str) -> Option<u32> {
@@ -278,4 +268,14 @@ pub fn find_listener_pid(base_url: &str) -> Option<u32> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn date_format() {
+        let d = super::now_rfc3339();
+        assert_eq!(d.len(), 20);
+        assert!(d.starts_with("20"));
+    }
 }
