@@ -47,7 +47,11 @@ export function mountSessions(root, { signOutEverywhere }) {
         h('span', { class: 'row-bottom muted small' },
           active,
           h('span', { 'aria-hidden': 'true', text: ' · ' }),
-          h('span', { text: `Signed in ${fullTime(session.createdAt)}` }))),
+          'Signed in ',
+          h('time', {
+            datetime: session.createdAt, title: fullTime(session.createdAt),
+            text: new Date(session.createdAt).toLocaleDateString(undefined, { dateStyle: 'medium' }),
+          }))),
       session.current
         ? null
         : h('button', {
