@@ -204,3 +204,78 @@ describe('Accounts and sessions in the browser', { timeout: 180_000 }, () => {
     for (const context of contexts) await context.close().catch(() => {});
   });
 });
+
+describe('The access page follows the server’s sign-in settings', { timeout: 120_000 }, () => {
+  let server;
+  let browser;
+
+  before(async () => {
+    server = await new CourierServer({
+      args: ['--signup', 'invite', '--invite-codes', 'welcome-7', '--login-attempts-per-account', '2', '--password-min-length', '12'],
+    }).start();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.dispose();
+  });
+
+  it('invite sign-up asks for the code and shows a wrong one inline; the rate limit is a form-level alert', async () => {
+    const context = await browser.newContext({ baseURL: server.url });
+    const page = trackProblems(await context.newPage());
+    await page.goto('/');
+    await page.getByRole('button', { name: 'Create an account' }).click();
+    const signup = page.getByRole('form', { name: 'Create an account' });
+    assert.match(await signup.locator('#signup-password-hint').textContent(), /At least 12 characters/, 'the server’s minimum');
+
+    await signup.getByLabel('Username').fill('petra');
+    await signup.getByLabel('Password').fill('granite-Lantern-509');
+    await signup.getByLabel('Invite code').fill('guessed-code');
+    await signup.getByRole('button', { name: 'Create account' }).click();
+    await signup.locator('#signup-invite-error', { hasText: /invite/i }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'signup-invite');
+
+    await signup.getByLabel('Invite code').fill('welcome-7');
+    await signup.getByRole('button', { name: 'Create account' }).click();
+    await page.getByRole('heading', { name: 'Conversations' }).waitFor();
+    await page.locator('#topbar').getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Courier' }).waitFor();
+
+    // Two attempts a minute for this account: the third is refused with 429, shown for the form.
+    const signin = page.getByRole('form', { name: 'Sign in with a password' });
+    for (let i = 0; i < 2; i++) {
+      await passwordSignIn(page, 'petra', `wrong-password-${i}`);
+      await signin.locator('#signin-password-error', { hasText: 'Wrong username or password' }).waitFor();
+    }
+    await passwordSignIn(page, 'petra', 'granite-Lantern-509');
+    const alert = signin.locator('.form-error[role="alert"]');
+    await alert.filter({ hasText: /too many attempts/i }).waitFor();
+    assert.equal((await signin.locator('#signin-password-error').textContent()).trim(), '', 'not blamed on the password');
+    await context.close();
+  });
+
+  it('shows the configured providers as links (same-origin only) and hides what is turned off', async () => {
+    const context = await browser.newContext({ baseURL: server.url });
+    const page = trackProblems(await context.newPage());
+    await page.route('**/api/auth/providers', (route) => route.fulfill({
+      json: {
+        devLogin: false, password: true, signup: 'closed', passwordMinLength: 10,
+        providers: [
+          { id: 'github', name: 'GitHub', url: '/api/oauth/github' },
+          { id: 'keycloak', name: 'Community SSO', url: '/api/oauth/keycloak' },
+          { id: 'evil', name: 'Elsewhere', url: 'https://evil.example/oauth' },
+        ],
+      },
+    }));
+    await page.goto('/');
+    await page.getByRole('link', { name: 'Continue with GitHub' }).waitFor();
+    assert.equal(await page.getByRole('link', { name: 'Continue with GitHub' }).getAttribute('href'), '/api/oauth/github');
+    assert.equal(await page.getByRole('link', { name: 'Continue with Community SSO' }).getAttribute('href'), '/api/oauth/keycloak');
+    assert.equal(await page.getByRole('link', { name: 'Continue with Elsewhere' }).count(), 0, 'no off-site provider link');
+    await page.getByRole('form', { name: 'Sign in with a password' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Create an account' }).count(), 0, 'sign-up is closed');
+    assert.equal(await page.getByRole('form', { name: 'Development sign-in' }).count(), 0, 'dev login is off');
+    await context.close();
+  });
+});
