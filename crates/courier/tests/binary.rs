@@ -145,7 +145,15 @@ async fn no_secret_token_or_password_reaches_a_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "a-very-secret-signing-key-0123456789abcdef";
     let mut child = courier()
-        .args(["serve", "--listen", "127.0.0.1:0", "--signup", "open", "--token-secret", secret])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--signup",
+            "open",
+            "--token-secret",
+            secret,
+        ])
         .args(["--log", "trace"])
         .arg("--data-dir")
         .arg(dir.path())
@@ -154,19 +162,39 @@ async fn no_secret_token_or_password_reaches_a_log_line() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("courier listening on ").unwrap().to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("courier listening on ")
+        .unwrap()
+        .to_owned();
     let stderr = child.stderr.take().unwrap();
     let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
 
     let client = reqwest::Client::new();
     let password = "violet-harbor-tractor-91";
     let body = serde_json::json!({ "username": "alice", "password": password });
-    let signed_up: serde_json::Value =
-        client.post(format!("{url}/api/signup")).json(&body).send().await.unwrap().json().await.unwrap();
+    let signed_up: serde_json::Value = client
+        .post(format!("{url}/api/signup"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let first = signed_up["token"].as_str().unwrap().to_owned();
-    let signed_in: serde_json::Value =
-        client.post(format!("{url}/api/signin")).json(&body).send().await.unwrap().json().await.unwrap();
+    let signed_in: serde_json::Value = client
+        .post(format!("{url}/api/signin"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = signed_in["token"].as_str().unwrap().to_owned();
     let stream = client
         .get(format!("{url}/api/messages?token={token}"))
@@ -187,13 +215,41 @@ async fn no_secret_token_or_password_reaches_a_log_line() {
         .unwrap();
     let fresh = refreshed["token"].as_str().unwrap().to_owned();
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     child.wait().unwrap();
     let logs = logs.join().unwrap();
-    assert!(logs.contains("/api/messages"), "the request was logged at all:\n{logs}");
-    for (what, value) in [("password", password), ("signing secret", secret), ("token", &first), ("token", &token), ("token", &fresh)] {
+    assert!(
+        logs.contains("/api/messages"),
+        "the request was logged at all:\n{logs}"
+    );
+    for (what, value) in [
+        ("password", password),
+        ("signing secret", secret),
+        ("token", &first),
+        ("token", &token),
+        ("token", &fresh),
+    ] {
         // A JWT's signature part is what makes it a credential.
         let needle = value.rsplit('.').next().unwrap();
         assert!(!logs.contains(needle), "a {what} reached the logs");
     }
+}
+
+#[test]
+fn a_second_process_on_the_same_sqlite_file_stops_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, _) = serve(dir.path());
+    let second = courier()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another courier process"), "{err}");
 }

@@ -24,6 +24,8 @@ use std::time::Duration;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+/// Heartbeats between store checks when the bus reports nothing lost (≈1 min at 15 s).
+const CHECK_EVERY_BEATS: u32 = 4;
 /// How many stored messages one catch-up read fetches.
 const REPLAY_BATCH: u32 = 500;
 
@@ -160,6 +162,7 @@ impl Realtime {
             store: self.store.clone(),
             bus: self.bus.clone(),
             bus_generation,
+            beats: 0,
             subscription,
             last,
             catch_up: resume.is_some(),
@@ -192,6 +195,7 @@ struct UserStream {
     bus: Arc<dyn Bus>,
     /// The bus generation this stream has checked the store against (see `Bus::generation`).
     bus_generation: u64,
+    beats: u32,
     subscription: Subscription,
     /// The newest position this stream has sent (or the point it started from).
     last: MessageId,
@@ -262,7 +266,9 @@ impl UserStream {
     /// a newer message, and is this session still signed in?
     async fn check_missed(&mut self) {
         let generation = self.bus.generation();
-        if generation == self.bus_generation {
+        self.beats = self.beats.wrapping_add(1);
+        // Also every few beats regardless: a publisher's own lost link moves no counter here.
+        if generation == self.bus_generation && !self.beats.is_multiple_of(CHECK_EVERY_BEATS) {
             return;
         }
         match self.store.inbox_head(self.user).await {

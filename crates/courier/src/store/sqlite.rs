@@ -48,6 +48,8 @@ impl Default for SqliteOptions {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Held for the store's life: one process per database file (see `lock_database`).
+    _lock: Option<std::fs::File>,
     writer: mpsc::Sender<WriteJob>,
     instance: String,
 }
@@ -60,8 +62,9 @@ struct WriteJob {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the embedded migrations.
     pub async fn open(url: &str, options: &SqliteOptions) -> StoreResult<Self> {
-        let connect = SqliteConnectOptions::from_str(url)
-            .map_err(other)?
+        let connect = SqliteConnectOptions::from_str(url).map_err(other)?;
+        let lock = lock_database(connect.get_filename())?;
+        let connect = connect
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(if options.synchronous_full {
@@ -98,9 +101,38 @@ impl SqliteStore {
         tokio::spawn(write_loop(conn, jobs));
         Ok(Self {
             pool,
+            _lock: lock,
             writer,
             instance,
         })
+    }
+}
+
+/// Takes an exclusive lock on `<database>.lock`. The writer task caches inbox heads and is
+/// the only source of message ids, which holds only while one process owns the file; a second
+/// `courier` on the same data directory stops at start-up instead of corrupting the `prev` links.
+fn lock_database(path: &std::path::Path) -> StoreResult<Option<std::fs::File>> {
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(None);
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Other(Box::new(e)))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Other(
+            format!(
+                "{} is in use by another courier process; run one process per SQLite file (use PostgreSQL for several nodes)",
+                path.display()
+            )
+            .into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Other(Box::new(e))),
     }
 }
 
