@@ -6,7 +6,10 @@ use crate::api::{self, ApiSettings, ApiState};
 use crate::bus::{Bus, LocalBus};
 use crate::config::ServeConfig;
 use crate::realtime::{Realtime, StreamLimits};
-use crate::service::{AccountSettings, Accounts, Messenger, Signup, Tokens};
+use crate::service::{
+    AccountSettings, Accounts, Messenger, OAuth, OAuthSettings, ProviderKind, ProviderSettings,
+    Signup, Tokens,
+};
 use crate::store::{SqliteOptions, SqliteStore, Store};
 use crate::{telemetry, web};
 use anyhow::{Context, bail};
@@ -80,10 +83,24 @@ impl App {
             tokens,
             account_settings(&config),
         ));
+        // Bound before the sign-in providers: the default public URL names the real port.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let oauth = OAuth::new(
+            oauth_settings(&config, listener.local_addr()?),
+            &secret,
+            accounts.clone(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("configuring sign-in providers")?;
+        let oauth = Arc::new(oauth);
+        oauth.warm_up();
         let state = ApiState {
             messenger,
             realtime,
             accounts,
+            oauth,
             settings: Arc::new(ApiSettings {
                 dev_login,
                 token_lifetime: config.token_lifetime,
@@ -92,9 +109,6 @@ impl App {
             }),
         };
         let router = router(state, config.max_body_bytes);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
         Ok(Self {
             listener,
             router,
@@ -174,6 +188,44 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
         },
         attempts_per_account: config.login_attempts_per_account,
         attempts_per_ip: config.login_attempts_per_ip,
+    }
+}
+
+/// GitHub (when it has a client id and secret) first, then the OIDC providers in order.
+fn oauth_settings(config: &ServeConfig, bound: SocketAddr) -> OAuthSettings {
+    let mut providers = Vec::new();
+    if let (Some(id), Some(secret)) = (&config.github_client_id, &config.github_client_secret) {
+        providers.push(ProviderSettings {
+            id: "github".into(),
+            name: "GitHub".into(),
+            client_id: id.clone(),
+            client_secret: secret.0.clone(),
+            scopes: Vec::new(),
+            kind: ProviderKind::GitHub {
+                auth_url: config.github_auth_url.clone(),
+                token_url: config.github_token_url.clone(),
+                api_url: config.github_api_url.clone(),
+            },
+        });
+    }
+    for p in &config.oidc {
+        providers.push(ProviderSettings {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            client_id: p.client_id.clone(),
+            client_secret: p.client_secret.0.clone(),
+            scopes: p.scopes.clone(),
+            kind: ProviderKind::Oidc {
+                issuer: p.issuer.clone(),
+            },
+        });
+    }
+    OAuthSettings {
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}")),
+        providers,
     }
 }
 

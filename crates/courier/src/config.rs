@@ -124,6 +124,54 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
+    /// Public base URL of this server (`https://chat.example.org`); sign-in redirect URIs are
+    /// `<public-url>/api/oauth/<id>/callback`. Default: `http://<listen address>`.
+    #[arg(long, env = "COURIER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// GitHub OAuth app client id. GitHub sign-in is on when this and the client secret are set.
+    #[arg(long, env = "COURIER_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+
+    /// GitHub OAuth app client secret.
+    #[arg(long, env = "COURIER_GITHUB_CLIENT_SECRET", hide_env_values = true, value_parser = client_secret)]
+    pub github_client_secret: Option<Secret>,
+
+    /// GitHub's authorization endpoint (override for GitHub Enterprise or tests).
+    #[arg(
+        long,
+        env = "COURIER_GITHUB_AUTH_URL",
+        default_value = "https://github.com/login/oauth/authorize"
+    )]
+    pub github_auth_url: String,
+
+    /// GitHub's token endpoint.
+    #[arg(
+        long,
+        env = "COURIER_GITHUB_TOKEN_URL",
+        default_value = "https://github.com/login/oauth/access_token"
+    )]
+    pub github_token_url: String,
+
+    /// GitHub's REST API base (`GET <api>/user` names the person).
+    #[arg(
+        long,
+        env = "COURIER_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+
+    /// An OpenID Connect provider: `id=ID,issuer=URL,client-id=…,client-secret=…` plus optional
+    /// `name=Shown name`, `client-secret-file=PATH` (instead of `client-secret`) and
+    /// `scopes=email groups`. Repeat the flag for more; in the env var separate them with `;`.
+    #[arg(
+        long = "oidc",
+        env = "COURIER_OIDC",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    pub oidc: Vec<OidcProvider>,
+
     /// Log filter, in `tracing` env-filter syntax.
     #[arg(long, env = "COURIER_LOG", default_value = "info,sqlx=warn")]
     pub log: String,
@@ -160,6 +208,10 @@ impl fmt::Debug for ServeConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("heartbeat", &self.heartbeat)
             .field("stream_buffer", &self.stream_buffer)
+            .field("public_url", &self.public_url)
+            .field("github_client_id", &self.github_client_id)
+            .field("github_client_secret", &self.github_client_secret)
+            .field("oidc", &self.oidc)
             .finish_non_exhaustive()
     }
 }
@@ -228,6 +280,78 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// An OAuth client secret: any non-empty value (unlike the token secret, no minimum length).
+fn client_secret(s: &str) -> Result<Secret, String> {
+    if s.trim().is_empty() {
+        return Err("the client secret is empty".into());
+    }
+    Ok(Secret(s.trim().to_owned()))
+}
+
+/// One `--oidc` value. Debug never shows the client secret.
+#[derive(Clone, Debug)]
+pub struct OidcProvider {
+    /// `[a-z0-9_-]`, at most 32: the route `/api/oauth/<id>` and the key identities are
+    /// linked under, so it must not change once people have signed in.
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Vec<String>,
+}
+
+impl std::str::FromStr for OidcProvider {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (mut id, mut name, mut issuer, mut client_id, mut secret) =
+            (None, None, None, None, None);
+        let mut scopes = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, found {item:?}"))?;
+            let value = value.trim().to_owned();
+            match key.trim() {
+                "id" => id = Some(value),
+                "name" => name = Some(value),
+                "issuer" => issuer = Some(value),
+                "client-id" => client_id = Some(value),
+                "client-secret" => secret = Some(client_secret(&value)?),
+                "client-secret-file" => {
+                    let read = std::fs::read_to_string(&value)
+                        .map_err(|e| format!("reading client-secret-file {value}: {e}"))?;
+                    secret = Some(client_secret(&read)?);
+                }
+                "scopes" => scopes = value.split_whitespace().map(str::to_owned).collect(),
+                other => return Err(format!("unknown OIDC setting {other:?}")),
+            }
+        }
+        let id = id.ok_or("missing id=")?;
+        let valid_id = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid_id {
+            return Err(format!("id {id:?}: use 1 to 32 of a-z, 0-9, - and _"));
+        }
+        let issuer = issuer.ok_or("missing issuer=")?;
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return Err(format!("issuer {issuer:?} is not an http(s) URL"));
+        }
+        Ok(Self {
+            name: name.unwrap_or_else(|| id.clone()),
+            id,
+            issuer,
+            client_id: client_id.ok_or("missing client-id=")?,
+            client_secret: secret.ok_or("missing client-secret= (or client-secret-file=)")?,
+            scopes,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +384,32 @@ mod tests {
             doc.contains(&format!("{start}{reference}{end}")),
             "docs/config.md is stale: run `UPDATE_DOCS=1 cargo test -p courier docs_config_md`"
         );
+    }
+
+    #[test]
+    fn oidc_providers_parse_from_flags_and_env_and_hide_their_secret() {
+        let config = ServeConfig::parse_from([
+            "serve",
+            "--oidc",
+            "id=kc,name=Key Cloak,issuer=https://id.example/realms/x,client-id=courier,client-secret=hunter2,scopes=email groups",
+            "--oidc",
+            "id=b,issuer=http://127.0.0.1:9/,client-id=c,client-secret=s",
+        ]);
+        assert_eq!(config.oidc.len(), 2);
+        let kc = &config.oidc[0];
+        assert_eq!((kc.id.as_str(), kc.name.as_str()), ("kc", "Key Cloak"));
+        assert_eq!(kc.scopes, ["email", "groups"]);
+        assert_eq!(config.oidc[1].name, "b");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        for bad in [
+            "issuer=https://x,client-id=c,client-secret=s",
+            "id=Bad Id,issuer=https://x,client-id=c,client-secret=s",
+            "id=a,issuer=ftp://x,client-id=c,client-secret=s",
+            "id=a,issuer=https://x,client-id=c",
+            "id=a,issuer=https://x,client-id=c,client-secret=s,colour=blue",
+        ] {
+            assert!(bad.parse::<OidcProvider>().is_err(), "{bad}");
+        }
     }
 
     #[test]

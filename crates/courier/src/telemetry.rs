@@ -26,7 +26,12 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
     )
 }
 
-/// Replaces the value of every `token=` query parameter with `REDACTED`.
+/// Query parameters whose values are credentials: tokens, and an OAuth callback's `code` and
+/// `state`.
+const REDACTED_PARAMS: [&str; 3] = ["token", "code", "state"];
+
+/// Replaces the value of every credential query parameter (`token=`, `code=`, `state=`) with
+/// `REDACTED`.
 pub fn redact_uri(uri: &str) -> String {
     let Some((path, query)) = uri.split_once('?') else {
         return uri.to_owned();
@@ -34,7 +39,9 @@ pub fn redact_uri(uri: &str) -> String {
     let query: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("token") => format!("{k}=REDACTED"),
+            Some((k, _)) if REDACTED_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p)) => {
+                format!("{k}=REDACTED")
+            }
             _ => pair.to_owned(),
         })
         .collect();
@@ -56,5 +63,9 @@ mod tests {
             "/api/messages?a=1&TOKEN=REDACTED"
         );
         assert_eq!(redact_uri("/api/x"), "/api/x");
+        assert_eq!(
+            redact_uri("/api/oauth/github/callback?code=c0de&state=st4te"),
+            "/api/oauth/github/callback?code=REDACTED&state=REDACTED"
+        );
     }
 }

@@ -244,13 +244,17 @@ async fn list_providers(State(state): State<ApiState>) -> Json<serde_json::Value
         "password": settings.passwords,
         "signup": signup,
         "passwordMinLength": settings.password_min_len,
-        "providers": [],
+        "providers": state
+            .oauth
+            .providers()
+            .map(|(id, name)| json!({ "id": id, "name": name, "url": format!("/api/oauth/{id}") }))
+            .collect::<Vec<_>>(),
     }))
 }
 
 /// The browser session: an HttpOnly cookie holding the token, and a readable CSRF cookie
 /// whose value must come back in `X-CSRF-Token` (double submit). `None` clears both.
-fn session_cookies(
+pub(super) fn session_cookies(
     state: &ApiState,
     request: &HeaderMap,
     token: Option<&str>,

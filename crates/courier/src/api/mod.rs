@@ -5,6 +5,7 @@ mod conversations;
 mod error;
 mod extract;
 mod messages;
+mod oauth;
 mod stream;
 mod users;
 mod wire;
@@ -12,7 +13,7 @@ mod wire;
 pub use error::ApiError;
 
 use crate::realtime::Realtime;
-use crate::service::{Accounts, Messenger};
+use crate::service::{Accounts, Messenger, OAuth};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -27,6 +28,7 @@ pub struct ApiState {
     pub messenger: Arc<Messenger>,
     pub realtime: Arc<Realtime>,
     pub accounts: Arc<Accounts>,
+    pub oauth: Arc<OAuth>,
     pub settings: Arc<ApiSettings>,
 }
 
@@ -51,6 +53,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(auth::router(state.settings.dev_login))
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(oauth::router())
         .merge(stream::router())
         .merge(users::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })

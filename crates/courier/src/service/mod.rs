@@ -4,9 +4,14 @@
 //! domain errors; status codes belong to `api`.
 
 mod accounts;
+mod oauth;
 mod tokens;
 
 pub use accounts::{AccountSettings, Accounts, Authenticated, SignedIn, Signup};
+pub use oauth::{
+    CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
+    ProviderKind, ProviderSettings, Started, safe_return_path,
+};
 pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;

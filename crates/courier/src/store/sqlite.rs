@@ -6,11 +6,10 @@
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
 
 mod accounts;
+mod writer;
 
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
-use crate::model::{
-    ConversationId, ConversationView, Message, MessageId, Recipient, User, UserId, Username,
-};
+use crate::model::{ConversationId, ConversationView, Message, MessageId, User, UserId, Username};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
@@ -18,15 +17,9 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqliteExecutor};
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-
-/// The largest number of sends that share one transaction.
-const MAX_GROUP: usize = 512;
-/// An idempotency key answers retries for this long.
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -97,8 +90,8 @@ impl SqliteStore {
         let conn = SqliteConnection::connect_with(&connect)
             .await
             .map_err(classify)?;
-        let (writer, jobs) = mpsc::channel(MAX_GROUP * 4);
-        tokio::spawn(write_loop(conn, jobs));
+        let (writer, jobs) = mpsc::channel(writer::MAX_GROUP * 4);
+        tokio::spawn(writer::run(conn, jobs));
         Ok(Self {
             pool,
             _lock: lock,
@@ -484,175 +477,4 @@ async fn inbox_head(db: impl SqliteExecutor<'_>, user: UserId) -> StoreResult<Me
     .await
     .map_err(classify)?;
     Ok(MessageId(id))
-}
-
-/// Drains queued sends into one transaction at a time. Inbox heads are cached here because
-/// this task is the only one that appends messages; the cache is dropped on any failure.
-async fn write_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJob>) {
-    let mut heads: HashMap<UserId, MessageId> = HashMap::new();
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match commit_group(&mut conn, &mut heads, &group).await {
-            Ok(results) => {
-                for (job, result) in group.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                heads.clear();
-                tracing::error!(error = %e, size = group.len(), "message commit failed");
-                let reason = e.to_string();
-                for job in group.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(reason.clone().into())));
-                }
-            }
-        }
-    }
-}
-
-async fn commit_group(
-    conn: &mut SqliteConnection,
-    heads: &mut HashMap<UserId, MessageId>,
-    group: &[WriteJob],
-) -> Result<Vec<StoreResult<Appended>>, sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(group.len());
-    let mut staged = HashMap::new();
-    for job in group {
-        results.push(append_one(&mut tx, heads, &mut staged, &job.new).await?);
-    }
-    tx.commit().await?;
-    // Only a committed group moves the cached heads.
-    heads.extend(staged);
-    Ok(results)
-}
-
-/// Appends one message inside the group's transaction. `Err` aborts the whole group;
-/// `Ok(Err(..))` is this send's own refusal (not a participant, key reused).
-async fn append_one(
-    conn: &mut SqliteConnection,
-    heads: &HashMap<UserId, MessageId>,
-    staged: &mut HashMap<UserId, MessageId>,
-    new: &NewMessage,
-) -> Result<StoreResult<Appended>, sqlx::Error> {
-    let now = now_ms();
-    if let Some(key) = &new.idempotency_key {
-        let earlier: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT conversation_id, message_id FROM idempotency_keys
-             WHERE user_id = ? AND key = ? AND created_at > ?",
-        )
-        .bind(new.sender.0)
-        .bind(key)
-        .bind(now - IDEMPOTENCY_WINDOW_MS)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some((conversation, message)) = earlier {
-            if conversation != new.conversation.0 {
-                return Ok(Err(StoreError::KeyReused));
-            }
-            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(message)
-                .fetch_one(&mut *conn)
-                .await?;
-            let message = message_at(&row, 0)?;
-            return Ok(Ok(Appended {
-                message,
-                recipients: Vec::new(),
-                replayed: true,
-            }));
-        }
-    }
-
-    let participants: Vec<i64> =
-        sqlx::query_scalar("SELECT user_id FROM participants WHERE conversation_id = ?")
-            .bind(new.conversation.0)
-            .fetch_all(&mut *conn)
-            .await?;
-    if !participants.contains(&new.sender.0) {
-        return Ok(Err(StoreError::NotFound));
-    }
-
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, sender_id, content, created_at)
-         VALUES (?, ?, ?, ?) RETURNING id",
-    )
-    .bind(new.conversation.0)
-    .bind(new.sender.0)
-    .bind(new.content.as_str())
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE conversations SET last_message_id = ?1 WHERE id = ?2")
-        .bind(id)
-        .bind(new.conversation.0)
-        .execute(&mut *conn)
-        .await?;
-    // The sender has read their own message.
-    sqlx::query(
-        "UPDATE participants SET last_read_message_id = ?1 WHERE conversation_id = ?2 AND user_id = ?3",
-    )
-    .bind(id)
-    .bind(new.conversation.0)
-    .bind(new.sender.0)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(key) = &new.idempotency_key {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
-             VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (user_id, key) DO UPDATE SET
-                 conversation_id = excluded.conversation_id,
-                 message_id = excluded.message_id, created_at = excluded.created_at",
-        )
-        .bind(new.sender.0)
-        .bind(key)
-        .bind(new.conversation.0)
-        .bind(id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-
-    let mut recipients = Vec::with_capacity(participants.len());
-    for user in participants.into_iter().map(UserId) {
-        let prev = match staged.get(&user).or_else(|| heads.get(&user)) {
-            Some(head) => *head,
-            None => prev_before(&mut *conn, user, id).await?,
-        };
-        staged.insert(user, MessageId(id));
-        recipients.push(Recipient { user, prev });
-    }
-    let message = Message {
-        id: MessageId(id),
-        conversation_id: new.conversation,
-        sender_id: new.sender,
-        content: new.content.as_str().to_owned(),
-        created_at: time(now),
-    };
-    Ok(Ok(Appended {
-        message,
-        recipients,
-        replayed: false,
-    }))
-}
-
-/// The user's newest inbox position below `id`.
-async fn prev_before(
-    conn: &mut SqliteConnection,
-    user: UserId,
-    id: i64,
-) -> Result<MessageId, sqlx::Error> {
-    let prev: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(m.id), 0) FROM participants p
-         JOIN messages m ON m.conversation_id = p.conversation_id
-         WHERE p.user_id = ?1 AND m.id < ?2",
-    )
-    .bind(user.0)
-    .bind(id)
-    .fetch_one(conn)
-    .await?;
-    Ok(MessageId(prev))
 }

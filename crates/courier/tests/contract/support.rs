@@ -60,22 +60,24 @@ impl StoreBackend {
         }
     }
 
-    /// Opens a second store on the same database (another node, or the same one restarted).
-    pub async fn reopen(&self) -> Arc<dyn Store> {
+    /// Opens a second store on the same database (another node). SQLite refuses: one process
+    /// owns a database file, which is what lets its single writer cache heads and assign ids.
+    pub async fn reopen(&self) -> Option<Arc<dyn Store>> {
         if self.url.starts_with("sqlite:") {
-            return Arc::new(
-                SqliteStore::open(&self.url, &SqliteOptions::default())
-                    .await
-                    .expect("reopen SQLite"),
+            let second = SqliteStore::open(&self.url, &SqliteOptions::default()).await;
+            assert!(
+                second.is_err(),
+                "a second SQLite store on one file is refused"
             );
+            return None;
         }
         #[cfg(feature = "postgres")]
         {
-            Arc::new(
+            Some(Arc::new(
                 courier::store::PgStore::open(&self.url, &Default::default())
                     .await
                     .expect("reopen PostgreSQL"),
-            )
+            ))
         }
         #[cfg(not(feature = "postgres"))]
         unreachable!()

@@ -1,0 +1,151 @@
+//! Sign-in through an identity provider: `GET /api/oauth/{provider}` redirects there, and
+//! `GET /api/oauth/{provider}/callback` comes back, opens the session (cookies only: the token
+//! never travels in a URL) and lands on the saved page.
+//!
+//! Refusals redirect a browser to `/?error=<code>` (no secret in it) and answer API clients
+//! with the usual JSON error and a 4xx.
+
+use super::auth::session_cookies;
+use super::extract::{cookie, device};
+use super::{ApiError, ApiState};
+use crate::service::{CallbackParams, FLOW_LIFETIME, OAuthError};
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+/// Holds the flow state (state, PKCE verifier, nonce, return path) between the two routes.
+pub const FLOW_COOKIE: &str = "courier_oauth";
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/oauth/{provider}", get(start_sign_in))
+        .route("/oauth/{provider}/callback", get(finish_sign_in))
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    /// A same-origin path to land on afterwards.
+    next: Option<String>,
+}
+
+async fn start_sign_in(
+    State(state): State<ApiState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<StartQuery>, QueryRejection>,
+) -> Response {
+    let next = query.ok().and_then(|Query(q)| q.next);
+    match state.oauth.start(&provider, next.as_deref()).await {
+        Ok(started) => (
+            StatusCode::FOUND,
+            AppendHeaders([
+                (LOCATION, header(&started.redirect)),
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    SET_COOKIE,
+                    flow_cookie(&state, &headers, Some(&started.flow)),
+                ),
+            ]),
+        )
+            .into_response(),
+        Err(e) => refuse(&state, &headers, e),
+    }
+}
+
+async fn finish_sign_in(
+    State(state): State<ApiState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<CallbackParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = query else {
+        return refuse(
+            &state,
+            &headers,
+            OAuthError::InvalidFlow("malformed callback query"),
+        );
+    };
+    let flow = cookie(&headers, FLOW_COOKIE).filter(|v| !v.is_empty());
+    match state
+        .oauth
+        .finish(&provider, flow, &params, &device(&headers))
+        .await
+    {
+        Ok(finished) => {
+            let token = finished.signed_in.token.clone();
+            (
+                StatusCode::FOUND,
+                session_cookies(&state, &headers, Some(&token)),
+                AppendHeaders([
+                    (LOCATION, header(&finished.return_to)),
+                    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                    (SET_COOKIE, flow_cookie(&state, &headers, None)),
+                ]),
+            )
+                .into_response()
+        }
+        Err(e) => refuse(&state, &headers, e),
+    }
+}
+
+/// A refused sign-in: the browser goes back to the app with an error code to show, an API
+/// client gets the JSON error. Either way the flow cookie is spent.
+fn refuse(state: &ApiState, headers: &HeaderMap, e: OAuthError) -> Response {
+    tracing::info!(error = %e, "sign-in through a provider refused");
+    let code = match &e {
+        OAuthError::UnknownProvider => "oauth_unknown_provider",
+        OAuthError::InvalidFlow(_) => "oauth_state",
+        OAuthError::Denied(_) => "oauth_denied",
+        OAuthError::Rejected => "oauth_failed",
+        OAuthError::Unavailable => "oauth_unavailable",
+        OAuthError::Account(_) => "oauth_account",
+    };
+    let clear = AppendHeaders([(SET_COOKIE, flow_cookie(state, headers, None))]);
+    let wants_html = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        let location = HeaderValue::from_str(&format!("/?error={code}"))
+            .unwrap_or(HeaderValue::from_static("/"));
+        return (StatusCode::FOUND, clear, [(LOCATION, location)]).into_response();
+    }
+    let error = match e {
+        OAuthError::UnknownProvider => ApiError::NotFound(e.to_string()),
+        OAuthError::InvalidFlow(why) => ApiError::BadRequest(why.to_owned()),
+        OAuthError::Denied(_) => ApiError::Forbidden(e.to_string()),
+        OAuthError::Rejected => ApiError::BadRequest(format!("{e}; start again")),
+        OAuthError::Unavailable => ApiError::Unavailable,
+        OAuthError::Account(e) => e.into(),
+    };
+    (clear, error).into_response()
+}
+
+/// Short-lived, HttpOnly, and `SameSite=Lax` so it comes along on the provider's top-level
+/// redirect back to us. `None` clears it.
+fn flow_cookie(state: &ApiState, request: &HeaderMap, sealed: Option<&str>) -> HeaderValue {
+    let https = request
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes() == b"https");
+    let secure = if https || state.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let (value, max_age) = match sealed {
+        Some(sealed) => (sealed, FLOW_LIFETIME.as_secs()),
+        None => ("", 0),
+    };
+    header(&format!(
+        "{FLOW_COOKIE}={value}; Path=/api/oauth; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    ))
+}
+
+fn header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static(""))
+}
