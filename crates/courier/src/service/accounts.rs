@@ -11,7 +11,7 @@ use crate::store::{NewCredential, Store, StoreError};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chrono::{DateTime, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -19,6 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `last_seen` is written at most this often per session, so reads stay reads.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// How long a session found active is trusted without asking the store again. Revoking on
+/// this node evicts at once and open streams end at once everywhere (bus event); another
+/// node's plain requests are refused within this delay.
+const SESSION_TRUST: std::time::Duration = std::time::Duration::from_secs(1);
+/// Above this many cached sessions, stale entries are swept on insert.
+const SESSION_CACHE_SWEEP: usize = 50_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signup {
@@ -63,6 +69,8 @@ pub struct Accounts {
     per_account: DefaultKeyedRateLimiter<String>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU64,
+    /// Sessions recently found active: id → (user, expiry, when checked).
+    trusted: std::sync::Mutex<HashMap<String, (UserId, DateTime<Utc>, std::time::Instant)>>,
     /// Verified against when the account does not exist, so timing tells nothing.
     dummy_hash: tokio::sync::OnceCell<String>,
 }
@@ -84,6 +92,7 @@ impl Accounts {
             tokens,
             settings,
             checks: AtomicU64::new(0),
+            trusted: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
     }
@@ -263,6 +272,9 @@ impl Accounts {
             .verify(token)
             .map_err(|_| ServiceError::Unauthorized)?;
         let now = Utc::now();
+        if self.is_trusted(&session, user, now) {
+            return Ok(Authenticated { user, session });
+        }
         let record = match self.store.active_session(&session, now).await {
             Ok(record) if record.user == user => record,
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::Unauthorized),
@@ -273,6 +285,7 @@ impl Accounts {
         {
             tracing::warn!(error = %e, "could not record session activity");
         }
+        self.trust(&session, user, record.expires_at);
         Ok(Authenticated { user, session })
     }
 
@@ -309,6 +322,12 @@ impl Accounts {
         if session.is_some() && revoked.is_empty() {
             return Err(ServiceError::NotFound("session"));
         }
+        {
+            let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+            for id in &revoked {
+                trusted.remove(id);
+            }
+        }
         let count = revoked.len();
         if count > 0 {
             let event = Arc::new(Event::sessions_revoked(user, revoked));
@@ -317,6 +336,21 @@ impl Accounts {
             }
         }
         Ok(count)
+    }
+
+    fn is_trusted(&self, session: &str, user: UserId, now: DateTime<Utc>) -> bool {
+        let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        trusted.get(session).is_some_and(|(owner, expires_at, checked)| {
+            *owner == user && *expires_at > now && checked.elapsed() < SESSION_TRUST
+        })
+    }
+
+    fn trust(&self, session: &str, user: UserId, expires_at: DateTime<Utc>) {
+        let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        if trusted.len() >= SESSION_CACHE_SWEEP {
+            trusted.retain(|_, (_, _, checked)| checked.elapsed() < SESSION_TRUST);
+        }
+        trusted.insert(session.to_owned(), (user, expires_at, std::time::Instant::now()));
     }
 
     async fn open_session(&self, user: User, device: &str) -> ServiceResult<SignedIn> {
