@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 npm ci --no-audit --no-fund
+[ -d oidc/node_modules ] || npm ci --prefix oidc --no-audit --no-fund
 exec node --test --test-concurrency=1
