@@ -11,7 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreProviderMetadata,
+    CoreUserInfoClaims,
 };
 use openidconnect::{
     AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
@@ -510,12 +511,25 @@ impl OAuth {
 
     async fn oidc_client(&self, provider: &Provider) -> Result<OidcClient, OAuthError> {
         let metadata = self.metadata(provider).await?;
-        Ok(CoreClient::from_provider_metadata(
+        // HTTP Basic is the default (and what a provider that names no method supports); use
+        // the form body only for a provider that offers that and not Basic.
+        let post_only = metadata
+            .token_endpoint_auth_methods_supported()
+            .is_some_and(|methods| {
+                !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                    && methods.contains(&CoreClientAuthMethod::ClientSecretPost)
+            });
+        let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(provider.settings.client_id.clone()),
             Some(ClientSecret::new(provider.settings.client_secret.clone())),
         )
-        .set_redirect_uri(provider.redirect.clone()))
+        .set_redirect_uri(provider.redirect.clone());
+        Ok(if post_only {
+            client.set_auth_type(oauth2::AuthType::RequestBody)
+        } else {
+            client
+        })
     }
 
     /// The discovery document, fetched at most once per `DISCOVERY_TTL`; after a failure the
