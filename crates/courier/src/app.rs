@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -84,9 +84,7 @@ impl App {
             account_settings(&config),
         ));
         // Bound before the sign-in providers: the default public URL names the real port.
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let oauth = OAuth::new(
             oauth_settings(&config, listener.local_addr()?),
             &secret,
@@ -297,6 +295,20 @@ async fn open_bus(config: &ServeConfig, instance: &str) -> anyhow::Result<Arc<dy
             bail!("this build has no NATS support (cargo feature `nats`)")
         }
     }
+}
+
+/// Binds with a long accept queue: a reconnect storm (every client of a restarted node at
+/// once) must not overflow it, or each dropped SYN costs its client a 1 s retransmit.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    const BACKLOG: u32 = 4096;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Reads the signing secret from the data directory, creating it (mode 0600) on first start.

@@ -79,9 +79,13 @@ pub fn health_router(state: ApiState) -> Router {
 
 async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     match state.messenger.ready().await {
-        Ok(()) => (
+        Ok(None) => (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ready" })),
+        ),
+        Ok(Some(degraded)) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "degraded", "error": degraded })),
         ),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

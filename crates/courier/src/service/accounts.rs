@@ -23,6 +23,8 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// this node evicts at once and open streams end at once everywhere (bus event); another
 /// node's plain requests are refused within this delay.
 const SESSION_TRUST: std::time::Duration = std::time::Duration::from_secs(1);
+/// A session found active: its user, its expiry, and when the store said so.
+type Trusted = (UserId, DateTime<Utc>, std::time::Instant);
 /// Above this many cached sessions, stale entries are swept on insert.
 const SESSION_CACHE_SWEEP: usize = 50_000;
 
@@ -70,7 +72,7 @@ pub struct Accounts {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU64,
     /// Sessions recently found active: id → (user, expiry, when checked).
-    trusted: std::sync::Mutex<HashMap<String, (UserId, DateTime<Utc>, std::time::Instant)>>,
+    trusted: std::sync::Mutex<HashMap<String, Trusted>>,
     /// Verified against when the account does not exist, so timing tells nothing.
     dummy_hash: tokio::sync::OnceCell<String>,
 }
@@ -340,9 +342,11 @@ impl Accounts {
 
     fn is_trusted(&self, session: &str, user: UserId, now: DateTime<Utc>) -> bool {
         let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
-        trusted.get(session).is_some_and(|(owner, expires_at, checked)| {
-            *owner == user && *expires_at > now && checked.elapsed() < SESSION_TRUST
-        })
+        trusted
+            .get(session)
+            .is_some_and(|(owner, expires_at, checked)| {
+                *owner == user && *expires_at > now && checked.elapsed() < SESSION_TRUST
+            })
     }
 
     fn trust(&self, session: &str, user: UserId, expires_at: DateTime<Utc>) {
@@ -350,7 +354,10 @@ impl Accounts {
         if trusted.len() >= SESSION_CACHE_SWEEP {
             trusted.retain(|_, (_, _, checked)| checked.elapsed() < SESSION_TRUST);
         }
-        trusted.insert(session.to_owned(), (user, expires_at, std::time::Instant::now()));
+        trusted.insert(
+            session.to_owned(),
+            (user, expires_at, std::time::Instant::now()),
+        );
     }
 
     async fn open_session(&self, user: User, device: &str) -> ServiceResult<SignedIn> {

@@ -62,7 +62,14 @@ impl ServiceError {
                 "idempotencyKey",
                 "this key was used for another conversation",
             ),
-            StoreError::Conflict(field) => Self::invalid(field, "already taken"),
+            StoreError::Conflict(field) => Self::invalid(
+                field,
+                match field {
+                    "username" => "Username is already taken",
+                    "invite" => "This invite code has already been used",
+                    _ => "Already in use",
+                },
+            ),
             e @ StoreError::Unavailable(_) => Self::Unavailable(e),
             StoreError::Other(e) => Self::Internal(e),
         }
@@ -228,8 +235,11 @@ impl Messenger {
             .map_err(ServiceError::from_store("conversation"))
     }
 
-    pub async fn ready(&self) -> Result<(), String> {
+    /// Readiness: the store must answer. A bus outage only delays delivery (streams fall back
+    /// to reading the store), so it degrades the node instead of taking it out of rotation;
+    /// with one shared NATS, failing here would take every node out at once.
+    pub async fn ready(&self) -> Result<Option<String>, String> {
         self.store.ping().await.map_err(|e| format!("store: {e}"))?;
-        self.bus.ping().await.map_err(|e| format!("bus: {e}"))
+        Ok(self.bus.ping().await.err().map(|e| format!("bus: {e}")))
     }
 }

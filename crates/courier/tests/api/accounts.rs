@@ -5,14 +5,29 @@ use std::time::Duration;
 
 const GOOD_PASSWORD: &str = "violet-harbor-tractor-91";
 
-async fn sign_up(app: &TestApp, username: &str, password: &str, invite: Option<&str>) -> reqwest::Response {
+async fn sign_up(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    invite: Option<&str>,
+) -> reqwest::Response {
     let body = json!({ "username": username, "password": password, "invite": invite });
-    app.client.post(app.url("/api/signup")).json(&body).send().await.unwrap()
+    app.client
+        .post(app.url("/api/signup"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn sign_in(app: &TestApp, username: &str, password: &str) -> reqwest::Response {
     let body = json!({ "username": username, "password": password });
-    app.client.post(app.url("/api/signin")).json(&body).send().await.unwrap()
+    app.client
+        .post(app.url("/api/signin"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn as_user(response: reqwest::Response) -> TestUser {
@@ -30,7 +45,14 @@ async fn password_accounts_sign_up_and_sign_in() {
     let created = sign_up(&app, "alice", GOOD_PASSWORD, None).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let alice = as_user(created).await;
-    assert_eq!(app.get("/api/auth_user", &alice).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/auth_user", &alice)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 
     let again = sign_in(&app, "ALICE", GOOD_PASSWORD).await;
     assert_eq!(again.status(), StatusCode::OK);
@@ -41,7 +63,10 @@ async fn password_accounts_sign_up_and_sign_in() {
     let unknown = sign_in(&app, "nobody", GOOD_PASSWORD).await;
     assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // The same answer either way: no account enumeration.
-    assert_eq!(wrong.json::<Value>().await.unwrap(), unknown.json::<Value>().await.unwrap());
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap(),
+        unknown.json::<Value>().await.unwrap()
+    );
 
     let taken = sign_up(&app, "Alice", GOOD_PASSWORD, None).await;
     assert_eq!(taken.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -53,7 +78,11 @@ async fn weak_passwords_are_refused() {
     let app = spawn_app_with(|c| c.signup = "open".into()).await;
     for weak in ["short", "password123", "qwertyuiop123", "bobbobbob1"] {
         let response = sign_up(&app, "bob", weak, None).await;
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{weak}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{weak}"
+        );
         assert!(response.json::<Value>().await.unwrap()["errors"]["password"].is_string());
     }
 }
@@ -68,23 +97,58 @@ async fn sign_up_by_invite_spends_each_code_once_and_closed_sign_up_refuses() {
     let without = sign_up(&app, "carol", GOOD_PASSWORD, None).await;
     assert_eq!(without.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(without.json::<Value>().await.unwrap()["errors"]["invite"].is_string());
-    assert_eq!(sign_up(&app, "carol", GOOD_PASSWORD, Some("nope")).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(sign_up(&app, "carol", GOOD_PASSWORD, Some("welcome-1")).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        sign_up(&app, "carol", GOOD_PASSWORD, Some("nope"))
+            .await
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        sign_up(&app, "carol", GOOD_PASSWORD, Some("welcome-1"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     let reused = sign_up(&app, "dave", GOOD_PASSWORD, Some("welcome-1")).await;
     assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     let closed = spawn_app_with(|c| c.signup = "closed".into()).await;
-    assert_eq!(sign_up(&closed, "erin", GOOD_PASSWORD, None).await.status(), StatusCode::FORBIDDEN);
-    let providers: Value = closed.client.get(closed.url("/api/auth/providers")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        sign_up(&closed, "erin", GOOD_PASSWORD, None).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let providers: Value = closed
+        .client
+        .get(closed.url("/api/auth/providers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(providers["signup"], "closed");
 }
 
 #[tokio::test]
 async fn password_accounts_can_be_turned_off() {
     let app = spawn_app_with(|c| c.password_auth = false).await;
-    assert_eq!(sign_up(&app, "alice", GOOD_PASSWORD, None).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(sign_in(&app, "alice", GOOD_PASSWORD).await.status(), StatusCode::NOT_FOUND);
-    let providers: Value = app.client.get(app.url("/api/auth/providers")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        sign_up(&app, "alice", GOOD_PASSWORD, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sign_in(&app, "alice", GOOD_PASSWORD).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let providers: Value = app
+        .client
+        .get(app.url("/api/auth/providers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(providers["password"], false);
 }
 
@@ -96,9 +160,15 @@ async fn password_attempts_are_rate_limited_per_account_and_per_address() {
         c.login_attempts_per_ip = 6.try_into().unwrap();
     })
     .await;
-    assert_eq!(sign_up(&app, "alice", GOOD_PASSWORD, None).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        sign_up(&app, "alice", GOOD_PASSWORD, None).await.status(),
+        StatusCode::CREATED
+    );
     for _ in 0..3 {
-        assert_eq!(sign_in(&app, "alice", "wrong-password-000").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            sign_in(&app, "alice", "wrong-password-000").await.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
     // The account is locked for now, even with the right password.
     let limited = sign_in(&app, "alice", GOOD_PASSWORD).await;
@@ -107,9 +177,17 @@ async fn password_attempts_are_rate_limited_per_account_and_per_address() {
     // Other accounts from the same address run into the per-address limit next.
     let mut statuses = Vec::new();
     for i in 0..3 {
-        statuses.push(sign_in(&app, &format!("someone{i}"), "wrong-password-000").await.status());
+        statuses.push(
+            sign_in(&app, &format!("someone{i}"), "wrong-password-000")
+                .await
+                .status(),
+        );
     }
-    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -117,32 +195,97 @@ async fn sessions_are_listed_and_signing_one_out_ends_its_token_and_stream_at_on
     let app = spawn_app().await;
     let laptop = app.login("alice").await;
     let phone = app.login("alice").await;
-    let sessions: Vec<Value> = app.get("/api/sessions", &laptop).send().await.unwrap().json().await.unwrap();
+    let sessions: Vec<Value> = app
+        .get("/api/sessions", &laptop)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
-    assert!(sessions.iter().all(|s| s["device"].is_string() && s["lastSeenAt"].is_string()));
-    let phone_session: Vec<Value> = app.get("/api/sessions", &phone).send().await.unwrap().json().await.unwrap();
-    let phone_id = phone_session.iter().find(|s| s["current"] == true).unwrap()["id"].as_str().unwrap().to_owned();
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s["device"].is_string() && s["lastSeenAt"].is_string())
+    );
+    let phone_session: Vec<Value> = app
+        .get("/api/sessions", &phone)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let phone_id = phone_session.iter().find(|s| s["current"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let mut phone_stream = app.stream(&phone, None).await;
     let mut laptop_stream = app.stream(&laptop, None).await;
-    let out = app.client.delete(app.url(&format!("/api/sessions/{phone_id}"))).bearer_auth(&laptop.token).send().await.unwrap();
+    let out = app
+        .client
+        .delete(app.url(&format!("/api/sessions/{phone_id}")))
+        .bearer_auth(&laptop.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
 
-    assert_eq!(app.get("/api/auth_user", &phone).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.post("/api/refresh_token", &phone).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    let signed_out = phone_stream.next_event(PATIENCE).await.expect("a signed-out event");
+    assert_eq!(
+        app.get("/api/auth_user", &phone)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.post("/api/refresh_token", &phone)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let signed_out = phone_stream
+        .next_event(PATIENCE)
+        .await
+        .expect("a signed-out event");
     assert_eq!(signed_out.event.as_deref(), Some("signed-out"));
-    assert!(phone_stream.next_block(Duration::from_secs(2)).await.is_none());
+    assert!(
+        phone_stream
+            .next_block(Duration::from_secs(2))
+            .await
+            .is_none()
+    );
     assert!(phone_stream.ended, "the revoked session's stream closed");
     // The other session is untouched.
-    assert_eq!(app.get("/api/auth_user", &laptop).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/auth_user", &laptop)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     laptop_stream.assert_quiet(Duration::from_millis(300)).await;
     assert!(!laptop_stream.ended);
     // Someone else's session id is not yours to end.
     let mallory = app.login("mallory").await;
-    let laptop_id = sessions.iter().find(|s| s["current"] == true).unwrap()["id"].as_str().unwrap().to_owned();
-    let theirs = app.client.delete(app.url(&format!("/api/sessions/{laptop_id}"))).bearer_auth(&mallory.token).send().await.unwrap();
+    let laptop_id = sessions.iter().find(|s| s["current"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let theirs = app
+        .client
+        .delete(app.url(&format!("/api/sessions/{laptop_id}")))
+        .bearer_auth(&mallory.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 }
 
@@ -152,30 +295,77 @@ async fn signing_out_everywhere_ends_every_session_and_stream() {
     let a = app.login("alice").await;
     let b = app.login("alice").await;
     let mut stream = app.stream(&b, None).await;
-    let out = app.client.delete(app.url("/api/sessions")).bearer_auth(&a.token).send().await.unwrap();
+    let out = app
+        .client
+        .delete(app.url("/api/sessions"))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     for user in [&a, &b] {
-        assert_eq!(app.get("/api/auth_user", user).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.get("/api/auth_user", user)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(stream.next_event(PATIENCE).await.unwrap().event.as_deref(), Some("signed-out"));
+    assert_eq!(
+        stream.next_event(PATIENCE).await.unwrap().event.as_deref(),
+        Some("signed-out")
+    );
     // Signing in again works.
     let c = app.login("alice").await;
-    assert_eq!(app.get("/api/auth_user", &c).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/auth_user", &c).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn logging_out_with_a_bearer_token_ends_that_session() {
     let app = spawn_app().await;
     let alice = app.login("alice").await;
-    assert_eq!(app.post("/api/logout", &alice).send().await.unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.get("/api/auth_user", &alice).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.post("/api/logout", &alice)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/api/auth_user", &alice)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
 async fn an_expired_token_gets_401() {
     let app = spawn_app_with(|c| c.token_lifetime = Duration::from_secs(1)).await;
     let alice = app.login("alice").await;
-    assert_eq!(app.get("/api/auth_user", &alice).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/auth_user", &alice)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(app.get("/api/auth_user", &alice).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/api/auth_user", &alice)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -209,7 +209,13 @@ async fn the_browser_session_cookie_works_and_requires_csrf_for_writes() {
         StatusCode::CREATED
     );
 
-    let without_csrf = app.client.post(app.url("/api/logout")).header("cookie", &cookie_header).send().await.unwrap();
+    let without_csrf = app
+        .client
+        .post(app.url("/api/logout"))
+        .header("cookie", &cookie_header)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(without_csrf.status(), StatusCode::FORBIDDEN);
     let logout = app
         .client
@@ -227,7 +233,13 @@ async fn the_browser_session_cookie_works_and_requires_csrf_for_writes() {
         .any(|c| c.to_str().unwrap().contains("Max-Age=0"));
     assert!(cleared);
     // The session itself ended: the old cookie no longer works.
-    let after = app.client.get(app.url("/api/auth_user")).header("cookie", &cookie_header).send().await.unwrap();
+    let after = app
+        .client
+        .get(app.url("/api/auth_user"))
+        .header("cookie", &cookie_header)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
 }
 
