@@ -83,6 +83,7 @@ impl App {
             tokens,
             account_settings(&config),
         ));
+        accounts.watch_revocations();
         // Bound before the sign-in providers: the default public URL names the real port.
         let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let oauth = OAuth::new(

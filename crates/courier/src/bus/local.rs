@@ -5,7 +5,7 @@
 //! stream; the client resumes from its cursor. Other subscribers never wait.
 
 use super::{Bus, BusError, Subscription};
-use crate::model::{Event, UserId};
+use crate::model::{Event, EventKind, UserId};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +22,8 @@ pub struct LocalBus {
 #[derive(Default)]
 struct Inner {
     subscribers: Mutex<Subscribers>,
+    /// Every `SessionsRevoked` event also goes here (the node's session cache listens).
+    revocation_watchers: Mutex<Vec<mpsc::Sender<Arc<Event>>>>,
     next_id: AtomicU64,
 }
 
@@ -32,6 +34,20 @@ impl LocalBus {
 
     /// Delivers to local subscribers only; `NatsBus` uses this for events arriving from NATS.
     pub fn deliver(&self, event: &Arc<Event>) {
+        if matches!(event.kind, EventKind::SessionsRevoked(_)) {
+            let mut watchers = self
+                .inner
+                .revocation_watchers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // A full watcher misses this one (its cache entries expire anyway); a closed one leaves.
+            watchers.retain(|tx| {
+                !matches!(
+                    tx.try_send(event.clone()),
+                    Err(mpsc::error::TrySendError::Closed(_))
+                )
+            });
+        }
         let mut subscribers = self
             .inner
             .subscribers
@@ -67,6 +83,17 @@ impl LocalBus {
                 id,
             },
         )
+    }
+
+    /// Every revocation delivered on this node, whoever it is for.
+    pub fn watch_revocations_local(&self, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.inner
+            .revocation_watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        Subscription::new(rx, ())
     }
 
     /// Number of live subscriptions (for metrics and tests).
@@ -111,5 +138,9 @@ impl Bus for LocalBus {
 
     async fn subscribe(&self, user: UserId, capacity: usize) -> Result<Subscription, BusError> {
         Ok(self.subscribe_local(user, capacity))
+    }
+
+    fn watch_revocations(&self, capacity: usize) -> Option<Subscription> {
+        Some(self.watch_revocations_local(capacity))
     }
 }

@@ -32,6 +32,11 @@ pub trait Bus: Send + Sync + 'static {
     /// Events for `user`, buffered up to `capacity`. The subscription ends when the buffer
     /// overflows (the reader is too slow) or the bus shuts down; dropping it unsubscribes.
     async fn subscribe(&self, user: UserId, capacity: usize) -> Result<Subscription, BusError>;
+    /// Every session revocation this node hears of, for any user (caches of active sessions
+    /// listen here). `None` when the bus cannot offer it.
+    fn watch_revocations(&self, _capacity: usize) -> Option<Subscription> {
+        None
+    }
     /// A counter that moves whenever this bus may have lost events (a reconnect, a dropped
     /// slow consumer). Streams re-check the store when it moves; a bus that never loses
     /// events silently (LocalBus closes overflowing streams instead) keeps it at 0.

@@ -189,6 +189,10 @@ impl Bus for NatsBus {
         Ok(self.local.subscribe_local(user, capacity))
     }
 
+    fn watch_revocations(&self, capacity: usize) -> Option<Subscription> {
+        Some(self.local.watch_revocations_local(capacity))
+    }
+
     fn generation(&self) -> u64 {
         if self.client.connection_state() != State::Connected {
             // While NATS is away every look is a new generation, so each stream heartbeat

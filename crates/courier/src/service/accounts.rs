@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `last_seen` is written at most this often per session, so reads stay reads.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
-/// How long a session found active is trusted without asking the store again. Revoking on
-/// this node evicts at once and open streams end at once everywhere (bus event); another
-/// node's plain requests are refused within this delay.
+/// How long a session found active is trusted without asking the store again. A revocation
+/// evicts it at once on every node (the bus carries it, see `watch_revocations`); this delay
+/// only bounds staleness if that bus event is lost.
 const SESSION_TRUST: std::time::Duration = std::time::Duration::from_secs(1);
 /// A session found active: its user, its expiry, and when the store said so.
 type Trusted = (UserId, DateTime<Utc>, std::time::Instant);
@@ -97,6 +97,29 @@ impl Accounts {
             trusted: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Keeps the session cache honest across nodes: a revocation heard on the bus (from any
+    /// node) evicts those sessions here at once. Runs until `self` is dropped.
+    pub fn watch_revocations(self: &Arc<Self>) {
+        let Some(mut revocations) = self.bus.watch_revocations(1024) else {
+            return;
+        };
+        let accounts = Arc::downgrade(self);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(event) = revocations.next().await {
+                let Some(accounts) = accounts.upgrade() else {
+                    break;
+                };
+                if let crate::model::EventKind::SessionsRevoked(sessions) = &event.kind {
+                    let mut trusted = accounts.trusted.lock().unwrap_or_else(|e| e.into_inner());
+                    for id in sessions {
+                        trusted.remove(id);
+                    }
+                }
+            }
+        });
     }
 
     pub fn settings(&self) -> &AccountSettings {

@@ -481,3 +481,37 @@ async fn with_postgres_down_requests_get_503_and_the_node_recovers_without_resta
     db.drop_database().await;
     drop(pg);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_on_one_node_ends_the_session_on_the_others_at_once() {
+    init_logs();
+    let db = Database::create(&machine_postgres()).await;
+    let cluster = Cluster::start(2, &db.url, &machine_nats(), "60s");
+    let [a, b] = [0, 1].map(|i| cluster.nodes[i].base.clone());
+    let client = http();
+    let alice = login(&client, &a, "alice").await;
+    let auth_user = |base: &str| {
+        client
+            .get(format!("{base}/api/auth_user"))
+            .bearer_auth(&alice.token)
+            .send()
+    };
+    // Node B now trusts the session (its cache keeps it for a second).
+    assert_eq!(auth_user(&b).await.unwrap().status(), 200);
+    let out = client
+        .post(format!("{a}/api/logout"))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    // The revocation crosses NATS and evicts B's cached session well before it would expire.
+    eventually(
+        "node B refuses the signed-out token",
+        Duration::from_millis(500),
+        async || auth_user(&b).await.unwrap().status() == 401,
+    )
+    .await;
+    drop(cluster);
+    db.drop_database().await;
+}
