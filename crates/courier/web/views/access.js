@@ -14,9 +14,31 @@ function providerHref(url) {
 // The access page: provider buttons, the password sign-in / sign-up forms and, on development
 // servers, the dev login, each shown as the server's /api/auth/providers says.
 // `notice` explains why someone is here (their session ended elsewhere).
+// What the server's OAuth callback means by `/?error=…` (it never carries a secret).
+const SIGN_IN_ERRORS = {
+  oauth_state: 'That sign-in attempt expired or was already used. Please try again.',
+  oauth_denied: 'Sign-in was cancelled at the provider.',
+  oauth_failed: 'The sign-in provider could not confirm who you are. Please try again.',
+  oauth_unavailable: 'The sign-in provider cannot be reached right now. Please try again later.',
+  oauth_unknown_provider: 'That sign-in option is not configured on this server.',
+  oauth_account: 'Your account could not be opened. Please contact the administrator.',
+};
+
+// Reads and removes `?error=` from the address, so a reload doesn't repeat the message.
+function takeSignInError() {
+  const params = new URLSearchParams(location.search);
+  const code = params.get('error');
+  if (!code) return '';
+  params.delete('error');
+  const query = params.toString();
+  history.replaceState(history.state, '', location.pathname + (query ? `?${query}` : '') + location.hash);
+  return SIGN_IN_ERRORS[code] || 'Sign-in did not complete. Please try again.';
+}
+
 export function mountAccess(root, { onSignedIn, notice = '' }) {
   setPageTitle('Sign in');
   let alive = true;
+  const signInError = takeSignInError();
 
   const heading = h('h1', { id: 'access-title', tabindex: '-1', text: 'Sign in to Courier' });
   const options = h('div', { class: 'access-options', 'aria-busy': 'true' }, h('p', { class: 'muted', text: 'Loading sign-in options…' }));
@@ -25,6 +47,7 @@ export function mountAccess(root, { onSignedIn, notice = '' }) {
     heading,
     h('p', { class: 'muted', text: 'Realtime conversations, one person at a time.' }),
     notice ? h('p', { class: 'notice', role: 'status', text: notice }) : null,
+    signInError ? h('p', { class: 'form-error', role: 'alert', text: signInError }) : null,
     options,
   );
   root.replaceChildren(h('div', { class: 'page page-narrow' }, card));
