@@ -432,3 +432,40 @@ async fn streams_per_user_are_limited() {
     }
     assert!(reopened.is_some(), "a closed stream frees its slot");
 }
+
+#[tokio::test]
+async fn many_streams_share_one_http2_connection() {
+    use futures::TryStreamExt;
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let id = app.conversation_between(&alice, &bob).await;
+
+    // HTTP/2 with prior knowledge, as a reverse proxy speaks it upstream (h2c).
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let request = hyper::Request::get(format!("http://{}/api/messages", app.addr))
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {}", bob.token))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.clone().send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), hyper::Version::HTTP_2);
+        let body = response.into_body().into_data_stream();
+        streams.push(SseStream::from_stream(body.map_err(|e| e.to_string())));
+    }
+    let sent = app.send_message(&alice, &id, "over h2").await;
+    for stream in &mut streams {
+        assert_eq!(stream.next_message().await["id"], sent["id"]);
+    }
+}
