@@ -195,14 +195,7 @@ async fn sessions_are_listed_and_signing_one_out_ends_its_token_and_stream_at_on
     let app = spawn_app().await;
     let laptop = app.login("alice").await;
     let phone = app.login("alice").await;
-    let sessions: Vec<Value> = app
-        .get("/api/sessions", &laptop)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Vec<Value> = app.get_json("/api/sessions", &laptop).await;
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
     assert!(
@@ -210,14 +203,7 @@ async fn sessions_are_listed_and_signing_one_out_ends_its_token_and_stream_at_on
             .iter()
             .all(|s| s["device"].is_string() && s["lastSeenAt"].is_string())
     );
-    let phone_session: Vec<Value> = app
-        .get("/api/sessions", &phone)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let phone_session: Vec<Value> = app.get_json("/api/sessions", &phone).await;
     let phone_id = phone_session.iter().find(|s| s["current"] == true).unwrap()["id"]
         .as_str()
         .unwrap()

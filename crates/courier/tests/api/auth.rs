@@ -282,14 +282,7 @@ async fn usernames_search_by_prefix_case_insensitively_excluding_the_caller() {
     sorted.sort_by_key(|n| n.to_lowercase());
     assert_eq!(names, sorted);
     // `_` is literal, not a wildcard.
-    let names: Vec<String> = app
-        .get("/api/usernames?search=al_", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let names: Vec<String> = app.get_json("/api/usernames?search=al_", &alice).await;
     assert_eq!(names, ["al_x"]);
     let empty = app
         .get("/api/usernames?search=", &alice)

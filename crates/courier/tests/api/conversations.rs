@@ -60,13 +60,8 @@ async fn a_conversation_shows_its_last_message_and_unread_state() {
     let sent = app.send_message(&alice, &id, "hello bob").await;
 
     let for_bob: Value = app
-        .get(&format!("/api/conversations/{id}"), &bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{id}"), &bob)
+        .await;
     assert_eq!(for_bob["lastMessage"]["id"], sent["id"]);
     assert_eq!(for_bob["lastMessage"]["mine"], false);
     assert_eq!(for_bob["lastMessage"]["conversationId"], id);
@@ -74,13 +69,8 @@ async fn a_conversation_shows_its_last_message_and_unread_state() {
     assert_eq!(for_bob["otherParticipant"]["username"], "alice");
 
     let for_alice: Value = app
-        .get(&format!("/api/conversations/{id}"), &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{id}"), &alice)
+        .await;
     assert_eq!(for_alice["lastMessage"]["mine"], true);
     assert_eq!(
         for_alice["hasUnreadMessages"], false,
@@ -88,13 +78,8 @@ async fn a_conversation_shows_its_last_message_and_unread_state() {
     );
 
     let other: Value = app
-        .get(&format!("/api/conversations/{id}/other_participant"), &bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{id}/other_participant"), &bob)
+        .await;
     assert_eq!(
         other,
         json!({ "id": alice.id, "username": "alice", "avatarURL": null })
@@ -115,35 +100,20 @@ async fn reading_marks_read_and_a_new_message_in_the_same_instant_is_still_unrea
         .unwrap();
     assert_eq!(read.status(), StatusCode::NO_CONTENT);
     let view: Value = app
-        .get(&format!("/api/conversations/{id}"), &bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{id}"), &bob)
+        .await;
     assert_eq!(view["hasUnreadMessages"], false);
     // Read state is a position: a message committed right after is unread however close in time.
     app.send_message(&alice, &id, "two").await;
     let view: Value = app
-        .get(&format!("/api/conversations/{id}"), &bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{id}"), &bob)
+        .await;
     assert_eq!(view["hasUnreadMessages"], true);
     // Listing messages marks read too.
     assert_eq!(app.messages(&bob, &id, None).await.status(), StatusCode::OK);
     let view: Value = app
-        .get(&format!("/api/conversations/{id}"), &bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{id}"), &bob)
+        .await;
     assert_eq!(view["hasUnreadMessages"], false);
 }
 

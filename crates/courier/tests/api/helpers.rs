@@ -145,6 +145,17 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(&user.token)
     }
 
+    /// GETs `path` as `user` and parses the JSON body (whatever the status).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, user: &TestUser) -> T {
+        self.get(path, user)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn post(&self, path: &str, user: &TestUser) -> RequestBuilder {
         self.client.post(self.url(path)).bearer_auth(&user.token)
     }
