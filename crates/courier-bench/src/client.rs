@@ -217,9 +217,35 @@ impl Api {
     }
 }
 
-/// Log in many users with bounded concurrency (set-up only), printing progress.
+/// The server(s) under test: one [`Api`] per `--base-url` entry. Node `i` is taken modulo the
+/// number of nodes, so with one URL every index names the same server.
+#[derive(Clone)]
+pub struct Nodes(Vec<Api>);
+
+impl Nodes {
+    pub fn new(client: &Client, urls: &[String]) -> Result<Self> {
+        if urls.is_empty() {
+            bail!("no base URL");
+        }
+        Ok(Nodes(
+            urls.iter().map(|u| Api::new(client.clone(), u)).collect(),
+        ))
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Node `i % count()`.
+    pub fn get(&self, i: usize) -> &Api {
+        &self.0[i % self.0.len()]
+    }
+}
+
+/// Log in many users with bounded concurrency (set-up only), printing progress. User `i` logs
+/// in on node `i % nodes` (round-robin; tokens are valid on every node of a cluster).
 pub async fn login_many(
-    api: &Api,
+    nodes: &Nodes,
     usernames: Vec<String>,
     concurrency: usize,
 ) -> Result<Vec<Session>> {
@@ -231,34 +257,36 @@ pub async fn login_many(
             format!("{}/{n}", done.load(Ordering::Relaxed))
         })
     };
-    let res: Vec<Result<Session>> = futures::stream::iter(usernames.into_iter().map(|u| {
-        let api = api.clone();
-        let done = done.clone();
-        async move {
-            let mut last = None;
-            for attempt in 0..5 {
-                match api.login(&u).await {
-                    Ok(s) => {
-                        done.fetch_add(1, Ordering::Relaxed);
-                        return Ok(s);
+    let res: Vec<Result<Session>> =
+        futures::stream::iter(usernames.into_iter().enumerate().map(|(i, u)| {
+            let api = nodes.get(i).clone();
+            let done = done.clone();
+            async move {
+                let mut last = None;
+                for attempt in 0..5 {
+                    match api.login(&u).await {
+                        Ok(s) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            return Ok(s);
+                        }
+                        Err(e) => last = Some(e),
                     }
-                    Err(e) => last = Some(e),
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                Err(last.unwrap())
             }
-            Err(last.unwrap())
-        }
-    }))
-    .buffered(concurrency)
-    .collect()
-    .await;
+        }))
+        .buffered(concurrency)
+        .collect()
+        .await;
     prog.abort();
     res.into_iter().collect()
 }
 
-/// Create (or find) many conversations: `(token of creator, other username)`.
+/// Create (or find) many conversations: `(token of creator, other username)`; conversation `i`
+/// is created on node `i % nodes`.
 pub async fn conversations_many(
-    api: &Api,
+    nodes: &Nodes,
     pairs: Vec<(String, String)>,
     concurrency: usize,
 ) -> Result<Vec<String>> {
@@ -270,18 +298,19 @@ pub async fn conversations_many(
             format!("{}/{n}", done.load(Ordering::Relaxed))
         })
     };
-    let res: Vec<Result<String>> = futures::stream::iter(pairs.into_iter().map(|(tok, other)| {
-        let api = api.clone();
-        let done = done.clone();
-        async move {
-            let r = api.conversation_with(&tok, &other).await;
-            done.fetch_add(1, Ordering::Relaxed);
-            r
-        }
-    }))
-    .buffered(concurrency)
-    .collect()
-    .await;
+    let res: Vec<Result<String>> =
+        futures::stream::iter(pairs.into_iter().enumerate().map(|(i, (tok, other))| {
+            let api = nodes.get(i).clone();
+            let done = done.clone();
+            async move {
+                let r = api.conversation_with(&tok, &other).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                r
+            }
+        }))
+        .buffered(concurrency)
+        .collect()
+        .await;
     prog.abort();
     res.into_iter().collect()
 }

@@ -47,7 +47,8 @@ enum Cmd {
 
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// Base URL of the server under test.
+    /// Base URL of the server under test; for a cluster, a comma-separated list of its nodes
+    /// (set-up spreads users over them round-robin; see the README for who talks to which).
     #[arg(
         long,
         default_value = "http://127.0.0.1:3000",
@@ -71,6 +72,15 @@ pub struct Common {
 impl Common {
     pub fn prefix(&self) -> String {
         self.prefix.clone().expect("prefix filled in main")
+    }
+
+    /// The `--base-url` list: one entry per node, without trailing slashes.
+    pub fn base_urls(&self) -> Vec<String> {
+        self.base_url
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect()
     }
 }
 
@@ -245,10 +255,14 @@ pub fn raise_nofile() {
     }
 }
 
-fn fill(c: &mut Common) {
+fn fill(c: &mut Common) -> Result<()> {
+    if c.base_urls().is_empty() {
+        anyhow::bail!("--base-url is empty");
+    }
     if c.prefix.is_none() {
         c.prefix = Some(client::random_prefix(6));
     }
+    Ok(())
 }
 
 #[tokio::main]
@@ -257,23 +271,23 @@ async fn main() -> Result<()> {
     raise_nofile();
     match cli.cmd {
         Cmd::Send(mut a) => {
-            fill(&mut a.common);
+            fill(&mut a.common)?;
             scenarios::send::run(&a.common, &a).await
         }
         Cmd::Latency(mut a) => {
-            fill(&mut a.common);
+            fill(&mut a.common)?;
             scenarios::latency::run(&a.common, &a).await
         }
         Cmd::Idle(mut a) => {
-            fill(&mut a.common);
+            fill(&mut a.common)?;
             scenarios::idle::run(&a.common, &a).await
         }
         Cmd::Resume(mut a) => {
-            fill(&mut a.common);
+            fill(&mut a.common)?;
             scenarios::resume::run(&a.common, &a).await
         }
         Cmd::Ceiling(mut a) => {
-            fill(&mut a.common);
+            fill(&mut a.common)?;
             ceiling::run(&a.common, &a).await
         }
         Cmd::Plot(a) => plot::run(&a.input, &a.output),

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::client::{
-    Api, SseStream, StreamTarget, bearer, http_client, login_many, parse_msg, random_prefix,
+    Api, Nodes, SseStream, StreamTarget, bearer, http_client, login_many, parse_msg, random_prefix,
 };
 use crate::report::{Report, ratio, rss_bytes};
 use crate::{CeilingOpts, Common, IdleArgs, ceiling};
@@ -412,14 +412,19 @@ pub async fn worker() -> Result<()> {
 
 pub async fn run(common: &Common, args: &IdleArgs) -> Result<()> {
     crate::raise_nofile();
+    let urls = common.base_urls();
+    if urls.len() != 1 {
+        bail!("idle measures one server's memory: give a single --base-url");
+    }
     let client = http_client(None)?;
-    let api = Api::new(client.clone(), &common.base_url);
+    let api = Api::new(client.clone(), &urls[0]);
+    let nodes = Nodes::new(&client, &urls)?;
     let prefix = common.prefix();
     let k = args.streams;
     let users = args.users.unwrap_or(k).clamp(1, k.max(1));
     eprintln!("idle: prefix {prefix}, {k} streams for {users} users");
     let sessions = login_many(
-        &api,
+        &nodes,
         (0..users).map(|i| format!("{prefix}_u{i}")).collect(),
         64,
     )
@@ -427,7 +432,7 @@ pub async fn run(common: &Common, args: &IdleArgs) -> Result<()> {
     let prober = api.login(&format!("{prefix}_probe")).await?;
     let tokens: Vec<String> = sessions.iter().map(|s| s.token.clone()).collect();
     let pid = args.pid.or_else(|| {
-        let p = crate::report::find_listener_pid(&common.base_url);
+        let p = crate::report::find_listener_pid(&urls[0]);
         match p {
             Some(p) => eprintln!(
                 "idle: server pid {p} (found listening on the --base-url port; --pid overrides)"
@@ -482,7 +487,7 @@ pub async fn run(common: &Common, args: &IdleArgs) -> Result<()> {
         base_url: common.base_url.clone(),
         params: json!({
             "streams": k, "users": users, "workers": args.workers, "src_ips": args.src_ips,
-            "pid": pid, "hold_s": args.hold, "prefix": prefix,
+            "pid": pid, "hold_s": args.hold, "prefix": prefix, "base_urls": urls,
         }),
         figures: fig,
         ratios: json!({ "rss_per_stream_vs_minimal_sse_server": ratio(per, cper) }),

@@ -14,7 +14,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 use crate::client::{
-    Api, PostTarget, SseStream, StreamTarget, conversations_many, login_many, parse_msg,
+    Nodes, PostTarget, SseStream, StreamTarget, conversations_many, login_many, parse_msg,
     post_content,
 };
 use crate::report::{Report, hist_summary, new_hist, ratio, record, spawn_progress};
@@ -346,18 +346,30 @@ pub async fn measure(
 pub async fn run(common: &Common, args: &LatencyArgs) -> Result<()> {
     crate::raise_nofile();
     let client = crate::client::http_client(None)?;
-    let api = Api::new(client.clone(), &common.base_url);
+    let urls = common.base_urls();
+    let nodes = Nodes::new(&client, &urls)?;
     let prefix = common.prefix();
     let p = args.pairs;
     eprintln!(
-        "latency: prefix {prefix}, {p} pairs, rates {:?}, {}s each",
-        args.rates, args.duration
+        "latency: prefix {prefix}, {p} pairs, rates {:?}, {}s each, {} node(s)",
+        args.rates,
+        args.duration,
+        nodes.count()
     );
-    let senders = login_many(&api, (0..p).map(|i| format!("{prefix}_s{i}")).collect(), 32).await?;
-    let receivers =
-        login_many(&api, (0..p).map(|i| format!("{prefix}_r{i}")).collect(), 32).await?;
+    let senders = login_many(
+        &nodes,
+        (0..p).map(|i| format!("{prefix}_s{i}")).collect(),
+        32,
+    )
+    .await?;
+    let receivers = login_many(
+        &nodes,
+        (0..p).map(|i| format!("{prefix}_r{i}")).collect(),
+        32,
+    )
+    .await?;
     let convs = conversations_many(
-        &api,
+        &nodes,
         senders
             .iter()
             .zip(&receivers)
@@ -366,11 +378,15 @@ pub async fn run(common: &Common, args: &LatencyArgs) -> Result<()> {
         32,
     )
     .await?;
+    // Pair i: the receiver's stream on node i, the sender's POSTs on node i + 1 (modulo the
+    // nodes), so with several nodes every delivery crosses the bus between nodes.
     let pairs: Vec<Pair> = (0..p)
         .map(|i| {
             Ok(Pair {
-                post: api.messages_target(&convs[i], &senders[i].token)?,
-                stream: api.stream_target(&receivers[i].token)?,
+                post: nodes
+                    .get(i + 1)
+                    .messages_target(&convs[i], &senders[i].token)?,
+                stream: nodes.get(i).stream_target(&receivers[i].token)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -416,7 +432,10 @@ pub async fn run(common: &Common, args: &LatencyArgs) -> Result<()> {
     let report = Report {
         scenario: "latency".into(),
         base_url: common.base_url.clone(),
-        params: json!({ "pairs": p, "rates": args.rates, "duration_s": args.duration, "grace_s": args.grace, "prefix": prefix }),
+        params: json!({
+            "pairs": p, "rates": args.rates, "duration_s": args.duration, "grace_s": args.grace,
+            "prefix": prefix, "base_urls": urls,
+        }),
         figures: json!({ "rates": points }),
         ceiling: ceil,
         ratios: json!({ "rates": ratios }),

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::client::{
-    Api, SseStream, conversations_many, http_client, login_many, parse_msg, post_content,
+    Nodes, SseStream, conversations_many, http_client, login_many, parse_msg, post_content,
 };
 use crate::report::{Report, hist_summary, new_hist, ratio, record, spawn_progress};
 use crate::{CeilingOpts, Common, ResumeArgs, ceiling};
@@ -42,38 +42,67 @@ pub async fn run(common: &Common, args: &ResumeArgs) -> Result<()> {
         );
     }
     let client = http_client(None)?;
-    let api = Api::new(client.clone(), &common.base_url);
+    let urls = common.base_urls();
+    let nodes = Nodes::new(&client, &urls)?;
     let prefix = common.prefix();
-    eprintln!("resume: prefix {prefix}, {k} streams x {m} missed messages, {s} senders");
-    let receivers =
-        login_many(&api, (0..k).map(|i| format!("{prefix}_r{i}")).collect(), 64).await?;
-    let senders = login_many(&api, (0..s).map(|i| format!("{prefix}_s{i}")).collect(), 32).await?;
+    eprintln!(
+        "resume: prefix {prefix}, {k} streams x {m} missed messages, {s} senders, {} node(s)",
+        nodes.count()
+    );
+    let receivers = login_many(
+        &nodes,
+        (0..k).map(|i| format!("{prefix}_r{i}")).collect(),
+        64,
+    )
+    .await?;
+    let senders = login_many(
+        &nodes,
+        (0..s).map(|i| format!("{prefix}_s{i}")).collect(),
+        32,
+    )
+    .await?;
     let convs = conversations_many(
-        &api,
+        &nodes,
         (0..k)
             .map(|i| (senders[i % s].token.clone(), receivers[i].username.clone()))
             .collect(),
         64,
     )
     .await?;
+    // Receiver i: baseline stream on node i, the messages to it POSTed on node i + 1, and the
+    // timed reconnect on node i + 2 (modulo the nodes): with three nodes each stream resumes on
+    // a node that neither served its first stream nor took its messages.
     let posts = (0..k)
-        .map(|i| api.messages_target(&convs[i], &senders[i % s].token))
+        .map(|i| {
+            nodes
+                .get(i + 1)
+                .messages_target(&convs[i], &senders[i % s].token)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let baseline_streams = receivers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| nodes.get(i).stream_target(&r.token))
         .collect::<Result<Vec<_>>>()?;
     let streams = receivers
         .iter()
-        .map(|r| api.stream_target(&r.token))
+        .enumerate()
+        .map(|(i, r)| nodes.get(i + 2).stream_target(&r.token))
         .collect::<Result<Vec<_>>>()?;
 
     // Baseline: connect, receive one message, remember its cursor, disconnect.
     eprintln!("[resume] baseline: connecting {k} streams");
-    let mut conns =
-        futures::stream::iter(streams.iter().map(|t| SseStream::connect(&client, t, None)))
-            .buffered(256)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>>>()
-            .context("baseline connect")?;
+    let mut conns = futures::stream::iter(
+        baseline_streams
+            .iter()
+            .map(|t| SseStream::connect(&client, t, None)),
+    )
+    .buffered(256)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>>>()
+    .context("baseline connect")?;
     let base_ok = futures::stream::iter(posts.iter().enumerate().map(|(i, p)| {
         let client = client.clone();
         async move { post_content(&client, p, &format!("B{i}")).await }
@@ -313,7 +342,7 @@ pub async fn run(common: &Common, args: &ResumeArgs) -> Result<()> {
         base_url: common.base_url.clone(),
         params: json!({
             "streams": k, "missed": m, "senders": s, "timeout_s": args.timeout, "grace_s": args.grace,
-            "post_concurrency": args.post_concurrency, "prefix": prefix,
+            "post_concurrency": args.post_concurrency, "prefix": prefix, "base_urls": urls,
         }),
         figures: json!({
             "ok": all_ok,

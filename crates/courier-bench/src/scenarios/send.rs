@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::client::{Api, FastPoster, PostTarget, conversations_many, login_many};
+use crate::client::{FastPoster, Nodes, PostTarget, conversations_many, login_many};
 use crate::report::{Report, hist_summary, new_hist, ratio, record, spawn_progress};
 use crate::{CeilingOpts, Common, SendArgs, ceiling};
 
@@ -155,16 +155,30 @@ pub async fn closed_loop(
 
 pub async fn run(common: &Common, args: &SendArgs) -> Result<()> {
     let client = crate::client::http_client(None)?;
-    let api = Api::new(client.clone(), &common.base_url);
+    let urls = common.base_urls();
+    let nodes = Nodes::new(&client, &urls)?;
     let prefix = common.prefix();
     let c = args.concurrency;
-    eprintln!("send: prefix {prefix}, {c} senders, {}s", args.duration);
+    eprintln!(
+        "send: prefix {prefix}, {c} senders, {}s, {} node(s)",
+        args.duration,
+        nodes.count()
+    );
 
-    let senders = login_many(&api, (0..c).map(|i| format!("{prefix}_s{i}")).collect(), 32).await?;
-    let receivers =
-        login_many(&api, (0..c).map(|i| format!("{prefix}_r{i}")).collect(), 32).await?;
+    let senders = login_many(
+        &nodes,
+        (0..c).map(|i| format!("{prefix}_s{i}")).collect(),
+        32,
+    )
+    .await?;
+    let receivers = login_many(
+        &nodes,
+        (0..c).map(|i| format!("{prefix}_r{i}")).collect(),
+        32,
+    )
+    .await?;
     let convs = conversations_many(
-        &api,
+        &nodes,
         senders
             .iter()
             .zip(&receivers)
@@ -173,10 +187,12 @@ pub async fn run(common: &Common, args: &SendArgs) -> Result<()> {
         32,
     )
     .await?;
+    // Sender i POSTs to node i % nodes.
     let targets: Vec<PostTarget> = senders
         .iter()
         .zip(&convs)
-        .map(|(s, cid)| api.messages_target(cid, &s.token))
+        .enumerate()
+        .map(|(i, (s, cid))| nodes.get(i).messages_target(cid, &s.token))
         .collect::<Result<_>>()?;
 
     let res = closed_loop(&targets, Duration::from_secs_f64(args.duration), "send").await?;
@@ -203,7 +219,9 @@ pub async fn run(common: &Common, args: &SendArgs) -> Result<()> {
     let report = Report {
         scenario: "send".into(),
         base_url: common.base_url.clone(),
-        params: json!({ "concurrency": c, "duration_s": args.duration, "prefix": prefix }),
+        params: json!({
+            "concurrency": c, "duration_s": args.duration, "prefix": prefix, "base_urls": urls,
+        }),
         figures: res.to_json(),
         ratios: json!({
             "accepted_per_s_vs_http_ceiling": ratio(Some(res.rate()), ceil_rps),
