@@ -70,6 +70,7 @@ impl App {
             max_streams_per_user: config.max_streams_per_user,
             retry: config.sse_retry,
         };
+        spawn_janitor(messenger.clone(), shutdown.clone());
         let realtime = Arc::new(Realtime::new(
             store.clone(),
             bus.clone(),
@@ -168,6 +169,25 @@ impl App {
             }
         }
     }
+}
+
+/// Hourly, deletes what no request can use any more (see `Messenger::purge_expired`).
+fn spawn_janitor(messenger: Arc<Messenger>, shutdown: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(60 * 60);
+    tokio::spawn(async move {
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticks.tick() => match messenger.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, "purged expired idempotency keys and sessions"),
+                    Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+                },
+            }
+        }
+    });
 }
 
 fn account_settings(config: &ServeConfig) -> AccountSettings {

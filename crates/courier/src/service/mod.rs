@@ -235,6 +235,18 @@ impl Messenger {
             .map_err(ServiceError::from_store("conversation"))
     }
 
+    /// Deletes idempotency keys past their 24 h window and sessions dead for a week.
+    pub async fn purge_expired(&self) -> ServiceResult<u64> {
+        let now = chrono::Utc::now();
+        self.store
+            .purge(
+                now - chrono::TimeDelta::hours(24),
+                now - chrono::TimeDelta::days(7),
+            )
+            .await
+            .map_err(ServiceError::from_store("purge"))
+    }
+
     /// Readiness: the store must answer. A bus outage only delays delivery (streams fall back
     /// to reading the store), so it degrades the node instead of taking it out of rotation;
     /// with one shared NATS, failing here would take every node out at once.

@@ -48,4 +48,11 @@ pub trait AccountStore: Send + Sync {
         id: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<String>>;
+    /// Deletes what no request can use any more: idempotency keys older than `keys_before`,
+    /// sessions that expired or were revoked before `sessions_before`. Returns rows deleted.
+    async fn purge(
+        &self,
+        keys_before: DateTime<Utc>,
+        sessions_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
 }

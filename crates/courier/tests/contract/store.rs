@@ -48,6 +48,7 @@ store_contract!(
     only_participants_may_append_or_read,
     the_instance_id_is_fixed_when_the_database_is_created,
     heads_track_the_newest_positions,
+    purging_forgets_old_idempotency_keys_and_dead_sessions,
 );
 
 fn name(raw: &str) -> Username {
@@ -664,4 +665,51 @@ async fn heads_track_the_newest_positions(backend: &StoreBackend) {
     assert_eq!(prev(&second, &bob), first.message.id);
     assert_eq!(prev(&second, &carol), MessageId(0));
     assert_eq!(prev(&first, &alice), MessageId(0));
+}
+
+async fn purging_forgets_old_idempotency_keys_and_dead_sessions(backend: &StoreBackend) {
+    use chrono::{TimeDelta, Utc};
+    use courier::model::Session;
+    let store = &*backend.store;
+    let (alice, bob) = (user(store, "alice").await, user(store, "bob").await);
+    let conversation = direct(store, &alice, &bob).await;
+    let keyed = NewMessage {
+        idempotency_key: Some("key-1".into()),
+        ..new_message(conversation, alice.id, "hello")
+    };
+    let first = store.append_message(keyed.clone()).await.unwrap();
+    let now = Utc::now();
+    let session = |id: &str, expires_at| Session {
+        id: id.to_owned(),
+        user: alice.id,
+        device: "test".into(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at,
+    };
+    let live = format!("{:032x}", 1);
+    let expired = format!("{:032x}", 2);
+    store
+        .create_session(&session(&live, now + TimeDelta::days(1)))
+        .await
+        .unwrap();
+    store
+        .create_session(&session(&expired, now - TimeDelta::days(1)))
+        .await
+        .unwrap();
+
+    // Nothing is old enough yet: the key still answers retries.
+    store
+        .purge(now - TimeDelta::days(1), now - TimeDelta::days(7))
+        .await
+        .unwrap();
+    assert!(store.append_message(keyed.clone()).await.unwrap().replayed);
+
+    let later = now + TimeDelta::seconds(1);
+    let purged = store.purge(later, later).await.unwrap();
+    assert_eq!(purged, 2, "the key and the expired session");
+    let again = store.append_message(keyed).await.unwrap();
+    assert!(!again.replayed, "a forgotten key creates a new message");
+    assert_ne!(again.message.id, first.message.id);
+    assert!(store.active_session(&live, now).await.is_ok());
 }

@@ -218,4 +218,24 @@ impl AccountStore for SqliteStore {
         .await
         .map_err(classify)
     }
+
+    async fn purge(
+        &self,
+        keys_before: DateTime<Utc>,
+        sessions_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(keys_before.timestamp_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at < ?1 OR (revoked_at IS NOT NULL AND revoked_at < ?1)",
+        )
+        .bind(sessions_before.timestamp_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(keys.rows_affected() + sessions.rows_affected())
+    }
 }
