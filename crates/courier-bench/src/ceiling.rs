@@ -375,6 +375,7 @@ pub async fn obtain(common: &Common, o: &CeilingOpts) -> Result<Value> {
                 hold: Duration::from_secs_f64(o.idle_hold.unwrap_or(2.0)),
                 connect_concurrency: 512,
                 label: "ceiling idle".into(),
+                http2: false,
             },
             move |_last, tag| async move {
                 post_content(

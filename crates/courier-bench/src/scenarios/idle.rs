@@ -39,6 +39,8 @@ pub struct IdleSpec {
     pub hold: Duration,
     pub connect_concurrency: usize,
     pub label: String,
+    /// Open the streams over HTTP/2 with prior knowledge, many per connection.
+    pub http2: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,6 +50,8 @@ struct WorkerCfg {
     count: usize,
     src_ips: Vec<IpAddr>,
     connect_concurrency: usize,
+    #[serde(default)]
+    http2: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -158,6 +162,7 @@ where
             count,
             src_ips: ips.clone(),
             connect_concurrency: spec.connect_concurrency,
+            http2: spec.http2,
         };
         let mut child = tokio::process::Command::new(&exe)
             .arg("idle-worker")
@@ -273,11 +278,29 @@ where
 }
 
 /// The worker process: reads its config on stdin, opens its streams, answers commands.
+/// Below the server's default limit of concurrent HTTP/2 streams per connection.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+fn http2_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(30))
+        .build()?)
+}
+
 pub async fn worker() -> Result<()> {
     crate::raise_nofile();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let cfg: WorkerCfg = serde_json::from_str(&lines.next_line().await?.context("no config")?)?;
-    let clients = if cfg.src_ips.is_empty() {
+    let clients = if cfg.http2 {
+        // As a reverse proxy speaks upstream: HTTP/2 with prior knowledge, at most
+        // H2_STREAMS_PER_CONNECTION streams on each connection (one reqwest client each).
+        (0..cfg.count.div_ceil(H2_STREAMS_PER_CONNECTION))
+            .map(|_| http2_client())
+            .collect::<Result<Vec<_>>>()?
+    } else if cfg.src_ips.is_empty() {
         vec![http_client(None)?]
     } else {
         cfg.src_ips
@@ -453,6 +476,7 @@ pub async fn run(common: &Common, args: &IdleArgs) -> Result<()> {
         hold: Duration::from_secs_f64(args.hold),
         connect_concurrency: args.connect_concurrency,
         label: "idle".into(),
+        http2: args.http2,
     };
     let api2 = api.clone();
     let fig = measure(&spec, |global, tag| async move {
@@ -486,7 +510,7 @@ pub async fn run(common: &Common, args: &IdleArgs) -> Result<()> {
         scenario: "idle".into(),
         base_url: common.base_url.clone(),
         params: json!({
-            "streams": k, "users": users, "workers": args.workers, "src_ips": args.src_ips,
+            "streams": k, "users": users, "workers": args.workers, "src_ips": args.src_ips, "http2": args.http2,
             "pid": pid, "hold_s": args.hold, "prefix": prefix, "base_urls": urls,
         }),
         figures: fig,
