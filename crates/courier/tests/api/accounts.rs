@@ -117,15 +117,7 @@ async fn sign_up_by_invite_spends_each_code_once_and_closed_sign_up_refuses() {
         sign_up(&closed, "erin", GOOD_PASSWORD, None).await.status(),
         StatusCode::FORBIDDEN
     );
-    let providers: Value = closed
-        .client
-        .get(closed.url("/api/auth/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let providers: Value = closed.providers().await;
     assert_eq!(providers["signup"], "closed");
 }
 
@@ -140,15 +132,7 @@ async fn password_accounts_can_be_turned_off() {
         sign_in(&app, "alice", GOOD_PASSWORD).await.status(),
         StatusCode::NOT_FOUND
     );
-    let providers: Value = app
-        .client
-        .get(app.url("/api/auth/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let providers: Value = app.providers().await;
     assert_eq!(providers["password"], false);
 }
 

@@ -246,15 +246,7 @@ async fn the_browser_session_cookie_works_and_requires_csrf_for_writes() {
 #[tokio::test]
 async fn the_providers_endpoint_reports_dev_login() {
     let app = spawn_app().await;
-    let body: Value = app
-        .client
-        .get(app.url("/api/auth/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.providers().await;
     assert_eq!(body["devLogin"], true);
     assert!(body["providers"].is_array());
 }

@@ -145,6 +145,17 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(&user.token)
     }
 
+    /// `GET /api/auth/providers`, anonymously.
+    pub async fn providers(&self) -> Value {
+        let response = self
+            .client
+            .get(self.url("/api/auth/providers"))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
     /// GETs `path` as `user` and parses the JSON body (whatever the status).
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, user: &TestUser) -> T {
         self.get(path, user)
