@@ -2,18 +2,28 @@
 //!
 //! Message ids must follow commit order (see `store`), and a sequence does not give that:
 //! `nextval` hands out 10 to A and 11 to B, B commits first, and a stream that sent 11 and
-//! resumes from it skips 10 forever. So ids come from the single row of `message_position`,
-//! and every append transaction locks that row with its *first* statement and keeps the lock
-//! until it commits. Appends, on every node, therefore run one after another: the next
-//! transaction can only read the counter once the previous one has committed and is visible
-//! (PostgreSQL releases row locks after the commit is visible to new snapshots). A reader that
-//! sees position p thus sees every position below p. The same lock makes `prev` (a recipient's
-//! inbox head before this message) exact: no other append can commit between reading it and
-//! writing the message.
+//! resumes from it skips 10 forever. So ids come from the single row of `message_position`:
+//! every append transaction locks that row before it reads anything an id, a `prev` or a
+//! replay depends on, and keeps the lock until it commits. Appends, on every node, therefore
+//! run one after another: the next transaction can only read the counter once the previous
+//! one has committed and is visible (PostgreSQL releases row locks after the commit is visible
+//! to new snapshots). A reader that sees position p thus sees every position below p. The same
+//! lock makes `prev` (a recipient's inbox head before this message) exact: no other append can
+//! commit between reading the heads and writing the messages.
+//!
+//! The one read before the lock is the participants of the group's conversations, which
+//! cannot go stale: a conversation commits together with its participants, and 1:1
+//! membership never changes afterwards. (A future change of membership must be read under
+//! the lock instead.)
 //!
 //! Like `SqliteStore`, sends go through one writer task per node that commits in groups: the
 //! sends that queue while one transaction holds the lock share the next one, its single lock
-//! acquisition and its single WAL flush.
+//! acquisition and its single WAL flush. Unlike it, the writer keeps nothing between
+//! transactions (other nodes append too), but it still holds the lock for a constant number of
+//! round trips whatever the group's size: read the counter; look up the group's idempotency
+//! keys (only if a send has one); read every recipient's inbox head; assign ids counter+1.. in
+//! group order and chain each recipient's `prev` through the group; write the messages, last
+//! messages, senders' read positions, keys and counter in one statement; COMMIT.
 //!
 //! Connection failures (refused, reset, admin shutdown, pool timeout) become
 //! `StoreError::Unavailable` (503). The pool tests connections before handing them out and
@@ -30,6 +40,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgExecutor, Row};
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -538,6 +549,28 @@ impl From<sqlx::Error> for GroupError {
     }
 }
 
+/// One accepted send of the group, not yet written.
+struct Accepted {
+    message: Message,
+    key: Option<String>,
+}
+
+/// What an earlier send with the same key left: its conversation and, if still stored, its message.
+struct Earlier {
+    conversation: i64,
+    message: Option<Message>,
+}
+
+/// A send's answer, or the row it will be written as.
+enum Slot {
+    Done(StoreResult<Appended>),
+    Accepted(usize),
+}
+
+/// Commits a group in a constant number of round trips whatever its size: participants (before
+/// the lock), then under the lock the counter, the idempotency keys (if any send has one), the
+/// recipients' inbox heads, one statement that writes everything, and COMMIT.
+/// `Err` aborts the whole group; an `Ok` entry that is `Err` is that send's own refusal.
 async fn commit_group(
     pool: &PgPool,
     group: &[&NewMessage],
@@ -547,133 +580,302 @@ async fn commit_group(
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await?;
-    // The first statement: wait for the counter row, then hold it until COMMIT.
-    let mut position: i64 =
+    // Safe to read before the lock: a conversation commits together with its participants,
+    // and 1:1 membership never changes afterwards.
+    let members = members(&mut tx, group).await?;
+    // Wait for the counter row, then hold it until COMMIT. Everything an id, a `prev` or a
+    // replay depends on is read after this.
+    let position: i64 =
         sqlx::query_scalar("SELECT value FROM message_position WHERE single FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-    let first = position;
-    let mut results = Vec::with_capacity(group.len());
+    let now = now_ms();
+    // Under the counter lock, so two nodes retrying the same key cannot both miss it.
+    let earlier = earlier_sends(&mut tx, group, now).await?;
+
+    // Decide every send in order; accepted ones get ids position+1.. in that order.
+    let mut rows: Vec<Accepted> = Vec::with_capacity(group.len());
+    let mut slots = Vec::with_capacity(group.len());
+    let mut keyed: HashMap<(UserId, &str), usize> = HashMap::new();
     for new in group {
-        results.push(append_one(&mut tx, &mut position, new).await?);
+        if let Some(key) = new.idempotency_key.as_deref() {
+            // A retry inside this same group answers with the first one's message.
+            if let Some(&first) = keyed.get(&(new.sender, key)) {
+                slots.push(Slot::Done(replay(&rows[first].message, new)));
+                continue;
+            }
+            if let Some(earlier) = earlier.get(&(new.sender.0, key.to_owned())) {
+                if earlier.conversation != new.conversation.0 {
+                    slots.push(Slot::Done(Err(StoreError::KeyReused)));
+                    continue;
+                }
+                let Some(message) = &earlier.message else {
+                    return Err(sqlx::Error::RowNotFound.into());
+                };
+                slots.push(Slot::Done(replay(message, new)));
+                continue;
+            }
+        }
+        let is_member = members
+            .get(&new.conversation.0)
+            .is_some_and(|users| users.contains(&new.sender.0));
+        if !is_member {
+            slots.push(Slot::Done(Err(StoreError::NotFound)));
+            continue;
+        }
+        let index = rows.len();
+        rows.push(Accepted {
+            message: Message {
+                id: MessageId(position + 1 + index as i64),
+                conversation_id: new.conversation,
+                sender_id: new.sender,
+                content: new.content.as_str().to_owned(),
+                created_at: time(now),
+            },
+            key: new.idempotency_key.clone(),
+        });
+        if let Some(key) = new.idempotency_key.as_deref() {
+            keyed.insert((new.sender, key), index);
+        }
+        slots.push(Slot::Accepted(index));
     }
-    if position != first {
-        sqlx::query("UPDATE message_position SET value = $1 WHERE single")
-            .bind(position)
-            .execute(&mut *tx)
-            .await?;
+
+    let mut recipients: Vec<Vec<Recipient>> = Vec::with_capacity(rows.len());
+    if !rows.is_empty() {
+        // Each recipient's inbox head before this group, then chained through it in id order:
+        // a recipient's `prev` is their previous message, in this group or before it.
+        let mut heads = inbox_heads(&mut tx, &rows, &members).await?;
+        for row in &rows {
+            let users = &members[&row.message.conversation_id.0];
+            recipients.push(
+                users
+                    .iter()
+                    .map(|&user| {
+                        let prev = heads.insert(user, row.message.id.0).unwrap_or(0);
+                        Recipient {
+                            user: UserId(user),
+                            prev: MessageId(prev),
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        write_rows(&mut tx, &rows, position + rows.len() as i64).await?;
     }
     tx.commit().await.map_err(|error| GroupError {
         error,
         at_commit: true,
     })?;
-    Ok(results)
+
+    Ok(slots
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::Done(result) => result,
+            Slot::Accepted(index) => Ok(Appended {
+                message: rows[index].message.clone(),
+                recipients: std::mem::take(&mut recipients[index]),
+                replayed: false,
+            }),
+        })
+        .collect())
 }
 
-/// Appends one message inside the group's transaction, which holds the counter lock.
-/// `Err` aborts the whole group; `Ok(Err(..))` is this send's own refusal.
-async fn append_one(
+fn replay(message: &Message, new: &NewMessage) -> StoreResult<Appended> {
+    if message.conversation_id != new.conversation {
+        return Err(StoreError::KeyReused);
+    }
+    Ok(Appended {
+        message: message.clone(),
+        recipients: Vec::new(),
+        replayed: true,
+    })
+}
+
+/// The participants of each of the group's conversations, in user id order.
+async fn members(
     conn: &mut PgConnection,
-    position: &mut i64,
-    new: &NewMessage,
-) -> Result<StoreResult<Appended>, sqlx::Error> {
-    let now = now_ms();
-    if let Some(key) = &new.idempotency_key {
-        // Under the counter lock, so two nodes retrying the same key cannot both miss it.
-        let earlier: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT conversation_id, message_id FROM idempotency_keys
-             WHERE user_id = $1 AND key = $2 AND created_at > $3",
-        )
-        .bind(new.sender.0)
-        .bind(key)
-        .bind(now - IDEMPOTENCY_WINDOW_MS)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some((conversation, message)) = earlier {
-            if conversation != new.conversation.0 {
-                return Ok(Err(StoreError::KeyReused));
-            }
-            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(message)
-                .fetch_one(&mut *conn)
-                .await?;
-            return Ok(Ok(Appended {
-                message: message_at(&row, 0)?,
-                recipients: Vec::new(),
-                replayed: true,
-            }));
-        }
-    }
-
-    // Each participant with their inbox head *before* this message. Earlier messages of this
-    // group are visible here (same transaction); other appends cannot interleave (the lock).
-    let participants: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT p.user_id,
-                COALESCE((SELECT MAX(c.last_message_id) FROM participants q
-                          JOIN conversations c ON c.id = q.conversation_id
-                          WHERE q.user_id = p.user_id), 0)::BIGINT
-         FROM participants p WHERE p.conversation_id = $1 ORDER BY p.user_id",
+    group: &[&NewMessage],
+) -> Result<HashMap<i64, Vec<i64>>, sqlx::Error> {
+    let conversations: Vec<i64> = group
+        .iter()
+        .map(|new| new.conversation.0)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT conversation_id, user_id FROM participants
+         WHERE conversation_id = ANY($1) ORDER BY conversation_id, user_id",
     )
-    .bind(new.conversation.0)
-    .fetch_all(&mut *conn)
+    .bind(conversations)
+    .fetch_all(conn)
     .await?;
-    if !participants.iter().any(|(user, _)| *user == new.sender.0) {
-        return Ok(Err(StoreError::NotFound));
+    let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (conversation, user) in rows {
+        members.entry(conversation).or_default().push(user);
     }
+    Ok(members)
+}
 
-    *position += 1;
-    let id = *position;
-    // One round trip: the message, the conversation's last message, and the sender has read it.
+/// What earlier sends with the group's idempotency keys left, within the window, by
+/// (sender, key). No query when no send has a key.
+async fn earlier_sends(
+    conn: &mut PgConnection,
+    group: &[&NewMessage],
+    now: i64,
+) -> Result<HashMap<(i64, String), Earlier>, sqlx::Error> {
+    let (users, keys): (Vec<i64>, Vec<String>) = group
+        .iter()
+        .filter_map(|new| Some((new.sender.0, new.idempotency_key.clone()?)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .unzip();
+    if users.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT k.user_id, k.key, k.conversation_id, {MESSAGE_COLUMNS}
+         FROM idempotency_keys k LEFT JOIN messages m ON m.id = k.message_id
+         WHERE (k.user_id, k.key) IN (SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[]))
+           AND k.created_at > $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(users)
+        .bind(keys)
+        .bind(now - IDEMPOTENCY_WINDOW_MS)
+        .fetch_all(conn)
+        .await?;
+    let mut earlier = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let message = match row.try_get::<Option<i64>, _>(3)? {
+            Some(_) => Some(message_at(row, 3)?),
+            None => None,
+        };
+        earlier.insert(
+            (row.try_get(0)?, row.try_get(1)?),
+            Earlier {
+                conversation: row.try_get(2)?,
+                message,
+            },
+        );
+    }
+    Ok(earlier)
+}
+
+/// Every recipient's newest inbox position among committed messages, in one query.
+async fn inbox_heads(
+    conn: &mut PgConnection,
+    rows: &[Accepted],
+    members: &HashMap<i64, Vec<i64>>,
+) -> Result<HashMap<i64, i64>, sqlx::Error> {
+    let users: Vec<i64> = rows
+        .iter()
+        .flat_map(|row| members[&row.message.conversation_id.0].iter().copied())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let heads: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT p.user_id, COALESCE(MAX(c.last_message_id), 0)::BIGINT FROM participants p
+         JOIN conversations c ON c.id = p.conversation_id
+         WHERE p.user_id = ANY($1) GROUP BY p.user_id",
+    )
+    .bind(users)
+    .fetch_all(conn)
+    .await?;
+    Ok(heads.into_iter().collect())
+}
+
+/// Writes the group in one statement: the messages, each conversation's last message, each
+/// sender's read position, the idempotency keys and the counter.
+async fn write_rows(
+    conn: &mut PgConnection,
+    rows: &[Accepted],
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.message.id.0).collect();
+    let conversations: Vec<i64> = rows.iter().map(|r| r.message.conversation_id.0).collect();
+    let senders: Vec<i64> = rows.iter().map(|r| r.message.sender_id.0).collect();
+    let contents: Vec<String> = rows.iter().map(|r| r.message.content.clone()).collect();
+    let created: Vec<i64> = rows
+        .iter()
+        .map(|r| r.message.created_at.timestamp_millis())
+        .collect();
+    // Rows are in id order, so the last write per key wins with the newest id: an UPDATE
+    // must not meet the same target row twice.
+    let last_by_conversation: HashMap<i64, i64> = rows
+        .iter()
+        .map(|r| (r.message.conversation_id.0, r.message.id.0))
+        .collect();
+    let (last_conversations, last_ids): (Vec<i64>, Vec<i64>) =
+        last_by_conversation.into_iter().unzip();
+    let read_by_sender: HashMap<(i64, i64), i64> = rows
+        .iter()
+        .map(|r| {
+            (
+                (r.message.conversation_id.0, r.message.sender_id.0),
+                r.message.id.0,
+            )
+        })
+        .collect();
+    let mut read_conversations = Vec::with_capacity(read_by_sender.len());
+    let mut read_users = Vec::with_capacity(read_by_sender.len());
+    let mut read_ids = Vec::with_capacity(read_by_sender.len());
+    for ((conversation, user), id) in read_by_sender {
+        read_conversations.push(conversation);
+        read_users.push(user);
+        read_ids.push(id);
+    }
+    // Keys are unique within the group (a repeat became a replay), as ON CONFLICT requires.
+    let keyed: Vec<&Accepted> = rows.iter().filter(|r| r.key.is_some()).collect();
+    let key_users: Vec<i64> = keyed.iter().map(|r| r.message.sender_id.0).collect();
+    let keys: Vec<String> = keyed.iter().filter_map(|r| r.key.clone()).collect();
+    let key_conversations: Vec<i64> = keyed.iter().map(|r| r.message.conversation_id.0).collect();
+    let key_ids: Vec<i64> = keyed.iter().map(|r| r.message.id.0).collect();
+    let key_created: Vec<i64> = keyed
+        .iter()
+        .map(|r| r.message.created_at.timestamp_millis())
+        .collect();
+
+    // The sub-statements all run; none needs to see another's effect.
     sqlx::query(
         "WITH m AS (
              INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
-             VALUES ($1, $2, $3, $4, $5)),
-         c AS (UPDATE conversations SET last_message_id = $1 WHERE id = $2)
-         UPDATE participants SET last_read_message_id = $1
-         WHERE conversation_id = $2 AND user_id = $3",
-    )
-    .bind(id)
-    .bind(new.conversation.0)
-    .bind(new.sender.0)
-    .bind(new.content.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(key) = &new.idempotency_key {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
-             VALUES ($1, $2, $3, $4, $5)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
+                                  $5::BIGINT[])),
+         c AS (
+             UPDATE conversations SET last_message_id = v.id
+             FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS v (conversation_id, id)
+             WHERE conversations.id = v.conversation_id),
+         p AS (
+             UPDATE participants SET last_read_message_id = v.id
+             FROM UNNEST($8::BIGINT[], $9::BIGINT[], $10::BIGINT[]) AS v (conversation_id, user_id, id)
+             WHERE participants.conversation_id = v.conversation_id
+               AND participants.user_id = v.user_id),
+         k AS (
+             INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
+             SELECT * FROM UNNEST($11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::BIGINT[],
+                                  $15::BIGINT[])
              ON CONFLICT (user_id, key) DO UPDATE SET
                  conversation_id = excluded.conversation_id,
-                 message_id = excluded.message_id, created_at = excluded.created_at",
-        )
-        .bind(new.sender.0)
-        .bind(key)
-        .bind(new.conversation.0)
-        .bind(id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-
-    let recipients = participants
-        .into_iter()
-        .map(|(user, prev)| Recipient {
-            user: UserId(user),
-            prev: MessageId(prev),
-        })
-        .collect();
-    let message = Message {
-        id: MessageId(id),
-        conversation_id: new.conversation,
-        sender_id: new.sender,
-        content: new.content.as_str().to_owned(),
-        created_at: time(now),
-    };
-    Ok(Ok(Appended {
-        message,
-        recipients,
-        replayed: false,
-    }))
+                 message_id = excluded.message_id, created_at = excluded.created_at)
+         UPDATE message_position SET value = $16 WHERE single",
+    )
+    .bind(ids)
+    .bind(conversations)
+    .bind(senders)
+    .bind(contents)
+    .bind(created)
+    .bind(last_conversations)
+    .bind(last_ids)
+    .bind(read_conversations)
+    .bind(read_users)
+    .bind(read_ids)
+    .bind(key_users)
+    .bind(keys)
+    .bind(key_conversations)
+    .bind(key_ids)
+    .bind(key_created)
+    .bind(position)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
