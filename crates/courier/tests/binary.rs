@@ -10,11 +10,17 @@ fn courier() -> Command {
 
 /// Starts `courier serve` on a free port and returns it with its base URL.
 fn serve(data_dir: &std::path::Path) -> (Child, String) {
+    serve_with(data_dir, &[], Stdio::null())
+}
+
+/// `serve` with extra flags, its stderr going to `stderr`.
+fn serve_with(data_dir: &std::path::Path, flags: &[&str], stderr: Stdio) -> (Child, String) {
     let mut child = courier()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(flags)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("courier starts");
     let mut line = String::new();
@@ -144,32 +150,15 @@ async fn the_signing_secret_is_generated_once_and_kept_private() {
 async fn no_secret_token_or_password_reaches_a_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "a-very-secret-signing-key-0123456789abcdef";
-    let mut child = courier()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--signup",
-            "open",
-            "--token-secret",
-            secret,
-        ])
-        .args(["--log", "trace"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("courier listening on ")
-        .unwrap()
-        .to_owned();
+    let flags = [
+        "--signup",
+        "open",
+        "--token-secret",
+        secret,
+        "--log",
+        "trace",
+    ];
+    let (mut child, url) = serve_with(dir.path(), &flags, Stdio::piped());
     let stderr = child.stderr.take().unwrap();
     let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
 

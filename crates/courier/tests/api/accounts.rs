@@ -45,14 +45,7 @@ async fn password_accounts_sign_up_and_sign_in() {
     let created = sign_up(&app, "alice", GOOD_PASSWORD, None).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let alice = as_user(created).await;
-    assert_eq!(
-        app.get("/api/auth_user", &alice)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.auth_status(&alice).await, StatusCode::OK);
 
     let again = sign_in(&app, "ALICE", GOOD_PASSWORD).await;
     assert_eq!(again.status(), StatusCode::OK);
@@ -204,14 +197,7 @@ async fn sessions_are_listed_and_signing_one_out_ends_its_token_and_stream_at_on
         .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
 
-    assert_eq!(
-        app.get("/api/auth_user", &phone)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.auth_status(&phone).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         app.post("/api/refresh_token", &phone)
             .send()
@@ -233,14 +219,7 @@ async fn sessions_are_listed_and_signing_one_out_ends_its_token_and_stream_at_on
     );
     assert!(phone_stream.ended, "the revoked session's stream closed");
     // The other session is untouched.
-    assert_eq!(
-        app.get("/api/auth_user", &laptop)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.auth_status(&laptop).await, StatusCode::OK);
     laptop_stream.assert_quiet(Duration::from_millis(300)).await;
     assert!(!laptop_stream.ended);
     // Someone else's session id is not yours to end.
@@ -274,14 +253,7 @@ async fn signing_out_everywhere_ends_every_session_and_stream() {
         .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     for user in [&a, &b] {
-        assert_eq!(
-            app.get("/api/auth_user", user)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(app.auth_status(user).await, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(
         stream.next_event(PATIENCE).await.unwrap().event.as_deref(),
@@ -289,10 +261,7 @@ async fn signing_out_everywhere_ends_every_session_and_stream() {
     );
     // Signing in again works.
     let c = app.login("alice").await;
-    assert_eq!(
-        app.get("/api/auth_user", &c).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.auth_status(&c).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -307,35 +276,14 @@ async fn logging_out_with_a_bearer_token_ends_that_session() {
             .status(),
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        app.get("/api/auth_user", &alice)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.auth_status(&alice).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn an_expired_token_gets_401() {
     let app = spawn_app_with(|c| c.token_lifetime = Duration::from_secs(1)).await;
     let alice = app.login("alice").await;
-    assert_eq!(
-        app.get("/api/auth_user", &alice)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.auth_status(&alice).await, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(
-        app.get("/api/auth_user", &alice)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.auth_status(&alice).await, StatusCode::UNAUTHORIZED);
 }

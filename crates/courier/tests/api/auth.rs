@@ -107,14 +107,7 @@ async fn refresh_token_issues_a_fresh_working_token() {
     assert_ne!(token, alice.token);
     assert!(body["expiresAt"].is_string());
     let fresh = TestUser { token, ..alice };
-    assert_eq!(
-        app.get("/api/auth_user", &fresh)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.auth_status(&fresh).await, StatusCode::OK);
     let anonymous = app
         .client
         .post(app.url("/api/refresh_token"))
@@ -142,14 +135,7 @@ async fn tokens_survive_a_restart_on_the_same_data_directory() {
     let app = spawn_app().await;
     let alice = app.login("alice").await;
     let app = app.restart().await;
-    assert_eq!(
-        app.get("/api/auth_user", &alice)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.auth_status(&alice).await, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -145,6 +145,15 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(&user.token)
     }
 
+    /// The status `GET /api/auth_user` answers `user`: 200 while the session lives, else 401.
+    pub async fn auth_status(&self, user: &TestUser) -> StatusCode {
+        self.get("/api/auth_user", user)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     /// `GET /api/auth/providers`, anonymously.
     pub async fn providers(&self) -> Value {
         let response = self
