@@ -25,6 +25,8 @@ const ENDED = 'You’ve been signed out. Sign in again to continue.';
 let unmount = () => {};
 let retryTimer = 0;
 let firstRender = true;
+// This tab is signing out on purpose: the stream's own signed-out event is expected, not news.
+let leaving = false;
 
 function setBanner(kind, text) {
   banner.dataset.kind = kind || '';
@@ -90,7 +92,7 @@ function route(path) {
 function onSignedIn(user) {
   session.user = user;
   session.notice = '';
-  startStream();
+  stream.startStream({ announce: true });
   rerender();
 }
 
@@ -105,41 +107,30 @@ function signedOut({ goHome = false, notice = '' } = {}) {
   else rerender();
 }
 
-// Signing out on purpose: close the stream first, or its `signed-out` event would race the
-// answer and show the "you've been signed out" notice.
+// Signing out on purpose. The cookie is shared, so every tab is signed out: the stream closes
+// and the other tabs are told at once, without waiting for the server's `signed-out` event.
 async function signOut() {
-  stream.stopStream();
+  leaving = true;
   try {
     await api.logout();
   } catch {
     // the cookie may already be gone; sign out locally either way
+  } finally {
+    leaving = false;
   }
+  stream.stopStream({ signOut: true });
   signedOut({ goHome: true });
 }
 
 async function signOutEverywhere() {
-  stream.stopStream();
+  leaving = true;
   try {
     await api.signOutEverywhere();
-  } catch (err) {
-    if (session.user) startStream();
-    throw err;
+  } finally {
+    leaving = false;
   }
+  stream.stopStream({ signOut: true });
   signedOut({ goHome: true });
-}
-
-async function isSignedIn() {
-  try {
-    await api.authUser();
-    return true;
-  } catch (err) {
-    if (err.status === 401) return false;
-    throw err;
-  }
-}
-
-function startStream() {
-  stream.startStream(isSignedIn);
 }
 
 // Who am I? A network failure means the shell came from the service worker: keep retrying.
@@ -160,7 +151,7 @@ async function identify() {
     session.offline = false;
   }
   refreshBanner();
-  if (session.user) startStream();
+  if (session.user) stream.startStream();
   if (wasUnknown && !firstRender) rerender();
   return true;
 }
@@ -174,7 +165,7 @@ function registerServiceWorker() {
 
 // The session ended elsewhere (signed out from another device, everywhere, or expired).
 function sessionEnded() {
-  if (!session.user) return;
+  if (!session.user || leaving) return;
   signedOut({ notice: ENDED });
   // Drop this browser's stale cookies too; the server answers 204 even for a dead session.
   api.logout().catch(() => {});
@@ -184,6 +175,12 @@ setUnauthorizedHandler(sessionEnded);
 stream.on('state', refreshBanner);
 stream.on('unauthorized', sessionEnded);
 stream.on('signedOut', sessionEnded);
+// Another tab signed in: this one, if it shows the access page, follows.
+stream.on('signedIn', async () => {
+  if (session.user !== null) return;
+  await identify();
+  if (session.user) rerender();
+});
 stream.on('message', (msg) => {
   if (!msg.mine) noteIncoming();
 });

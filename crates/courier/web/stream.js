@@ -1,17 +1,28 @@
-// The tab's one realtime stream. EventSource resumes by itself with Last-Event-ID after a
-// dropped connection; the server replays what was missed, so views only append. The server's
-// opening frame carries a cursor, so even a stream that has seen no message yet resumes exactly.
+// The tab's view of the browser's one realtime stream. Views subscribe with `on`; where the
+// EventSource lives is this module's business (see stream-source.js for what it reports):
+// - SharedWorker (stream-worker.js): one stream for every tab, whatever their number;
+// - else Web Locks + BroadcastChannel: the tab holding the `courier-stream` lock runs the
+//   stream and relays it to the others. When it goes away the lock passes to the oldest
+//   waiting tab (locks are granted in request order), which resumes from the newest cursor it
+//   processed; without one it reports a reset and views refetch. Nothing is lost.
+// - else a stream of the tab's own.
+// Each tab drops events at or below the newest cursor it processed, so a takeover's replay
+// never shows anything twice.
+
+import { createSource } from './stream-source.js';
 
 const listeners = {
-  message: new Set(), reset: new Set(), state: new Set(), unauthorized: new Set(), signedOut: new Set(),
+  message: new Set(),
+  reset: new Set(),
+  state: new Set(),
+  unauthorized: new Set(),
+  signedOut: new Set(),
+  signedIn: new Set(),
 };
 
-let source = null;
 let state = 'idle'; // idle | connecting | open | reconnecting
-let retryTimer = 0;
-let lastEventId = ''; // the browser's Last-Event-ID, kept for when we must build a new EventSource
-let retryDelay = 1000;
-let checkAuth = async () => true;
+let cursor = ''; // the newest event id this tab processed
+let wanted = false;
 
 export function on(kind, fn) {
   listeners[kind].add(fn);
@@ -28,103 +39,165 @@ function emit(kind, value) {
   }
 }
 
-function setState(next) {
-  if (state === next) return;
-  state = next;
-  emit('state', next);
-}
-
 export function streamState() {
   return state;
 }
 
-// `isSignedIn` resolves true/false, or rejects when the server can't be reached.
-export function startStream(isSignedIn) {
-  checkAuth = isSignedIn;
-  if (source || retryTimer) return;
-  open(false);
-}
-
-export function stopStream() {
-  lastEventId = '';
-  clearTimeout(retryTimer);
-  retryTimer = 0;
-  if (source) source.close();
-  source = null;
-  setState('idle');
-}
-
-function open(fresh) {
-  setState(fresh ? 'reconnecting' : 'connecting');
-  // A new EventSource starts without Last-Event-ID; the server takes the cursor as a query
-  // parameter instead (a cursor, not a credential).
-  const resumeFrom = fresh ? lastEventId : '';
-  const es = new EventSource(resumeFrom ? `/api/messages?lastEventId=${encodeURIComponent(resumeFrom)}` : '/api/messages');
-  source = es;
-  es.onopen = () => {
-    retryDelay = 1000;
-    setState('open');
-    // The browser's own reconnect always resumes from the opening cursor at least. A new
-    // EventSource (after the browser gave up) only can when a message told us a cursor;
-    // without one the server can't replay the gap, so views refetch instead.
-    if (fresh && !lastEventId) emit('reset', { reason: 'reopened' });
-    fresh = false;
-  };
-  es.onmessage = (event) => {
-    if (event.lastEventId) lastEventId = event.lastEventId;
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (message && message.id) emit('message', message);
-  };
-  es.addEventListener('reset', (event) => {
-    if (event.lastEventId) lastEventId = event.lastEventId;
-    let data = {};
-    try {
-      data = JSON.parse(event.data);
-    } catch {
-      // the reason is informational only
-    }
-    emit('reset', data);
-  });
-  // This session was signed out (here, on another device, or everywhere): the server closes
-  // the stream right after this event. Don't reconnect.
-  es.addEventListener('signed-out', () => {
-    if (source !== es) return;
-    stopStream();
-    emit('signedOut');
-  });
-  es.onerror = () => {
-    if (source !== es) return;
-    if (es.readyState === EventSource.CLOSED) {
-      // The browser gave up for good (an HTTP error such as 401, or a bad content type).
-      source = null;
-      setState('reconnecting');
-      handleClosed();
-    } else {
-      setState('reconnecting');
-    }
-  };
-}
-
-async function handleClosed() {
-  let signedIn = true;
+// `<instance>-<position>`: positions of one instance are in commit order.
+function alreadyProcessed(id) {
+  if (!id || !cursor) return false;
+  const at = id.lastIndexOf('-');
+  const mine = cursor.lastIndexOf('-');
+  if (id.slice(0, at) !== cursor.slice(0, mine)) return false;
   try {
-    signedIn = await checkAuth();
+    return BigInt(id.slice(at + 1)) <= BigInt(cursor.slice(mine + 1));
   } catch {
-    signedIn = true; // unreachable: keep retrying
+    return false;
   }
-  if (!signedIn) {
-    stopStream();
-    emit('unauthorized');
-    return;
+}
+
+function deliver(msg) {
+  switch (msg.type) {
+    case 'event':
+      if (alreadyProcessed(msg.id)) return;
+      if (msg.id) cursor = msg.id;
+      emit(msg.kind, msg.data);
+      break;
+    case 'state':
+      if (state !== msg.state) {
+        state = msg.state;
+        emit('state', state);
+      }
+      break;
+    case 'signedOut':
+    case 'unauthorized':
+    case 'signedIn':
+      emit(msg.type);
+      break;
+    default:
+      break;
   }
-  retryTimer = setTimeout(() => {
-    retryTimer = 0;
-    open(true);
-  }, retryDelay);
-  retryDelay = Math.min(retryDelay * 2, 15000);
+}
+
+function sharedWorkerTransport() {
+  const worker = new SharedWorker('/stream-worker.js', { type: 'module', name: 'courier-stream' });
+  const { port } = worker;
+  port.onmessage = ({ data }) => deliver(data);
+  window.addEventListener('pagehide', () => port.postMessage({ op: 'bye' }));
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted && wanted) port.postMessage({ op: 'start', cursor });
+  });
+  return {
+    name: 'shared-worker',
+    start(announce) {
+      port.postMessage({ op: 'start', cursor, announce });
+    },
+    stop(signOut) {
+      if (signOut) port.postMessage({ op: 'stop' });
+    },
+  };
+}
+
+function leaderTransport() {
+  const channel = new BroadcastChannel('courier-stream');
+  let source = null; // set while this tab is the leader
+  let resign = null;
+  let pending = null; // AbortController of a lock request still waiting
+
+  const relay = (msg) => {
+    deliver(msg);
+    channel.postMessage(msg);
+  };
+  const setRole = (role) => {
+    document.documentElement.dataset.streamRole = role;
+  };
+
+  channel.onmessage = ({ data }) => {
+    if (!data.op) {
+      deliver(data);
+    } else if (source && data.op === 'hello') {
+      channel.postMessage({ type: 'state', state: source.state });
+    }
+  };
+
+  function lead(release) {
+    pending = null;
+    resign = release;
+    setRole('leader');
+    // Someone held the stream before us (we saw its state): resume where this tab got to.
+    const takeover = state !== 'idle';
+    source = createSource(relay);
+    source.start(cursor, takeover);
+  }
+
+  function stepDown() {
+    pending?.abort();
+    pending = null;
+    source?.stop();
+    source = null;
+    resign?.();
+    resign = null;
+    setRole('none');
+  }
+
+  return {
+    name: 'leader',
+    start(announce) {
+      if (announce) channel.postMessage({ type: 'signedIn' });
+      if (source || pending) return;
+      setRole('follower');
+      pending = new AbortController();
+      navigator.locks
+        .request('courier-stream', { signal: pending.signal }, () => new Promise((release) => lead(release)))
+        .catch(() => {}); // aborted: this tab stopped wanting the stream
+      channel.postMessage({ op: 'hello' });
+    },
+    stop(signOut) {
+      if (signOut) channel.postMessage({ type: 'signedOut' });
+      stepDown();
+    },
+  };
+}
+
+function ownTransport() {
+  const source = createSource(deliver);
+  return {
+    name: 'tab',
+    start() {
+      source.start(cursor, state !== 'idle');
+    },
+    stop() {
+      source.stop();
+    },
+  };
+}
+
+function pickTransport() {
+  if (typeof SharedWorker === 'function') {
+    try {
+      return sharedWorkerTransport();
+    } catch (err) {
+      console.warn('shared stream unavailable', err);
+    }
+  }
+  if (typeof BroadcastChannel === 'function' && navigator.locks) return leaderTransport();
+  return ownTransport();
+}
+
+const transport = pickTransport();
+document.documentElement.dataset.streamTransport = transport.name;
+
+// The tab is signed in and wants events. `announce`: it just signed in, so signed-out tabs
+// should find out who they are again.
+export function startStream({ announce = false } = {}) {
+  wanted = true;
+  transport.start(announce);
+}
+
+// The tab no longer wants events. `signOut`: this tab signed the browser out on purpose, so
+// the stream closes and every other tab is told.
+export function stopStream({ signOut = false } = {}) {
+  wanted = false;
+  transport.stop(signOut);
+  if (transport.name !== 'shared-worker') deliver({ type: 'state', state: 'idle' });
 }

@@ -3,7 +3,7 @@
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v2';
+const CACHE = 'courier-shell-v3';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
@@ -17,6 +17,8 @@ const SHELL = [
   '/format.js',
   '/router.js',
   '/stream.js',
+  '/stream-source.js',
+  '/stream-worker.js',
   '/title.js',
   '/views/access.js',
   '/views/conversation.js',

@@ -1,0 +1,117 @@
+// The browser's one EventSource, wherever it lives: in the SharedWorker (stream-worker.js) or,
+// without SharedWorker, in the tab that won the leader lock (stream.js). It only reports what
+// it sees through `post`, as plain structured-clonable objects:
+//   {type: 'event', kind: 'message' | 'reset', id, data}
+//   {type: 'state', state}        idle | connecting | open | reconnecting
+//   {type: 'signedOut'}           the server ended this session; the stream is closed
+//   {type: 'unauthorized'}        the stream was refused and /api/auth_user says 401
+//
+// EventSource resumes by itself with Last-Event-ID after a dropped connection. When the
+// browser gives up (an HTTP error) a new EventSource is built, resuming from the last event
+// id seen (`?lastEventId=`, a cursor, not a credential). A stream that has no cursor to
+// resume from reports a `reset`, so views refetch instead of missing what happened meanwhile.
+
+export function createSource(post) {
+  let source = null;
+  let state = 'idle';
+  let retryTimer = 0;
+  let retryDelay = 1000;
+  let cursor = '';
+
+  function setState(next) {
+    if (state === next) return;
+    state = next;
+    post({ type: 'state', state });
+  }
+
+  function open(resumeFrom, fresh) {
+    setState(fresh ? 'reconnecting' : 'connecting');
+    const url = resumeFrom ? `/api/messages?lastEventId=${encodeURIComponent(resumeFrom)}` : '/api/messages';
+    const es = new EventSource(url);
+    source = es;
+    es.onopen = () => {
+      retryDelay = 1000;
+      setState('open');
+      if (fresh && !resumeFrom) post({ type: 'event', kind: 'reset', id: '', data: { reason: 'reopened' } });
+      fresh = false; // the browser's own reconnects resume from its cursor
+    };
+    es.onmessage = (event) => relay('message', event);
+    es.addEventListener('reset', (event) => relay('reset', event));
+    // This session was signed out (here, in another tab, on another device, or everywhere):
+    // the server closes the stream right after this event. Don't reconnect.
+    es.addEventListener('signed-out', () => {
+      if (source !== es) return;
+      stop();
+      post({ type: 'signedOut' });
+    });
+    es.onerror = () => {
+      if (source !== es) return;
+      setState('reconnecting');
+      if (es.readyState === EventSource.CLOSED) {
+        source = null;
+        afterClosed();
+      }
+    };
+  }
+
+  function relay(kind, event) {
+    if (event.lastEventId) cursor = event.lastEventId;
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (kind === 'message' && !(data && data.id)) return;
+    post({ type: 'event', kind, id: event.lastEventId || '', data });
+  }
+
+  // The browser gave up for good (an HTTP error such as 401 or 429, or a bad content type).
+  async function afterClosed() {
+    let signedIn = true;
+    try {
+      const res = await fetch('/api/auth_user', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      signedIn = res.status !== 401;
+    } catch {
+      signedIn = true; // unreachable: keep retrying
+    }
+    if (state === 'idle') return; // stopped meanwhile
+    if (!signedIn) {
+      stop();
+      post({ type: 'unauthorized' });
+      return;
+    }
+    retryTimer = setTimeout(() => {
+      retryTimer = 0;
+      open(cursor, true);
+    }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 15000);
+  }
+
+  function stop() {
+    clearTimeout(retryTimer);
+    retryTimer = 0;
+    if (source) source.close();
+    source = null;
+    cursor = '';
+    setState('idle');
+  }
+
+  return {
+    // Opens the stream unless it is open. `from` is the newest cursor any tab processed;
+    // `takeover` says a stream held elsewhere went away, so without `from` there may be a gap.
+    start(from = '', takeover = false) {
+      if (source || retryTimer) return false;
+      cursor = from;
+      open(from, takeover);
+      return true;
+    },
+    stop,
+    get state() {
+      return state;
+    },
+    get cursor() {
+      return cursor;
+    },
+  };
+}
