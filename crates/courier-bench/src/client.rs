@@ -202,6 +202,66 @@ impl Api {
         Ok(c.id.into_string())
     }
 
+    /// `POST /api/conversations {"usernames","title"}` → 201 Conversation JSON (a group, the
+    /// caller its owner). The answer is returned whole (`id`, `memberCount`, ...).
+    pub async fn create_group(
+        &self,
+        token: &str,
+        usernames: &[String],
+        title: &str,
+    ) -> Result<serde_json::Value> {
+        let resp = self
+            .client
+            .post(self.url("/api/conversations"))
+            .header(AUTHORIZATION, bearer(token)?)
+            .json(&serde_json::json!({ "usernames": usernames, "title": title }))
+            .send()
+            .await
+            .context("POST /api/conversations (group)")?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status != StatusCode::CREATED {
+            bail!(
+                "POST /api/conversations with {} usernames: HTTP {status} (expected 201): {}",
+                usernames.len(),
+                &body[..body.len().min(300)]
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).context("conversation JSON")?;
+        if v.get("id").is_none() {
+            bail!("group conversation answer without an id: {body}");
+        }
+        Ok(v)
+    }
+
+    /// `POST /api/conversations/{id}/members {"usernames"}` → any 2xx; returns the JSON answer
+    /// (Null when the body is empty or not JSON).
+    pub async fn add_members(
+        &self,
+        token: &str,
+        conversation_id: &str,
+        usernames: &[String],
+    ) -> Result<serde_json::Value> {
+        let resp = self
+            .client
+            .post(self.url(&format!("/api/conversations/{conversation_id}/members")))
+            .header(AUTHORIZATION, bearer(token)?)
+            .json(&serde_json::json!({ "usernames": usernames }))
+            .send()
+            .await
+            .context("POST /api/conversations/{id}/members")?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "POST /api/conversations/{conversation_id}/members with {} usernames: HTTP {status}: {}",
+                usernames.len(),
+                &body[..body.len().min(300)]
+            );
+        }
+        Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    }
+
     pub fn messages_target(&self, conversation_id: &str, token: &str) -> Result<PostTarget> {
         Ok(PostTarget {
             url: self.url(&format!("/api/conversations/{conversation_id}/messages")),
@@ -620,5 +680,24 @@ mod tests {
         assert_eq!(p.last_id.as_deref(), Some("5"));
         let m = parse_msg(&out[0].data).unwrap();
         assert_eq!(m.id.into_string(), "7");
+    }
+
+    #[test]
+    fn named_events_keep_their_name_and_messages_have_none() {
+        // Group streams interleave messages (unnamed) with `event: member` / `event:
+        // conversation` notices, which fan-out must tell apart.
+        let mut p = SseParser::default();
+        let mut out = VecDeque::new();
+        p.feed(
+            b"id: 10\ndata: {\"id\":\"3\",\"content\":\"hi\"}\n\nevent: member\nid: 11\ndata: {\"id\":\"3\"}\n\nevent: conversation\ndata: {}\n\n",
+            &mut out,
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].event, None);
+        assert_eq!(parse_msg(&out[0].data).unwrap().content, "hi");
+        assert_eq!(out[1].event.as_deref(), Some("member"));
+        assert_eq!(out[1].id.as_deref(), Some("11"));
+        assert_eq!(out[2].event.as_deref(), Some("conversation"));
+        assert_eq!(p.last_id.as_deref(), Some("11"));
     }
 }

@@ -33,6 +33,8 @@ enum Cmd {
     Idle(IdleArgs),
     /// K streams each miss M messages, then all reconnect at once with Last-Event-ID.
     Resume(ResumeArgs),
+    /// One group of K members, each with a stream; senders post into it at open-loop rate R.
+    Fanout(FanoutArgs),
     /// The machine's ceiling: a minimal axum server measured with the same client code.
     Ceiling(CeilingArgs),
     /// Write an SVG of latency against offered rate from JSON-lines result files.
@@ -43,6 +45,9 @@ enum Cmd {
     /// (internal) a child process holding idle streams for `idle`.
     #[command(hide = true)]
     IdleWorker,
+    /// (internal) a child process holding group members' streams for `fanout`.
+    #[command(hide = true)]
+    FanoutWorker,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -183,6 +188,41 @@ pub struct ResumeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Group members (K), one stream each.
+    #[arg(short = 'k', long, default_value_t = 1000)]
+    pub members: usize,
+    /// Total offered rates into the group in messages/s, run one after another (R), e.g. 20,50.
+    #[arg(short = 'r', long = "rate", value_delimiter = ',', default_value = "20", value_parser = parse_rates)]
+    pub rates: Vec<f64>,
+    /// Seconds per rate (D).
+    #[arg(short = 'd', long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Members who post (S); message n is posted by member n % S.
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// Client processes holding the streams (one process may hold at most 20,000 open files).
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// After the last POST has returned, stop waiting once no delivery arrived for this many
+    /// seconds; what has not arrived by then counts as lost.
+    #[arg(long, default_value_t = 5.0)]
+    pub grace: f64,
+    /// Usernames per create-group / add-members request (the server's default 16 KB body limit
+    /// fits 500 of the bench's usernames).
+    #[arg(long, default_value_t = 500)]
+    pub chunk: usize,
+    /// Source addresses 127.0.0.1..=127.0.0.N (default: enough for the ephemeral port range).
+    #[arg(long)]
+    pub src_ips: Option<usize>,
+    /// Streams being opened at once per worker.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+}
+
+#[derive(Args, Debug)]
 pub struct CeilingArgs {
     #[command(flatten)]
     pub common: Common,
@@ -290,6 +330,10 @@ async fn main() -> Result<()> {
             fill(&mut a.common)?;
             scenarios::resume::run(&a.common, &a).await
         }
+        Cmd::Fanout(mut a) => {
+            fill(&mut a.common)?;
+            scenarios::fanout::run(&a.common, &a).await
+        }
         Cmd::Ceiling(mut a) => {
             fill(&mut a.common)?;
             ceiling::run(&a.common, &a).await
@@ -297,5 +341,6 @@ async fn main() -> Result<()> {
         Cmd::Plot(a) => plot::run(&a.input, &a.output),
         Cmd::CeilingServer(a) => ceiling::serve(&a).await,
         Cmd::IdleWorker => scenarios::idle::worker().await,
+        Cmd::FanoutWorker => scenarios::fanout::worker().await,
     }
 }

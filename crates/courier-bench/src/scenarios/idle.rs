@@ -66,7 +66,7 @@ enum Cmd {
     Quit,
 }
 
-fn port_range() -> usize {
+pub(crate) fn port_range() -> usize {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| {

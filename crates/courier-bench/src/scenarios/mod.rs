@@ -1,5 +1,6 @@
 //! The scenarios run against a Courier server (any server with its public API).
 
+pub mod fanout;
 pub mod idle;
 pub mod latency;
 pub mod resume;
