@@ -35,13 +35,13 @@ describe('Accounts and sessions in the browser', { timeout: 180_000 }, () => {
     return { context, page };
   }
 
-  // Signs in with the password form and waits until the page's event stream is connected.
+  // Signs in with the password form and waits until the browser's event stream is connected
+  // (it lives in a SharedWorker, so the page itself never sees the request).
   async function signInWithPassword(page, username, password) {
     await page.goto('/');
-    const streamOpen = page.waitForResponse((res) => new URL(res.url()).pathname === '/api/messages' && res.status() === 200);
     await passwordSignIn(page, username, password);
     await homeHeading(page).waitFor();
-    await streamOpen;
+    await page.waitForFunction(() => document.documentElement.dataset.streamState === 'open');
   }
 
   async function sessionCookie(context) {

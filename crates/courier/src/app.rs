@@ -63,6 +63,7 @@ impl App {
             store.clone(),
             bus.clone(),
             config.max_message_chars,
+            config.max_group_members,
         ));
         let limits = StreamLimits {
             heartbeat: config.heartbeat,

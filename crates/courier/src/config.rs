@@ -58,6 +58,10 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MAX_MESSAGE_CHARS", default_value_t = 480)]
     pub max_message_chars: usize,
 
+    /// Most members a group may have (its creator included).
+    #[arg(long, env = "COURIER_MAX_GROUP_MEMBERS", default_value_t = 1000)]
+    pub max_group_members: usize,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "COURIER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -205,6 +209,7 @@ impl fmt::Debug for ServeConfig {
             .field("dev_login", &self.dev_login_enabled())
             .field("token_secret", &self.token_secret)
             .field("max_message_chars", &self.max_message_chars)
+            .field("max_group_members", &self.max_group_members)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("heartbeat", &self.heartbeat)
             .field("stream_buffer", &self.stream_buffer)

@@ -66,6 +66,7 @@ function deliver(msg) {
     case 'state':
       if (state !== msg.state) {
         state = msg.state;
+        document.documentElement.dataset.streamState = state; // for tests and styling
         emit('state', state);
       }
       break;

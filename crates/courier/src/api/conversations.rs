@@ -1,15 +1,19 @@
-//! Conversation routes: start (or find) one, list, show, the other participant.
+//! Conversation routes: start (or find) a direct one, create a group, list, show, rename, the
+//! other participant, and group membership (list, add, remove, leave, change a role).
 
-use super::extract::{AppJson, AuthUser, parse_id};
-use super::wire::{ConversationJson, UserJson};
+use super::extract::{AppJson, AuthUser, parse_id, query_param};
+use super::wire::{ConversationJson, MemberJson, UserJson};
 use super::{ApiError, ApiState, BeforeQuery};
-use crate::model::ConversationId;
+use crate::model::{ConversationId, UserId};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header::LOCATION};
+use axum::http::{StatusCode, Uri, header::LOCATION};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+
+/// Members listed per page unless `?limit=` says otherwise (at most 1000).
+const MEMBERS_PAGE: u32 = 100;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -17,17 +21,37 @@ pub fn router() -> Router<ApiState> {
             "/conversations",
             get(list_conversations).post(start_conversation),
         )
-        .route("/conversations/{id}", get(get_conversation))
+        .route(
+            "/conversations/{id}",
+            get(get_conversation).patch(rename_conversation),
+        )
         .route(
             "/conversations/{id}/other_participant",
             get(get_other_participant),
         )
+        .route(
+            "/conversations/{id}/members",
+            get(list_members).post(add_members),
+        )
+        .route(
+            "/conversations/{id}/members/{user}",
+            delete(remove_member).patch(change_role),
+        )
+        .route("/conversations/{id}/leave", post(leave_conversation))
 }
 
+/// `{"username"}` opens the direct conversation (the seed); `{"usernames", "title",
+/// "history"?}` creates a group.
 #[derive(Deserialize)]
 struct StartBody {
     #[serde(default)]
     username: Option<String>,
+    #[serde(default)]
+    usernames: Option<Vec<String>>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    history: Option<String>,
 }
 
 async fn start_conversation(
@@ -35,6 +59,22 @@ async fn start_conversation(
     me: AuthUser,
     AppJson(body): AppJson<StartBody>,
 ) -> Result<Response, ApiError> {
+    if let Some(usernames) = &body.usernames {
+        let group = state
+            .messenger
+            .create_group(
+                me.id,
+                usernames,
+                body.title.as_deref(),
+                body.history.as_deref(),
+            )
+            .await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(ConversationJson::new(&group, me.id)),
+        )
+            .into_response());
+    }
     let username = body.username.unwrap_or_default();
     let (conversation, created) = state.messenger.start_conversation(me.id, &username).await?;
     if created {
@@ -86,4 +126,116 @@ async fn get_other_participant(
     Ok(Json(
         state.messenger.other_participant(me.id, id).await?.into(),
     ))
+}
+
+fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
+    parse_id(raw, ConversationId::parse, "conversation")
+}
+
+fn member_id(raw: &str) -> Result<UserId, ApiError> {
+    parse_id(raw, UserId::parse, "member")
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    #[serde(default)]
+    title: String,
+}
+
+async fn rename_conversation(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<RenameBody>,
+) -> Result<Response, ApiError> {
+    let id = conversation_id(&id)?;
+    let conversation = state.messenger.rename_group(me.id, id, &body.title).await?;
+    Ok(Json(ConversationJson::new(&conversation, me.id)).into_response())
+}
+
+/// `?after=<user id>&limit=N`: members in user id order.
+async fn list_members(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<Vec<MemberJson>>, ApiError> {
+    let id = conversation_id(&id)?;
+    let after = query_param(uri.query(), "after")
+        .map(|raw| {
+            UserId::parse(&raw).ok_or_else(|| ApiError::unprocessable("after", "not a user id"))
+        })
+        .transpose()?;
+    let limit = match query_param(uri.query(), "limit") {
+        None => MEMBERS_PAGE,
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::unprocessable("limit", "must be 1 to 1000"))?,
+    };
+    let members = state.messenger.members(me.id, id, after, limit).await?;
+    Ok(Json(members.into_iter().map(Into::into).collect()))
+}
+
+#[derive(Deserialize)]
+struct UsernamesBody {
+    #[serde(default)]
+    usernames: Vec<String>,
+}
+
+async fn add_members(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<UsernamesBody>,
+) -> Result<Json<Vec<UserJson>>, ApiError> {
+    let id = conversation_id(&id)?;
+    let added = state
+        .messenger
+        .add_members(me.id, id, &body.usernames)
+        .await?;
+    Ok(Json(added.into_iter().map(Into::into).collect()))
+}
+
+async fn remove_member(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = conversation_id(&id)?;
+    let user = member_id(&user)?;
+    state.messenger.remove_member(me.id, id, user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RoleBody {
+    #[serde(default)]
+    role: String,
+}
+
+async fn change_role(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path((id, user)): Path<(String, String)>,
+    AppJson(body): AppJson<RoleBody>,
+) -> Result<Json<MemberJson>, ApiError> {
+    let id = conversation_id(&id)?;
+    let user = member_id(&user)?;
+    let member = state
+        .messenger
+        .set_role(me.id, id, user, &body.role)
+        .await?;
+    Ok(Json(member.into()))
+}
+
+async fn leave_conversation(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = conversation_id(&id)?;
+    state.messenger.leave(me.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -18,6 +18,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("this endpoint streams text/event-stream; send Accept: text/event-stream")]
     NotAcceptable,
     #[error("request body too large")]
@@ -47,6 +49,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(why) => Self::Forbidden(why.to_owned()),
             ServiceError::Unauthorized => Self::Unauthorized,
             ServiceError::TooManyRequests(why) => Self::TooManyRequests(why.to_owned()),
+            ServiceError::Conflict(why) => Self::Conflict(why),
             ServiceError::Invalid { field, message } => Self::unprocessable(field, message),
             ServiceError::Unavailable(source) => {
                 tracing::warn!(error = %source, cause = ?std::error::Error::source(&source), "store unavailable");
@@ -73,6 +76,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,7 +1,7 @@
 //! `GET /api/messages`: the user's realtime stream, framed as Server-Sent Events.
 
 use super::extract::{AuthUser, query_param};
-use super::wire::MessageJson;
+use super::wire::{ChangeJson, MessageJson};
 use super::{ApiError, ApiState};
 use crate::realtime::Frame;
 use axum::Router;
@@ -68,6 +68,14 @@ fn encode(frame: Frame) -> Bytes {
             let json =
                 serde_json::to_string(&MessageJson::with_mine(message, mine)).unwrap_or_default();
             Bytes::from(format!("id: {cursor}\ndata: {json}\n\n"))
+        }),
+        Frame::Change { cursor, event } => event.frame(false, || {
+            let crate::model::EventKind::Change(change) = &event.kind else {
+                return Bytes::new();
+            };
+            let json = serde_json::to_string(&ChangeJson::new(change)).unwrap_or_default();
+            let name = change.change.event_name();
+            Bytes::from(format!("event: {name}\nid: {cursor}\ndata: {json}\n\n"))
         }),
         Frame::Reset { reason } => {
             let json = serde_json::json!({ "reason": reason });

@@ -1,6 +1,6 @@
 //! camelCase wire shapes of the seed API: string ids, RFC 3339 UTC times with milliseconds.
 
-use crate::model::{ConversationView, Message, User, UserId};
+use crate::model::{Change, ConversationEvent, ConversationView, Member, Message, User, UserId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -53,22 +53,124 @@ impl<'a> MessageJson<'a> {
     }
 }
 
+/// The seed's conversation plus `kind`, `title`, `memberCount`, `role`, `history` and an exact
+/// `unreadCount`. A group has no `otherParticipant` (null).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationJson<'a> {
     pub id: String,
-    pub other_participant: UserJson,
+    pub other_participant: Option<UserJson>,
     pub last_message: Option<MessageJson<'a>>,
     pub has_unread_messages: bool,
+    pub unread_count: i64,
+    pub kind: &'static str,
+    pub title: Option<&'a str>,
+    pub member_count: i64,
+    pub role: &'static str,
+    pub history: &'static str,
 }
 
 impl<'a> ConversationJson<'a> {
     pub fn new(c: &'a ConversationView, viewer: UserId) -> Self {
         Self {
             id: c.id.to_string(),
-            other_participant: c.other_participant.clone().into(),
+            other_participant: c.other_participant.clone().map(Into::into),
             last_message: c.last_message.as_ref().map(|m| MessageJson::new(m, viewer)),
             has_unread_messages: c.has_unread_messages,
+            unread_count: c.unread_count,
+            kind: c.kind.as_str(),
+            title: c.title.as_deref(),
+            member_count: c.member_count,
+            role: c.role.as_str(),
+            history: c.history.as_str(),
         }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberJson {
+    pub user: UserJson,
+    pub role: &'static str,
+    pub joined_at: String,
+}
+
+impl From<Member> for MemberJson {
+    fn from(m: Member) -> Self {
+        Self {
+            user: m.user.into(),
+            role: m.role.as_str(),
+            joined_at: time(&m.joined_at),
+        }
+    }
+}
+
+/// The data of a named change event (`event: conversation` or `event: member`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeJson {
+    pub conversation_id: String,
+    pub change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserJson>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_owner_id: Option<String>,
+    pub actor: UserJson,
+    pub created_at: String,
+}
+
+impl ChangeJson {
+    pub fn new(e: &ConversationEvent) -> Self {
+        let users = |users: &[User]| Some(users.iter().cloned().map(UserJson::from).collect());
+        let mut json = Self {
+            conversation_id: e.conversation_id.to_string(),
+            change: "",
+            kind: None,
+            title: None,
+            users: None,
+            role: None,
+            new_owner_id: None,
+            actor: e.actor.clone().into(),
+            created_at: time(&e.created_at),
+        };
+        match &e.change {
+            Change::Created { title, kind } => {
+                json.change = "created";
+                json.kind = Some(kind.as_str());
+                json.title = title.clone();
+            }
+            Change::Renamed { title } => {
+                json.change = "renamed";
+                json.title = Some(title.clone());
+            }
+            Change::Added { users: u } => {
+                json.change = "added";
+                json.users = users(u);
+            }
+            Change::Removed { users: u } => {
+                json.change = "removed";
+                json.users = users(u);
+            }
+            Change::Left {
+                users: u,
+                new_owner,
+            } => {
+                json.change = "left";
+                json.users = users(u);
+                json.new_owner_id = new_owner.map(|id| id.to_string());
+            }
+            Change::Role { users: u, role } => {
+                json.change = "role";
+                json.users = users(u);
+                json.role = Some(role.as_str());
+            }
+        }
+        json
     }
 }

@@ -1,7 +1,8 @@
-//! What travels on the bus: a committed message (with, per recipient, the link that lets a
-//! stream prove it missed nothing), or the news that some of a user's sessions were revoked.
+//! What travels on the bus: a committed entry of the log, a message or a conversation change
+//! (with, per recipient, the link that lets a stream prove it missed nothing), or the news
+//! that some of a user's sessions were revoked.
 
-use super::{Message, MessageId, UserId};
+use super::{ConversationEvent, Message, MessageId, UserId};
 use bytes::Bytes;
 use std::sync::OnceLock;
 
@@ -17,6 +18,7 @@ pub struct Recipient {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     Message(Message),
+    Change(ConversationEvent),
     /// These sessions were signed out: their streams must end now.
     SessionsRevoked(Vec<String>),
 }
@@ -39,6 +41,30 @@ impl Event {
         }
     }
 
+    pub fn change(change: ConversationEvent, recipients: Vec<Recipient>) -> Self {
+        Self {
+            kind: EventKind::Change(change),
+            recipients,
+            frames: Default::default(),
+        }
+    }
+
+    pub fn from_entry(entry: LogEntry) -> Self {
+        match entry {
+            LogEntry::Message(m) => Self::new(m, Vec::new()),
+            LogEntry::Change(c) => Self::change(c, Vec::new()),
+        }
+    }
+
+    /// The log position of a message or a change; `None` for what is not on the log.
+    pub fn position(&self) -> Option<MessageId> {
+        match &self.kind {
+            EventKind::Message(m) => Some(m.id),
+            EventKind::Change(c) => Some(c.position),
+            EventKind::SessionsRevoked(_) => None,
+        }
+    }
+
     pub fn sessions_revoked(user: UserId, sessions: Vec<String>) -> Self {
         Self {
             kind: EventKind::SessionsRevoked(sessions),
@@ -53,7 +79,7 @@ impl Event {
     pub fn message(&self) -> Option<&Message> {
         match &self.kind {
             EventKind::Message(message) => Some(message),
-            EventKind::SessionsRevoked(_) => None,
+            _ => None,
         }
     }
 
@@ -64,5 +90,21 @@ impl Event {
     /// The encoded frame for a viewer, built by `encode` the first time it is asked for.
     pub fn frame(&self, mine: bool, encode: impl FnOnce() -> Bytes) -> Bytes {
         self.frames[usize::from(mine)].get_or_init(encode).clone()
+    }
+}
+
+/// One entry of the durable log as the store replays it, in position order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    Message(Message),
+    Change(ConversationEvent),
+}
+
+impl LogEntry {
+    pub fn position(&self) -> MessageId {
+        match self {
+            Self::Message(m) => m.id,
+            Self::Change(c) => c.position,
+        }
     }
 }

@@ -3,6 +3,7 @@
 mod content;
 mod cursor;
 mod event;
+mod group;
 mod ids;
 mod password;
 mod session;
@@ -10,7 +11,11 @@ mod username;
 
 pub use content::{ContentError, MessageContent};
 pub use cursor::{Cursor, CursorError};
-pub use event::{Event, EventKind, Recipient};
+pub use event::{Event, EventKind, LogEntry, Recipient};
+pub use group::{
+    Change, ChangeRequest, ConversationEvent, ConversationKind, History, Member, Op, Plan, Refusal,
+    Role, RosterEntry, Title, TitleError, plan, plan_create,
+};
 pub use ids::{ConversationId, MessageId, UserId};
 pub use password::{Password, PasswordError};
 pub use session::Session;
@@ -39,7 +44,15 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationView {
     pub id: ConversationId,
-    pub other_participant: User,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    /// The other member of a direct conversation; `None` for a group.
+    pub other_participant: Option<User>,
     pub last_message: Option<Message>,
     pub has_unread_messages: bool,
+    /// Messages from others after the viewer's read marker, exactly.
+    pub unread_count: i64,
+    pub member_count: i64,
+    pub role: Role,
+    pub history: History,
 }

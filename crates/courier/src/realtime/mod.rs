@@ -3,8 +3,9 @@
 //! Why nothing is lost or repeated:
 //! 1. The stream subscribes to the bus *before* it reads the store, so a message committed
 //!    after the read is also in the subscription.
-//! 2. Message ids follow commit order (see `store`), so "everything after my cursor" read
-//!    from the store is complete once read.
+//! 2. Positions follow commit order for every kind of entry, messages and conversation
+//!    changes alike (see `store::log`), so "everything after my cursor" read from the store is
+//!    complete once read; the store decides visibility by membership at each position.
 //! 3. `last` is the newest position this stream has sent. Live events at or below it are
 //!    skipped (dedupe). An event whose recipient link `prev` is above `last` proves a message
 //!    in between was missed (reordered or lost on the bus): the gap is read from the store.
@@ -49,6 +50,11 @@ pub enum Frame {
         cursor: Cursor,
         event: Arc<Event>,
         mine: bool,
+    },
+    /// A conversation change (created, renamed, members, roles): a named event.
+    Change {
+        cursor: Cursor,
+        event: Arc<Event>,
     },
     /// The client's cursor could not be used; the stream continues live from now.
     Reset {
@@ -241,17 +247,17 @@ impl UserStream {
         let Some(recipient) = event.recipient(self.user).copied() else {
             return;
         };
-        let message_id = match &event.kind {
-            EventKind::Message(message) => message.id,
-            EventKind::SessionsRevoked(sessions) => {
-                if sessions.contains(&self.session) {
-                    self.pending.push_back(Frame::SignedOut);
-                    self.done = true;
-                }
-                return;
+        if let EventKind::SessionsRevoked(sessions) = &event.kind {
+            if sessions.contains(&self.session) {
+                self.pending.push_back(Frame::SignedOut);
+                self.done = true;
             }
+            return;
+        }
+        let Some(position) = event.position() else {
+            return;
         };
-        if message_id <= self.last {
+        if position <= self.last {
             return; // already sent, from the store or an earlier event
         }
         if recipient.prev > self.last {
@@ -305,8 +311,8 @@ impl UserStream {
         {
             Ok(batch) => {
                 self.catch_up = batch.len() as u32 == REPLAY_BATCH;
-                for message in batch {
-                    self.push(Arc::new(Event::new(message, Vec::new())));
+                for entry in batch {
+                    self.push(Arc::new(Event::from_entry(entry)));
                 }
             }
             Err(e) => {
@@ -317,22 +323,25 @@ impl UserStream {
         }
     }
 
-    /// Queues a message event; anything else is ignored.
+    /// Queues an entry of the log (a message or a change); anything else is ignored.
     fn push(&mut self, event: Arc<Event>) {
-        let Some(message) = event.message() else {
+        let Some(position) = event.position() else {
             return;
         };
-        self.last = message.id;
+        self.last = position;
         let cursor = Cursor {
             instance: self.instance.clone(),
-            position: message.id,
+            position,
         };
-        let mine = message.sender_id == self.user;
-        self.pending.push_back(Frame::Message {
-            cursor,
-            event,
-            mine,
-        });
+        let frame = match &event.kind {
+            EventKind::Message(message) => Frame::Message {
+                cursor,
+                mine: message.sender_id == self.user,
+                event,
+            },
+            _ => Frame::Change { cursor, event },
+        };
+        self.pending.push_back(frame);
     }
 }
 

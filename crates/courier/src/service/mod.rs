@@ -16,10 +16,10 @@ pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;
 use crate::model::{
-    ContentError, ConversationId, ConversationView, Event, Message, MessageContent, MessageId,
-    User, UserId, Username,
+    ChangeRequest, ContentError, ConversationId, ConversationView, Event, History, Member, Message,
+    MessageContent, MessageId, Op, Refusal, Role, Title, User, UserId, Username,
 };
-use crate::store::{NewMessage, Store, StoreError};
+use crate::store::{Changed, NewMessage, Store, StoreError};
 use std::sync::Arc;
 
 /// Page size of every list, as in the seed app.
@@ -36,6 +36,9 @@ pub enum ServiceError {
     Unauthorized,
     #[error("{0}")]
     TooManyRequests(&'static str),
+    /// The request contradicts the current state (an existing member, the last owner).
+    #[error("{0}")]
+    Conflict(String),
     #[error("invalid {field}: {message}")]
     Invalid {
         field: &'static str,
@@ -70,6 +73,14 @@ impl ServiceError {
                     _ => "Already in use",
                 },
             ),
+            StoreError::Refused(refusal) => match refusal {
+                Refusal::NotAllowed(why) => Self::Forbidden(why),
+                Refusal::NotAMember => Self::NotFound("member"),
+                Refusal::TooManyMembers(_) => Self::invalid("usernames", refusal),
+                Refusal::AlreadyMembers(_) | Refusal::LastOwner | Refusal::Direct => {
+                    Self::Conflict(refusal.to_string())
+                }
+            },
             e @ StoreError::Unavailable(_) => Self::Unavailable(e),
             StoreError::Other(e) => Self::Internal(e),
         }
@@ -82,14 +93,21 @@ pub struct Messenger {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     max_message_chars: usize,
+    max_group_members: usize,
 }
 
 impl Messenger {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, max_message_chars: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        max_message_chars: usize,
+        max_group_members: usize,
+    ) -> Self {
         Self {
             store,
             bus,
             max_message_chars,
+            max_group_members,
         }
     }
 
@@ -163,8 +181,12 @@ impl Messenger {
             .map_err(ServiceError::from_store("conversation"))
     }
 
+    /// The other member of a direct conversation; a group has none (404).
     pub async fn other_participant(&self, me: UserId, id: ConversationId) -> ServiceResult<User> {
-        Ok(self.conversation(me, id).await?.other_participant)
+        self.conversation(me, id)
+            .await?
+            .other_participant
+            .ok_or(ServiceError::NotFound("other participant"))
     }
 
     /// Commits the message, then rings the bus. A lost publish only delays delivery:
@@ -212,6 +234,200 @@ impl Messenger {
         Ok(appended.message)
     }
 
+    /// Creates a group of the caller (its owner) and `usernames`, then rings the bus.
+    #[tracing::instrument(skip_all, fields(me = %me))]
+    pub async fn create_group(
+        &self,
+        me: UserId,
+        usernames: &[String],
+        title: Option<&str>,
+        history: Option<&str>,
+    ) -> ServiceResult<ConversationView> {
+        let title = parse_title(title.unwrap_or_default())?;
+        let history = match history {
+            None => History::Shared,
+            Some(raw) => History::parse(raw).ok_or_else(|| {
+                ServiceError::invalid("history", "History must be \"shared\" or \"joined\"")
+            })?,
+        };
+        let members = self.resolve_usernames(usernames).await?;
+        let creator = self.user(me).await?;
+        let changed = self
+            .change(ChangeRequest::Create {
+                creator,
+                members,
+                title,
+                history,
+                max_members: self.max_group_members,
+            })
+            .await?;
+        self.conversation(me, changed.event.conversation_id).await
+    }
+
+    pub async fn rename_group(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        title: &str,
+    ) -> ServiceResult<ConversationView> {
+        let title = parse_title(title)?;
+        self.update(me, conversation, Op::Rename(title)).await?;
+        self.conversation(me, conversation).await
+    }
+
+    /// Adds members (admins only); answers the users added.
+    pub async fn add_members(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        usernames: &[String],
+    ) -> ServiceResult<Vec<User>> {
+        // A stranger learns nothing, not even which usernames exist.
+        self.conversation(me, conversation).await?;
+        if usernames.is_empty() {
+            return Err(ServiceError::invalid("usernames", "Usernames required"));
+        }
+        let users = self.resolve_usernames(usernames).await?;
+        let op = Op::Add {
+            users: users.clone(),
+            max_members: self.max_group_members,
+        };
+        self.update(me, conversation, op).await?;
+        Ok(users)
+    }
+
+    pub async fn remove_member(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> ServiceResult<()> {
+        let user = self.member_user(me, conversation, user).await?;
+        self.update(me, conversation, Op::Remove(user)).await
+    }
+
+    pub async fn leave(&self, me: UserId, conversation: ConversationId) -> ServiceResult<()> {
+        self.update(me, conversation, Op::Leave).await
+    }
+
+    pub async fn set_role(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        user: UserId,
+        role: &str,
+    ) -> ServiceResult<Member> {
+        let role = Role::parse(role).ok_or_else(|| {
+            ServiceError::invalid("role", "Role must be \"owner\", \"admin\" or \"member\"")
+        })?;
+        let target = self.member_user(me, conversation, user).await?;
+        let op = Op::SetRole(target.clone(), role);
+        let changed = self.update_changed(me, conversation, op).await?;
+        Ok(Member {
+            user: target,
+            role,
+            joined_at: changed.event.created_at,
+        })
+    }
+
+    /// A page of members in user id order, after `after`.
+    pub async fn members(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> ServiceResult<Vec<Member>> {
+        self.store
+            .members(me, conversation, after, limit.clamp(1, 1000))
+            .await
+            .map_err(ServiceError::from_store("conversation"))
+    }
+
+    /// The user a member route names; a stranger to the conversation gets its 404 first.
+    async fn member_user(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> ServiceResult<User> {
+        self.conversation(me, conversation).await?;
+        self.store
+            .user(user)
+            .await
+            .map_err(ServiceError::from_store("member"))
+    }
+
+    async fn update(&self, me: UserId, conversation: ConversationId, op: Op) -> ServiceResult<()> {
+        self.update_changed(me, conversation, op).await.map(|_| ())
+    }
+
+    async fn update_changed(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        op: Op,
+    ) -> ServiceResult<Changed> {
+        let actor = self.user(me).await?;
+        self.change(ChangeRequest::Update {
+            actor,
+            conversation,
+            op,
+        })
+        .await
+    }
+
+    /// Commits a change on the log, then rings the bus (a lost publish only delays it).
+    async fn change(&self, request: ChangeRequest) -> ServiceResult<Changed> {
+        let changed = self
+            .store
+            .apply_change(request)
+            .await
+            .map_err(ServiceError::from_store("conversation"))?;
+        let event = Arc::new(Event::change(
+            changed.event.clone(),
+            changed.recipients.clone(),
+        ));
+        if let Err(e) = self.bus.publish(event).await {
+            tracing::warn!(error = %e, "publish failed; streams will catch up from the store");
+        }
+        Ok(changed)
+    }
+
+    /// Usernames to users: 422 for a malformed, repeated or unknown one (listing them).
+    async fn resolve_usernames(&self, usernames: &[String]) -> ServiceResult<Vec<User>> {
+        if usernames.len() > self.max_group_members {
+            return Err(ServiceError::invalid(
+                "usernames",
+                Refusal::TooManyMembers(self.max_group_members),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut users = Vec::with_capacity(usernames.len());
+        let mut unknown = Vec::new();
+        for raw in usernames {
+            let name = Username::parse(raw).map_err(|e| ServiceError::invalid("usernames", e))?;
+            if !seen.insert(name.as_str().to_lowercase()) {
+                return Err(ServiceError::invalid(
+                    "usernames",
+                    format!("{} is listed twice", name.as_str()),
+                ));
+            }
+            match self.store.user_by_username(&name).await {
+                Ok(user) => users.push(user),
+                Err(StoreError::NotFound) => unknown.push(name.as_str().to_owned()),
+                Err(e) => return Err(ServiceError::from_store("user")(e)),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(ServiceError::invalid(
+                "usernames",
+                format!("Unknown usernames: {}", unknown.join(", ")),
+            ));
+        }
+        Ok(users)
+    }
+
     /// A page of history, newest first; reading the newest page marks the conversation read.
     pub async fn messages(
         &self,
@@ -254,4 +470,8 @@ impl Messenger {
         self.store.ping().await.map_err(|e| format!("store: {e}"))?;
         Ok(self.bus.ping().await.err().map(|e| format!("bus: {e}")))
     }
+}
+
+fn parse_title(raw: &str) -> ServiceResult<Title> {
+    Title::parse(raw).map_err(|e| ServiceError::invalid("title", e))
 }

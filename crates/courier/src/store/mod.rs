@@ -4,13 +4,14 @@
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
 mod accounts;
+mod log;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
 
 use crate::model::{
-    ConversationId, ConversationView, Message, MessageContent, MessageId, Recipient, User, UserId,
-    Username,
+    ChangeRequest, ConversationEvent, ConversationId, ConversationView, LogEntry, Member, Message,
+    MessageContent, MessageId, Recipient, Refusal, User, UserId, Username,
 };
 use async_trait::async_trait;
 
@@ -30,6 +31,9 @@ pub enum StoreError {
     /// A unique value is taken (the name says which: "username", "invite", "identity").
     #[error("{0} already taken")]
     Conflict(&'static str),
+    /// A group change that the rules refuse; nothing was written.
+    #[error(transparent)]
+    Refused(Refusal),
     /// The database cannot be reached right now; the request may be retried.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -55,6 +59,13 @@ pub struct Appended {
     pub recipients: Vec<Recipient>,
     /// True when an idempotency key matched: nothing new was written, nothing to publish.
     pub replayed: bool,
+}
+
+/// A committed change event and who receives it (the members at its position).
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub event: ConversationEvent,
+    pub recipients: Vec<Recipient>,
 }
 
 #[async_trait]
@@ -111,13 +122,26 @@ pub trait Store: AccountStore + Send + Sync + 'static {
 
     /// The newest position in the user's inbox (every conversation they are in), 0 if none.
     async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId>;
-    /// The user's inbox after `after`, oldest first, at most `limit`.
+    /// The log entries visible to the user after `after`, oldest first, at most `limit`.
     async fn inbox_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> StoreResult<Vec<Message>>;
+    ) -> StoreResult<Vec<LogEntry>>;
     /// The newest position in the whole store, 0 if none.
     async fn head(&self) -> StoreResult<MessageId>;
+
+    /// Creates a group or changes one, as one entry of the log. `NotFound` unless the actor
+    /// is a member; `Refused` when the group rules say no.
+    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Changed>;
+    /// The current members of a conversation, in user id order after `after`;
+    /// `NotFound` unless `viewer` is one of them.
+    async fn members(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Member>>;
 }

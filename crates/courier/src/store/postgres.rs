@@ -32,13 +32,20 @@
 
 mod accounts;
 
+use super::log::{
+    self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, message_at, time,
+    user_at,
+};
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
+use super::{Changed, log::merge};
 use crate::model::{
-    ConversationId, ConversationView, Message, MessageId, Recipient, User, UserId, Username,
+    ChangeRequest, ConversationEvent, ConversationId, ConversationKind, ConversationView, History,
+    LogEntry, Member, Message, MessageId, Plan, Recipient, Refusal, Role, RosterEntry, User,
+    UserId, Username,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use chrono::Utc;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{PgExecutor, Row};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -125,10 +132,6 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
 fn other(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Other(Box::new(e))
 }
@@ -160,67 +163,21 @@ fn classify(e: sqlx::Error) -> StoreError {
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";
 
-fn message_at(row: &PgRow, at: usize) -> Result<Message, sqlx::Error> {
-    Ok(Message {
-        id: MessageId(row.try_get(at)?),
-        conversation_id: ConversationId(row.try_get(at + 1)?),
-        sender_id: UserId(row.try_get(at + 2)?),
-        content: row.try_get(at + 3)?,
-        created_at: time(row.try_get(at + 4)?),
-    })
-}
-
-fn user_at(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: UserId(row.try_get(at)?),
-        username: row.try_get(at + 1)?,
-        avatar_url: row.try_get(at + 2)?,
-    })
-}
-
-/// One row per conversation as `$1` sees it; the caller appends WHERE/ORDER clauses.
-const CONVERSATION_VIEW: &str = "
-    SELECT c.id, c.last_message_id, p.last_read_message_id,
-           u.id, u.username, u.avatar_url,
-           m.id, m.conversation_id, m.sender_id, m.content, m.created_at
-    FROM participants p
-    JOIN conversations c ON c.id = p.conversation_id
-    JOIN users u ON u.id = (SELECT o.user_id FROM participants o
-                            WHERE o.conversation_id = c.id AND o.user_id <> p.user_id
-                            ORDER BY o.joined_at, o.user_id LIMIT 1)
-    LEFT JOIN messages m ON m.id = c.last_message_id
-    WHERE p.user_id = $1";
-
-fn conversation_view(viewer: UserId, row: &PgRow) -> Result<ConversationView, sqlx::Error> {
-    let last_message = match row.try_get::<Option<i64>, _>(6)? {
-        Some(_) => Some(message_at(row, 6)?),
-        None => None,
-    };
-    let last_read: i64 = row.try_get(2)?;
-    let has_unread_messages = last_message
-        .as_ref()
-        .is_some_and(|m| m.id.0 > last_read && m.sender_id != viewer);
-    Ok(ConversationView {
-        id: ConversationId(row.try_get(0)?),
-        other_participant: user_at(row, 3)?,
-        last_message,
-        has_unread_messages,
-    })
-}
-
+/// The oldest message position the member may read; `NotFound` unless they are a member.
 async fn is_participant(
     db: impl PgExecutor<'_>,
     user: UserId,
     conversation: ConversationId,
-) -> StoreResult<()> {
-    sqlx::query("SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2")
-        .bind(conversation.0)
-        .bind(user.0)
-        .fetch_optional(db)
-        .await
-        .map_err(classify)?
-        .map(|_| ())
-        .ok_or(StoreError::NotFound)
+) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT history_from FROM participants WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation.0)
+    .bind(user.0)
+    .fetch_optional(db)
+    .await
+    .map_err(classify)?
+    .ok_or(StoreError::NotFound)
 }
 
 #[async_trait]
@@ -337,6 +294,16 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+            // A direct conversation's two members never change: one span from the start.
+            sqlx::query(
+                "INSERT INTO member_spans (conversation_id, user_id, from_position)
+                 VALUES ($1, $2, 0)",
+            )
+            .bind(id)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok((ConversationId(id), true))
@@ -354,7 +321,7 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-        conversation_view(viewer, &row).map_err(classify)
+        conversation_view(&row).map_err(classify)
     }
 
     async fn conversations(
@@ -364,12 +331,12 @@ impl Store for PgStore {
         limit: u32,
     ) -> StoreResult<Vec<ConversationView>> {
         let sql = format!(
-            "{CONVERSATION_VIEW} AND c.last_message_id IS NOT NULL
-               AND ($2::BIGINT IS NULL OR c.last_message_id <
-                    (SELECT b.last_message_id FROM conversations b
-                     JOIN participants bp ON bp.conversation_id = b.id AND bp.user_id = $1
-                     WHERE b.id = $2))
-             ORDER BY c.last_message_id DESC LIMIT $3"
+            "{CONVERSATION_VIEW} AND {SORT_KEY} IS NOT NULL
+               AND ($2::BIGINT IS NULL OR {SORT_KEY} <
+                    (SELECT COALESCE(c.last_message_id, c.created_position) FROM conversations c
+                     JOIN participants bp ON bp.conversation_id = c.id AND bp.user_id = $1
+                     WHERE c.id = $2))
+             ORDER BY {SORT_KEY} DESC LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(viewer.0)
@@ -379,7 +346,7 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         rows.iter()
-            .map(|r| conversation_view(viewer, r))
+            .map(conversation_view)
             .collect::<Result<_, _>>()
             .map_err(classify)
     }
@@ -401,16 +368,17 @@ impl Store for PgStore {
         before: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<Message>> {
-        is_participant(&self.pool, viewer, conversation).await?;
+        let history_from = is_participant(&self.pool, viewer, conversation).await?;
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m
-             WHERE m.conversation_id = $1 AND ($2::BIGINT IS NULL OR m.id < $2)
+             WHERE m.conversation_id = $1 AND ($2::BIGINT IS NULL OR m.id < $2) AND m.id >= $4
              ORDER BY m.id DESC LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(conversation.0)
             .bind(before.map(|b| b.0))
             .bind(i64::from(limit))
+            .bind(history_from)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -438,14 +406,11 @@ impl Store for PgStore {
     }
 
     async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId> {
-        let id: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(c.last_message_id), 0)::BIGINT FROM participants p
-             JOIN conversations c ON c.id = p.conversation_id WHERE p.user_id = $1",
-        )
-        .bind(user.0)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)?;
+        let id: i64 = sqlx::query_scalar(log::INBOX_HEAD)
+            .bind(user.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(MessageId(id))
     }
 
@@ -454,35 +419,281 @@ impl Store for PgStore {
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> StoreResult<Vec<Message>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM participants p
-             JOIN messages m ON m.conversation_id = p.conversation_id
-             WHERE p.user_id = $1 AND m.id > $2
-             ORDER BY m.id LIMIT $3"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    ) -> StoreResult<Vec<LogEntry>> {
+        let messages = sqlx::query(log::INBOX_MESSAGES)
             .bind(user.0)
             .bind(after.0)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|r| message_at(r, 0))
+        let changes = sqlx::query(log::INBOX_CHANGES)
+            .bind(user.0)
+            .bind(after.0)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let messages = messages
+            .iter()
+            .map(|r| message_at(r, 0).map(LogEntry::Message))
             .collect::<Result<_, _>>()
-            .map_err(classify)
+            .map_err(classify)?;
+        let changes = changes
+            .iter()
+            .map(|r| change_at(r).map(LogEntry::Change))
+            .collect::<Result<_, _>>()
+            .map_err(classify)?;
+        Ok(merge(messages, changes, limit as usize))
     }
 
     async fn head(&self) -> StoreResult<MessageId> {
-        // The counter may run ahead of the last message only inside an uncommitted
+        // The counter may run ahead of the last entry only inside an uncommitted
         // transaction, which this snapshot cannot see.
-        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM messages")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
+        let id: i64 = sqlx::query_scalar(
+            "SELECT GREATEST((SELECT COALESCE(MAX(id), 0) FROM messages),
+                             (SELECT COALESCE(MAX(position), 0) FROM conversation_events))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(MessageId(id))
     }
+
+    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Changed> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(classify)?;
+        // The counter lock orders this change with every send and change on every node: the
+        // roster, the heads and the position below are all read after it.
+        let position: i64 =
+            sqlx::query_scalar("SELECT value FROM message_position WHERE single FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+        let position = position + 1;
+        let changed = match change_under_lock(&mut tx, position, &request).await {
+            Ok(Ok(changed)) => changed,
+            Ok(Err(refused)) => return Err(refused),
+            Err(e) => return Err(classify(e)),
+        };
+        sqlx::query("UPDATE message_position SET value = $1 WHERE single")
+            .bind(position)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(changed)
+    }
+
+    async fn members(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Member>> {
+        is_participant(&self.pool, viewer, conversation).await?;
+        let rows = sqlx::query(log::MEMBERS)
+            .bind(conversation.0)
+            .bind(after.map_or(0, |u| u.0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(member_at)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+}
+
+/// Decides and writes one change at `position`, inside the transaction holding the counter.
+async fn change_under_lock(
+    conn: &mut PgConnection,
+    position: i64,
+    request: &ChangeRequest,
+) -> Result<StoreResult<Changed>, sqlx::Error> {
+    let now = now_ms();
+    let (conversation, plan, actor, history) = match request {
+        ChangeRequest::Create {
+            creator,
+            members,
+            title,
+            history,
+            max_members,
+        } => {
+            let plan = crate::model::plan_create(creator, members, title);
+            if plan.member_count > *max_members {
+                return Ok(Err(StoreError::Refused(Refusal::TooManyMembers(
+                    *max_members,
+                ))));
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO conversations (kind, title, history, created_position, created_at)
+                 VALUES ('group', $1, $2, $3, $4) RETURNING id",
+            )
+            .bind(title.as_str())
+            .bind(history.as_str())
+            .bind(position)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            (ConversationId(id), plan, creator, *history)
+        }
+        ChangeRequest::Update {
+            actor,
+            conversation,
+            op,
+        } => {
+            let found: Option<(String, String)> =
+                sqlx::query_as("SELECT kind, history FROM conversations WHERE id = $1")
+                    .bind(conversation.0)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some((kind, history)) = found else {
+                return Ok(Err(StoreError::NotFound));
+            };
+            let roster: Vec<(i64, String, i64)> = sqlx::query_as(log::ROSTER)
+                .bind(conversation.0)
+                .fetch_all(&mut *conn)
+                .await?;
+            let roster: Vec<RosterEntry> = roster
+                .into_iter()
+                .map(|(user, role, joined)| RosterEntry {
+                    user: UserId(user),
+                    role: Role::from_db(&role),
+                    joined: MessageId(joined),
+                })
+                .collect();
+            match crate::model::plan(ConversationKind::from_db(&kind), &roster, actor, op) {
+                Ok(plan) => (
+                    *conversation,
+                    plan,
+                    actor,
+                    History::parse(&history).unwrap_or(History::Shared),
+                ),
+                Err(None) => return Ok(Err(StoreError::NotFound)),
+                Err(Some(refusal)) => return Ok(Err(StoreError::Refused(refusal))),
+            }
+        }
+    };
+    let heads = heads_of(&mut *conn, &plan.recipients).await?;
+    let recipients = plan
+        .recipients
+        .iter()
+        .map(|&user| Recipient {
+            user,
+            prev: MessageId(heads.get(&user.0).copied().unwrap_or(0)),
+        })
+        .collect();
+    write_plan(&mut *conn, conversation, position, &plan, history, now).await?;
+    let event = ConversationEvent {
+        position: MessageId(position),
+        conversation_id: conversation,
+        actor: actor.clone(),
+        change: plan.change.clone(),
+        created_at: time(now),
+    };
+    sqlx::query(
+        "INSERT INTO conversation_events (position, conversation_id, actor_id, payload, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(position)
+    .bind(conversation.0)
+    .bind(actor.id.0)
+    .bind(serde_json::to_string(&event.change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Ok(Changed { event, recipients }))
+}
+
+/// Writes a decided change: members added (with an open span), removed (span closed at this
+/// position), roles, and the conversation's title, size and newest position.
+async fn write_plan(
+    conn: &mut PgConnection,
+    conversation: ConversationId,
+    position: i64,
+    plan: &Plan,
+    history: History,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let history_from = match history {
+        History::Shared => 0,
+        History::Joined => position,
+    };
+    let added: Vec<i64> = plan.add.iter().map(|(u, _)| u.0).collect();
+    let roles: Vec<String> = plan
+        .add
+        .iter()
+        .map(|(_, r)| r.as_str().to_owned())
+        .collect();
+    let removed: Vec<i64> = plan.remove.iter().map(|u| u.0).collect();
+    let role_users: Vec<i64> = plan.set_roles.iter().map(|(u, _)| u.0).collect();
+    let new_roles: Vec<String> = plan
+        .set_roles
+        .iter()
+        .map(|(_, r)| r.as_str().to_owned())
+        .collect();
+    sqlx::query(
+        "WITH a AS (
+             INSERT INTO participants (conversation_id, user_id, role, joined_at, joined_position,
+                                       history_from, last_read_message_id)
+             SELECT $1, v.user_id, v.role, $2, $3, $4,
+                    COALESCE((SELECT last_message_id FROM conversations WHERE id = $1), 0)
+             FROM UNNEST($5::BIGINT[], $6::TEXT[]) AS v (user_id, role)),
+         s AS (
+             INSERT INTO member_spans (conversation_id, user_id, from_position)
+             SELECT $1, v.user_id, $3 FROM UNNEST($5::BIGINT[]) AS v (user_id)),
+         d AS (
+             DELETE FROM participants WHERE conversation_id = $1 AND user_id = ANY($7)),
+         e AS (
+             UPDATE member_spans SET to_position = $3
+             WHERE conversation_id = $1 AND user_id = ANY($7) AND to_position IS NULL),
+         r AS (
+             UPDATE participants SET role = v.role
+             FROM UNNEST($8::BIGINT[], $9::TEXT[]) AS v (user_id, role)
+             WHERE participants.conversation_id = $1 AND participants.user_id = v.user_id)
+         UPDATE conversations SET title = COALESCE($10, title), member_count = $11,
+                                  last_position = $3
+         WHERE id = $1",
+    )
+    .bind(conversation.0)
+    .bind(now)
+    .bind(position)
+    .bind(history_from)
+    .bind(added)
+    .bind(roles)
+    .bind(removed)
+    .bind(role_users)
+    .bind(new_roles)
+    .bind(plan.title.as_deref())
+    .bind(plan.member_count as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The newest visible position of each user, in one query.
+async fn heads_of(
+    conn: &mut PgConnection,
+    users: &[UserId],
+) -> Result<HashMap<i64, i64>, sqlx::Error> {
+    let users: Vec<i64> = users.iter().map(|u| u.0).collect();
+    let heads: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT s.user_id,
+                COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN c.last_position
+                                  ELSE s.to_position END), 0)::BIGINT
+         FROM member_spans s JOIN conversations c ON c.id = s.conversation_id
+         WHERE s.user_id = ANY($1) GROUP BY s.user_id",
+    )
+    .bind(users)
+    .fetch_all(conn)
+    .await?;
+    Ok(heads.into_iter().collect())
 }
 
 /// Drains queued sends into one transaction at a time.
@@ -551,6 +762,7 @@ impl From<sqlx::Error> for GroupError {
 
 /// One accepted send of the group, not yet written.
 struct Accepted {
+    seq: i64,
     message: Message,
     key: Option<String>,
 }
@@ -580,15 +792,14 @@ async fn commit_group(
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await?;
-    // Safe to read before the lock: a conversation commits together with its participants,
-    // and 1:1 membership never changes afterwards.
-    let members = members(&mut tx, group).await?;
     // Wait for the counter row, then hold it until COMMIT. Everything an id, a `prev` or a
-    // replay depends on is read after this.
+    // replay depends on is read after this, membership included: a group change takes the
+    // same lock, so a send is judged by the membership at its own position.
     let position: i64 =
         sqlx::query_scalar("SELECT value FROM message_position WHERE single FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
+    let (members, mut seqs) = members(&mut tx, group).await?;
     let now = now_ms();
     // Under the counter lock, so two nodes retrying the same key cannot both miss it.
     let earlier = earlier_sends(&mut tx, group, now).await?;
@@ -624,7 +835,11 @@ async fn commit_group(
             continue;
         }
         let index = rows.len();
+        let seq = seqs.entry(new.conversation.0).or_insert(0);
+        *seq += 1;
+        let seq = *seq;
         rows.push(Accepted {
+            seq,
             message: Message {
                 id: MessageId(position + 1 + index as i64),
                 conversation_id: new.conversation,
@@ -691,29 +906,37 @@ fn replay(message: &Message, new: &NewMessage) -> StoreResult<Appended> {
     })
 }
 
-/// The participants of each of the group's conversations, in user id order.
+/// The current members of each of the group's conversations (in user id order) and the seq
+/// of each one's last message, in one query.
 async fn members(
     conn: &mut PgConnection,
     group: &[&NewMessage],
-) -> Result<HashMap<i64, Vec<i64>>, sqlx::Error> {
+) -> Result<(HashMap<i64, Vec<i64>>, HashMap<i64, i64>), sqlx::Error> {
     let conversations: Vec<i64> = group
         .iter()
         .map(|new| new.conversation.0)
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT conversation_id, user_id FROM participants
-         WHERE conversation_id = ANY($1) ORDER BY conversation_id, user_id",
+    let rows: Vec<(i64, i64, Vec<i64>)> = sqlx::query_as(
+        "SELECT c.id, COALESCE(m.seq, 0)::BIGINT,
+                ARRAY(SELECT p.user_id FROM participants p
+                      WHERE p.conversation_id = c.id ORDER BY p.user_id)
+         FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id
+         WHERE c.id = ANY($1)",
     )
     .bind(conversations)
     .fetch_all(conn)
     .await?;
-    let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
-    for (conversation, user) in rows {
-        members.entry(conversation).or_default().push(user);
+    let mut members = HashMap::with_capacity(rows.len());
+    let mut seqs = HashMap::with_capacity(rows.len());
+    for (conversation, seq, users) in rows {
+        seqs.insert(conversation, seq);
+        if !users.is_empty() {
+            members.insert(conversation, users);
+        }
     }
-    Ok(members)
+    Ok((members, seqs))
 }
 
 /// What earlier sends with the group's idempotency keys left, within the window, by
@@ -761,27 +984,20 @@ async fn earlier_sends(
     Ok(earlier)
 }
 
-/// Every recipient's newest inbox position among committed messages, in one query.
+/// Every recipient's newest visible position among committed entries, in one query.
 async fn inbox_heads(
     conn: &mut PgConnection,
     rows: &[Accepted],
     members: &HashMap<i64, Vec<i64>>,
 ) -> Result<HashMap<i64, i64>, sqlx::Error> {
-    let users: Vec<i64> = rows
+    let users: Vec<UserId> = rows
         .iter()
         .flat_map(|row| members[&row.message.conversation_id.0].iter().copied())
         .collect::<HashSet<_>>()
         .into_iter()
+        .map(UserId)
         .collect();
-    let heads: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT p.user_id, COALESCE(MAX(c.last_message_id), 0)::BIGINT FROM participants p
-         JOIN conversations c ON c.id = p.conversation_id
-         WHERE p.user_id = ANY($1) GROUP BY p.user_id",
-    )
-    .bind(users)
-    .fetch_all(conn)
-    .await?;
-    Ok(heads.into_iter().collect())
+    heads_of(conn, &users).await
 }
 
 /// Writes the group in one statement: the messages, each conversation's last message, each
@@ -795,6 +1011,7 @@ async fn write_rows(
     let conversations: Vec<i64> = rows.iter().map(|r| r.message.conversation_id.0).collect();
     let senders: Vec<i64> = rows.iter().map(|r| r.message.sender_id.0).collect();
     let contents: Vec<String> = rows.iter().map(|r| r.message.content.clone()).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
     let created: Vec<i64> = rows
         .iter()
         .map(|r| r.message.created_at.timestamp_millis())
@@ -838,11 +1055,11 @@ async fn write_rows(
     // The sub-statements all run; none needs to see another's effect.
     sqlx::query(
         "WITH m AS (
-             INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+             INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq)
              SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
-                                  $5::BIGINT[])),
+                                  $5::BIGINT[], $17::BIGINT[])),
          c AS (
-             UPDATE conversations SET last_message_id = v.id
+             UPDATE conversations SET last_message_id = v.id, last_position = v.id
              FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS v (conversation_id, id)
              WHERE conversations.id = v.conversation_id),
          p AS (
@@ -875,6 +1092,7 @@ async fn write_rows(
     .bind(key_ids)
     .bind(key_created)
     .bind(position)
+    .bind(seqs)
     .execute(conn)
     .await?;
     Ok(())

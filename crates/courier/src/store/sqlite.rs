@@ -8,15 +8,22 @@
 mod accounts;
 mod writer;
 
-use super::{Appended, NewMessage, Store, StoreError, StoreResult};
-use crate::model::{ConversationId, ConversationView, Message, MessageId, User, UserId, Username};
+pub(super) use super::log::message_at;
+use super::log::{
+    self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, user_at,
+};
+use super::{Appended, Changed, NewMessage, Store, StoreError, StoreResult};
+use crate::model::{
+    ChangeRequest, ConversationId, ConversationView, LogEntry, Member, Message, MessageId, User,
+    UserId, Username,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteExecutor};
+use sqlx::{Connection, SqliteExecutor};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -47,9 +54,16 @@ pub struct SqliteStore {
     instance: String,
 }
 
-struct WriteJob {
-    new: NewMessage,
-    reply: oneshot::Sender<StoreResult<Appended>>,
+/// What the one writer task commits: sends (grouped) and group changes (one at a time).
+enum WriteJob {
+    Send {
+        new: NewMessage,
+        reply: oneshot::Sender<StoreResult<Appended>>,
+    },
+    Change {
+        request: ChangeRequest,
+        reply: oneshot::Sender<StoreResult<Changed>>,
+    },
 }
 
 impl SqliteStore {
@@ -157,67 +171,21 @@ fn classify(e: sqlx::Error) -> StoreError {
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";
 
-fn message_at(row: &SqliteRow, at: usize) -> Result<Message, sqlx::Error> {
-    Ok(Message {
-        id: MessageId(row.try_get(at)?),
-        conversation_id: ConversationId(row.try_get(at + 1)?),
-        sender_id: UserId(row.try_get(at + 2)?),
-        content: row.try_get(at + 3)?,
-        created_at: time(row.try_get(at + 4)?),
-    })
-}
-
-fn user_at(row: &SqliteRow, at: usize) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: UserId(row.try_get(at)?),
-        username: row.try_get(at + 1)?,
-        avatar_url: row.try_get(at + 2)?,
-    })
-}
-
-/// One row per conversation as `?1` sees it; the caller appends WHERE/ORDER clauses.
-const CONVERSATION_VIEW: &str = "
-    SELECT c.id, c.last_message_id, p.last_read_message_id,
-           u.id, u.username, u.avatar_url,
-           m.id, m.conversation_id, m.sender_id, m.content, m.created_at
-    FROM participants p
-    JOIN conversations c ON c.id = p.conversation_id
-    JOIN users u ON u.id = (SELECT o.user_id FROM participants o
-                            WHERE o.conversation_id = c.id AND o.user_id <> p.user_id
-                            ORDER BY o.joined_at, o.user_id LIMIT 1)
-    LEFT JOIN messages m ON m.id = c.last_message_id
-    WHERE p.user_id = ?1";
-
-fn conversation_view(viewer: UserId, row: &SqliteRow) -> Result<ConversationView, sqlx::Error> {
-    let last_message = match row.try_get::<Option<i64>, _>(6)? {
-        Some(_) => Some(message_at(row, 6)?),
-        None => None,
-    };
-    let last_read: i64 = row.try_get(2)?;
-    let has_unread_messages = last_message
-        .as_ref()
-        .is_some_and(|m| m.id.0 > last_read && m.sender_id != viewer);
-    Ok(ConversationView {
-        id: ConversationId(row.try_get(0)?),
-        other_participant: user_at(row, 3)?,
-        last_message,
-        has_unread_messages,
-    })
-}
-
+/// The oldest message position the member may read; `NotFound` unless they are a member.
 async fn is_participant(
     db: impl SqliteExecutor<'_>,
     user: UserId,
     conversation: ConversationId,
-) -> StoreResult<()> {
-    sqlx::query("SELECT 1 FROM participants WHERE conversation_id = ? AND user_id = ?")
-        .bind(conversation.0)
-        .bind(user.0)
-        .fetch_optional(db)
-        .await
-        .map_err(classify)?
-        .map(|_| ())
-        .ok_or(StoreError::NotFound)
+) -> StoreResult<i64> {
+    sqlx::query_scalar(
+        "SELECT history_from FROM participants WHERE conversation_id = ? AND user_id = ?",
+    )
+    .bind(conversation.0)
+    .bind(user.0)
+    .fetch_optional(db)
+    .await
+    .map_err(classify)?
+    .ok_or(StoreError::NotFound)
 }
 
 #[async_trait]
@@ -329,6 +297,15 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+            // A direct conversation's two members never change: one span from the start.
+            sqlx::query(
+                "INSERT INTO member_spans (conversation_id, user_id, from_position) VALUES (?, ?, 0)",
+            )
+            .bind(id)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
         Ok((ConversationId(id), true))
@@ -339,14 +316,14 @@ impl Store for SqliteStore {
         viewer: UserId,
         id: ConversationId,
     ) -> StoreResult<ConversationView> {
-        let sql = format!("{CONVERSATION_VIEW} AND c.id = ?2");
+        let sql = format!("{CONVERSATION_VIEW} AND c.id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(viewer.0)
             .bind(id.0)
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-        conversation_view(viewer, &row).map_err(classify)
+        conversation_view(&row).map_err(classify)
     }
 
     async fn conversations(
@@ -356,12 +333,12 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<ConversationView>> {
         let sql = format!(
-            "{CONVERSATION_VIEW} AND c.last_message_id IS NOT NULL
-               AND (?2 IS NULL OR c.last_message_id <
-                    (SELECT b.last_message_id FROM conversations b
-                     JOIN participants bp ON bp.conversation_id = b.id AND bp.user_id = ?1
-                     WHERE b.id = ?2))
-             ORDER BY c.last_message_id DESC LIMIT ?3"
+            "{CONVERSATION_VIEW} AND {SORT_KEY} IS NOT NULL
+               AND ($2 IS NULL OR {SORT_KEY} <
+                    (SELECT COALESCE(c.last_message_id, c.created_position) FROM conversations c
+                     JOIN participants bp ON bp.conversation_id = c.id AND bp.user_id = $1
+                     WHERE c.id = $2))
+             ORDER BY {SORT_KEY} DESC LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(viewer.0)
@@ -371,19 +348,18 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         rows.iter()
-            .map(|r| conversation_view(viewer, r))
+            .map(conversation_view)
             .collect::<Result<_, _>>()
             .map_err(classify)
     }
 
     async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
         let (reply, answer) = oneshot::channel();
-        let unavailable = || StoreError::Unavailable("the SQLite writer has stopped".into());
         self.writer
-            .send(WriteJob { new, reply })
+            .send(WriteJob::Send { new, reply })
             .await
-            .map_err(|_| unavailable())?;
-        answer.await.map_err(|_| unavailable())?
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 
     async fn messages(
@@ -393,16 +369,17 @@ impl Store for SqliteStore {
         before: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<Message>> {
-        is_participant(&self.pool, viewer, conversation).await?;
+        let history_from = is_participant(&self.pool, viewer, conversation).await?;
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m
-             WHERE m.conversation_id = ?1 AND (?2 IS NULL OR m.id < ?2)
+             WHERE m.conversation_id = ?1 AND (?2 IS NULL OR m.id < ?2) AND m.id >= ?4
              ORDER BY m.id DESC LIMIT ?3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(conversation.0)
             .bind(before.map(|b| b.0))
             .bind(limit)
+            .bind(history_from)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -438,43 +415,89 @@ impl Store for SqliteStore {
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> StoreResult<Vec<Message>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM participants p
-             JOIN messages m ON m.conversation_id = p.conversation_id
-             WHERE p.user_id = ?1 AND m.id > ?2
-             ORDER BY m.id LIMIT ?3"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    ) -> StoreResult<Vec<LogEntry>> {
+        let messages = sqlx::query(log::INBOX_MESSAGES)
             .bind(user.0)
             .bind(after.0)
             .bind(limit)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|r| message_at(r, 0))
+        let changes = sqlx::query(log::INBOX_CHANGES)
+            .bind(user.0)
+            .bind(after.0)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let messages = messages
+            .iter()
+            .map(|r| message_at(r, 0).map(LogEntry::Message))
             .collect::<Result<_, _>>()
-            .map_err(classify)
+            .map_err(classify)?;
+        let changes = changes
+            .iter()
+            .map(|r| change_at(r).map(LogEntry::Change))
+            .collect::<Result<_, _>>()
+            .map_err(classify)?;
+        Ok(log::merge(messages, changes, limit as usize))
     }
 
     async fn head(&self) -> StoreResult<MessageId> {
-        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
-            .fetch_one(&self.pool)
+        head(&self.pool).await.map_err(classify)
+    }
+
+    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Changed> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob::Change { request, reply })
+            .await
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+
+    async fn members(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Member>> {
+        is_participant(&self.pool, viewer, conversation).await?;
+        let rows = sqlx::query(log::MEMBERS)
+            .bind(conversation.0)
+            .bind(after.map_or(0, |u| u.0))
+            .bind(limit)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(MessageId(id))
+        rows.iter()
+            .map(member_at)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
     }
 }
 
-async fn inbox_head(db: impl SqliteExecutor<'_>, user: UserId) -> StoreResult<MessageId> {
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable("the SQLite writer has stopped".into())
+}
+
+/// The newest position of any kind.
+async fn head(db: impl SqliteExecutor<'_>) -> Result<MessageId, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(c.last_message_id), 0) FROM participants p
-         JOIN conversations c ON c.id = p.conversation_id WHERE p.user_id = ?",
+        "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM messages),
+                    (SELECT COALESCE(MAX(position), 0) FROM conversation_events))",
     )
-    .bind(user.0)
     .fetch_one(db)
-    .await
-    .map_err(classify)?;
+    .await?;
+    Ok(MessageId(id))
+}
+
+async fn inbox_head(db: impl SqliteExecutor<'_>, user: UserId) -> StoreResult<MessageId> {
+    let id: i64 = sqlx::query_scalar(log::INBOX_HEAD)
+        .bind(user.0)
+        .fetch_one(db)
+        .await
+        .map_err(classify)?;
     Ok(MessageId(id))
 }

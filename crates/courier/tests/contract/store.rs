@@ -1,7 +1,7 @@
 //! `Store` contract: every function here runs against `SqliteStore` and `PgStore`.
 
 use crate::support::StoreBackend;
-use courier::model::{ConversationId, MessageContent, MessageId, User, UserId, Username};
+use courier::model::{ConversationId, LogEntry, MessageContent, MessageId, User, UserId, Username};
 use courier::store::{Appended, NewMessage, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -97,8 +97,8 @@ async fn whole_inbox(store: &dyn Store, user: UserId, page: u32) -> Vec<MessageI
         if batch.is_empty() {
             return all;
         }
-        last = batch.last().unwrap().id;
-        all.extend(batch.into_iter().map(|m| m.id));
+        last = batch.last().unwrap().position();
+        all.extend(batch.into_iter().map(|m| m.position()));
     }
 }
 
@@ -239,9 +239,9 @@ async fn a_polling_reader_never_skips_a_message_that_commits_late(backend: &Stor
                     return (user.id, seen);
                 }
                 if let Some(m) = batch.last() {
-                    last = m.id;
+                    last = m.position();
                 }
-                seen.extend(batch.into_iter().map(|m| m.id));
+                seen.extend(batch.into_iter().map(|m| m.position()));
                 tokio::task::yield_now().await;
             }
         }));
@@ -352,7 +352,10 @@ async fn conversations_page_by_their_last_message(backend: &StoreBackend) {
     let first = store.conversations(me.id, None, 2).await.unwrap();
     let ids: Vec<_> = first.iter().map(|c| c.id).collect();
     assert_eq!(ids, vec![conversations[3], conversations[1]]);
-    assert_eq!(first[0].other_participant.id, others[3].id);
+    assert_eq!(
+        first[0].other_participant.as_ref().unwrap().id,
+        others[3].id
+    );
     let rest = store
         .conversations(me.id, Some(conversations[1]), 10)
         .await
@@ -526,7 +529,7 @@ async fn concurrent_find_or_create_direct_makes_one_conversation(backend: &Store
     let id = *ids.first().unwrap();
     for viewer in [&alice, &bob] {
         let view = backend.store.conversation(viewer.id, id).await.unwrap();
-        assert_ne!(view.other_participant.id, viewer.id);
+        assert_ne!(view.other_participant.as_ref().unwrap().id, viewer.id);
     }
 }
 
@@ -629,7 +632,7 @@ async fn only_participants_may_append_or_read(backend: &StoreBackend) {
     );
     assert_eq!(
         store.inbox_after(bob.id, MessageId(0), 10).await.unwrap(),
-        vec![good.message]
+        vec![LogEntry::Message(good.message)]
     );
 }
 

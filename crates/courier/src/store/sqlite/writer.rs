@@ -7,10 +7,19 @@
 //! query per message: each conversation's participants and each user's inbox head. The whole
 //! group is then written with a few multi-row statements instead of several per message.
 //! Any failure rolls the group back, answers every send with an error, and drops the caches.
+//!
+//! Group changes (create, rename, add, remove, leave, role) come through the same channel and
+//! commit one at a time, in order between the send groups around them, so a send queued after
+//! a removal is judged by the membership after it. A committed change drops the cached
+//! members of its conversation and moves the recipients' cached heads to its position.
 
 use super::{MESSAGE_COLUMNS, WriteJob, message_at, now_ms, time};
-use crate::model::{ConversationId, Message, MessageId, Recipient, UserId};
-use crate::store::{Appended, NewMessage, StoreError, StoreResult};
+use crate::model::{
+    ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
+    Role, RosterEntry, UserId,
+};
+use crate::store::log;
+use crate::store::{Appended, Changed, NewMessage, StoreError, StoreResult};
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Arguments, Connection};
 use std::collections::HashMap;
@@ -26,62 +35,100 @@ const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 struct Caches {
     /// The newest id handed out; `None` until read from the database.
     last_id: Option<i64>,
-    /// Participants per conversation. 1:1 membership never changes once created; a future
-    /// change of membership must go through this writer (or clear this cache).
-    members: HashMap<ConversationId, Arc<[UserId]>>,
+    /// Members per conversation and the seq of its last message. Membership changes go
+    /// through this writer, which drops the entry of the conversation they change.
+    members: HashMap<ConversationId, Members>,
     /// Each user's newest inbox position.
     heads: HashMap<UserId, MessageId>,
 }
 
+#[derive(Clone)]
+struct Members {
+    users: Arc<[UserId]>,
+    last_seq: i64,
+}
+
 /// One accepted message of the group, not yet written.
 struct Row {
+    seq: i64,
     message: Message,
     key: Option<String>,
 }
 
+type Send = (
+    NewMessage,
+    tokio::sync::oneshot::Sender<StoreResult<Appended>>,
+);
+
 pub(super) async fn run(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJob>) {
     let mut caches = Caches::default();
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match commit_group(&mut conn, &mut caches, &group).await {
-            Ok(results) => {
-                for (job, result) in group.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                caches = Caches::default();
-                tracing::error!(error = %e, size = group.len(), "message commit failed");
-                let reason = e.to_string();
-                for job in group.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(reason.clone().into())));
+    let mut queued = Vec::with_capacity(MAX_GROUP);
+    let mut sends: Vec<Send> = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut queued, MAX_GROUP).await > 0 {
+        for job in queued.drain(..) {
+            match job {
+                WriteJob::Send { new, reply } => sends.push((new, reply)),
+                WriteJob::Change { request, reply } => {
+                    flush(&mut conn, &mut caches, &mut sends).await;
+                    let result = match commit_change(&mut conn, &mut caches, &request).await {
+                        Ok(result) => result,
+                        Err(e) => {
+                            caches = Caches::default();
+                            tracing::error!(error = %e, "change commit failed");
+                            Err(StoreError::Unavailable(e.to_string().into()))
+                        }
+                    };
+                    let _ = reply.send(result);
                 }
             }
         }
+        flush(&mut conn, &mut caches, &mut sends).await;
+    }
+}
+
+/// Commits the queued sends as one group and answers them.
+async fn flush(conn: &mut SqliteConnection, caches: &mut Caches, sends: &mut Vec<Send>) {
+    if sends.is_empty() {
+        return;
+    }
+    let news: Vec<&NewMessage> = sends.iter().map(|(new, _)| new).collect();
+    match commit_group(conn, caches, &news).await {
+        Ok(results) => {
+            for ((_, reply), result) in sends.drain(..).zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            *caches = Caches::default();
+            tracing::error!(error = %e, size = sends.len(), "message commit failed");
+            let reason = e.to_string();
+            for (_, reply) in sends.drain(..) {
+                let _ = reply.send(Err(StoreError::Unavailable(reason.clone().into())));
+            }
+        }
+    }
+}
+
+async fn last_position(conn: &mut SqliteConnection, caches: &Caches) -> Result<i64, sqlx::Error> {
+    match caches.last_id {
+        Some(id) => Ok(id),
+        None => Ok(super::head(conn).await?.0),
     }
 }
 
 async fn commit_group(
     conn: &mut SqliteConnection,
     caches: &mut Caches,
-    group: &[WriteJob],
+    group: &[&NewMessage],
 ) -> Result<Vec<StoreResult<Appended>>, sqlx::Error> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut last_id = match caches.last_id {
-        Some(id) => id,
-        None => {
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM messages")
-                .fetch_one(&mut *tx)
-                .await?
-        }
-    };
+    let mut last_id = last_position(&mut tx, caches).await?;
     let mut heads = HashMap::new();
+    let mut seqs: HashMap<ConversationId, i64> = HashMap::new();
     let mut rows: Vec<Row> = Vec::with_capacity(group.len());
     let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        let new = &job.new;
+    for new in group {
+        let new = *new;
         let now = now_ms();
         if let Some(key) = &new.idempotency_key {
             // A retry inside this same group answers with the first one's message.
@@ -100,7 +147,7 @@ async fn commit_group(
         let members = match caches.members.get(&new.conversation) {
             Some(members) => members.clone(),
             None => {
-                let members: Arc<[UserId]> = sqlx::query_scalar(
+                let users: Arc<[UserId]> = sqlx::query_scalar(
                     "SELECT user_id FROM participants WHERE conversation_id = ?",
                 )
                 .bind(new.conversation.0)
@@ -109,16 +156,29 @@ async fn commit_group(
                 .into_iter()
                 .map(UserId)
                 .collect();
-                if !members.is_empty() {
+                let last_seq: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE((SELECT m.seq FROM conversations c
+                                      JOIN messages m ON m.id = c.last_message_id
+                                      WHERE c.id = ?), 0)",
+                )
+                .bind(new.conversation.0)
+                .fetch_one(&mut *tx)
+                .await?;
+                let members = Members { users, last_seq };
+                if !members.users.is_empty() {
                     caches.members.insert(new.conversation, members.clone());
                 }
                 members
             }
         };
-        if !members.contains(&new.sender) {
+        if !members.users.contains(&new.sender) {
             results.push(Err(StoreError::NotFound));
             continue;
         }
+        let seq = seqs.entry(new.conversation).or_insert(members.last_seq);
+        *seq += 1;
+        let seq = *seq;
+        let members = members.users;
         last_id += 1;
         let mut recipients = Vec::with_capacity(members.len());
         for &user in members.iter() {
@@ -142,6 +202,7 @@ async fn commit_group(
             replayed: false,
         }));
         rows.push(Row {
+            seq,
             message,
             key: new.idempotency_key.clone(),
         });
@@ -153,7 +214,202 @@ async fn commit_group(
     // Only a committed group moves the caches.
     caches.last_id = Some(last_id);
     caches.heads.extend(heads);
+    for (conversation, seq) in seqs {
+        if let Some(members) = caches.members.get_mut(&conversation) {
+            members.last_seq = seq;
+        }
+    }
     Ok(results)
+}
+
+/// Commits one group change at the next position: decides it against the roster read inside
+/// the transaction, writes the plan and the event, then moves the caches.
+async fn commit_change(
+    conn: &mut SqliteConnection,
+    caches: &mut Caches,
+    request: &ChangeRequest,
+) -> Result<StoreResult<Changed>, sqlx::Error> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let position = last_position(&mut tx, caches).await? + 1;
+    let now = now_ms();
+    let (conversation, plan, actor, history) = match request {
+        ChangeRequest::Create {
+            creator,
+            members,
+            title,
+            history,
+            max_members,
+        } => {
+            let plan = crate::model::plan_create(creator, members, title);
+            if plan.member_count > *max_members {
+                return Ok(Err(StoreError::Refused(
+                    crate::model::Refusal::TooManyMembers(*max_members),
+                )));
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO conversations (kind, title, history, created_position, created_at)
+                 VALUES ('group', ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(title.as_str())
+            .bind(history.as_str())
+            .bind(position)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            (ConversationId(id), plan, creator, *history)
+        }
+        ChangeRequest::Update {
+            actor,
+            conversation,
+            op,
+        } => {
+            let found: Option<(String, String)> =
+                sqlx::query_as("SELECT kind, history FROM conversations WHERE id = ?")
+                    .bind(conversation.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((kind, history)) = found else {
+                return Ok(Err(StoreError::NotFound));
+            };
+            let roster: Vec<(i64, String, i64)> = sqlx::query_as(log::ROSTER)
+                .bind(conversation.0)
+                .fetch_all(&mut *tx)
+                .await?;
+            let roster: Vec<RosterEntry> = roster
+                .into_iter()
+                .map(|(user, role, joined)| RosterEntry {
+                    user: UserId(user),
+                    role: Role::from_db(&role),
+                    joined: MessageId(joined),
+                })
+                .collect();
+            let kind = crate::model::ConversationKind::from_db(&kind);
+            match crate::model::plan(kind, &roster, actor, op) {
+                Ok(plan) => (
+                    *conversation,
+                    plan,
+                    actor,
+                    History::parse(&history).unwrap_or(History::Shared),
+                ),
+                Err(None) => return Ok(Err(StoreError::NotFound)),
+                Err(Some(refusal)) => return Ok(Err(StoreError::Refused(refusal))),
+            }
+        }
+    };
+    // Heads before this change: the recipients' `prev`.
+    let mut recipients = Vec::with_capacity(plan.recipients.len());
+    for &user in &plan.recipients {
+        let prev = match caches.heads.get(&user) {
+            Some(head) => *head,
+            None => inbox_head(&mut tx, user).await?,
+        };
+        recipients.push(Recipient { user, prev });
+    }
+    write_plan(&mut tx, conversation, position, &plan, history, now).await?;
+    let event = ConversationEvent {
+        position: MessageId(position),
+        conversation_id: conversation,
+        actor: actor.clone(),
+        change: plan.change.clone(),
+        created_at: time(now),
+    };
+    sqlx::query(
+        "INSERT INTO conversation_events (position, conversation_id, actor_id, payload, created_at)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(position)
+    .bind(conversation.0)
+    .bind(actor.id.0)
+    .bind(serde_json::to_string(&event.change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    caches.last_id = Some(position);
+    caches.members.remove(&conversation);
+    for r in &recipients {
+        caches.heads.insert(r.user, MessageId(position));
+    }
+    Ok(Ok(Changed { event, recipients }))
+}
+
+/// Writes a decided change: members added (with an open span), removed (span closed at this
+/// position), roles, and the conversation's title, size and newest position.
+async fn write_plan(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    position: i64,
+    plan: &Plan,
+    history: History,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let history_from = match history {
+        History::Shared => 0,
+        History::Joined => position,
+    };
+    // SQLite allows 32,766 variables a statement.
+    for chunk in plan.add.chunks(4000) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO participants (conversation_id, user_id, role, joined_at, joined_position,
+                                       history_from, last_read_message_id) ",
+        );
+        insert.push_values(chunk, |mut b, (user, role)| {
+            b.push_bind(conversation.0)
+                .push_bind(user.0)
+                .push_bind(role.as_str())
+                .push_bind(now)
+                .push_bind(position)
+                .push_bind(history_from)
+                .push("COALESCE((SELECT last_message_id FROM conversations WHERE id = ")
+                .push_bind_unseparated(conversation.0)
+                .push_unseparated("), 0)");
+        });
+        insert.build().execute(&mut *conn).await?;
+        let mut spans = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO member_spans (conversation_id, user_id, from_position) ",
+        );
+        spans.push_values(chunk, |mut b, (user, _)| {
+            b.push_bind(conversation.0)
+                .push_bind(user.0)
+                .push_bind(position);
+        });
+        spans.build().execute(&mut *conn).await?;
+    }
+    for user in &plan.remove {
+        sqlx::query("DELETE FROM participants WHERE conversation_id = ? AND user_id = ?")
+            .bind(conversation.0)
+            .bind(user.0)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "UPDATE member_spans SET to_position = ?
+             WHERE conversation_id = ? AND user_id = ? AND to_position IS NULL",
+        )
+        .bind(position)
+        .bind(conversation.0)
+        .bind(user.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (user, role) in &plan.set_roles {
+        sqlx::query("UPDATE participants SET role = ? WHERE conversation_id = ? AND user_id = ?")
+            .bind(role.as_str())
+            .bind(conversation.0)
+            .bind(user.0)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE conversations SET title = COALESCE(?, title), member_count = ?, last_position = ?
+         WHERE id = ?",
+    )
+    .bind(plan.title.as_deref())
+    .bind(plan.member_count as i64)
+    .bind(position)
+    .bind(conversation.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn replay(message: &Message, new: &NewMessage) -> StoreResult<Appended> {
@@ -186,15 +442,12 @@ async fn earlier_send(
     row.map(|r| message_at(&r, 0)).transpose()
 }
 
-/// The user's newest inbox position among committed messages.
+/// The user's newest visible position among committed entries.
 async fn inbox_head(conn: &mut SqliteConnection, user: UserId) -> Result<MessageId, sqlx::Error> {
-    let id: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(c.last_message_id), 0) FROM participants p
-         JOIN conversations c ON c.id = p.conversation_id WHERE p.user_id = ?",
-    )
-    .bind(user.0)
-    .fetch_one(conn)
-    .await?;
+    let id: i64 = sqlx::query_scalar(log::INBOX_HEAD)
+        .bind(user.0)
+        .fetch_one(conn)
+        .await?;
     Ok(MessageId(id))
 }
 
@@ -210,10 +463,11 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
         args.add(m.content.clone()).map_err(sqlx::Error::Encode)?;
         args.add(m.created_at.timestamp_millis())
             .map_err(sqlx::Error::Encode)?;
+        args.add(row.seq).map_err(sqlx::Error::Encode)?;
     }
     let sql = format!(
-        "INSERT INTO messages (id, conversation_id, sender_id, content, created_at) VALUES {}",
-        placeholders(rows.len(), 5)
+        "INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq) VALUES {}",
+        placeholders(rows.len(), 6)
     );
     sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
         .execute(&mut *conn)
@@ -230,8 +484,8 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
         args.add(*id).map_err(sqlx::Error::Encode)?;
     }
     let sql = format!(
-        "UPDATE conversations SET last_message_id = v.column2 FROM (VALUES {}) AS v
-         WHERE conversations.id = v.column1",
+        "UPDATE conversations SET last_message_id = v.column2, last_position = v.column2
+         FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
         placeholders(last_by_conversation.len(), 2)
     );
     sqlx::query_with(sqlx::AssertSqlSafe(sql), args)

@@ -1,0 +1,248 @@
+//! What both stores share about the log: the SQL both dialects accept (sqlx numbers `$N`
+//! parameters on SQLite too) and the merge of the two tables a replay reads.
+//!
+//! Positions: one counter numbers every durable change. A message's id is its position; a
+//! change (group created, renamed, members added, removed or left, a role changed) is a row of
+//! `conversation_events` at its own position. Each store hands positions out in commit order
+//! (SQLite: its one writer task; PostgreSQL: the `message_position` row lock), so "everything
+//! after p" is complete once p is visible, whatever the kinds.
+//!
+//! Visibility: `member_spans` says from which position to which a user was a member. An entry
+//! at position p of conversation c goes to user u iff some span of (u, c) has
+//! `from_position <= p <= to_position` (an open span has no end). A removal or leave closes
+//! the span *at* its own position, so the one leaving gets that event and nothing after it.
+
+use crate::model::{
+    ConversationEvent, ConversationId, ConversationKind, ConversationView, History, LogEntry,
+    Member, Message, MessageId, Role, User, UserId,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// Row mapping both stores share: the column types Courier uses decode alike on both.
+pub trait Columns<'r>: Row + Sized
+where
+    usize: ColumnIndex<Self>,
+{
+    fn int(&'r self, at: usize) -> Result<i64, sqlx::Error>;
+    fn opt_int(&'r self, at: usize) -> Result<Option<i64>, sqlx::Error>;
+    fn text(&'r self, at: usize) -> Result<String, sqlx::Error>;
+    fn opt_text(&'r self, at: usize) -> Result<Option<String>, sqlx::Error>;
+}
+
+impl<'r, R> Columns<'r> for R
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn int(&'r self, at: usize) -> Result<i64, sqlx::Error> {
+        self.try_get(at)
+    }
+    fn opt_int(&'r self, at: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(at)
+    }
+    fn text(&'r self, at: usize) -> Result<String, sqlx::Error> {
+        self.try_get(at)
+    }
+    fn opt_text(&'r self, at: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(at)
+    }
+}
+
+pub fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// `id, conversation_id, sender_id, content, created_at` from column `at`.
+pub fn message_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<Message, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
+    Ok(Message {
+        id: MessageId(row.int(at)?),
+        conversation_id: ConversationId(row.int(at + 1)?),
+        sender_id: UserId(row.int(at + 2)?),
+        content: row.text(at + 3)?,
+        created_at: time(row.int(at + 4)?),
+    })
+}
+
+/// `id, username, avatar_url` from column `at`.
+pub fn user_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<User, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
+    Ok(User {
+        id: UserId(row.int(at)?),
+        username: row.text(at + 1)?,
+        avatar_url: row.opt_text(at + 2)?,
+    })
+}
+
+/// A row of `CONVERSATION_VIEW`.
+pub fn conversation_view<'r, R: Columns<'r>>(row: &'r R) -> Result<ConversationView, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
+    let last_message = match row.opt_int(10)? {
+        Some(_) => Some(message_at(row, 10)?),
+        None => None,
+    };
+    let other_participant = match row.opt_int(7)? {
+        Some(_) => Some(user_at(row, 7)?),
+        None => None,
+    };
+    let unread_count = (row.opt_int(15)?.unwrap_or(0) - row.int(6)?).max(0);
+    Ok(ConversationView {
+        id: ConversationId(row.int(0)?),
+        kind: ConversationKind::from_db(&row.text(1)?),
+        title: row.opt_text(2)?,
+        member_count: row.int(3)?,
+        history: History::parse(&row.text(4)?).unwrap_or(History::Shared),
+        role: Role::from_db(&row.text(5)?),
+        other_participant,
+        has_unread_messages: unread_count > 0,
+        unread_count,
+        last_message,
+    })
+}
+
+/// A row of `INBOX_CHANGES`.
+pub fn change_at<'r, R: Columns<'r>>(row: &'r R) -> Result<ConversationEvent, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
+    Ok(ConversationEvent {
+        position: MessageId(row.int(0)?),
+        conversation_id: ConversationId(row.int(1)?),
+        change: serde_json::from_str(&row.text(2)?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        created_at: time(row.int(3)?),
+        actor: user_at(row, 4)?,
+    })
+}
+
+/// A row of `MEMBERS`.
+pub fn member_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Member, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
+    Ok(Member {
+        user: user_at(row, 0)?,
+        role: Role::from_db(&row.text(3)?),
+        joined_at: time(row.int(4)?),
+    })
+}
+
+/// The newest position visible to `$1` (0 if none): each span ends at its conversation's
+/// newest position, or where it was closed.
+pub const INBOX_HEAD: &str = "
+    SELECT COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN c.last_position
+                             ELSE s.to_position END), 0)
+    FROM member_spans s JOIN conversations c ON c.id = s.conversation_id
+    WHERE s.user_id = $1";
+
+/// `$1`'s messages after position `$2`, oldest first, at most `$3`.
+pub const INBOX_MESSAGES: &str = "
+    SELECT m.id, m.conversation_id, m.sender_id, m.content, m.created_at
+    FROM member_spans s
+    JOIN messages m ON m.conversation_id = s.conversation_id AND m.id >= s.from_position
+                   AND (s.to_position IS NULL OR m.id <= s.to_position)
+    WHERE s.user_id = $1 AND m.id > $2
+    ORDER BY m.id LIMIT $3";
+
+/// `$1`'s change events after position `$2`, oldest first, at most `$3`.
+pub const INBOX_CHANGES: &str = "
+    SELECT e.position, e.conversation_id, e.payload, e.created_at,
+           u.id, u.username, u.avatar_url
+    FROM member_spans s
+    JOIN conversation_events e ON e.conversation_id = s.conversation_id
+                              AND e.position >= s.from_position
+                              AND (s.to_position IS NULL OR e.position <= s.to_position)
+    JOIN users u ON u.id = e.actor_id
+    WHERE s.user_id = $1 AND e.position > $2
+    ORDER BY e.position LIMIT $3";
+
+/// One row per conversation as `$1` sees it; the caller appends WHERE/ORDER clauses.
+/// Columns: 0 id, 1 kind, 2 title, 3 member_count, 4 history, 5 role, 6 last read seq,
+/// 7..=9 the other participant (direct only), 10..=14 the last message, 15 its seq.
+pub const CONVERSATION_VIEW: &str = "
+    SELECT c.id, c.kind, c.title, c.member_count, c.history, p.role,
+           COALESCE(r.seq, 0),
+           u.id, u.username, u.avatar_url,
+           m.id, m.conversation_id, m.sender_id, m.content, m.created_at, m.seq
+    FROM participants p
+    JOIN conversations c ON c.id = p.conversation_id
+    LEFT JOIN users u ON c.kind = 'direct' AND u.id =
+        (SELECT o.user_id FROM participants o
+         WHERE o.conversation_id = c.id AND o.user_id <> p.user_id
+         ORDER BY o.joined_at, o.user_id LIMIT 1)
+    LEFT JOIN messages m ON m.id = c.last_message_id AND m.id >= p.history_from
+    LEFT JOIN messages r ON r.id = p.last_read_message_id
+    WHERE p.user_id = $1";
+
+/// Where a conversation sorts in the list: its last message, or for a group without one,
+/// its creation. A direct conversation without a message is not listed (as in the seed).
+pub const SORT_KEY: &str = "COALESCE(c.last_message_id, c.created_position)";
+
+/// A page of members of `$1`, in user id order after `$2`, at most `$3`.
+pub const MEMBERS: &str = "
+    SELECT u.id, u.username, u.avatar_url, p.role, p.joined_at
+    FROM participants p JOIN users u ON u.id = p.user_id
+    WHERE p.conversation_id = $1 AND p.user_id > $2
+    ORDER BY p.user_id LIMIT $3";
+
+/// The roster a change is decided against: user, role, joined position.
+pub const ROSTER: &str = "
+    SELECT user_id, role, joined_position FROM participants WHERE conversation_id = $1";
+
+/// Merges a replay's two reads into position order. When a read came back full, entries past
+/// its last position may be missing from it, so the merge stops there; the caller reads on
+/// from the last entry it got.
+pub fn merge(messages: Vec<LogEntry>, changes: Vec<LogEntry>, limit: usize) -> Vec<LogEntry> {
+    let cut = [&messages, &changes]
+        .iter()
+        .filter(|list| list.len() >= limit)
+        .filter_map(|list| list.last().map(LogEntry::position))
+        .min();
+    let mut all: Vec<LogEntry> = messages.into_iter().chain(changes).collect();
+    all.sort_by_key(LogEntry::position);
+    if let Some(cut) = cut {
+        all.retain(|e| e.position() <= cut);
+    }
+    all.truncate(limit);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConversationId, Message, MessageId, UserId};
+
+    fn m(id: i64) -> LogEntry {
+        LogEntry::Message(Message {
+            id: MessageId(id),
+            conversation_id: ConversationId(1),
+            sender_id: UserId(1),
+            content: String::new(),
+            created_at: Default::default(),
+        })
+    }
+
+    fn positions(entries: &[LogEntry]) -> Vec<i64> {
+        entries.iter().map(|e| e.position().0).collect()
+    }
+
+    #[test]
+    fn merge_stops_where_a_full_read_may_have_left_entries_out() {
+        // Messages came back full (3) up to 6; changes at 7 and 9 may hide messages at 8.
+        let merged = merge(vec![m(2), m(4), m(6)], vec![m(3), m(7), m(9)], 3);
+        assert_eq!(positions(&merged), vec![2, 3, 4]);
+        let merged = merge(vec![m(2), m(4), m(6)], vec![m(7)], 3);
+        assert_eq!(positions(&merged), vec![2, 4, 6]);
+        let merged = merge(vec![m(2)], vec![m(1), m(5)], 3);
+        assert_eq!(positions(&merged), vec![1, 2, 5]);
+    }
+}
