@@ -262,6 +262,26 @@ impl Api {
         Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
     }
 
+    /// `GET path` with a bearer token; the JSON answer of a 200.
+    pub async fn get_json(&self, token: &str, path: &str) -> Result<serde_json::Value> {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .header(AUTHORIZATION, bearer(token)?)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = resp.status();
+        if status != StatusCode::OK {
+            let body = resp.text().await.unwrap_or_default();
+            bail!(
+                "GET {path}: HTTP {status}: {}",
+                &body[..body.len().min(300)]
+            );
+        }
+        Ok(resp.json().await?)
+    }
+
     pub fn messages_target(&self, conversation_id: &str, token: &str) -> Result<PostTarget> {
         Ok(PostTarget {
             url: self.url(&format!("/api/conversations/{conversation_id}/messages")),

@@ -800,13 +800,9 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<()> {
             created["kind"]
         );
     }
-    let mut member_count = created["memberCount"].as_u64();
     let n_chunks = rest.len().div_ceil(chunk);
     for (c, ch) in rest.chunks(chunk).enumerate() {
-        let v = nodes.get(c + 1).add_members(owner, &gid, ch).await?;
-        if let Some(n) = v["memberCount"].as_u64() {
-            member_count = Some(n);
-        }
+        nodes.get(c + 1).add_members(owner, &gid, ch).await?;
         if (c + 1) % 5 == 0 || c + 1 == n_chunks {
             eprintln!(
                 "[fanout] group {gid}: added member chunk {}/{n_chunks}",
@@ -815,10 +811,25 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<()> {
         }
     }
     let group_s = t0.elapsed().as_secs_f64();
+    // What the server says the group holds (the warm-up below is the proof that counts).
+    let member_count = tokio::time::timeout(
+        Duration::from_secs(10),
+        nodes
+            .get(0)
+            .get_json(owner, &format!("/api/conversations/{gid}")),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .and_then(|v| v["memberCount"].as_u64())
+    .or(created["memberCount"].as_u64().filter(|_| rest.is_empty()));
     eprintln!(
         "[fanout] group {gid} created in {group_s:.1}s; memberCount {}",
         member_count.map_or("not reported".into(), |n| n.to_string())
     );
+    if member_count.is_some_and(|n| n != k as u64) {
+        eprintln!("fanout: warning: the server reports {member_count:?} members, expected {k}");
+    }
 
     // The streams, over the worker processes, all opening at once.
     let stream_urls: Vec<String> = (0..nodes.count())
