@@ -84,6 +84,10 @@ export const api = {
   conversation: (id) => request('GET', `/api/conversations/${enc(id)}`),
   // 201 for a new conversation; an existing one answers 302 and fetch follows it to the JSON.
   startConversation: (username) => request('POST', '/api/conversations', { username }),
+  createGroup: (usernames, title) => request('POST', '/api/conversations', { usernames, title }),
+  members: (id) => request('GET', `/api/conversations/${enc(id)}/members?limit=1000`),
+  addMembers: (id, usernames) => request('POST', `/api/conversations/${enc(id)}/members`, { usernames }),
+  leave: (id) => request('POST', `/api/conversations/${enc(id)}/leave`),
   messages: (id, before) =>
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
   sendMessage: (id, content) => request('POST', `/api/conversations/${enc(id)}/messages`, { content }),

@@ -37,6 +37,9 @@ export function createSource(post) {
     };
     es.onmessage = (event) => relay('message', event);
     es.addEventListener('reset', (event) => relay('reset', event));
+    // Conversation changes (created, renamed, members, roles) are entries of the log too.
+    es.addEventListener('conversation', (event) => relay('change', event));
+    es.addEventListener('member', (event) => relay('change', event));
     // This session was signed out (here, in another tab, on another device, or everywhere):
     // the server closes the stream right after this event. Don't reconnect.
     es.addEventListener('signed-out', () => {

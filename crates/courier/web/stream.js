@@ -14,6 +14,7 @@ import { createSource } from './stream-source.js';
 const listeners = {
   message: new Set(),
   reset: new Set(),
+  change: new Set(),
   state: new Set(),
   unauthorized: new Set(),
   signedOut: new Set(),
@@ -61,7 +62,9 @@ function deliver(msg) {
     case 'event':
       if (alreadyProcessed(msg.id)) return;
       if (msg.id) cursor = msg.id;
-      emit(msg.kind, msg.data);
+      // A change's position orders it among messages (whose ids are positions).
+      if (msg.kind === 'change') emit('change', { ...msg.data, position: msg.id.slice(msg.id.lastIndexOf('-') + 1) });
+      else emit(msg.kind, msg.data);
       break;
     case 'state':
       if (state !== msg.state) {

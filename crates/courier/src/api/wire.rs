@@ -35,6 +35,8 @@ pub struct MessageJson<'a> {
     pub conversation_id: String,
     pub created_at: String,
     pub mine: bool,
+    /// Extension: who sent it (groups show a name per message).
+    pub sender_id: String,
 }
 
 impl<'a> MessageJson<'a> {
@@ -49,6 +51,7 @@ impl<'a> MessageJson<'a> {
             conversation_id: m.conversation_id.to_string(),
             created_at: time(&m.created_at),
             mine,
+            sender_id: m.sender_id.to_string(),
         }
     }
 }

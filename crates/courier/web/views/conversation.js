@@ -2,8 +2,10 @@ import { api } from '../api.js';
 import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { MESSAGE_LIMIT, charCount, compareIds, fullTime, linkParts, messageTime, normaliseContent } from '../format.js';
+import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
+import { displayPeer } from './home.js';
 import { mountNotFound } from './not-found.js';
 
 const PAGE = 25;
@@ -14,6 +16,7 @@ export function mountConversation(root, { params }) {
   const id = params.id;
   let alive = true;
   let other = null;
+  const names = new Map(); // user id -> username, for a group's senders
   const shown = new Map(); // message id -> <li>; the dedupe set for POST responses and stream echoes
   let unseenBelow = 0;
   let readPending = false;
@@ -69,7 +72,7 @@ export function mountConversation(root, { params }) {
         content.append(part.text);
       }
     }
-    const who = msg.mine ? 'You' : other?.username ?? 'Them';
+    const who = msg.mine ? 'You' : (names.get(msg.senderId) ?? other?.username ?? 'Them');
     return h('li', { class: msg.mine ? 'message mine' : 'message theirs', dataset: { id: msg.id } },
       h('div', { class: 'bubble' },
         h('span', { class: 'visually-hidden', text: `${who}: ` }),
@@ -120,7 +123,12 @@ export function mountConversation(root, { params }) {
     try {
       const conv = await api.conversation(id);
       if (!alive) return;
-      other = conv.otherParticipant;
+      other = displayPeer(conv);
+      if (conv.kind === 'group') {
+        const members = await api.members(id);
+        for (const m of members || []) names.set(m.user.id, m.user.username);
+        if (!alive) return;
+      }
       heading.textContent = other.username;
       headerAvatar.replaceChildren(avatar(other, 'sm'));
       scroller.setAttribute('aria-label', `Messages with ${other.username}`);
@@ -316,6 +324,34 @@ export function mountConversation(root, { params }) {
     }
   }, { passive: true });
 
+  // Membership and title changes of this conversation: a system line; leaving ends the view.
+  const offChange = stream.on('change', (change) => {
+    if (change.conversationId !== id || !other) return;
+    const users = (change.users || []).map((u) => u.username);
+    for (const u of change.users || []) names.set(u.id, u.username);
+    const actor = change.actor?.username ?? 'Someone';
+    const lines = {
+      renamed: `${actor} renamed the group to “${change.title}”`,
+      added: `${actor} added ${users.join(', ')}`,
+      removed: `${actor} removed ${users.join(', ')}`,
+      left: `${users.join(', ')} left`,
+      role: `${actor} made ${users.join(', ')} ${change.role}`,
+    };
+    if (change.change === 'renamed') {
+      heading.textContent = change.title;
+      setPageTitle(change.title);
+    }
+    if (lines[change.change]) {
+      list.append(h('li', { class: 'system-line', role: 'note', dataset: { id: change.position }, text: lines[change.change] }));
+      if (atBottom()) scrollToBottom();
+    }
+    // Was it me? Then the conversation is gone for me (404): back to the list.
+    if (change.change === 'removed' || change.change === 'left') {
+      api.conversation(id).catch((err) => {
+        if (alive && err.status === 404) navigate('/');
+      });
+    }
+  });
   const offMessage = stream.on('message', (msg) => {
     if (msg.conversationId === id) addLive(msg);
   });
@@ -325,6 +361,7 @@ export function mountConversation(root, { params }) {
   function cleanup() {
     alive = false;
     offMessage();
+    offChange();
     offReset();
     document.removeEventListener('visibilitychange', onVisibility);
   }

@@ -22,6 +22,7 @@ export function mountHome(root) {
   root.replaceChildren(h('div', { class: 'page' },
     h('h1', { class: 'page-title', tabindex: '-1', text: 'Conversations' }),
     newConversationForm(() => alive),
+    newGroupForm(() => alive),
     status,
     list,
     empty,
@@ -46,13 +47,17 @@ export function mountHome(root) {
     entry.li.classList.toggle('unread', unread);
     entry.li.dataset.unread = String(unread);
     parts.marker.hidden = !unread;
+    parts.badge.hidden = !(conv.unreadCount > 0);
+    parts.badge.textContent = conv.unreadCount > 99 ? '99+' : String(conv.unreadCount || '');
+    parts.badge.setAttribute('aria-label', `${conv.unreadCount} unread`);
   }
 
   function makeRow(conv) {
-    const other = conv.otherParticipant || { username: '?' };
+    const other = displayPeer(conv);
     const parts = {
       preview: h('span', { class: 'preview' }),
       time: h('time', { class: 'time' }),
+      badge: h('span', { class: 'unread-count', hidden: true }),
       marker: h('span', { class: 'unread-marker' }, h('span', { class: 'visually-hidden', text: 'Unread messages' })),
     };
     const li = h('li', { class: 'conversation-row', dataset: { id: conv.id } },
@@ -60,7 +65,7 @@ export function mountHome(root) {
         avatar(other),
         h('span', { class: 'row-body' },
           h('span', { class: 'row-top' }, h('span', { class: 'name', text: other.username }), parts.time),
-          h('span', { class: 'row-bottom' }, parts.preview, parts.marker),
+          h('span', { class: 'row-bottom' }, parts.preview, parts.badge, parts.marker),
         )));
     const entry = { conv, li, parts };
     renderRow(entry);
@@ -109,7 +114,12 @@ export function mountHome(root) {
       const prev = entry.conv.lastMessage;
       if (prev && compareIds(msg.id, prev.id) <= 0) return; // replayed or out of order
       entry.conv.lastMessage = msg;
-      if (!msg.mine) entry.conv.hasUnreadMessages = true;
+      if (!msg.mine) {
+        entry.conv.hasUnreadMessages = true;
+        entry.conv.unreadCount = (entry.conv.unreadCount || 0) + 1;
+      } else {
+        entry.conv.unreadCount = 0;
+      }
       renderRow(entry);
       if (list.firstElementChild !== entry.li) list.prepend(entry.li);
       return;
@@ -133,6 +143,8 @@ export function mountHome(root) {
 
   const offMessage = stream.on('message', onMessage);
   const offReset = stream.on('reset', () => load({ replace: true }));
+  // Added to a group, removed, a rename: the list is refetched (changes are rare).
+  const offChange = stream.on('change', () => load({ replace: true }));
   const ticker = setInterval(() => {
     for (const { conv, parts } of rows.values()) {
       if (conv.lastMessage) parts.time.textContent = relativeTime(conv.lastMessage.createdAt);
@@ -145,8 +157,45 @@ export function mountHome(root) {
     alive = false;
     offMessage();
     offReset();
+    offChange();
     clearInterval(ticker);
   };
+}
+
+// A group shows its title where a direct conversation shows the other person.
+export function displayPeer(conv) {
+  if (conv.kind === 'group') return { username: conv.title || 'Group', avatarURL: null };
+  return conv.otherParticipant || { username: '?' };
+}
+
+function newGroupForm(isAlive) {
+  const title = h('input', { id: 'group-title', name: 'title', type: 'text', maxlength: '100', required: true, autocomplete: 'off' });
+  const people = h('input', {
+    id: 'group-people', name: 'people', type: 'text', required: true, autocomplete: 'off',
+    autocapitalize: 'none', spellcheck: 'false', placeholder: 'alice, bob', 'aria-describedby': 'group-error',
+  });
+  const error = h('p', { id: 'group-error', class: 'field-error', role: 'alert' });
+  const button = h('button', { type: 'submit', class: 'button' }, icon('plus'), h('span', { text: 'Create group' }));
+  const form = h('form', { class: 'new-conversation new-group', novalidate: true, 'aria-label': 'New group' },
+    h('label', { for: 'group-title', text: 'Group title' }), title,
+    h('label', { for: 'group-people', text: 'People (usernames, separated by commas)' }),
+    h('div', { class: 'inline-field' }, people, button),
+    error);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const usernames = people.value.split(/[\s,]+/).filter(Boolean);
+    error.textContent = '';
+    button.disabled = true;
+    try {
+      const conv = await api.createGroup(usernames, title.value);
+      if (isAlive()) navigate(`/c/${encodeURIComponent(conv.id)}`);
+    } catch (err) {
+      error.textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h('details', { class: 'group-create' }, h('summary', { text: 'New group' }), form);
 }
 
 function newConversationForm(isAlive) {
