@@ -1,7 +1,10 @@
 //! `Store` contract: every function here runs against `SqliteStore` and `PgStore`.
 
 use crate::support::StoreBackend;
-use courier::model::{ConversationId, LogEntry, MessageContent, MessageId, User, UserId, Username};
+use courier::model::{
+    Change, ChangeRequest, ConversationId, History, LogEntry, MessageContent, MessageId, Op, Title,
+    User, UserId, Username,
+};
 use courier::store::{Appended, NewMessage, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -49,6 +52,10 @@ store_contract!(
     the_instance_id_is_fixed_when_the_database_is_created,
     heads_track_the_newest_positions,
     purging_forgets_old_idempotency_keys_and_dead_sessions,
+    an_entry_reaches_exactly_the_members_at_its_position,
+    resume_across_membership_changes_reads_the_same_in_any_page_size,
+    sends_racing_membership_changes_go_to_the_members_at_their_position,
+    shared_history_shows_earlier_messages_and_joined_history_hides_them,
 );
 
 fn name(raw: &str) -> Username {
@@ -715,4 +722,257 @@ async fn purging_forgets_old_idempotency_keys_and_dead_sessions(backend: &StoreB
     assert!(!again.replayed, "a forgotten key creates a new message");
     assert_ne!(again.message.id, first.message.id);
     assert!(store.active_session(&live, now).await.is_ok());
+}
+
+// ---- groups on the log -------------------------------------------------------------------
+
+async fn create_group(
+    store: &dyn Store,
+    owner: &User,
+    members: &[&User],
+    history: History,
+) -> ConversationId {
+    store
+        .apply_change(ChangeRequest::Create {
+            creator: owner.clone(),
+            members: members.iter().map(|u| (*u).clone()).collect(),
+            title: Title::parse("Group").unwrap(),
+            history,
+            max_members: 1000,
+        })
+        .await
+        .expect("create group")
+        .event
+        .conversation_id
+}
+
+async fn update(
+    store: &dyn Store,
+    actor: &User,
+    conversation: ConversationId,
+    op: Op,
+) -> MessageId {
+    let changed = store
+        .apply_change(ChangeRequest::Update {
+            actor: actor.clone(),
+            conversation,
+            op,
+        })
+        .await
+        .expect("change");
+    changed.event.position
+}
+
+fn add(users: &[&User]) -> Op {
+    Op::Add {
+        users: users.iter().map(|u| (*u).clone()).collect(),
+        max_members: 1000,
+    }
+}
+
+async fn inbox(store: &dyn Store, user: &User) -> Vec<MessageId> {
+    whole_inbox(store, user.id, 1000).await
+}
+
+/// Membership at each position decides who gets an entry: the one removed gets the removal and
+/// nothing after it, the one added gets the addition and what follows, and recipients agree.
+async fn an_entry_reaches_exactly_the_members_at_its_position(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let [a, b, c, d] = [
+        user(store, "ann").await,
+        user(store, "ben").await,
+        user(store, "cat").await,
+        user(store, "dan").await,
+    ];
+    let group = create_group(store, &a, &[&b, &c], History::Shared).await;
+    let created = store.inbox_after(a.id, MessageId(0), 10).await.unwrap()[0].position();
+    let m1 = send(store, group, &b, "one").await;
+    let removed = update(store, &a, group, Op::Remove(c.clone())).await;
+    let m2 = send(store, group, &b, "two").await;
+    let added_d = update(store, &a, group, add(&[&d])).await;
+    let m3 = send(store, group, &d, "three").await;
+    let readded = update(store, &a, group, add(&[&c])).await;
+    let m4 = send(store, group, &c, "four").await;
+
+    let id = |m: &Appended| m.message.id;
+    assert_eq!(
+        inbox(store, &c).await,
+        vec![created, id(&m1), removed, readded, id(&m4)]
+    );
+    assert_eq!(
+        inbox(store, &d).await,
+        vec![added_d, id(&m3), readded, id(&m4)]
+    );
+    assert_eq!(
+        inbox(store, &b).await,
+        vec![
+            created,
+            id(&m1),
+            removed,
+            id(&m2),
+            added_d,
+            id(&m3),
+            readded,
+            id(&m4)
+        ]
+    );
+    let recipients =
+        |m: &Appended| -> BTreeSet<UserId> { m.recipients.iter().map(|r| r.user).collect() };
+    assert!(!recipients(&m2).contains(&c.id) && !recipients(&m3).contains(&c.id));
+    assert!(recipients(&m3).contains(&d.id) && recipients(&m4).contains(&c.id));
+    // The heads agree with what each can see.
+    assert_eq!(store.inbox_head(c.id).await.unwrap(), id(&m4));
+    // After leaving, the conversation is gone for them, and so are later entries.
+    let left = update(store, &c, group, Op::Leave).await;
+    let m5 = send(store, group, &a, "five").await;
+    assert_eq!(store.inbox_head(c.id).await.unwrap(), left);
+    assert!(!inbox(store, &c).await.contains(&id(&m5)));
+    assert!(matches!(
+        store.conversation(c.id, group).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .append_message(new_message(group, c.id, "let me in"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // A stranger cannot change anything, and is told nothing.
+    assert!(matches!(
+        store
+            .apply_change(ChangeRequest::Update {
+                actor: c.clone(),
+                conversation: group,
+                op: add(&[&c])
+            })
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// A resume that straddles removals and re-additions reads the same entries whatever its page
+/// size: nothing skipped at the seams between the two tables of the log.
+async fn resume_across_membership_changes_reads_the_same_in_any_page_size(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let [a, b] = [user(store, "ann").await, user(store, "ben").await];
+    let group = create_group(store, &a, &[&b], History::Shared).await;
+    for round in 0..5 {
+        for i in 0..3 {
+            send(store, group, &a, &format!("{round}.{i}")).await;
+        }
+        update(store, &a, group, Op::Remove(b.clone())).await;
+        send(store, group, &a, "while out").await;
+        update(store, &a, group, add(&[&b])).await;
+        update(
+            store,
+            &a,
+            group,
+            Op::Rename(Title::parse(&format!("round {round}")).unwrap()),
+        )
+        .await;
+    }
+    let full = whole_inbox(store, b.id, 1000).await;
+    assert_strictly_increasing(&full, "full read");
+    assert_eq!(
+        full.len(),
+        1 + 5 * (3 + 1 + 1 + 1),
+        "created + per round: 3 sent, removed, added, renamed"
+    );
+    for page in [1, 2, 3, 7] {
+        assert_eq!(whole_inbox(store, b.id, page).await, full, "page {page}");
+    }
+}
+
+/// Sends race removals and re-additions (on two handles where the store allows it): a
+/// message goes to bob, in its recipients and in his replay, iff he was a member at its
+/// position, as his own `added`/`removed` entries delimit it.
+async fn sends_racing_membership_changes_go_to_the_members_at_their_position(
+    backend: &StoreBackend,
+) {
+    let first = backend.store.clone();
+    let second = backend.reopen().await.unwrap_or_else(|| first.clone());
+    let [a, b, c] = [
+        user(&*first, "ann").await,
+        user(&*first, "ben").await,
+        user(&*first, "cat").await,
+    ];
+    let group = create_group(&*first, &a, &[&b, &c], History::Shared).await;
+    let senders = [a.clone(), c.clone()].map(|sender| {
+        let store = first.clone();
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for i in 0..60 {
+                sent.push(send(&*store, group, &sender, &format!("{i}")).await);
+            }
+            sent
+        })
+    });
+    let changer = {
+        let store = second.clone();
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                update(&*store, &a, group, Op::Remove(b.clone())).await;
+                update(&*store, &a, group, add(&[&b])).await;
+            }
+        })
+    };
+    let mut sent = Vec::new();
+    for task in senders {
+        sent.extend(task.await.unwrap());
+    }
+    changer.await.unwrap();
+
+    // Bob's spans, from his own view of the log.
+    let entries = first.inbox_after(b.id, MessageId(0), 10_000).await.unwrap();
+    let mut spans = Vec::new();
+    let mut from = None;
+    let mut received = BTreeSet::new();
+    for entry in &entries {
+        match entry {
+            LogEntry::Message(m) => {
+                received.insert(m.id);
+            }
+            LogEntry::Change(e) => match &e.change {
+                Change::Created { .. } => from = Some(e.position),
+                Change::Added { users } if users.iter().any(|u| u.id == b.id) => {
+                    from = Some(e.position)
+                }
+                Change::Removed { users } if users.iter().any(|u| u.id == b.id) => {
+                    spans.push((from.take().expect("removed while a member"), e.position));
+                }
+                _ => {}
+            },
+        }
+    }
+    assert_eq!(spans.len(), 10, "every removal is in his log");
+    let open = from.expect("a member at the end");
+    let inside = |p: MessageId| spans.iter().any(|&(x, y)| x < p && p < y) || p > open;
+    for m in &sent {
+        let p = m.message.id;
+        assert_eq!(received.contains(&p), inside(p), "replay of {p:?}");
+        let recipient = m.recipients.iter().any(|r| r.user == b.id);
+        assert_eq!(recipient, inside(p), "recipients of {p:?}");
+    }
+}
+
+async fn shared_history_shows_earlier_messages_and_joined_history_hides_them(
+    backend: &StoreBackend,
+) {
+    let store = &*backend.store;
+    let [a, b] = [user(store, "ann").await, user(store, "ben").await];
+    for (history, visible) in [(History::Shared, 2), (History::Joined, 1)] {
+        let group = create_group(store, &a, &[], history).await;
+        send(store, group, &a, "before").await;
+        update(store, &a, group, add(&[&b])).await;
+        send(store, group, &a, "after").await;
+        let page = store.messages(b.id, group, None, 25).await.unwrap();
+        assert_eq!(page.len(), visible, "{history:?}");
+        assert_eq!(page[0].content, "after");
+        let view = store.conversation(b.id, group).await.unwrap();
+        assert_eq!(
+            view.unread_count, 1,
+            "{history:?}: only what came after joining is unread"
+        );
+    }
 }
