@@ -255,6 +255,8 @@ pub struct Delivered {
 
 pub enum SseItem {
     Message(Delivered),
+    /// A named change event (`conversation`, `member`): its cursor and data.
+    Change(String, Value),
     Reset(String),
 }
 
@@ -311,6 +313,10 @@ impl SseStream {
                     (Some("reset"), _, data) => {
                         return Some(SseItem::Reset(data.unwrap_or_default()));
                     }
+                    (Some(_), Some(cursor), Some(data)) => {
+                        let json: Value = serde_json::from_str(&data).expect("event JSON");
+                        return Some(SseItem::Change(cursor, json));
+                    }
                     (None, Some(cursor), Some(data)) => {
                         let json: Value = serde_json::from_str(&data).expect("event JSON");
                         return Some(SseItem::Message(Delivered {
@@ -348,6 +354,8 @@ pub enum Hop {
 pub struct Subscriber {
     pub delivered: Arc<Mutex<Vec<Delivered>>>,
     pub resets: Arc<Mutex<Vec<String>>>,
+    /// Change events with their log position, in the order received.
+    pub changes: Arc<Mutex<Vec<(i64, Value)>>>,
     pub connections: Arc<Mutex<usize>>,
     /// The nodes it may connect to; tests remove a node they kill.
     pub nodes: Arc<Mutex<Vec<String>>>,
@@ -359,14 +367,16 @@ impl Subscriber {
     pub async fn start(me: Session, nodes: Vec<String>, hop: Hop) -> Self {
         let delivered = Arc::new(Mutex::new(Vec::new()));
         let resets = Arc::new(Mutex::new(Vec::new()));
+        let changes = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
         let nodes = Arc::new(Mutex::new(nodes));
         let stop = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn({
-            let (delivered, resets, connections, nodes, stop) = (
+            let (delivered, resets, changes, connections, nodes, stop) = (
                 delivered.clone(),
                 resets.clone(),
+                changes.clone(),
                 connections.clone(),
                 nodes.clone(),
                 stop.clone(),
@@ -413,6 +423,11 @@ impl Subscriber {
                                 delivered.lock().unwrap().push(m);
                                 taken += 1;
                             }
+                            Some(SseItem::Change(cursor, data)) => {
+                                let position = position_of(&cursor);
+                                changes.lock().unwrap().push((position, data));
+                                last = Some(cursor);
+                            }
                             Some(SseItem::Reset(reason)) => resets.lock().unwrap().push(reason),
                             None => break,
                         }
@@ -425,6 +440,7 @@ impl Subscriber {
         Self {
             delivered,
             resets,
+            changes,
             connections,
             nodes,
             stop,
@@ -458,6 +474,14 @@ impl Subscriber {
         let _ = self.task.await;
         delivered.lock().unwrap().clone()
     }
+}
+
+/// The log position a cursor `<instance>-<position>` names.
+pub fn position_of(cursor: &str) -> i64 {
+    cursor
+        .rsplit_once('-')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("cursor")
 }
 
 /// Everything `expected` arrived exactly once, in commit order (so also in order within

@@ -115,6 +115,7 @@ async fn a_subscriber_that_reconnects_to_another_node_with_its_last_event_id_mis
         match tokio::time::timeout(DELIVERY, stream.next()).await.unwrap() {
             Some(SseItem::Message(m)) => got.push(m.id),
             Some(SseItem::Reset(reason)) => panic!("cursor refused on another node: {reason}"),
+            Some(SseItem::Change(cursor, data)) => panic!("unexpected change {cursor}: {data}"),
             None => panic!("stream ended"),
         }
     }
@@ -512,6 +513,125 @@ async fn signing_out_on_one_node_ends_the_session_on_the_others_at_once() {
         async || auth_user(&b).await.unwrap().status() == 401,
     )
     .await;
+    drop(cluster);
+    db.drop_database().await;
+}
+
+/// Group traffic across nodes: two members post through every node while the owner removes
+/// and re-adds bob through another, and bob's stream hops between nodes. Bob gets exactly
+/// the messages between his own `added` and `removed` events, once each, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_on_one_node_decide_who_gets_sends_made_on_the_others() {
+    init_logs();
+    let db = Database::create(&machine_postgres()).await;
+    let cluster = Cluster::start(3, &db.url, &machine_nats(), "1s");
+    let bases = cluster.bases();
+    let client = http();
+    let alice = login(&client, &bases[0], "alice").await;
+    let bob = login(&client, &bases[1], "bob").await;
+    let carol = login(&client, &bases[2], "carol").await;
+    let bob_sub = Subscriber::start(bob.clone(), bases.clone(), Hop::Every(7)).await;
+
+    let created: serde_json::Value = client
+        .post(format!("{}/api/conversations", bases[0]))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({ "usernames": ["bob", "carol"], "title": "Across nodes" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let group = created["id"].as_str().unwrap().to_owned();
+
+    let mut writers = Vec::new();
+    for (i, sender) in [alice.clone(), carol.clone()].into_iter().enumerate() {
+        let (client, bases, group) = (client.clone(), bases.clone(), group.clone());
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..40 {
+                let base = &bases[(i + n) % bases.len()];
+                let text = format!("{} #{n}", sender.username);
+                ids.push(
+                    send(&client, base, &sender, &group, &text, None)
+                        .await
+                        .unwrap(),
+                );
+            }
+            ids
+        }));
+    }
+    let member_url =
+        |bob_id: &str| format!("{}/api/conversations/{group}/members/{bob_id}", bases[2]);
+    let bob_id = {
+        let me: serde_json::Value = client
+            .get(format!("{}/api/auth_user", bases[1]))
+            .bearer_auth(&bob.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        me["id"].as_str().unwrap().to_owned()
+    };
+    for _ in 0..8 {
+        let removed = client
+            .delete(member_url(&bob_id))
+            .bearer_auth(&alice.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(removed.status(), 204);
+        let added = client
+            .post(format!("{}/api/conversations/{group}/members", bases[2]))
+            .bearer_auth(&alice.token)
+            .json(&serde_json::json!({ "usernames": ["bob"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(added.status(), 200);
+    }
+    let mut sent = BTreeSet::new();
+    for writer in writers {
+        sent.extend(writer.await.unwrap());
+    }
+    let end = send(&client, &bases[1], &alice, &group, "end", None)
+        .await
+        .unwrap();
+    sent.insert(end);
+
+    let delivered = bob_sub.wait_for(&BTreeSet::from([end]), DELIVERY).await;
+    let changes = bob_sub.changes.lock().unwrap().clone();
+    let resets = bob_sub.resets.lock().unwrap().clone();
+    let mut spans = Vec::new();
+    let mut from = None;
+    for (position, data) in &changes {
+        let about_bob = data["users"]
+            .as_array()
+            .is_some_and(|users| users.iter().any(|u| u["username"] == "bob"));
+        match data["change"].as_str().unwrap() {
+            "created" => from = Some(*position),
+            "added" if about_bob => from = Some(*position),
+            "removed" if about_bob => spans.push((from.take().expect("a member"), *position)),
+            _ => {}
+        }
+    }
+    assert_eq!(spans.len(), 8, "bob saw every removal: {changes:?}");
+    let open = from.expect("a member at the end");
+    let expected: BTreeSet<i64> = sent
+        .iter()
+        .copied()
+        .filter(|&p| spans.iter().any(|&(a, b)| a < p && p < b) || p > open)
+        .collect();
+    assert_exactly_once_in_order("bob", &delivered, &resets, &expected);
+    let got: BTreeSet<i64> = delivered.iter().map(|d| d.id).collect();
+    let leaked: Vec<_> = got.difference(&expected).collect();
+    assert!(
+        leaked.is_empty(),
+        "bob got messages sent while he was out: {leaked:?}"
+    );
+    bob_sub.stop().await;
     drop(cluster);
     db.drop_database().await;
 }
