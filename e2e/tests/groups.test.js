@@ -84,6 +84,33 @@ describe('groups in the browser', { timeout: 180_000 }, () => {
     assert.equal(await rowFor(carol.page, 'Book club').count(), 0, 'nothing reaches carol');
   });
 
+  it('the members panel: the owner adds carol back and makes bob admin; bob leaves and the group goes on', async () => {
+    const { page } = alice;
+    await page.goto(`/c/${groupId}`);
+    await page.getByRole('button', { name: 'Members' }).click();
+    const panel = page.getByRole('region', { name: 'Group members and settings' });
+    await panel.locator('.member-row', { hasText: 'bob' }).waitFor();
+    await panel.getByRole('textbox', { name: 'Add people' }).fill('carol');
+    await panel.getByRole('button', { name: 'Add' }).click();
+    await panel.locator('.member-row', { hasText: 'carol' }).waitFor();
+    await rowFor(carol.page, 'Book club 2027').waitFor();
+
+    await panel.locator('.member-row', { hasText: 'bob' }).getByRole('button', { name: 'Make admin' }).click();
+    await eventually(async () => (await panel.locator('.member-row[data-role="admin"]').count()) === 1, { message: 'bob is admin' });
+    await page.locator('.system-line', { hasText: 'alice made bob admin' }).waitFor();
+
+    // Bob leaves from his own panel (two clicks: it asks first).
+    await bob.page.goto(`/c/${groupId}`);
+    await bob.page.getByRole('button', { name: 'Members' }).click();
+    const leave = bob.page.getByRole('button', { name: 'Leave group' });
+    await leave.click();
+    await bob.page.getByRole('button', { name: /Leave for good/ }).click();
+    await bob.page.waitForURL((url) => url.pathname === '/');
+    await eventually(async () => (await rowFor(bob.page, 'Book club 2027').count()) === 0, { message: 'gone from bob\'s list' });
+    await page.locator('.system-line', { hasText: 'bob left' }).waitFor();
+    await eventually(async () => (await panel.locator('.member-row').count()) === 2, { message: 'two members left' });
+  });
+
   async function idOf(username) {
     const client = await apiLogin(server.url, username);
     return client.user.id;

@@ -88,6 +88,9 @@ export const api = {
   members: (id) => request('GET', `/api/conversations/${enc(id)}/members?limit=1000`),
   addMembers: (id, usernames) => request('POST', `/api/conversations/${enc(id)}/members`, { usernames }),
   leave: (id) => request('POST', `/api/conversations/${enc(id)}/leave`),
+  rename: (id, title) => request('PATCH', `/api/conversations/${enc(id)}`, { title }),
+  removeMember: (id, userId) => request('DELETE', `/api/conversations/${enc(id)}/members/${enc(userId)}`),
+  setRole: (id, userId, role) => request('PATCH', `/api/conversations/${enc(id)}/members/${enc(userId)}`, { role }),
   messages: (id, before) =>
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
   sendMessage: (id, content) => request('POST', `/api/conversations/${enc(id)}/messages`, { content }),

@@ -3,7 +3,7 @@
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v3';
+const CACHE = 'courier-shell-v4';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
@@ -22,6 +22,7 @@ const SHELL = [
   '/title.js',
   '/views/access.js',
   '/views/conversation.js',
+  '/views/group-panel.js',
   '/views/home.js',
   '/views/not-found.js',
   '/views/offline.js',

@@ -5,6 +5,7 @@ import { MESSAGE_LIMIT, charCount, compareIds, fullTime, linkParts, messageTime,
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
+import { groupPanel } from './group-panel.js';
 import { displayPeer } from './home.js';
 import { mountNotFound } from './not-found.js';
 
@@ -25,6 +26,13 @@ export function mountConversation(root, { params }) {
 
   const heading = h('h1', { class: 'conv-title', tabindex: '-1', text: '…' });
   const headerAvatar = h('span', { class: 'conv-avatar' });
+  const group = groupPanel(id, {
+    onRenamed: (title) => {
+      heading.textContent = title;
+      setPageTitle(title);
+    },
+  });
+  group.toggle.hidden = true;
   const olderButton = h('button', { type: 'button', class: 'button button-secondary button-small', hidden: true, text: 'Load older messages' });
   const olderStatus = h('p', { class: 'muted small', role: 'status' });
   const list = h('ol', { class: 'message-list' });
@@ -56,7 +64,9 @@ export function mountConversation(root, { params }) {
     h('header', { class: 'conv-header' },
       h('a', { href: '/', class: 'icon-button', 'aria-label': 'Back to conversations' }, icon('back')),
       headerAvatar,
-      heading),
+      heading,
+      group.toggle),
+    group.panel,
     h('div', { class: 'messages-wrap' }, scroller, pill),
     form,
   ));
@@ -125,6 +135,7 @@ export function mountConversation(root, { params }) {
       if (!alive) return;
       other = displayPeer(conv);
       if (conv.kind === 'group') {
+        group.toggle.hidden = false;
         const members = await api.members(id);
         for (const m of members || []) names.set(m.user.id, m.user.username);
         if (!alive) return;
@@ -341,6 +352,7 @@ export function mountConversation(root, { params }) {
       heading.textContent = change.title;
       setPageTitle(change.title);
     }
+    group.refresh().catch(() => {});
     if (lines[change.change]) {
       list.append(h('li', { class: 'system-line', role: 'note', dataset: { id: change.position }, text: lines[change.change] }));
       if (atBottom()) scrollToBottom();
