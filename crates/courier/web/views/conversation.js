@@ -83,8 +83,13 @@ export function mountConversation(root, { params }) {
       }
     }
     const who = msg.mine ? 'You' : (names.get(msg.senderId) ?? other?.username ?? 'Them');
+    // In a group, whose message it is matters: the name shows above the text.
+    const sender = !msg.mine && names.size > 0
+      ? h('span', { class: 'sender', 'aria-hidden': 'true', text: who })
+      : null;
     return h('li', { class: msg.mine ? 'message mine' : 'message theirs', dataset: { id: msg.id } },
       h('div', { class: 'bubble' },
+        sender,
         h('span', { class: 'visually-hidden', text: `${who}: ` }),
         content,
         h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: messageTime(msg.createdAt) })));

@@ -72,7 +72,9 @@ export function groupPanel(conversationId, { onRenamed }) {
     const myRank = RANK[view.role] ?? 0;
     titleInput.value = view.title || '';
     panel.querySelector('.admin-only').hidden = myRank < RANK.admin;
-    list.replaceChildren(...(members || []).map((m) => memberRow(m, myRank)));
+    const sorted = [...(members || [])].sort((a, b) => RANK[b.role] - RANK[a.role]
+      || a.user.username.localeCompare(b.user.username));
+    list.replaceChildren(...sorted.map((m) => memberRow(m, myRank)));
   }
 
   renameForm.addEventListener('submit', (event) => {
