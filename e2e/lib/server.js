@@ -14,12 +14,13 @@ export class CourierServer {
     this.args = args;
     this.dataDir = mkdtempSync(path.join(tmpdir(), 'courier-e2e-'));
     this.port = 0;
+    this.scheme = 'http';
     this.child = null;
     this.log = [];
   }
 
   get url() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.scheme}://127.0.0.1:${this.port}`;
   }
 
   // Resolves once the server prints "courier listening on http://127.0.0.1:PORT".
@@ -47,12 +48,13 @@ export class CourierServer {
       child.stdout.on('data', (chunk) => {
         keep(chunk);
         buffered += chunk.toString();
-        const match = buffered.match(/courier listening on http:\/\/127\.0\.0\.1:(\d+)/);
+        const match = buffered.match(/courier listening on (https?):\/\/127\.0\.0\.1:(\d+)/);
         if (match && this.child === child && !this.ready) {
           this.ready = true;
           clearTimeout(timer);
           child.removeAllListeners('exit');
-          this.port = Number(match[1]);
+          this.scheme = match[1];
+          this.port = Number(match[2]);
           resolve(this);
         }
       });

@@ -11,18 +11,22 @@ use crate::service::{
     Signup, Tokens,
 };
 use crate::store::{SqliteOptions, SqliteStore, Store};
+use crate::tls::{self, CertResolver, TlsListener};
 use crate::{telemetry, web};
 use anyhow::{Context, bail};
+use axum::Extension;
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
-use axum::serve::ListenerExt;
+use axum::serve::{IncomingStream, ListenerExt};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -38,6 +42,13 @@ pub struct App {
     router: Router,
     shutdown: CancellationToken,
     socket_send_buffer: usize,
+    /// Set when serving HTTPS directly (`--tls-cert`).
+    tls: Option<Tls>,
+}
+
+struct Tls {
+    resolver: Arc<CertResolver>,
+    reload_every: Duration,
 }
 
 impl App {
@@ -86,10 +97,18 @@ impl App {
             account_settings(&config),
         ));
         accounts.watch_revocations();
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls {
+                resolver: CertResolver::open(cert.clone(), key.clone())?,
+                reload_every: config.tls_reload_every,
+            }),
+            _ => None,
+        };
         // Bound before the sign-in providers: the default public URL names the real port.
         let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let oauth = OAuth::new(
-            oauth_settings(&config, listener.local_addr()?),
+            oauth_settings(&config, scheme, listener.local_addr()?),
             &secret,
             accounts.clone(),
         )
@@ -105,17 +124,30 @@ impl App {
             settings: Arc::new(ApiSettings {
                 dev_login,
                 token_lifetime: config.token_lifetime,
-                secure_cookies: config.secure_cookies,
+                secure_cookies: config.secure_cookies || tls.is_some(),
                 trust_forwarded_for: config.trust_forwarded_for,
             }),
         };
-        let router = router(state, config.max_body_bytes);
+        let mut router = router(state, config.max_body_bytes);
+        if tls.is_some() {
+            // Browsers that once came over HTTPS never try plain HTTP here again.
+            router = router.layer(SetResponseHeaderLayer::if_not_present(
+                HeaderName::from_static("strict-transport-security"),
+                HeaderValue::from_static("max-age=31536000"),
+            ));
+        }
         Ok(Self {
             listener,
             router,
             shutdown,
             socket_send_buffer: config.socket_send_buffer,
+            tls,
         })
+    }
+
+    /// `https` when serving TLS directly, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -146,24 +178,50 @@ impl App {
             }
         });
         let send_buffer = self.socket_send_buffer;
-        let listener = self.listener.tap_io(move |tcp| {
+        let tune = move |tcp: &tokio::net::TcpStream| {
             // Events are small and latency matters: never wait for Nagle.
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY");
             }
             if send_buffer > 0
-                && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer)
+                && let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer)
             {
                 tracing::debug!(error = %e, "SO_SNDBUF");
             }
-        });
-        let router = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        };
+        let served = match self.tls {
+            Some(Tls {
+                resolver,
+                reload_every,
+            }) => {
+                resolver.watch(reload_every, shutdown.clone());
+                let acceptor = tls::server_config(resolver)?;
+                let listener = TlsListener::new(self.listener, acceptor, tune)?;
+                // axum's ConnectInfo knows only its own listeners: give each connection's
+                // router the peer address the same way.
+                let router = self.router;
+                let make = tower::service_fn(move |incoming: IncomingStream<'_, TlsListener>| {
+                    let peer = ConnectInfo(*incoming.remote_addr());
+                    std::future::ready(Ok::<_, std::convert::Infallible>(
+                        Extension(peer).layer(router.clone()),
+                    ))
+                });
+                axum::serve(listener, make)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future()
+            }
+            None => {
+                let listener = self.listener.tap_io(move |tcp| tune(tcp));
+                let router = self
+                    .router
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future()
+            }
+        };
         tokio::select! {
-            result = server => result.context("serving HTTP"),
+            result = served => result.context("serving HTTP"),
             _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
                 Ok(())
@@ -212,7 +270,7 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
 }
 
 /// GitHub (when it has a client id and secret) first, then the OIDC providers in order.
-fn oauth_settings(config: &ServeConfig, bound: SocketAddr) -> OAuthSettings {
+fn oauth_settings(config: &ServeConfig, scheme: &str, bound: SocketAddr) -> OAuthSettings {
     let mut providers = Vec::new();
     if let (Some(id), Some(secret)) = (&config.github_client_id, &config.github_client_secret) {
         providers.push(ProviderSettings {
@@ -244,7 +302,7 @@ fn oauth_settings(config: &ServeConfig, bound: SocketAddr) -> OAuthSettings {
         public_url: config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}")),
+            .unwrap_or_else(|| format!("{scheme}://{bound}")),
         providers,
     }
 }

@@ -95,6 +95,20 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// Serve HTTPS directly with this PEM certificate chain (needs `--tls-key`). Browsers then
+    /// speak HTTP/2; cookies are `Secure` and HSTS is sent. Renewed files are picked up
+    /// without a restart (on SIGHUP, or when their modification time changes).
+    #[arg(long, env = "COURIER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "COURIER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often to check the TLS certificate files for a renewal.
+    #[arg(long, env = "COURIER_TLS_RELOAD_EVERY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub tls_reload_every: Duration,
+
     /// Password accounts (sign-up and sign-in with a username and password).
     #[arg(long, env = "COURIER_PASSWORD_AUTH", default_value_t = true, action = clap::ArgAction::Set)]
     pub password_auth: bool,

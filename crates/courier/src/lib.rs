@@ -12,4 +12,5 @@ pub mod realtime;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod web;

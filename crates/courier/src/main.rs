@@ -11,7 +11,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
     let app = App::build(config).await?;
     // Scripts and tests read this line to find the port.
-    println!("courier listening on http://{}", app.local_addr());
+    println!(
+        "courier listening on {}://{}",
+        app.scheme(),
+        app.local_addr()
+    );
     app.run(shutdown_signal()).await
 }
 

@@ -14,6 +14,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("telemetry", &[]),
     ("web", &[]),
+    ("tls", &[]),
 ];
 
 fn sources(room: &str) -> Vec<PathBuf> {

@@ -1,0 +1,204 @@
+//! TLS for serving browsers directly: rustls with ALPN `h2` and `http/1.1`, so a browser gets
+//! HTTP/2 (every tab's requests and the event stream share one connection), and a certificate
+//! that can be replaced while serving.
+//!
+//! - **Reload.** `CertResolver` hands each new handshake the current certificate. It is
+//!   re-read on SIGHUP and whenever the files' modification times change (checked every
+//!   `reload_every`), so a renewal by certbot or an ACME client is picked up without a
+//!   restart. Open connections keep the certificate they were made with; nothing is dropped.
+//!   A renewal that fails to parse is logged and the old certificate stays.
+//! - **Accepting.** `TlsListener` feeds `axum::serve`. Handshakes run in their own tasks with a
+//!   timeout, so one slow or silent client never holds up the accept loop.
+
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// A handshake that has not finished by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a PEM certificate chain and its private key.
+pub fn load_certified_key(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing certificates in {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key {}", key.display()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key, &provider).context("the key does not match the certificate")
+}
+
+/// The certificate every new handshake gets; replaced in place by `reload`.
+#[derive(Debug)]
+pub struct CertResolver {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    stamps: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
+}
+
+impl CertResolver {
+    pub fn open(cert_path: PathBuf, key_path: PathBuf) -> anyhow::Result<Arc<Self>> {
+        let key = load_certified_key(&cert_path, &key_path)?;
+        let stamps = (modified(&cert_path), modified(&key_path));
+        Ok(Arc::new(Self {
+            cert_path,
+            key_path,
+            current: RwLock::new(Arc::new(key)),
+            stamps: RwLock::new(stamps),
+        }))
+    }
+
+    /// Re-reads the files; on failure the old certificate stays in use.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let key = load_certified_key(&self.cert_path, &self.key_path)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+        *self.stamps.write().unwrap_or_else(|e| e.into_inner()) =
+            (modified(&self.cert_path), modified(&self.key_path));
+        tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
+        Ok(())
+    }
+
+    fn changed(&self) -> bool {
+        let now = (modified(&self.cert_path), modified(&self.key_path));
+        *self.stamps.read().unwrap_or_else(|e| e.into_inner()) != now
+    }
+
+    /// Reloads on SIGHUP and when the files change, until `shutdown`.
+    pub fn watch(self: &Arc<Self>, reload_every: Duration, shutdown: CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            let mut hangup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut ticks = tokio::time::interval(reload_every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                #[cfg(unix)]
+                let hup = async {
+                    match hangup.as_mut() {
+                        Some(signal) => signal.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let hup = std::future::pending::<Option<()>>();
+                let forced = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = hup => true,
+                    _ = ticks.tick() => false,
+                };
+                if (forced || this.changed())
+                    && let Err(e) = this.reload()
+                {
+                    tracing::error!(error = %format!("{e:#}"), "TLS certificate reload failed; keeping the old one");
+                }
+            }
+        });
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// rustls settings: the resolver's certificate, HTTP/2 preferred over HTTP/1.1.
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> anyhow::Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepted TLS connections, for `axum::serve`.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts on `listener` and completes handshakes concurrently; `tune` sets socket options.
+    pub fn new(
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        tune: impl Fn(&TcpStream) + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let (done, ready) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                tune(&tcp);
+                let (acceptor, tx) = (acceptor.clone(), done.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+                if done.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(Self { ready, local_addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The acceptor task only ends when this listener is gone.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
