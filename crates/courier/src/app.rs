@@ -46,9 +46,12 @@ pub struct App {
     tls: Option<Tls>,
 }
 
-struct Tls {
-    resolver: Arc<CertResolver>,
-    reload_every: Duration,
+enum Tls {
+    Files {
+        resolver: Arc<CertResolver>,
+        reload_every: Duration,
+    },
+    Acme(tls::AcmeSettings),
 }
 
 impl App {
@@ -98,10 +101,17 @@ impl App {
         ));
         accounts.watch_revocations();
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(Tls {
+            (Some(cert), Some(key)) => Some(Tls::Files {
                 resolver: CertResolver::open(cert.clone(), key.clone())?,
                 reload_every: config.tls_reload_every,
             }),
+            _ if !config.acme_domain.is_empty() => Some(Tls::Acme(tls::AcmeSettings {
+                domains: config.acme_domain.clone(),
+                directory: config.acme_directory.clone(),
+                contact: config.acme_contact.clone(),
+                ca_root: config.acme_ca_root.clone(),
+                cache_dir: config.data_dir.join("acme"),
+            })),
             _ => None,
         };
         // Bound before the sign-in providers: the default public URL names the real port.
@@ -190,12 +200,19 @@ impl App {
             }
         };
         let served = match self.tls {
-            Some(Tls {
-                resolver,
-                reload_every,
-            }) => {
-                resolver.watch(reload_every, shutdown.clone());
-                let acceptor = tls::server_config(resolver)?;
+            Some(tls) => {
+                let acceptor = match tls {
+                    Tls::Files {
+                        resolver,
+                        reload_every,
+                    } => {
+                        resolver.watch(reload_every, shutdown.clone());
+                        tls::server_config(resolver, false)?
+                    }
+                    Tls::Acme(settings) => {
+                        tls::server_config(tls::acme(&settings, shutdown.clone())?, true)?
+                    }
+                };
                 let listener = TlsListener::new(self.listener, acceptor, tune)?;
                 // axum's ConnectInfo knows only its own listeners: give each connection's
                 // router the peer address the same way.

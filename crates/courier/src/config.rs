@@ -105,6 +105,33 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Obtain and renew the HTTPS certificate for these domains by ACME (TLS-ALPN-01 on the
+    /// listen port, which must be the port the domains' 443 reaches). Instead of `--tls-cert`.
+    #[arg(
+        long,
+        env = "COURIER_ACME_DOMAIN",
+        value_delimiter = ',',
+        conflicts_with = "tls_cert"
+    )]
+    pub acme_domain: Vec<String>,
+
+    /// The ACME directory to use with `--acme-domain`.
+    #[arg(
+        long,
+        env = "COURIER_ACME_DIRECTORY",
+        default_value = "https://acme-v02.api.letsencrypt.org/directory"
+    )]
+    pub acme_directory: String,
+
+    /// Contact addresses for the ACME account (`mailto:admin@example.org`).
+    #[arg(long, env = "COURIER_ACME_CONTACT", value_delimiter = ',')]
+    pub acme_contact: Vec<String>,
+
+    /// Trust only this PEM root for the ACME directory (a private CA or a test server);
+    /// by default the usual web roots.
+    #[arg(long, env = "COURIER_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
+
     /// How often to check the TLS certificate files for a renewal.
     #[arg(long, env = "COURIER_TLS_RELOAD_EVERY", default_value = "30s", value_parser = humantime::parse_duration)]
     pub tls_reload_every: Duration,

@@ -7,6 +7,10 @@
 //!   `reload_every`), so a renewal by certbot or an ACME client is picked up without a
 //!   restart. Open connections keep the certificate they were made with; nothing is dropped.
 //!   A renewal that fails to parse is logged and the old certificate stays.
+//! - **ACME.** With `--acme-domain`, rustls-acme obtains the certificate and renews it before
+//!   it expires, answering TLS-ALPN-01 challenges on the same port (so no port 80 is needed),
+//!   and caches account and certificate in the data directory. A challenge connection is
+//!   closed right after its handshake; it never reaches HTTP.
 //! - **Accepting.** `TlsListener` feeds `axum::serve`. Handshakes run in their own tasks with a
 //!   timeout, so one slow or silent client never holds up the accept loop.
 
@@ -128,8 +132,12 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// rustls settings: the resolver's certificate, HTTP/2 preferred over HTTP/1.1.
-pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> anyhow::Result<TlsAcceptor> {
+/// rustls settings: the resolver's certificate, HTTP/2 preferred over HTTP/1.1, and the ACME
+/// challenge protocol when `acme` is set.
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    acme: bool,
+) -> anyhow::Result<TlsAcceptor> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -137,7 +145,73 @@ pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> anyhow::Result<Tl
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+const ACME_TLS_ALPN: &[u8] = rustls_acme::acme::ACME_TLS_ALPN_NAME;
+
+/// Where and how to get certificates by ACME.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    pub domains: Vec<String>,
+    pub directory: String,
+    pub contact: Vec<String>,
+    /// Trust only this root for the directory's own HTTPS (a private CA or a test server).
+    pub ca_root: Option<PathBuf>,
+    pub cache_dir: PathBuf,
+}
+
+/// Starts obtaining (and later renewing) the certificate; the returned resolver serves it, and
+/// the challenge certificates meanwhile.
+pub fn acme(
+    settings: &AcmeSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<dyn ResolvesServerCert>> {
+    use futures::StreamExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config =
+        rustls_acme::AcmeConfig::new_with_provider(&settings.domains, provider.clone());
+    if let Some(root) = &settings.ca_root {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(root)
+            .with_context(|| format!("reading {}", root.display()))?
+        {
+            roots
+                .add(cert.with_context(|| format!("parsing {}", root.display()))?)
+                .context("adding the ACME CA root")?;
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config = config.client_tls_config(Arc::new(client));
+    }
+    let mut state = config
+        .directory(&settings.directory)
+        .contact(&settings.contact)
+        .cache(rustls_acme::caches::DirCache::new(
+            settings.cache_dir.clone(),
+        ))
+        .state();
+    let resolver: Arc<dyn ResolvesServerCert> = state.resolver();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = state.next() => event,
+            };
+            match event {
+                Some(Ok(ok)) => tracing::info!(event = ?ok, "ACME"),
+                Some(Err(e)) => tracing::error!(error = %e, "ACME; will retry"),
+                None => return,
+            }
+        }
+    });
+    Ok(resolver)
 }
 
 /// Accepted TLS connections, for `axum::serve`.
@@ -170,6 +244,8 @@ impl TlsListener {
                 let (acceptor, tx) = (acceptor.clone(), done.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        // An ACME validation only needed the handshake.
+                        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {}
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
