@@ -38,6 +38,10 @@ pub fn router() -> Router<ApiState> {
             delete(remove_member).patch(change_role),
         )
         .route("/conversations/{id}/leave", post(leave_conversation))
+        .route(
+            "/conversations/{id}/mute",
+            axum::routing::put(mute_conversation).delete(unmute_conversation),
+        )
 }
 
 /// `{"username"}` opens the direct conversation (the seed); `{"usernames", "title",
@@ -228,6 +232,26 @@ async fn change_role(
         .set_role(me.id, id, user, &body.role)
         .await?;
     Ok(Json(member.into()))
+}
+
+async fn mute_conversation(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = conversation_id(&id)?;
+    state.messenger.set_muted(me.id, id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unmute_conversation(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = conversation_id(&id)?;
+    state.messenger.set_muted(me.id, id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn leave_conversation(

@@ -71,6 +71,7 @@ pub struct ConversationJson<'a> {
     pub member_count: i64,
     pub role: &'static str,
     pub history: &'static str,
+    pub muted: bool,
 }
 
 impl<'a> ConversationJson<'a> {
@@ -86,6 +87,7 @@ impl<'a> ConversationJson<'a> {
             member_count: c.member_count,
             role: c.role.as_str(),
             history: c.history.as_str(),
+            muted: c.muted,
         }
     }
 }

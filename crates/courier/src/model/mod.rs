@@ -55,4 +55,6 @@ pub struct ConversationView {
     pub member_count: i64,
     pub role: Role,
     pub history: History,
+    /// The viewer muted it: no notifications, on any device.
+    pub muted: bool,
 }

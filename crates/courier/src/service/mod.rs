@@ -444,6 +444,18 @@ impl Messenger {
         Ok(page)
     }
 
+    pub async fn set_muted(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        muted: bool,
+    ) -> ServiceResult<()> {
+        self.store
+            .set_muted(me, conversation, muted)
+            .await
+            .map_err(ServiceError::from_store("conversation"))
+    }
+
     pub async fn mark_read(&self, me: UserId, conversation: ConversationId) -> ServiceResult<()> {
         self.store
             .mark_read(me, conversation)

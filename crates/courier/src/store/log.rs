@@ -106,6 +106,7 @@ where
         has_unread_messages: unread_count > 0,
         unread_count,
         last_message,
+        muted: row.int(16)? != 0,
     })
 }
 
@@ -123,6 +124,10 @@ where
         actor: user_at(row, 4)?,
     })
 }
+
+/// Sets the caller's mute flag (`$3`: 0 or 1) on a conversation they are in.
+pub const SET_MUTED: &str =
+    "UPDATE participants SET muted = $3 WHERE conversation_id = $1 AND user_id = $2";
 
 /// A row of `MEMBERS`.
 pub fn member_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Member, sqlx::Error>
@@ -167,12 +172,14 @@ pub const INBOX_CHANGES: &str = "
 
 /// One row per conversation as `$1` sees it; the caller appends WHERE/ORDER clauses.
 /// Columns: 0 id, 1 kind, 2 title, 3 member_count, 4 history, 5 role, 6 last read seq,
-/// 7..=9 the other participant (direct only), 10..=14 the last message, 15 its seq.
+/// 7..=9 the other participant (direct only), 10..=14 the last message, 15 its seq,
+/// 16 muted.
 pub const CONVERSATION_VIEW: &str = "
     SELECT c.id, c.kind, c.title, c.member_count, c.history, p.role,
            COALESCE(r.seq, 0),
            u.id, u.username, u.avatar_url,
-           m.id, m.conversation_id, m.sender_id, m.content, m.created_at, m.seq
+           m.id, m.conversation_id, m.sender_id, m.content, m.created_at, m.seq,
+           p.muted
     FROM participants p
     JOIN conversations c ON c.id = p.conversation_id
     LEFT JOIN users u ON c.kind = 'direct' AND u.id =

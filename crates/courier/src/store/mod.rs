@@ -117,6 +117,13 @@ pub trait Store: AccountStore + Send + Sync + 'static {
         before: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<Message>>;
+    /// Mutes or unmutes the conversation for the viewer; `NotFound` unless they are a member.
+    async fn set_muted(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        muted: bool,
+    ) -> StoreResult<()>;
     /// Moves the viewer's read position to the conversation's last message (never backwards).
     async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()>;
 

@@ -389,6 +389,25 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
+    async fn set_muted(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        muted: bool,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(log::SET_MUTED)
+            .bind(conversation.0)
+            .bind(viewer.0)
+            .bind(i64::from(muted))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()> {
         is_participant(&self.pool, viewer, conversation).await?;
         // Only write when the position actually moves: reads stay reads.

@@ -209,3 +209,46 @@ async fn unknown_or_malformed_conversation_ids_get_404() {
     let bad_before = app.conversations(&alice, Some("abc")).await;
     assert_eq!(bad_before.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn muting_is_stored_per_person_and_shown_on_every_device() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let eve = app.login("eve").await;
+    let id = app.conversation_between(&alice, &bob).await;
+    app.send_message(&bob, &id, "hi").await;
+    let mute = |who: &TestUser, method: reqwest::Method| {
+        app.client
+            .request(method, app.url(&format!("/api/conversations/{id}/mute")))
+            .bearer_auth(&who.token)
+            .send()
+    };
+    assert_eq!(
+        mute(&alice, reqwest::Method::PUT).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    // Another device of alice's (a new session) sees it; bob's view is his own.
+    let alice_phone = app.login("alice").await;
+    let list: Vec<Value> = app.get_json("/api/conversations", &alice_phone).await;
+    assert_eq!(list[0]["muted"], true);
+    let bobs: Value = app
+        .get_json(&format!("/api/conversations/{id}"), &bob)
+        .await;
+    assert_eq!(bobs["muted"], false);
+    assert_eq!(
+        mute(&eve, reqwest::Method::PUT).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        mute(&alice, reqwest::Method::DELETE)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let view: Value = app
+        .get_json(&format!("/api/conversations/{id}"), &alice)
+        .await;
+    assert_eq!(view["muted"], false);
+}
