@@ -6,6 +6,7 @@ import { avatar } from './avatar.js';
 import { h, icon } from './dom.js';
 import { match, navigate, rerender, startRouter } from './router.js';
 import * as stream from './stream.js';
+import { notifyIncoming } from './notify.js';
 import { noteIncoming } from './title.js';
 import { mountAccess } from './views/access.js';
 import { mountConversation } from './views/conversation.js';
@@ -182,7 +183,9 @@ stream.on('signedIn', async () => {
   if (session.user) rerender();
 });
 stream.on('message', (msg) => {
-  if (!msg.mine) noteIncoming();
+  if (msg.mine) return;
+  noteIncoming();
+  notifyIncoming(msg);
 });
 window.addEventListener('online', () => {
   if (session.offline) identify();

@@ -2,6 +2,7 @@ import { api } from '../api.js';
 import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { MESSAGE_LIMIT, charCount, compareIds, fullTime, linkParts, messageTime, normaliseContent } from '../format.js';
+import * as notify from '../notify.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
@@ -33,6 +34,25 @@ export function mountConversation(root, { params }) {
     },
   });
   group.toggle.hidden = true;
+  const muteButton = h('button', {
+    type: 'button', class: 'button button-small button-secondary', hidden: true, 'aria-pressed': 'false', text: 'Mute',
+  });
+  muteButton.addEventListener('click', async () => {
+    const muted = muteButton.getAttribute('aria-pressed') !== 'true';
+    try {
+      await api.mute(id, muted);
+      showMuted(muted);
+      notify.setMuted(id, muted);
+    } catch (err) {
+      showError(err.message);
+    }
+  });
+  function showMuted(muted) {
+    muteButton.hidden = false;
+    muteButton.setAttribute('aria-pressed', String(muted));
+    muteButton.textContent = muted ? 'Muted' : 'Mute';
+    muteButton.title = muted ? 'No notifications for this conversation. Click to unmute.' : 'Stop notifications for this conversation';
+  }
   const olderButton = h('button', { type: 'button', class: 'button button-secondary button-small', hidden: true, text: 'Load older messages' });
   const olderStatus = h('p', { class: 'muted small', role: 'status' });
   const list = h('ol', { class: 'message-list' });
@@ -65,6 +85,7 @@ export function mountConversation(root, { params }) {
       h('a', { href: '/', class: 'icon-button', 'aria-label': 'Back to conversations' }, icon('back')),
       headerAvatar,
       heading,
+      muteButton,
       group.toggle),
     group.panel,
     h('div', { class: 'messages-wrap' }, scroller, pill),
@@ -139,6 +160,8 @@ export function mountConversation(root, { params }) {
       const conv = await api.conversation(id);
       if (!alive) return;
       other = displayPeer(conv);
+      notify.remember(conv);
+      showMuted(Boolean(conv.muted));
       if (conv.kind === 'group') {
         group.toggle.hidden = false;
         const members = await api.members(id);

@@ -2,6 +2,7 @@ import { api } from '../api.js';
 import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { compareIds, fullTime, relativeTime } from '../format.js';
+import * as notify from '../notify.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
@@ -21,6 +22,7 @@ export function mountHome(root) {
 
   root.replaceChildren(h('div', { class: 'page' },
     h('h1', { class: 'page-title', tabindex: '-1', text: 'Conversations' }),
+    notificationOffer(),
     newConversationForm(() => alive),
     newGroupForm(() => alive),
     status,
@@ -160,6 +162,20 @@ export function mountHome(root) {
     offChange();
     clearInterval(ticker);
   };
+}
+
+// Offered, never imposed: the browser's permission prompt appears only on this button.
+function notificationOffer() {
+  if (notify.permission() !== 'default') return null;
+  const offer = h('div', { class: 'notification-offer', role: 'region', 'aria-label': 'Notifications' },
+    h('p', { text: 'Get a desktop notification when a message arrives while Courier is in the background.' }));
+  const button = h('button', { type: 'button', class: 'button button-secondary', text: 'Turn on notifications' });
+  button.addEventListener('click', async () => {
+    const answer = await notify.askPermission();
+    if (answer !== 'default') offer.remove();
+  });
+  offer.append(button);
+  return offer;
 }
 
 // A group shows its title where a direct conversation shows the other person.
