@@ -6,6 +6,7 @@ use crate::api::{self, ApiSettings, ApiState};
 use crate::bus::{Bus, LocalBus};
 use crate::config::ServeConfig;
 use crate::realtime::{Realtime, StreamLimits};
+use crate::service::push::{Presence, PushSettings, Pusher, VapidKey};
 use crate::service::{
     AccountSettings, Accounts, Messenger, OAuth, OAuthSettings, ProviderKind, ProviderSettings,
     Signup, Tokens,
@@ -73,12 +74,36 @@ impl App {
         }
 
         let shutdown = CancellationToken::new();
-        let messenger = Arc::new(Messenger::new(
+        let presence = Arc::new(Presence::default());
+        let mut messenger = Messenger::new(
             store.clone(),
             bus.clone(),
             config.max_message_chars,
             config.max_group_members,
-        ));
+        );
+        if config.push {
+            let key = match &config.vapid_private_key {
+                Some(hex_key) => hex::decode(hex_key.0.trim())
+                    .ok()
+                    .and_then(|bytes| VapidKey::from_bytes(&bytes))
+                    .context("--vapid-private-key must be 64 hex characters of a P-256 key")?,
+                None => load_or_create_vapid_key(&config.data_dir)?,
+            };
+            let subject = config.push_subject.clone().unwrap_or_else(|| {
+                config
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.listen))
+            });
+            let settings = PushSettings {
+                subject,
+                ttl: config.push_ttl,
+                allow_insecure_endpoints: config.push_allow_insecure_endpoints,
+            };
+            let pusher = Pusher::new(store.clone(), presence.clone(), key, settings);
+            messenger = messenger.with_pusher(Arc::new(pusher));
+        }
+        let messenger = Arc::new(messenger);
         let limits = StreamLimits {
             heartbeat: config.heartbeat,
             buffer: config.stream_buffer,
@@ -91,6 +116,7 @@ impl App {
             bus.clone(),
             limits,
             shutdown.clone(),
+            presence,
         ));
         let tokens = Tokens::new(&secret, config.token_lifetime)?;
         let accounts = Arc::new(Accounts::new(
@@ -408,6 +434,38 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// Reads the VAPID key from the data directory, creating it (mode 0600) on first start.
+fn load_or_create_vapid_key(data_dir: &Path) -> anyhow::Result<VapidKey> {
+    let path = data_dir.join("vapid-private-key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return hex::decode(text.trim())
+                .ok()
+                .and_then(|bytes| VapidKey::from_bytes(&bytes))
+                .with_context(|| format!("{} is not a P-256 key in hex", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let key = VapidKey::generate();
+    write_private(&path, hex::encode(key.secret_bytes()).as_bytes())?;
+    Ok(key)
+}
+
+/// Creates `path` readable by its owner only, with `contents`.
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
 /// Reads the signing secret from the data directory, creating it (mode 0600) on first start.
 fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join("token-secret");
@@ -418,14 +476,6 @@ fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut file, secret.as_bytes())?;
-    file.sync_all()?;
+    write_private(&path, secret.as_bytes())?;
     Ok(secret.into_bytes())
 }

@@ -132,6 +132,27 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_ACME_CA_ROOT")]
     pub acme_ca_root: Option<PathBuf>,
 
+    /// Web Push (notifications to browsers with Courier closed).
+    #[arg(long, env = "COURIER_PUSH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub push: bool,
+
+    /// VAPID private key for Web Push: 64 hex characters (a P-256 scalar). Default: generated
+    /// once and kept in `<data-dir>/vapid-private-key`. Every node of a cluster needs the same.
+    #[arg(long, env = "COURIER_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<Secret>,
+
+    /// VAPID contact for push services (`mailto:admin@example.org`). Default: the public URL.
+    #[arg(long, env = "COURIER_PUSH_SUBJECT")]
+    pub push_subject: Option<String>,
+
+    /// How long a push service keeps a notification for an offline browser.
+    #[arg(long, env = "COURIER_PUSH_TTL", default_value = "1day", value_parser = humantime::parse_duration)]
+    pub push_ttl: Duration,
+
+    /// Accept `http://` push endpoints (tests and private push services only).
+    #[arg(long, env = "COURIER_PUSH_ALLOW_INSECURE_ENDPOINTS", hide = true)]
+    pub push_allow_insecure_endpoints: bool,
+
     /// How often to check the TLS certificate files for a renewal.
     #[arg(long, env = "COURIER_TLS_RELOAD_EVERY", default_value = "30s", value_parser = humantime::parse_duration)]
     pub tls_reload_every: Duration,

@@ -88,6 +88,8 @@ export const api = {
   members: (id) => request('GET', `/api/conversations/${enc(id)}/members?limit=1000`),
   addMembers: (id, usernames) => request('POST', `/api/conversations/${enc(id)}/members`, { usernames }),
   leave: (id) => request('POST', `/api/conversations/${enc(id)}/leave`),
+  pushKey: () => request('GET', '/api/push/vapid-public-key'),
+  addPushSubscription: (subscription) => request('POST', '/api/push/subscriptions', subscription),
   mute: (id, muted) => request(muted ? 'PUT' : 'DELETE', `/api/conversations/${enc(id)}/mute`),
   rename: (id, title) => request('PATCH', `/api/conversations/${enc(id)}`, { title }),
   removeMember: (id, userId) => request('DELETE', `/api/conversations/${enc(id)}/members/${enc(userId)}`),

@@ -23,7 +23,23 @@ export function permission() {
 
 export async function askPermission() {
   if (!supported()) return 'unsupported';
-  return window.Notification.requestPermission();
+  const answer = await window.Notification.requestPermission();
+  if (answer === 'granted') subscribePush().catch((err) => console.info('Web Push unavailable:', err.message));
+  return answer;
+}
+
+// With Courier closed, the server pushes to this browser's push service (Web Push); the
+// service worker shows the notification. Browsers without a reachable push service just
+// keep the in-page notifications.
+async function subscribePush() {
+  if (!('serviceWorker' in navigator) || !('PushManager' in window)) return;
+  const { publicKey } = await api.pushKey();
+  const registration = await navigator.serviceWorker.ready;
+  const subscription = await registration.pushManager.subscribe({
+    userVisibleOnly: true,
+    applicationServerKey: publicKey,
+  });
+  await api.addPushSubscription(subscription.toJSON());
 }
 
 export function remember(conv) {

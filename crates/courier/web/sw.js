@@ -1,9 +1,10 @@
 // Service worker: keeps the app shell available so a reload while the server is down still
-// shows Courier (with its offline banner) instead of a browser error page.
+// shows Courier (with its offline banner) instead of a browser error page, and shows Web Push
+// notifications (messages that arrive while no Courier tab is open).
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v5';
+const CACHE = 'courier-shell-v6';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
@@ -75,3 +76,35 @@ async function networkFirst(request, url) {
     throw err;
   }
 }
+
+// A pushed message: {title, body, conversationId, messageId, url}. One notification per
+// message (its tag), replacing none of the others.
+self.addEventListener('push', (event) => {
+  let data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch {
+    data = {};
+  }
+  event.waitUntil(self.registration.showNotification(data.title || 'Courier', {
+    body: data.body || 'New message',
+    tag: data.messageId ? `courier-${data.messageId}` : 'courier',
+    icon: '/icon.svg',
+    data: { url: typeof data.url === 'string' && data.url.startsWith('/') ? data.url : '/' },
+  }));
+});
+
+// Opens the conversation: in a Courier tab if there is one, else a new one.
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  const url = event.notification.data?.url || '/';
+  event.waitUntil((async () => {
+    const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    const tab = windows.find((client) => new URL(client.url).origin === self.location.origin);
+    if (tab) {
+      await tab.focus();
+      return tab.navigate(url);
+    }
+    return self.clients.openWindow(url);
+  })());
+});

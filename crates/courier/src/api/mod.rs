@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod messages;
 mod oauth;
+mod push;
 mod stream;
 mod users;
 mod wire;
@@ -54,6 +55,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(oauth::router())
+        .merge(push::router())
         .merge(stream::router())
         .merge(users::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })

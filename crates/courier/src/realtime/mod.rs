@@ -17,10 +17,11 @@
 use crate::bus::{Bus, Subscription};
 use crate::model::{Cursor, CursorError, Event, EventKind, MessageId, UserId};
 use crate::service::ServiceError;
+use crate::service::push::Presence;
 use crate::store::{Store, StoreError};
 use futures::{Stream, StreamExt};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -70,7 +71,8 @@ pub struct Realtime {
     bus: Arc<dyn Bus>,
     limits: StreamLimits,
     shutdown: CancellationToken,
-    open_streams: Arc<Mutex<HashMap<UserId, usize>>>,
+    /// Open streams per user on this node; Web Push skips users who have one.
+    presence: Arc<Presence>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +89,14 @@ impl Realtime {
         bus: Arc<dyn Bus>,
         limits: StreamLimits,
         shutdown: CancellationToken,
+        presence: Arc<Presence>,
     ) -> Self {
         Self {
             store,
             bus,
             limits,
             shutdown,
-            open_streams: Default::default(),
+            presence,
         }
     }
 
@@ -110,7 +113,7 @@ impl Realtime {
         session: String,
         last_event_id: Option<&str>,
     ) -> Result<impl Stream<Item = Frame> + Send + 'static, OpenError> {
-        let slot = StreamSlot::take(&self.open_streams, user, self.limits.max_streams_per_user)?;
+        let slot = StreamSlot::take(&self.presence, user, self.limits.max_streams_per_user)?;
         let unavailable = ServiceError::Unavailable;
         // Register before reading: see the module docs.
         let bus_generation = self.bus.generation();
@@ -347,24 +350,17 @@ impl UserStream {
 
 /// Counts a user's open streams; the count drops when the stream does.
 struct StreamSlot {
-    counts: Arc<Mutex<HashMap<UserId, usize>>>,
+    presence: Arc<Presence>,
     user: UserId,
 }
 
 impl StreamSlot {
-    fn take(
-        counts: &Arc<Mutex<HashMap<UserId, usize>>>,
-        user: UserId,
-        max: usize,
-    ) -> Result<Self, OpenError> {
-        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(user).or_default();
-        if *count >= max {
-            return Err(OpenError::TooManyStreams(max));
-        }
-        *count += 1;
+    fn take(presence: &Arc<Presence>, user: UserId, max: usize) -> Result<Self, OpenError> {
+        presence
+            .enter(user, max)
+            .ok_or(OpenError::TooManyStreams(max))?;
         Ok(Self {
-            counts: counts.clone(),
+            presence: presence.clone(),
             user,
         })
     }
@@ -372,12 +368,6 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.user);
-            }
-        }
+        self.presence.leave(self.user);
     }
 }

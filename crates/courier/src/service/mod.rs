@@ -5,6 +5,7 @@
 
 mod accounts;
 mod oauth;
+pub mod push;
 mod tokens;
 
 pub use accounts::{AccountSettings, Accounts, Authenticated, SignedIn, Signup};
@@ -94,6 +95,7 @@ pub struct Messenger {
     bus: Arc<dyn Bus>,
     max_message_chars: usize,
     max_group_members: usize,
+    pusher: Option<Arc<push::Pusher>>,
 }
 
 impl Messenger {
@@ -108,7 +110,56 @@ impl Messenger {
             bus,
             max_message_chars,
             max_group_members,
+            pusher: None,
         }
+    }
+
+    /// Sends Web Push for committed messages to recipients without an open stream.
+    pub fn with_pusher(mut self, pusher: Arc<push::Pusher>) -> Self {
+        self.pusher = Some(pusher);
+        self
+    }
+
+    /// The VAPID public key browsers subscribe with; `None` when push is off.
+    pub fn push_public_key(&self) -> Option<String> {
+        self.pusher.as_ref().map(|p| p.public_key())
+    }
+
+    pub async fn subscribe_push(
+        &self,
+        me: UserId,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        hide_content: bool,
+    ) -> ServiceResult<()> {
+        let pusher = self.pusher.as_ref().ok_or(ServiceError::NotFound("push"))?;
+        if !pusher.endpoint_allowed(endpoint) || endpoint.len() > 2048 {
+            return Err(ServiceError::invalid(
+                "endpoint",
+                "Endpoint must be an https URL",
+            ));
+        }
+        // Refuse keys that cannot encrypt now, not at the first message.
+        push::encrypt(b"", p256dh, auth).map_err(|e| ServiceError::invalid("keys", e))?;
+        let target = crate::store::PushTarget {
+            user: me,
+            endpoint: endpoint.to_owned(),
+            p256dh: p256dh.to_owned(),
+            auth: auth.to_owned(),
+            hide_content,
+        };
+        self.store
+            .save_push_subscription(&target)
+            .await
+            .map_err(ServiceError::from_store("subscription"))
+    }
+
+    pub async fn unsubscribe_push(&self, me: UserId, endpoint: &str) -> ServiceResult<()> {
+        self.store
+            .delete_push_subscription(me, endpoint)
+            .await
+            .map_err(ServiceError::from_store("subscription"))
     }
 
     pub fn max_message_chars(&self) -> usize {
@@ -229,6 +280,9 @@ impl Messenger {
             let event = Arc::new(Event::new(appended.message.clone(), appended.recipients));
             if let Err(e) = self.bus.publish(event).await {
                 tracing::warn!(error = %e, "publish failed; streams will catch up from the store");
+            }
+            if let Some(pusher) = &self.pusher {
+                pusher.message_committed(appended.message.clone());
             }
         }
         Ok(appended.message)

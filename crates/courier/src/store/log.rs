@@ -129,6 +129,35 @@ where
 pub const SET_MUTED: &str =
     "UPDATE participants SET muted = $3 WHERE conversation_id = $1 AND user_id = $2";
 
+/// Push subscriptions: insert or take over an endpoint ($1 endpoint, $2 user, $3 p256dh,
+/// $4 auth, $5 hide_content, $6 created_at).
+pub const SAVE_PUSH: &str = "
+    INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, hide_content, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (endpoint) DO UPDATE SET user_id = excluded.user_id, p256dh = excluded.p256dh,
+        auth = excluded.auth, hide_content = excluded.hide_content";
+pub const DELETE_PUSH: &str = "DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint = $2";
+pub const DROP_PUSH: &str = "DELETE FROM push_subscriptions WHERE endpoint = $1";
+/// Members of `$1` other than `$2` who have not muted it, with their subscriptions.
+pub const PUSH_TARGETS: &str = "
+    SELECT s.user_id, s.endpoint, s.p256dh, s.auth, s.hide_content
+    FROM participants p JOIN push_subscriptions s ON s.user_id = p.user_id
+    WHERE p.conversation_id = $1 AND p.user_id <> $2 AND p.muted = 0";
+
+/// A row of `PUSH_TARGETS`.
+pub fn push_target_at<'r, R: Columns<'r>>(row: &'r R) -> Result<super::PushTarget, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
+    Ok(super::PushTarget {
+        user: UserId(row.int(0)?),
+        endpoint: row.text(1)?,
+        p256dh: row.text(2)?,
+        auth: row.text(3)?,
+        hide_content: row.int(4)? != 0,
+    })
+}
+
 /// A row of `MEMBERS`.
 pub fn member_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Member, sqlx::Error>
 where

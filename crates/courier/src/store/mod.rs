@@ -61,6 +61,17 @@ pub struct Appended {
     pub replayed: bool,
 }
 
+/// A browser's push subscription (RFC 8030 endpoint, RFC 8291 keys, base64url).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    pub user: UserId,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    /// Push "New message" instead of the text.
+    pub hide_content: bool,
+}
+
 /// A committed change event and who receives it (the members at its position).
 #[derive(Debug, Clone)]
 pub struct Changed {
@@ -117,6 +128,18 @@ pub trait Store: AccountStore + Send + Sync + 'static {
         before: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<Message>>;
+    /// Stores `target` for its user, replacing any earlier owner of the same endpoint.
+    async fn save_push_subscription(&self, target: &PushTarget) -> StoreResult<()>;
+    /// Removes one of the user's subscriptions; `NotFound` if they have no such endpoint.
+    async fn delete_push_subscription(&self, user: UserId, endpoint: &str) -> StoreResult<()>;
+    /// Forgets an endpoint the push service says is gone.
+    async fn drop_push_endpoint(&self, endpoint: &str) -> StoreResult<()>;
+    /// The subscriptions of the conversation's members other than `sender` who have not muted it.
+    async fn push_targets(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+    ) -> StoreResult<Vec<PushTarget>>;
     /// Mutes or unmutes the conversation for the viewer; `NotFound` unless they are a member.
     async fn set_muted(
         &self,

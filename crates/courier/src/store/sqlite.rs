@@ -389,6 +389,59 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
+    async fn save_push_subscription(&self, target: &super::PushTarget) -> StoreResult<()> {
+        sqlx::query(log::SAVE_PUSH)
+            .bind(&target.endpoint)
+            .bind(target.user.0)
+            .bind(&target.p256dh)
+            .bind(&target.auth)
+            .bind(i64::from(target.hide_content))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete_push_subscription(&self, user: UserId, endpoint: &str) -> StoreResult<()> {
+        let done = sqlx::query(log::DELETE_PUSH)
+            .bind(user.0)
+            .bind(endpoint)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn drop_push_endpoint(&self, endpoint: &str) -> StoreResult<()> {
+        sqlx::query(log::DROP_PUSH)
+            .bind(endpoint)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn push_targets(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+    ) -> StoreResult<Vec<super::PushTarget>> {
+        let rows = sqlx::query(log::PUSH_TARGETS)
+            .bind(conversation.0)
+            .bind(sender.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(log::push_target_at)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
     async fn set_muted(
         &self,
         viewer: UserId,

@@ -7,5 +7,6 @@ mod errors;
 mod groups;
 mod helpers;
 mod messages;
+mod push;
 mod stream;
 mod tls;

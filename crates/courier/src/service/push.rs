@@ -1,0 +1,366 @@
+//! Web Push: a message to someone with no open stream reaches their browser's push service.
+//!
+//! - **Encryption** is RFC 8291 (`aes128gcm`, RFC 8188 one record): an ephemeral P-256 key
+//!   agrees a secret with the subscription's `p256dh` key, salted with its `auth` secret.
+//! - **Identification** is VAPID (RFC 8292): an ES256 JWT for the endpoint's origin, signed
+//!   by the server's key, which is generated into the data directory on first start.
+//! - **Delivery** (RFC 8030) carries `TTL` and `Urgency`, happens after the commit in its own
+//!   task under a concurrency bound, and never slows a send. A subscription the push service
+//!   says is gone (404, 410) is deleted.
+//!
+//! Written on RustCrypto primitives (p256, hkdf, aes-gcm) rather than the `web-push` crate,
+//! which brings its own HTTP client and OpenSSL-backed `ece`; Courier already has reqwest.
+
+use crate::model::{ConversationKind, Message, UserId};
+use crate::store::{PushTarget, Store};
+use aes_gcm::Aes128Gcm;
+use aes_gcm::aead::{Aead, KeyInit};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hkdf::Hkdf;
+use p256::ecdsa::signature::Signer;
+use p256::{PublicKey, SecretKey};
+use sha2_next::Sha256;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// One RFC 8188 record holds the whole payload.
+const RECORD_SIZE: u32 = 4096;
+/// Pushes in flight at once, over all sends.
+const CONCURRENT_PUSHES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("invalid subscription key: {0}")]
+    BadKey(&'static str),
+    #[error("payload too large for one record")]
+    TooLarge,
+}
+
+/// Users with an open stream on this node, counted by the realtime room.
+#[derive(Debug, Default)]
+pub struct Presence {
+    streams: Mutex<HashMap<UserId, usize>>,
+}
+
+impl Presence {
+    /// Counts one more stream; `None` when the user already has `max`.
+    pub fn enter(&self, user: UserId, max: usize) -> Option<()> {
+        let mut map = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(user).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(())
+    }
+
+    pub fn leave(&self, user: UserId) {
+        let mut map = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&user) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&user);
+            }
+        }
+    }
+
+    pub fn online(&self, user: UserId) -> bool {
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&user)
+    }
+}
+
+/// The server's VAPID key pair.
+#[derive(Clone)]
+pub struct VapidKey {
+    secret: SecretKey,
+}
+
+impl VapidKey {
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        SecretKey::from_slice(bytes)
+            .ok()
+            .map(|secret| Self { secret })
+    }
+
+    pub fn generate() -> Self {
+        loop {
+            if let Some(key) = Self::from_bytes(&rand::random::<[u8; 32]>()) {
+                return key;
+            }
+        }
+    }
+
+    pub fn secret_bytes(&self) -> Vec<u8> {
+        self.secret.to_bytes().to_vec()
+    }
+
+    /// The uncompressed public point, base64url: the browser's `applicationServerKey`.
+    pub fn public_key(&self) -> String {
+        B64.encode(self.secret.public_key().to_sec1_bytes())
+    }
+
+    /// `Authorization: vapid t=…, k=…` for a push service at `audience` (its origin).
+    fn authorization(&self, audience: &str, subject: &str, now: i64) -> String {
+        let header = B64.encode(br#"{"typ":"JWT","alg":"ES256"}"#);
+        let claims = serde_json::json!({ "aud": audience, "exp": now + 12 * 3600, "sub": subject });
+        let claims = B64.encode(claims.to_string());
+        let signing_input = format!("{header}.{claims}");
+        let key = p256::ecdsa::SigningKey::from(&self.secret);
+        let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+        let token = format!("{signing_input}.{}", B64.encode(signature.to_bytes()));
+        format!("vapid t={token}, k={}", self.public_key())
+    }
+}
+
+impl std::fmt::Debug for VapidKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VapidKey").finish_non_exhaustive()
+    }
+}
+
+/// RFC 8291: encrypts `payload` for a subscription's `p256dh` and `auth` (both base64url).
+pub fn encrypt(payload: &[u8], p256dh: &str, auth: &str) -> Result<Vec<u8>, PushError> {
+    let ua_public_bytes = B64
+        .decode(p256dh.trim_end_matches('='))
+        .map_err(|_| PushError::BadKey("p256dh is not base64url"))?;
+    let ua_public = PublicKey::from_sec1_bytes(&ua_public_bytes)
+        .map_err(|_| PushError::BadKey("p256dh is not a P-256 point"))?;
+    let auth_secret = B64
+        .decode(auth.trim_end_matches('='))
+        .map_err(|_| PushError::BadKey("auth is not base64url"))?;
+    if auth_secret.len() != 16 {
+        return Err(PushError::BadKey("auth is not 16 bytes"));
+    }
+    if payload.len() + 1 + 16 > RECORD_SIZE as usize {
+        return Err(PushError::TooLarge);
+    }
+    let ephemeral = VapidKey::generate().secret;
+    let as_public = ephemeral.public_key().to_sec1_bytes();
+    let shared = p256::ecdh::diffie_hellman(ephemeral.to_nonzero_scalar(), ua_public.as_affine());
+
+    // IKM from the ECDH secret, keyed by the subscription's auth secret.
+    let mut key_info = b"WebPush: info\0".to_vec();
+    key_info.extend_from_slice(&ua_public_bytes);
+    key_info.extend_from_slice(&as_public);
+    let mut ikm = [0u8; 32];
+    Hkdf::<Sha256>::new(Some(&auth_secret), shared.raw_secret_bytes())
+        .expand(&key_info, &mut ikm)
+        .expect("32 bytes is a valid HKDF length");
+
+    let salt: [u8; 16] = rand::random();
+    let prk = Hkdf::<Sha256>::new(Some(&salt), &ikm);
+    let mut cek = [0u8; 16];
+    let mut nonce = [0u8; 12];
+    prk.expand(b"Content-Encoding: aes128gcm\0", &mut cek)
+        .expect("16 bytes is a valid HKDF length");
+    prk.expand(b"Content-Encoding: nonce\0", &mut nonce)
+        .expect("12 bytes is a valid HKDF length");
+
+    let mut plaintext = payload.to_vec();
+    plaintext.push(0x02); // the last (and only) record's delimiter
+    let cipher = Aes128Gcm::new_from_slice(&cek).expect("16-byte key");
+    let sealed = cipher
+        .encrypt(&nonce.into(), plaintext.as_slice())
+        .map_err(|_| PushError::TooLarge)?;
+
+    let mut body = Vec::with_capacity(16 + 4 + 1 + as_public.len() + sealed.len());
+    body.extend_from_slice(&salt);
+    body.extend_from_slice(&RECORD_SIZE.to_be_bytes());
+    body.push(as_public.len() as u8);
+    body.extend_from_slice(&as_public);
+    body.extend_from_slice(&sealed);
+    Ok(body)
+}
+
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// VAPID `sub`: a `mailto:` or the server's public URL.
+    pub subject: String,
+    pub ttl: Duration,
+    /// Allow `http://` and loopback endpoints (tests and private push services only).
+    pub allow_insecure_endpoints: bool,
+}
+
+/// Sends pushes for committed messages.
+pub struct Pusher {
+    store: Arc<dyn Store>,
+    presence: Arc<Presence>,
+    key: VapidKey,
+    settings: PushSettings,
+    http: reqwest::Client,
+    permits: Arc<Semaphore>,
+}
+
+impl Pusher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        presence: Arc<Presence>,
+        key: VapidKey,
+        settings: PushSettings,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        Self {
+            store,
+            presence,
+            key,
+            settings,
+            http,
+            permits: Arc::new(Semaphore::new(CONCURRENT_PUSHES)),
+        }
+    }
+
+    pub fn public_key(&self) -> String {
+        self.key.public_key()
+    }
+
+    /// Whether an endpoint may be stored: https (or, when allowed, http) with a host.
+    pub fn endpoint_allowed(&self, endpoint: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(endpoint) else {
+            return false;
+        };
+        match url.scheme() {
+            "https" => url.host().is_some(),
+            "http" => self.settings.allow_insecure_endpoints && url.host().is_some(),
+            _ => false,
+        }
+    }
+
+    /// Pushes `message` to its recipients who have no open stream here, in the background.
+    pub fn message_committed(self: &Arc<Self>, message: Message) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let sender = match this.store.user(message.sender_id).await {
+                Ok(user) => user,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push sender unavailable");
+                    return;
+                }
+            };
+            let targets = match this
+                .store
+                .push_targets(message.conversation_id, message.sender_id)
+                .await
+            {
+                Ok(targets) => targets,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push targets unavailable");
+                    return;
+                }
+            };
+            let title = match this
+                .store
+                .conversation(message.sender_id, message.conversation_id)
+                .await
+            {
+                Ok(c) if c.kind == ConversationKind::Group => {
+                    format!("{} in {}", sender.username, c.title.unwrap_or_default())
+                }
+                _ => sender.username.clone(),
+            };
+            for target in targets {
+                if this.presence.online(target.user) {
+                    continue;
+                }
+                let Ok(permit) = this.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (this, message, title) = (this.clone(), message.clone(), title.clone());
+                tokio::spawn(async move {
+                    this.push(&target, &message, &title).await;
+                    drop(permit);
+                });
+            }
+        });
+    }
+
+    async fn push(&self, target: &PushTarget, message: &Message, title: &str) {
+        let payload = serde_json::json!({
+            "title": title,
+            "body": if target.hide_content { "New message" } else { message.content.as_str() },
+            "conversationId": message.conversation_id.to_string(),
+            "messageId": message.id.to_string(),
+            "url": format!("/c/{}", message.conversation_id),
+        });
+        let body = match encrypt(payload.to_string().as_bytes(), &target.p256dh, &target.auth) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(error = %e, "push subscription unusable; removing it");
+                let _ = self.store.drop_push_endpoint(&target.endpoint).await;
+                return;
+            }
+        };
+        let Ok(url) = reqwest::Url::parse(&target.endpoint) else {
+            return;
+        };
+        let audience = url.origin().ascii_serialization();
+        let now = chrono::Utc::now().timestamp();
+        let response = self
+            .http
+            .post(url)
+            .header("content-encoding", "aes128gcm")
+            .header("content-type", "application/octet-stream")
+            .header("ttl", self.settings.ttl.as_secs().to_string())
+            .header("urgency", "high")
+            .header(
+                "authorization",
+                self.key
+                    .authorization(&audience, &self.settings.subject, now),
+            )
+            .body(body)
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) if matches!(r.status().as_u16(), 404 | 410) => {
+                tracing::info!("push subscription gone; removing it");
+                let _ = self.store.drop_push_endpoint(&target.endpoint).await;
+            }
+            Ok(r) => tracing::warn!(status = %r.status(), "push refused"),
+            Err(e) => tracing::warn!(error = %e, "push failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encrypted_body_has_the_rfc_8188_header_and_one_sealed_record() {
+        let ua = VapidKey::generate();
+        let p256dh = B64.encode(ua.secret.public_key().to_sec1_bytes());
+        let auth = B64.encode([7u8; 16]);
+        let body = encrypt(b"hello", &p256dh, &auth).unwrap();
+        assert_eq!(&body[16..20], &4096u32.to_be_bytes());
+        assert_eq!(
+            body[20], 65,
+            "the key id is the sender's uncompressed point"
+        );
+        assert_eq!(body.len(), 16 + 4 + 1 + 65 + 5 + 1 + 16);
+        assert!(encrypt(b"x", "not a key", &auth).is_err());
+        assert!(encrypt(&[0u8; 5000], &p256dh, &auth).is_err());
+    }
+
+    #[test]
+    fn presence_counts_streams_and_caps_them() {
+        let presence = Presence::default();
+        let user = UserId(1);
+        assert!(!presence.online(user));
+        assert!(presence.enter(user, 2).is_some());
+        assert!(presence.enter(user, 2).is_some());
+        assert!(presence.enter(user, 2).is_none());
+        presence.leave(user);
+        presence.leave(user);
+        assert!(!presence.online(user));
+    }
+}
