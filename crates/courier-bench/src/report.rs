@@ -96,6 +96,22 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// CPU time the whole machine has spent busy (not idle, not waiting for I/O) since boot, in
+/// seconds, from /proc/stat.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = s
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?;
+    Some(busy as f64 / 100.0)
+}
+
 /// RFC 3339 UTC with seconds, from the system clock.
 pub fn now_rfc3339() -> String {
     let secs = SystemTime::now()

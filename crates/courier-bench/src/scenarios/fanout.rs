@@ -48,7 +48,8 @@ use crate::client::{
     post_content,
 };
 use crate::report::{
-    Report, cpu_seconds, find_listener_pid, hist_summary, new_hist, ratio, record,
+    Report, cpu_seconds, find_listener_pid, hist_summary, machine_busy_seconds, new_hist, ratio,
+    record,
 };
 use crate::scenarios::idle::{PER_WORKER, port_range};
 use crate::{CeilingOpts, Common, FanoutArgs, ceiling};
@@ -212,6 +213,10 @@ struct WorkerState {
     events: AtomicU64,
     named: AtomicU64,
     reconnects: AtomicU64,
+    /// Failed reconnection attempts (50 ms apart), and the first reasons.
+    reconnect_failures: AtomicU64,
+    first_drop: Mutex<Option<String>>,
+    first_reconnect_error: Mutex<Option<String>>,
     opened: AtomicU64,
     failed: AtomicU64,
     first_err: Mutex<Option<String>>,
@@ -267,17 +272,31 @@ async fn hold_stream(
                 slot.recs.lock().unwrap().push((m.id.into_string(), at));
                 st.events.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(None) | Err(_) => {
+            end => {
                 // Like a real client: resume from the last id seen, so a loss is the server's.
                 slot.alive.store(false, Ordering::Relaxed);
                 st.reconnects.fetch_add(1, Ordering::Relaxed);
+                let why = match end {
+                    Err(e) => format!("{e:#}"),
+                    _ => "the server ended the stream".into(),
+                };
+                st.first_drop.lock().unwrap().get_or_insert(why);
                 let last = s.parser.last_id.clone();
                 loop {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    if let Ok(n) = SseStream::connect(&client, &t, last.as_deref()).await {
-                        s = n;
-                        s.parser.last_id = last;
-                        break;
+                    match SseStream::connect(&client, &t, last.as_deref()).await {
+                        Ok(n) => {
+                            s = n;
+                            s.parser.last_id = last;
+                            break;
+                        }
+                        Err(e) => {
+                            st.reconnect_failures.fetch_add(1, Ordering::Relaxed);
+                            st.first_reconnect_error
+                                .lock()
+                                .unwrap()
+                                .get_or_insert_with(|| format!("{e:#}"));
+                        }
                     }
                 }
                 slot.alive.store(true, Ordering::Relaxed);
@@ -308,6 +327,9 @@ pub async fn worker() -> Result<()> {
         events: AtomicU64::new(0),
         named: AtomicU64::new(0),
         reconnects: AtomicU64::new(0),
+        reconnect_failures: AtomicU64::new(0),
+        first_drop: Mutex::new(None),
+        first_reconnect_error: Mutex::new(None),
         opened: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         first_err: Mutex::new(None),
@@ -379,6 +401,9 @@ pub async fn worker() -> Result<()> {
                     "events": st.events.load(Ordering::Relaxed),
                     "named": st.named.load(Ordering::Relaxed),
                     "reconnects": st.reconnects.load(Ordering::Relaxed),
+                    "reconnect_failures": st.reconnect_failures.load(Ordering::Relaxed),
+                    "first_drop": st.first_drop.lock().unwrap().clone(),
+                    "first_reconnect_error": st.first_reconnect_error.lock().unwrap().clone(),
                 }));
             }
             Cmd::Report => {
@@ -448,6 +473,9 @@ struct Status {
     events: u64,
     named: u64,
     reconnects: u64,
+    reconnect_failures: u64,
+    first_drop: Option<String>,
+    first_reconnect_error: Option<String>,
 }
 
 async fn status(ws: &mut [Proc]) -> Result<Status> {
@@ -462,21 +490,30 @@ async fn status(ws: &mut [Proc]) -> Result<Status> {
         s.events += g("events");
         s.named += g("named");
         s.reconnects += g("reconnects");
+        s.reconnect_failures += g("reconnect_failures");
+        let text = |k: &str| v[k].as_str().map(str::to_string);
+        s.first_drop = s.first_drop.take().or_else(|| text("first_drop"));
+        s.first_reconnect_error = s
+            .first_reconnect_error
+            .take()
+            .or_else(|| text("first_reconnect_error"));
     }
     Ok(s)
 }
 
-/// CPU seconds used so far by the server (when local), this process and the workers.
-fn cpu_snapshot(server: Option<u32>, ws: &[Proc]) -> (Option<f64>, Option<f64>, Option<f64>) {
+/// CPU seconds used so far by the server (when local), this process, the workers and the whole
+/// machine (whatever else runs on it shows as the difference).
+fn cpu_snapshot(server: Option<u32>, ws: &[Proc]) -> [Option<f64>; 4] {
     let workers = ws
         .iter()
         .map(|w| w.pid.and_then(cpu_seconds))
         .sum::<Option<f64>>();
-    (
+    [
         server.and_then(cpu_seconds),
         cpu_seconds(std::process::id()),
         workers,
-    )
+        machine_busy_seconds(),
+    ]
 }
 
 struct RunState {
@@ -679,12 +716,7 @@ async fn measure_rate(cx: &RunCtx<'_>, ws: &mut [Proc], run: usize, rate: f64) -
     let deliveries_per_s = (events > 0).then(|| (events as f64 / window_s).round());
     let ok = st.ok.load(Ordering::Relaxed);
     let cpu = |i: usize| -> Value {
-        let pick = |c: &(Option<f64>, Option<f64>, Option<f64>)| match i {
-            0 => c.0,
-            1 => c.1,
-            _ => c.2,
-        };
-        match (pick(&cpu0), pick(&cpu1)) {
+        match (cpu0[i], cpu1[i]) {
             (Some(a), Some(b)) => json!({
                 "cpu_s": ((b - a) * 100.0).round() / 100.0,
                 "cores_busy": ((b - a) / cpu_wall * 100.0).round() / 100.0,
@@ -719,12 +751,16 @@ async fn measure_rate(cx: &RunCtx<'_>, ws: &mut [Proc], run: usize, rate: f64) -
         "client_dispatch_lag": hist_summary(&st.dispatch_lag.lock().unwrap()),
         "streams_alive_at_end": after.alive,
         "stream_reconnects": after.reconnects - before.reconnects,
+        "stream_reconnect_failures": after.reconnect_failures - before.reconnect_failures,
+        "first_stream_drop": after.first_drop,
+        "first_reconnect_error": after.first_reconnect_error,
         "named_events": after.named - before.named,
         "cpu": {
             "wall_s": (cpu_wall * 100.0).round() / 100.0,
             "server": cpu(0),
             "bench_parent": cpu(1),
             "bench_workers": cpu(2),
+            "whole_machine": cpu(3),
         },
     });
     eprintln!(
