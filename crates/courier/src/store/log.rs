@@ -282,3 +282,164 @@ mod tests {
         assert_eq!(positions(&merged), vec![1, 2, 5]);
     }
 }
+
+/// Statements both stores run alike, written once over sqlx's `Database` (SQLite and
+/// PostgreSQL both decode these columns as `i64` and `String`).
+pub mod shared {
+    use super::{Columns, DELETE_PUSH, DROP_PUSH, PUSH_TARGETS, ROSTER, SAVE_PUSH, SET_MUTED};
+    use crate::model::{ConversationId, MessageId, Role, RosterEntry, UserId};
+    use crate::store::PushTarget;
+    use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
+
+    /// Rows changed by a statement.
+    pub trait Affected {
+        fn rows(&self) -> u64;
+    }
+
+    impl Affected for sqlx::sqlite::SqliteQueryResult {
+        fn rows(&self) -> u64 {
+            self.rows_affected()
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    impl Affected for sqlx::postgres::PgQueryResult {
+        fn rows(&self) -> u64 {
+            self.rows_affected()
+        }
+    }
+
+    pub async fn set_muted<'e, DB, E>(
+        db: E,
+        viewer: UserId,
+        conversation: ConversationId,
+        muted: bool,
+    ) -> Result<u64, sqlx::Error>
+    where
+        DB: Database,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        DB::QueryResult: Affected,
+        E: Executor<'e, Database = DB>,
+    {
+        let done = sqlx::query::<DB>(SET_MUTED)
+            .bind(conversation.0)
+            .bind(viewer.0)
+            .bind(i64::from(muted))
+            .execute(db)
+            .await?;
+        Ok(done.rows())
+    }
+
+    pub async fn save_push<'e, DB, E>(db: E, t: &PushTarget, now: i64) -> Result<(), sqlx::Error>
+    where
+        DB: Database,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        E: Executor<'e, Database = DB>,
+    {
+        sqlx::query::<DB>(SAVE_PUSH)
+            .bind(t.endpoint.clone())
+            .bind(t.user.0)
+            .bind(t.p256dh.clone())
+            .bind(t.auth.clone())
+            .bind(i64::from(t.hide_content))
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_push<'e, DB, E>(
+        db: E,
+        user: UserId,
+        endpoint: &str,
+    ) -> Result<u64, sqlx::Error>
+    where
+        DB: Database,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        DB::QueryResult: Affected,
+        E: Executor<'e, Database = DB>,
+    {
+        let done = sqlx::query::<DB>(DELETE_PUSH)
+            .bind(user.0)
+            .bind(endpoint.to_owned())
+            .execute(db)
+            .await?;
+        Ok(done.rows())
+    }
+
+    pub async fn drop_push<'e, DB, E>(db: E, endpoint: &str) -> Result<(), sqlx::Error>
+    where
+        DB: Database,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        E: Executor<'e, Database = DB>,
+    {
+        sqlx::query::<DB>(DROP_PUSH)
+            .bind(endpoint.to_owned())
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn push_targets<'e, DB, E>(
+        db: E,
+        conversation: ConversationId,
+        sender: UserId,
+    ) -> Result<Vec<PushTarget>, sqlx::Error>
+    where
+        DB: Database,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB>,
+        for<'r> String: sqlx::Decode<'r, DB>,
+        String: Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        E: Executor<'e, Database = DB>,
+    {
+        let rows = sqlx::query::<DB>(PUSH_TARGETS)
+            .bind(conversation.0)
+            .bind(sender.0)
+            .fetch_all(db)
+            .await?;
+        rows.iter().map(super::push_target_at).collect()
+    }
+
+    /// The roster a change is decided against.
+    pub async fn roster<'e, DB, E>(
+        db: E,
+        conversation: ConversationId,
+    ) -> Result<Vec<RosterEntry>, sqlx::Error>
+    where
+        DB: Database,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB>,
+        for<'r> String: sqlx::Decode<'r, DB>,
+        String: Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        E: Executor<'e, Database = DB>,
+    {
+        let rows = sqlx::query::<DB>(ROSTER)
+            .bind(conversation.0)
+            .fetch_all(db)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RosterEntry {
+                    user: UserId(row.int(0)?),
+                    role: Role::from_db(&row.text(1)?),
+                    joined: MessageId(row.int(2)?),
+                })
+            })
+            .collect()
+    }
+}

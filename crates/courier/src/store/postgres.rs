@@ -32,6 +32,7 @@
 
 mod accounts;
 
+use super::log::shared;
 use super::log::{
     self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, message_at, time,
     user_at,
@@ -40,8 +41,7 @@ use super::{Appended, NewMessage, Store, StoreError, StoreResult};
 use super::{Changed, log::merge};
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, ConversationKind, ConversationView, History,
-    LogEntry, Member, Message, MessageId, Plan, Recipient, Refusal, Role, RosterEntry, User,
-    UserId, Username,
+    LogEntry, Member, Message, MessageId, Plan, Recipient, Refusal, User, UserId, Username,
 };
 use async_trait::async_trait;
 use chrono::Utc;
@@ -389,39 +389,23 @@ impl Store for PgStore {
     }
 
     async fn save_push_subscription(&self, target: &super::PushTarget) -> StoreResult<()> {
-        sqlx::query(log::SAVE_PUSH)
-            .bind(&target.endpoint)
-            .bind(target.user.0)
-            .bind(&target.p256dh)
-            .bind(&target.auth)
-            .bind(i64::from(target.hide_content))
-            .bind(now_ms())
-            .execute(&self.pool)
+        shared::save_push(&self.pool, target, now_ms())
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify)
     }
 
     async fn delete_push_subscription(&self, user: UserId, endpoint: &str) -> StoreResult<()> {
-        let done = sqlx::query(log::DELETE_PUSH)
-            .bind(user.0)
-            .bind(endpoint)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        match shared::delete_push(&self.pool, user, endpoint).await {
+            Ok(0) => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+            Err(e) => Err(classify(e)),
         }
-        Ok(())
     }
 
     async fn drop_push_endpoint(&self, endpoint: &str) -> StoreResult<()> {
-        sqlx::query(log::DROP_PUSH)
-            .bind(endpoint)
-            .execute(&self.pool)
+        shared::drop_push(&self.pool, endpoint)
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify)
     }
 
     async fn push_targets(
@@ -429,15 +413,8 @@ impl Store for PgStore {
         conversation: ConversationId,
         sender: UserId,
     ) -> StoreResult<Vec<super::PushTarget>> {
-        let rows = sqlx::query(log::PUSH_TARGETS)
-            .bind(conversation.0)
-            .bind(sender.0)
-            .fetch_all(&self.pool)
+        shared::push_targets(&self.pool, conversation, sender)
             .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(log::push_target_at)
-            .collect::<Result<_, _>>()
             .map_err(classify)
     }
 
@@ -447,17 +424,11 @@ impl Store for PgStore {
         conversation: ConversationId,
         muted: bool,
     ) -> StoreResult<()> {
-        let done = sqlx::query(log::SET_MUTED)
-            .bind(conversation.0)
-            .bind(viewer.0)
-            .bind(i64::from(muted))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        match shared::set_muted(&self.pool, viewer, conversation, muted).await {
+            Ok(0) => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+            Err(e) => Err(classify(e)),
         }
-        Ok(())
     }
 
     async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()> {
@@ -628,18 +599,7 @@ async fn change_under_lock(
             let Some((kind, history)) = found else {
                 return Ok(Err(StoreError::NotFound));
             };
-            let roster: Vec<(i64, String, i64)> = sqlx::query_as(log::ROSTER)
-                .bind(conversation.0)
-                .fetch_all(&mut *conn)
-                .await?;
-            let roster: Vec<RosterEntry> = roster
-                .into_iter()
-                .map(|(user, role, joined)| RosterEntry {
-                    user: UserId(user),
-                    role: Role::from_db(&role),
-                    joined: MessageId(joined),
-                })
-                .collect();
+            let roster = shared::roster(&mut *conn, *conversation).await?;
             match crate::model::plan(ConversationKind::from_db(&kind), &roster, actor, op) {
                 Ok(plan) => (
                     *conversation,

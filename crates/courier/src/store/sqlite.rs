@@ -9,6 +9,7 @@ mod accounts;
 mod writer;
 
 pub(super) use super::log::message_at;
+use super::log::shared;
 use super::log::{
     self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, user_at,
 };
@@ -390,39 +391,23 @@ impl Store for SqliteStore {
     }
 
     async fn save_push_subscription(&self, target: &super::PushTarget) -> StoreResult<()> {
-        sqlx::query(log::SAVE_PUSH)
-            .bind(&target.endpoint)
-            .bind(target.user.0)
-            .bind(&target.p256dh)
-            .bind(&target.auth)
-            .bind(i64::from(target.hide_content))
-            .bind(now_ms())
-            .execute(&self.pool)
+        shared::save_push(&self.pool, target, now_ms())
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify)
     }
 
     async fn delete_push_subscription(&self, user: UserId, endpoint: &str) -> StoreResult<()> {
-        let done = sqlx::query(log::DELETE_PUSH)
-            .bind(user.0)
-            .bind(endpoint)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        match shared::delete_push(&self.pool, user, endpoint).await {
+            Ok(0) => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+            Err(e) => Err(classify(e)),
         }
-        Ok(())
     }
 
     async fn drop_push_endpoint(&self, endpoint: &str) -> StoreResult<()> {
-        sqlx::query(log::DROP_PUSH)
-            .bind(endpoint)
-            .execute(&self.pool)
+        shared::drop_push(&self.pool, endpoint)
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify)
     }
 
     async fn push_targets(
@@ -430,15 +415,8 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         sender: UserId,
     ) -> StoreResult<Vec<super::PushTarget>> {
-        let rows = sqlx::query(log::PUSH_TARGETS)
-            .bind(conversation.0)
-            .bind(sender.0)
-            .fetch_all(&self.pool)
+        shared::push_targets(&self.pool, conversation, sender)
             .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(log::push_target_at)
-            .collect::<Result<_, _>>()
             .map_err(classify)
     }
 
@@ -448,17 +426,11 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         muted: bool,
     ) -> StoreResult<()> {
-        let done = sqlx::query(log::SET_MUTED)
-            .bind(conversation.0)
-            .bind(viewer.0)
-            .bind(i64::from(muted))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        match shared::set_muted(&self.pool, viewer, conversation, muted).await {
+            Ok(0) => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+            Err(e) => Err(classify(e)),
         }
-        Ok(())
     }
 
     async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()> {

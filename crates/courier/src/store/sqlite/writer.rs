@@ -16,7 +16,7 @@
 use super::{MESSAGE_COLUMNS, WriteJob, message_at, now_ms, time};
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
-    Role, RosterEntry, UserId,
+    UserId,
 };
 use crate::store::log;
 use crate::store::{Appended, Changed, NewMessage, StoreError, StoreResult};
@@ -271,18 +271,7 @@ async fn commit_change(
             let Some((kind, history)) = found else {
                 return Ok(Err(StoreError::NotFound));
             };
-            let roster: Vec<(i64, String, i64)> = sqlx::query_as(log::ROSTER)
-                .bind(conversation.0)
-                .fetch_all(&mut *tx)
-                .await?;
-            let roster: Vec<RosterEntry> = roster
-                .into_iter()
-                .map(|(user, role, joined)| RosterEntry {
-                    user: UserId(user),
-                    role: Role::from_db(&role),
-                    joined: MessageId(joined),
-                })
-                .collect();
+            let roster = log::shared::roster(&mut *tx, *conversation).await?;
             let kind = crate::model::ConversationKind::from_db(&kind);
             match crate::model::plan(kind, &roster, actor, op) {
                 Ok(plan) => (
