@@ -45,6 +45,8 @@ pub struct App {
     socket_send_buffer: usize,
     /// Set when serving HTTPS directly (`--tls-cert`).
     tls: Option<Tls>,
+    /// For waiting on its background work at shutdown.
+    messenger: Arc<Messenger>,
 }
 
 enum Tls {
@@ -104,6 +106,7 @@ impl App {
             messenger = messenger.with_pusher(Arc::new(pusher));
         }
         let messenger = Arc::new(messenger);
+        let background = messenger.clone();
         let limits = StreamLimits {
             heartbeat: config.heartbeat,
             buffer: config.stream_buffer,
@@ -178,6 +181,7 @@ impl App {
             shutdown,
             socket_send_buffer: config.socket_send_buffer,
             tls,
+            messenger: background,
         })
     }
 
@@ -263,13 +267,16 @@ impl App {
                     .into_future()
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = served => result.context("serving HTTP"),
             _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
                 Ok(())
             }
-        }
+        };
+        // Pushes in flight hold the store (and SQLite's one-process lock): let them end.
+        self.messenger.finish(SHUTDOWN_GRACE).await;
+        result
     }
 }
 

@@ -26,6 +26,7 @@ pub enum EventKind {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub kind: EventKind,
+    #[serde(deserialize_with = "sorted_recipients")]
     pub recipients: Vec<Recipient>,
     /// Wire frames, encoded once per event and shared by every stream: [for others, for the sender].
     #[serde(skip)]
@@ -36,7 +37,7 @@ impl Event {
     pub fn new(message: Message, recipients: Vec<Recipient>) -> Self {
         Self {
             kind: EventKind::Message(message),
-            recipients,
+            recipients: by_user(recipients),
             frames: Default::default(),
         }
     }
@@ -44,7 +45,7 @@ impl Event {
     pub fn change(change: ConversationEvent, recipients: Vec<Recipient>) -> Self {
         Self {
             kind: EventKind::Change(change),
-            recipients,
+            recipients: by_user(recipients),
             frames: Default::default(),
         }
     }
@@ -84,13 +85,29 @@ impl Event {
     }
 
     pub fn recipient(&self, user: UserId) -> Option<&Recipient> {
-        self.recipients.iter().find(|r| r.user == user)
+        // Every stream of a K-member group looks itself up: O(log K), not O(K) each.
+        self.recipients
+            .binary_search_by_key(&user, |r| r.user)
+            .ok()
+            .map(|at| &self.recipients[at])
     }
 
     /// The encoded frame for a viewer, built by `encode` the first time it is asked for.
     pub fn frame(&self, mine: bool, encode: impl FnOnce() -> Bytes) -> Bytes {
         self.frames[usize::from(mine)].get_or_init(encode).clone()
     }
+}
+
+fn sorted_recipients<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Recipient>, D::Error> {
+    <Vec<Recipient> as serde::Deserialize>::deserialize(d).map(by_user)
+}
+
+/// Recipients sorted by user, for `Event::recipient`'s binary search.
+fn by_user(mut recipients: Vec<Recipient>) -> Vec<Recipient> {
+    if !recipients.is_sorted_by_key(|r| r.user) {
+        recipients.sort_unstable_by_key(|r| r.user);
+    }
+    recipients
 }
 
 /// One entry of the durable log as the store replays it, in position order.

@@ -7,8 +7,11 @@
 //!    changes alike (see `store::log`), so "everything after my cursor" read from the store is
 //!    complete once read; the store decides visibility by membership at each position.
 //! 3. `last` is the newest position this stream has sent. Live events at or below it are
-//!    skipped (dedupe). An event whose recipient link `prev` is above `last` proves a message
-//!    in between was missed (reordered or lost on the bus): the gap is read from the store.
+//!    skipped (dedupe). An event whose recipient link `prev` is above `last` proves an entry
+//!    in between has not arrived. Usually it was only reordered (requests that committed
+//!    together publish from their own tasks), so the event waits in a small stash for up to
+//!    `REORDER_WAIT` while the missing ones arrive; only then is the gap read from the store.
+//!    (Reading at once made every stream of a large group query the store on every burst.)
 //! 4. When the bus admits it may have lost events (`Bus::generation` moved: a NATS
 //!    reconnect, a slow-consumer drop), the next heartbeat compares the user's inbox head
 //!    with `last`, so even a lost *last* event is repaired within one heartbeat.
@@ -20,7 +23,7 @@ use crate::service::ServiceError;
 use crate::service::push::Presence;
 use crate::store::{Store, StoreError};
 use futures::{Stream, StreamExt};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -30,6 +33,10 @@ use tokio_util::sync::CancellationToken;
 const CHECK_EVERY_BEATS: u32 = 4;
 /// How many stored messages one catch-up read fetches.
 const REPLAY_BATCH: u32 = 500;
+/// How long an event that arrived ahead of its predecessor waits for it before the store is asked.
+const REORDER_WAIT: Duration = Duration::from_millis(250);
+/// Events held back waiting for a predecessor, at most; beyond, the store is asked at once.
+const STASH_MAX: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct StreamLimits {
@@ -174,6 +181,8 @@ impl Realtime {
             beats: 0,
             subscription,
             last,
+            stash: BTreeMap::new(),
+            gap_deadline: None,
             catch_up: resume.is_some(),
             pending,
             heartbeat,
@@ -208,6 +217,10 @@ struct UserStream {
     subscription: Subscription,
     /// The newest position this stream has sent (or the point it started from).
     last: MessageId,
+    /// Live events that arrived before a predecessor, by position, with their `prev`.
+    stash: BTreeMap<MessageId, (Arc<Event>, MessageId)>,
+    /// When the stash gives up waiting and the store is read instead.
+    gap_deadline: Option<Instant>,
     /// Set when the store may hold messages after `last` that this stream has not sent.
     catch_up: bool,
     pending: VecDeque<Frame>,
@@ -230,9 +243,13 @@ impl UserStream {
                 self.read_gap().await;
                 continue;
             }
+            let gap_deadline = self.gap_deadline;
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => self.done = true,
+                _ = tokio::time::sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {
+                    self.read_store_instead();
+                }
                 event = self.subscription.next() => match event {
                     // The bus dropped us (buffer full) or is gone: end; the client resumes.
                     None => self.done = true,
@@ -264,10 +281,42 @@ impl UserStream {
             return; // already sent, from the store or an earlier event
         }
         if recipient.prev > self.last {
-            self.catch_up = true; // something in between was missed; the store has it
+            // Something in between has not arrived: wait a little for it (see the module docs).
+            self.stash.insert(position, (event, recipient.prev));
+            self.gap_deadline
+                .get_or_insert_with(|| Instant::now() + REORDER_WAIT);
+            if self.stash.len() > STASH_MAX {
+                self.read_store_instead();
+            }
             return;
         }
         self.push(event);
+        self.drain_stash();
+    }
+
+    /// Sends stashed events whose predecessor has now been sent, in position order.
+    fn drain_stash(&mut self) {
+        while let Some(entry) = self.stash.first_entry() {
+            let (position, prev) = (*entry.key(), entry.get().1);
+            if position <= self.last {
+                entry.remove();
+            } else if prev <= self.last {
+                let (event, _) = entry.remove();
+                self.push(event);
+            } else {
+                break;
+            }
+        }
+        if self.stash.is_empty() {
+            self.gap_deadline = None;
+        }
+    }
+
+    /// The gap did not fill from the bus: the store has everything after `last`.
+    fn read_store_instead(&mut self) {
+        self.stash.clear();
+        self.gap_deadline = None;
+        self.catch_up = true;
     }
 
     /// When the bus says it may have lost events since this stream last looked (a NATS
@@ -281,7 +330,7 @@ impl UserStream {
             return;
         }
         match self.store.inbox_head(self.user).await {
-            Ok(head) if head > self.last => self.catch_up = true,
+            Ok(head) if head > self.last => self.read_store_instead(),
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "head check failed; will retry");

@@ -120,6 +120,13 @@ impl Messenger {
         self
     }
 
+    /// Waits (at most `limit`) for background work that holds the store, after shutdown.
+    pub async fn finish(&self, limit: std::time::Duration) {
+        if let Some(pusher) = &self.pusher {
+            pusher.finish(limit).await;
+        }
+    }
+
     /// The VAPID public key browsers subscribe with; `None` when push is off.
     pub fn push_public_key(&self) -> Option<String> {
         self.pusher.as_ref().map(|p| p.public_key())

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 /// One RFC 8188 record holds the whole payload.
 const RECORD_SIZE: u32 = 4096;
@@ -195,6 +196,8 @@ pub struct Pusher {
     settings: PushSettings,
     http: reqwest::Client,
     permits: Arc<Semaphore>,
+    /// Every push task, so shutdown can wait for them (they hold the store).
+    tasks: TaskTracker,
 }
 
 impl Pusher {
@@ -216,7 +219,14 @@ impl Pusher {
             settings,
             http,
             permits: Arc::new(Semaphore::new(CONCURRENT_PUSHES)),
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// Waits (at most `limit`) for pushes in flight; none start afterwards.
+    pub async fn finish(&self, limit: Duration) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
     }
 
     pub fn public_key(&self) -> String {
@@ -237,8 +247,11 @@ impl Pusher {
 
     /// Pushes `message` to its recipients who have no open stream here, in the background.
     pub fn message_committed(self: &Arc<Self>, message: Message) {
+        if self.tasks.is_closed() {
+            return;
+        }
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let sender = match this.store.user(message.sender_id).await {
                 Ok(user) => user,
                 Err(e) => {
@@ -275,7 +288,7 @@ impl Pusher {
                     return;
                 };
                 let (this, message, title) = (this.clone(), message.clone(), title.clone());
-                tokio::spawn(async move {
+                this.clone().tasks.spawn(async move {
                     this.push(&target, &message, &title).await;
                     drop(permit);
                 });
