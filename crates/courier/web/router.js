@@ -26,6 +26,8 @@ function interceptLink(event) {
   if (!link || link.target || link.hasAttribute('download')) return;
   const url = new URL(link.href);
   if (url.origin !== location.origin) return;
+  // An in-page link (the skip link) is the browser's job: it scrolls and moves focus there.
+  if (url.hash && url.pathname === location.pathname && url.search === location.search) return;
   if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return;
   event.preventDefault();
   navigate(url.pathname + url.search);
