@@ -1,10 +1,17 @@
 // History-API routing: same-origin links are intercepted, /api links are left to the browser.
 
 let resolve = () => {};
+let shown = null; // the path on screen
 
 export function startRouter(onRoute) {
-  resolve = onRoute;
-  window.addEventListener('popstate', () => resolve(location.pathname));
+  resolve = (path) => {
+    shown = path;
+    onRoute(path);
+  };
+  // A hash-only change (the skip link) also fires popstate: the page stays as it is.
+  window.addEventListener('popstate', () => {
+    if (location.pathname !== shown) resolve(location.pathname);
+  });
   document.addEventListener('click', interceptLink);
   resolve(location.pathname);
 }
