@@ -90,6 +90,8 @@ describe('axe-core finds no serious or critical violations', { timeout: 240_000 
     await carol.send(group.id, 'First book: Middlemarch?');
     await page.locator('.conversation-row').nth(1).waitFor();
     await page.locator('.unread-count', { hasText: '30' }).waitFor();
+    // The count reaches screen readers through the link's name, not only as a coloured badge.
+    await page.getByRole('link', { name: /bob.*30 unread messages/ }).waitFor();
     await assertAccessible(page, 'home with conversations');
   });
 
