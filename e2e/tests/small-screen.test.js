@@ -150,11 +150,14 @@ describe('at 360 px wide', { timeout: 180_000 }, () => {
       back: page.getByRole('link', { name: 'Back to conversations' }),
       title: page.getByRole('heading', { level: 1 }),
       members: page.getByRole('button', { name: 'Members' }),
+      mute: page.getByRole('button', { name: 'Mute' }),
       composer: composer(page),
       send: page.getByRole('button', { name: 'Send message' }),
     };
     await assertNoOverflow(page, 'group conversation');
     await assertSeparateAndOnScreen(page, 'group conversation', controls);
+    const title = await controls.title.boundingBox();
+    assert.ok(title.width >= 120, `the group's title has room to be read (${Math.round(title.width)} px)`);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'group-360.png') });
 
     await controls.members.click();
