@@ -1,20 +1,28 @@
 // Headless Debian chromium through playwright-core; one context per person.
 import { chromium } from 'playwright-core';
 
+const LAUNCH = {
+  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+};
+
 export function launchBrowser() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  return chromium.launch(LAUNCH);
+}
+
+// A browser with a real (non-incognito) profile in `userDataDir`, as one context; for what
+// Chromium refuses to incognito profiles, such as reporting a page installable.
+export function launchProfile(userDataDir, options = {}) {
+  return chromium.launchPersistentContext(userDataDir, { ...LAUNCH, ...options });
 }
 
 // Signs `username` in through the access page's dev-login form.

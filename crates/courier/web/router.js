@@ -1,10 +1,17 @@
 // History-API routing: same-origin links are intercepted, /api links are left to the browser.
 
 let resolve = () => {};
+let shown = null; // the path on screen
 
 export function startRouter(onRoute) {
-  resolve = onRoute;
-  window.addEventListener('popstate', () => resolve(location.pathname));
+  resolve = (path) => {
+    shown = path;
+    onRoute(path);
+  };
+  // A hash-only change (the skip link) also fires popstate: the page stays as it is.
+  window.addEventListener('popstate', () => {
+    if (location.pathname !== shown) resolve(location.pathname);
+  });
   document.addEventListener('click', interceptLink);
   resolve(location.pathname);
 }
@@ -26,6 +33,8 @@ function interceptLink(event) {
   if (!link || link.target || link.hasAttribute('download')) return;
   const url = new URL(link.href);
   if (url.origin !== location.origin) return;
+  // An in-page link (the skip link) is the browser's job: it scrolls and moves focus there.
+  if (url.hash && url.pathname === location.pathname && url.search === location.search) return;
   if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return;
   event.preventDefault();
   navigate(url.pathname + url.search);

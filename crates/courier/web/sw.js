@@ -30,6 +30,9 @@ const SHELL = [
   '/views/offline.js',
   '/views/sessions.js',
   '/icon.svg',
+  '/icon-192.png',
+  '/icon-512.png',
+  '/icon-maskable-512.png',
   '/manifest.webmanifest',
 ];
 

@@ -382,7 +382,7 @@ export function mountConversation(root, { params }) {
     }
     group.refresh().catch(() => {});
     if (lines[change.change]) {
-      list.append(h('li', { class: 'system-line', role: 'note', dataset: { id: change.position }, text: lines[change.change] }));
+      list.append(h('li', { class: 'system-line', dataset: { id: change.position }, text: lines[change.change] }));
       if (atBottom()) scrollToBottom();
     }
     // Was it me? Then the conversation is gone for me (404): back to the list.

@@ -51,7 +51,11 @@ export function mountHome(root) {
     parts.marker.hidden = !unread;
     parts.badge.hidden = !(conv.unreadCount > 0);
     parts.badge.textContent = conv.unreadCount > 99 ? '99+' : String(conv.unreadCount || '');
-    parts.badge.setAttribute('aria-label', `${conv.unreadCount} unread`);
+    // The badge is for the eye; the marker's hidden text says the same to a screen reader
+    // (an aria-label on a plain <span> is not announced).
+    parts.markerText.textContent = conv.unreadCount > 0
+      ? `${conv.unreadCount} unread ${conv.unreadCount === 1 ? 'message' : 'messages'}`
+      : 'Unread messages';
   }
 
   function makeRow(conv) {
@@ -59,9 +63,10 @@ export function mountHome(root) {
     const parts = {
       preview: h('span', { class: 'preview' }),
       time: h('time', { class: 'time' }),
-      badge: h('span', { class: 'unread-count', hidden: true }),
-      marker: h('span', { class: 'unread-marker' }, h('span', { class: 'visually-hidden', text: 'Unread messages' })),
+      badge: h('span', { class: 'unread-count', 'aria-hidden': 'true', hidden: true }),
+      markerText: h('span', { class: 'visually-hidden', text: 'Unread messages' }),
     };
+    parts.marker = h('span', { class: 'unread-marker' }, parts.markerText);
     const li = h('li', { class: 'conversation-row', dataset: { id: conv.id } },
       h('a', { href: `/c/${encodeURIComponent(conv.id)}`, class: 'conversation-link' },
         avatar(other),
