@@ -1,11 +1,13 @@
 //! Sign-in routes: dev login, password sign-up and sign-in, the current user, token refresh,
 //! sessions (list, sign out one, sign out everywhere), and the provider list.
 
-use super::extract::{AppJson, AuthUser, CSRF_COOKIE, ClientIp, SESSION_COOKIE, device, parse_id};
+use super::extract::{
+    AppJson, AppPath, AuthUser, CSRF_COOKIE, ClientIp, SESSION_COOKIE, device, parse_id,
+};
 use super::wire::{UserJson, time};
 use super::{ApiError, ApiState};
 use crate::service::{SignedIn, Signup};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
@@ -201,7 +203,7 @@ async fn sign_out_session(
     State(state): State<ApiState>,
     headers: HeaderMap,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(
         &id,

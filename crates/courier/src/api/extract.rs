@@ -2,7 +2,7 @@
 
 use super::{ApiError, ApiState};
 use crate::model::UserId;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -30,6 +30,42 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 "malformed JSON: {}",
                 e.body_text()
             ))),
+        }
+    }
+}
+
+/// `Path<T>` whose every rejection (a segment that is not UTF-8, a value that does not parse)
+/// is a JSON 404: a malformed id names nothing, so it is "not found" like an unknown one.
+pub struct AppPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::NotFound("not found".into()))
+            }
+            Err(e) => Err(ApiError::Internal(Box::new(e))),
+        }
+    }
+}
+
+/// `Query<T>` whose rejections (malformed encoding, a repeated or mistyped parameter) are a
+/// JSON 400 instead of axum's `text/plain`.
+pub struct AppQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadRequest(
+                format!("malformed query string: {}", e.body_text()),
+            )),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
 }
