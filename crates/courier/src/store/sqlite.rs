@@ -90,6 +90,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(other)?;
+        backfill_skeletons(&pool).await?;
 
         sqlx::query("INSERT INTO meta (key, value) VALUES ('instance', ?) ON CONFLICT DO NOTHING")
             .bind(random_instance_id())
@@ -113,6 +114,28 @@ impl SqliteStore {
             instance,
         })
     }
+}
+
+/// Gives names from before migration 0004 their skeleton; a lookalike of an older name
+/// keeps none (see the migration).
+async fn backfill_skeletons(pool: &SqlitePool) -> StoreResult<()> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, username FROM users WHERE skeleton IS NULL ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .map_err(classify)?;
+    for (id, name) in rows {
+        let Ok(name) = Username::parse(&name) else {
+            continue;
+        };
+        sqlx::query("UPDATE OR IGNORE users SET skeleton = ? WHERE id = ?")
+            .bind(name.skeleton())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
 }
 
 /// Takes an exclusive lock on `<database>.lock`. The writer task caches inbox heads and is
@@ -203,15 +226,21 @@ impl Store for SqliteStore {
     }
 
     async fn find_or_create_user(&self, username: &Username) -> StoreResult<User> {
+        // No conflict target: the name (any case) or its lookalike skeleton may be taken.
         sqlx::query(
-            "INSERT INTO users (username, created_at) VALUES (?, ?) ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO users (username, skeleton, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(username.as_str())
+        .bind(username.skeleton())
         .bind(now_ms())
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        self.user_by_username(username).await
+        match self.user_by_username(username).await {
+            // Not the same name, so a lookalike holds the skeleton.
+            Err(StoreError::NotFound) => Err(StoreError::Conflict("username")),
+            found => found,
+        }
     }
 
     async fn user(&self, id: UserId) -> StoreResult<User> {

@@ -8,3 +8,4 @@ mod groups;
 mod helpers;
 mod messages;
 mod stream;
+mod text;

@@ -37,10 +37,11 @@ impl AccountStore for SqliteStore {
             .await
             .map_err(classify)?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO users (username, avatar_url, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (username) DO NOTHING RETURNING id",
+            "INSERT INTO users (username, skeleton, avatar_url, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(username.as_str())
+        .bind(username.skeleton())
         .bind(avatar_url)
         .bind(now)
         .fetch_optional(&mut *tx)
