@@ -10,6 +10,11 @@ export class ApiError extends Error {
   get offline() {
     return this.status === 0;
   }
+  // The server (or its database, or the proxy in front of it) cannot answer right now: not a
+  // sign-out, so the app keeps the session and retries.
+  get unavailable() {
+    return this.status === 0 || this.status === 502 || this.status === 503 || this.status === 504;
+  }
 }
 
 function describe(status, body) {

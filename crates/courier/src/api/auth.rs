@@ -6,7 +6,7 @@ use super::extract::{
 };
 use super::wire::{UserJson, time};
 use super::{ApiError, ApiState};
-use crate::service::{SignedIn, Signup};
+use crate::service::{ServiceError, SignedIn, Signup};
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -134,12 +134,12 @@ async fn get_auth_user(
     State(state): State<ApiState>,
     me: AuthUser,
 ) -> Result<Json<UserJson>, ApiError> {
-    // A valid token for a user that no longer exists is not a session.
-    let user = state
-        .messenger
-        .user(me.id)
-        .await
-        .map_err(|_| ApiError::Unauthorized)?;
+    // A valid token for a user that no longer exists is not a session; a store that cannot
+    // be reached is a 503 (the web app shows "reconnecting", not the sign-in page).
+    let user = state.messenger.user(me.id).await.map_err(|e| match e {
+        ServiceError::NotFound(_) => ApiError::Unauthorized,
+        e => e.into(),
+    })?;
     Ok(Json(user.into()))
 }
 

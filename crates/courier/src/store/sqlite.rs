@@ -188,8 +188,20 @@ fn classify(e: sqlx::Error) -> StoreError {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
             StoreError::Unavailable(Box::new(e))
         }
+        e if is_unavailable(&e) => StoreError::Unavailable(Box::new(e)),
         e => StoreError::Other(Box::new(e)),
     }
+}
+
+/// SQLite's "not now" results (primary codes, extended codes folded): BUSY, LOCKED, IOERR,
+/// FULL, CANTOPEN. A request that meets one gets 503 and is retried, never a sign-out.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i64>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14))
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";

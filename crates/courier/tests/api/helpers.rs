@@ -83,10 +83,45 @@ fn init_logs() {
     });
 }
 
-async fn fresh_postgres_database() -> String {
+/// Whether a service a test needs answers at `addr`. When it does not, the test is skipped
+/// with a printed reason, unless `COURIER_TEST_REQUIRE_SERVICES` is set (CI and
+/// `scripts/test` set it): then a missing service fails the test instead of hiding it.
+pub fn service_available(name: &str, addr: &str) -> bool {
+    let reachable = addr.parse::<SocketAddr>().is_ok_and(|addr| {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+    });
+    if reachable {
+        return true;
+    }
+    if std::env::var_os("COURIER_TEST_REQUIRE_SERVICES").is_some() {
+        panic!("{name} is not reachable at {addr} and COURIER_TEST_REQUIRE_SERVICES is set");
+    }
+    eprintln!(
+        "SKIPPED: {name} is not reachable at {addr} (set COURIER_TEST_REQUIRE_SERVICES=1 to fail instead)"
+    );
+    false
+}
+
+/// The PostgreSQL server the suite uses, as `host:port` (see `COURIER_TEST_PG`).
+pub fn postgres_addr() -> String {
+    let admin = postgres_admin_url();
+    let host = admin
+        .split_once('@')
+        .map(|(_, rest)| rest)
+        .unwrap_or(&admin)
+        .trim_start_matches("postgres://");
+    host.split('/').next().unwrap_or(host).to_owned()
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("COURIER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_database() -> String {
     use sqlx::Connection;
-    let admin = std::env::var("COURIER_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = postgres_admin_url();
     let name = format!("courier_test_{}", hex_id());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await

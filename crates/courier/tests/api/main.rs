@@ -7,5 +7,6 @@ mod errors;
 mod groups;
 mod helpers;
 mod messages;
+mod outage;
 mod stream;
 mod text;
