@@ -1,5 +1,6 @@
 // HTTP client for the Courier API. The session rides in an HttpOnly cookie; state-changing
-// requests echo the readable courier_csrf cookie in X-CSRF-Token (double-submit CSRF defence).
+// requests echo the readable courier_csrf cookie (__Host-courier_csrf over HTTPS) in X-CSRF-Token;
+// its value is bound to the session by the server.
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -35,7 +36,7 @@ export function setUnauthorizedHandler(fn) {
 export function csrfToken() {
   for (const part of document.cookie.split(';')) {
     const [name, ...rest] = part.trim().split('=');
-    if (name === 'courier_csrf') return decodeURIComponent(rest.join('='));
+    if (name === 'courier_csrf' || name === '__Host-courier_csrf') return decodeURIComponent(rest.join('='));
   }
   return '';
 }

@@ -77,10 +77,14 @@ async fn finish_sign_in(
         .await
     {
         Ok(finished) => {
-            let token = finished.signed_in.token.clone();
+            let signed_in = &finished.signed_in;
             (
                 StatusCode::FOUND,
-                session_cookies(&state, &headers, Some(&token)),
+                session_cookies(
+                    &state,
+                    &headers,
+                    Some((&signed_in.token, &signed_in.session)),
+                ),
                 AppendHeaders([
                     (LOCATION, header(&finished.return_to)),
                     (CACHE_CONTROL, HeaderValue::from_static("no-store")),

@@ -10,3 +10,4 @@ mod messages;
 mod outage;
 mod stream;
 mod text;
+mod tokens;

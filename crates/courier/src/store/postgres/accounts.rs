@@ -184,7 +184,7 @@ impl AccountStore for PgStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-             ORDER BY last_seen_at DESC, id"
+             ORDER BY last_seen_at DESC, created_at DESC, id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.0)

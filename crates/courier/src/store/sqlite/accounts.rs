@@ -188,7 +188,7 @@ impl AccountStore for SqliteStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions
              WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
-             ORDER BY last_seen_at DESC, id"
+             ORDER BY last_seen_at DESC, created_at DESC, id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.0)
