@@ -83,23 +83,9 @@ fn init_logs() {
     });
 }
 
-/// Whether a service a test needs answers at `addr`. When it does not, the test is skipped
-/// with a printed reason, unless `COURIER_TEST_REQUIRE_SERVICES` is set (CI and
-/// `scripts/test` set it): then a missing service fails the test instead of hiding it.
-pub fn service_available(name: &str, addr: &str) -> bool {
-    let reachable = addr.parse::<SocketAddr>().is_ok_and(|addr| {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-    });
-    if reachable {
-        return true;
-    }
-    if std::env::var_os("COURIER_TEST_REQUIRE_SERVICES").is_some() {
-        panic!("{name} is not reachable at {addr} and COURIER_TEST_REQUIRE_SERVICES is set");
-    }
-    eprintln!(
-        "SKIPPED: {name} is not reachable at {addr} (set COURIER_TEST_REQUIRE_SERVICES=1 to fail instead)"
-    );
-    false
+/// Whether the PostgreSQL server the suite uses answers (see `common/services.rs`).
+pub fn postgres_available() -> bool {
+    crate::reachable::postgres(&postgres_admin_url())
 }
 
 /// The PostgreSQL server the suite uses, as `host:port` (see `COURIER_TEST_PG`).

@@ -8,6 +8,8 @@ mod groups;
 mod helpers;
 mod messages;
 mod outage;
+#[path = "../common/services.rs"]
+mod reachable;
 mod stream;
 mod text;
 mod tokens;

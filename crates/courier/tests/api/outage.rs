@@ -74,10 +74,10 @@ impl Drop for Relay {
 
 #[tokio::test]
 async fn an_unreachable_store_answers_503_not_401_and_the_session_survives() {
-    let pg = postgres_addr();
-    if !service_available("PostgreSQL", &pg) {
+    if !postgres_available() {
         return;
     }
+    let pg = postgres_addr();
     let url = fresh_postgres_database().await;
     let relay = Relay::start(pg.clone()).await;
     let proxied = url.replacen(&pg, &format!("127.0.0.1:{}", relay.port), 1);
