@@ -4,6 +4,7 @@ mod accounts;
 mod auth;
 mod conversations;
 mod errors;
+mod fuzz;
 mod groups;
 mod helpers;
 mod messages;
