@@ -316,6 +316,7 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
         },
         attempts_per_account: config.login_attempts_per_account,
         attempts_per_ip: config.login_attempts_per_ip,
+        max_sessions: config.max_sessions_per_user,
     }
 }
 

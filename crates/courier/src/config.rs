@@ -186,6 +186,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_LOGIN_ATTEMPTS_PER_IP", default_value = "20")]
     pub login_attempts_per_ip: std::num::NonZeroU32,
 
+    /// Signed-in sessions (devices) kept per person; signing in once more signs out the one
+    /// used least recently.
+    #[arg(long, env = "COURIER_MAX_SESSIONS_PER_USER", default_value = "50")]
+    pub max_sessions_per_user: std::num::NonZeroUsize,
+
     /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you trust).
     #[arg(long, env = "COURIER_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,

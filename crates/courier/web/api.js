@@ -1,5 +1,6 @@
 // HTTP client for the Courier API. The session rides in an HttpOnly cookie; state-changing
-// requests echo the readable courier_csrf cookie in X-CSRF-Token (double-submit CSRF defence).
+// requests echo the readable courier_csrf cookie (__Host-courier_csrf over HTTPS) in X-CSRF-Token;
+// its value is bound to the session by the server.
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -9,6 +10,11 @@ export class ApiError extends Error {
   }
   get offline() {
     return this.status === 0;
+  }
+  // The server (or its database, or the proxy in front of it) cannot answer right now: not a
+  // sign-out, so the app keeps the session and retries.
+  get unavailable() {
+    return this.status === 0 || this.status === 502 || this.status === 503 || this.status === 504;
   }
 }
 
@@ -30,7 +36,7 @@ export function setUnauthorizedHandler(fn) {
 export function csrfToken() {
   for (const part of document.cookie.split(';')) {
     const [name, ...rest] = part.trim().split('=');
-    if (name === 'courier_csrf') return decodeURIComponent(rest.join('='));
+    if (name === 'courier_csrf' || name === '__Host-courier_csrf') return decodeURIComponent(rest.join('='));
   }
   return '';
 }

@@ -20,6 +20,8 @@ const topbar = document.getElementById('topbar');
 const banner = document.getElementById('connection-status');
 
 // user: undefined = not known yet (server unreachable), null = signed out, object = signed in.
+// offline: false, 'network' (no answer at all) or 'server' (503: the server or its database is
+// having a blip; never a reason to show the sign-in page).
 // notice: why the access page is showing (the session ended elsewhere), until the next sign-in.
 const session = { user: undefined, offline: false, notice: '' };
 const ENDED = 'You’ve been signed out. Sign in again to continue.';
@@ -37,7 +39,9 @@ function setBanner(kind, text) {
 }
 
 function refreshBanner() {
-  if (session.offline) {
+  if (session.offline === 'server') {
+    setBanner('reconnecting', 'Reconnecting… the server is temporarily unavailable.');
+  } else if (session.offline) {
     setBanner('offline', "You're offline. Courier can't reach the server; retrying…");
   } else if (stream.streamState() === 'reconnecting') {
     setBanner('reconnecting', 'Reconnecting…');
@@ -142,8 +146,8 @@ async function identify() {
     session.user = await api.authUser();
     session.offline = false;
   } catch (err) {
-    if (err.offline) {
-      session.offline = true;
+    if (err.unavailable) {
+      session.offline = err.offline ? 'network' : 'server';
       refreshBanner();
       retryTimer = setTimeout(identify, 3000);
       return false;

@@ -1,11 +1,14 @@
 //! Sign-in routes: dev login, password sign-up and sign-in, the current user, token refresh,
 //! sessions (list, sign out one, sign out everywhere), and the provider list.
 
-use super::extract::{AppJson, AuthUser, CSRF_COOKIE, ClientIp, SESSION_COOKIE, device, parse_id};
+use super::extract::{
+    AppJson, AppPath, AuthUser, CSRF_COOKIE, ClientIp, HOST_PREFIX, SESSION_COOKIE, device,
+    parse_id,
+};
 use super::wire::{UserJson, time};
 use super::{ApiError, ApiState};
-use crate::service::{SignedIn, Signup};
-use axum::extract::{Path, State};
+use crate::service::{ServiceError, SignedIn, Signup};
+use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
@@ -122,7 +125,7 @@ pub(super) fn signed_in_response(
     });
     (
         status,
-        session_cookies(state, headers, Some(&signed_in.token)),
+        session_cookies(state, headers, Some((&signed_in.token, &signed_in.session))),
         Json(body),
     )
         .into_response()
@@ -132,12 +135,12 @@ async fn get_auth_user(
     State(state): State<ApiState>,
     me: AuthUser,
 ) -> Result<Json<UserJson>, ApiError> {
-    // A valid token for a user that no longer exists is not a session.
-    let user = state
-        .messenger
-        .user(me.id)
-        .await
-        .map_err(|_| ApiError::Unauthorized)?;
+    // A valid token for a user that no longer exists is not a session; a store that cannot
+    // be reached is a 503 (the web app shows "reconnecting", not the sign-in page).
+    let user = state.messenger.user(me.id).await.map_err(|e| match e {
+        ServiceError::NotFound(_) => ApiError::Unauthorized,
+        e => e.into(),
+    })?;
     Ok(Json(user.into()))
 }
 
@@ -153,7 +156,11 @@ async fn refresh_token(
     let (token, expires_at) = state.accounts.refresh(&auth).await?;
     let body = Json(json!({ "token": token, "expiresAt": time(&expires_at) }));
     if me.via_cookie {
-        Ok((session_cookies(&state, &headers, Some(&token)), body).into_response())
+        Ok((
+            session_cookies(&state, &headers, Some((&token, &auth.session))),
+            body,
+        )
+            .into_response())
     } else {
         Ok(body.into_response())
     }
@@ -201,7 +208,7 @@ async fn sign_out_session(
     State(state): State<ApiState>,
     headers: HeaderMap,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(
         &id,
@@ -253,42 +260,52 @@ async fn list_providers(State(state): State<ApiState>) -> Json<serde_json::Value
 }
 
 /// The browser session: an HttpOnly cookie holding the token, and a readable CSRF cookie
-/// whose value must come back in `X-CSRF-Token` (double submit). `None` clears both.
+/// whose value must come back in `X-CSRF-Token`. The CSRF value is an HMAC of the session id
+/// (bound to this session, useless for any other). Over HTTPS both names carry `__Host-`.
+/// `None` clears both (under both names, so a switch to HTTPS leaves nothing behind).
 pub(super) fn session_cookies(
     state: &ApiState,
     request: &HeaderMap,
-    token: Option<&str>,
-) -> AppendHeaders<[(HeaderName, HeaderValue); 2]> {
+    signed_in: Option<(&str, &str)>,
+) -> AppendHeaders<Vec<(HeaderName, HeaderValue)>> {
     let https = request
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes() == b"https");
-    let secure = if https || state.settings.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let (session, csrf, max_age) = match token {
-        Some(token) => (
-            token.to_owned(),
-            hex::encode(rand::random::<[u8; 16]>()),
-            state.settings.token_lifetime.as_secs(),
-        ),
-        None => (String::new(), String::new(), 0),
-    };
+    let secure = https || state.settings.secure_cookies;
+    let prefix = if secure { HOST_PREFIX } else { "" };
+    let secure_attr = if secure { "; Secure" } else { "" };
     let cookie =
         |value: String| HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""));
-    AppendHeaders([
-        (
-            SET_COOKIE,
-            cookie(format!(
-                "{SESSION_COOKIE}={session}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
-            )),
-        ),
-        (
-            SET_COOKIE,
-            cookie(format!(
-                "{CSRF_COOKIE}={csrf}; Path=/; Max-Age={max_age}; SameSite=Strict{secure}"
-            )),
-        ),
-    ])
+    let mut headers = Vec::with_capacity(4);
+    match signed_in {
+        Some((token, session)) => {
+            let max_age = state.settings.token_lifetime.as_secs();
+            let csrf = state.accounts.csrf_token(session);
+            headers.push((SET_COOKIE, cookie(format!(
+                "{prefix}{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure_attr}"
+            ))));
+            headers.push((SET_COOKIE, cookie(format!(
+                "{prefix}{CSRF_COOKIE}={csrf}; Path=/; Max-Age={max_age}; SameSite=Strict{secure_attr}"
+            ))));
+        }
+        None => {
+            for prefix in ["", HOST_PREFIX] {
+                // A `__Host-` cookie can only be cleared with `Secure`.
+                let secure_attr = if prefix.is_empty() {
+                    secure_attr
+                } else {
+                    "; Secure"
+                };
+                for name in [SESSION_COOKIE, CSRF_COOKIE] {
+                    headers.push((
+                        SET_COOKIE,
+                        cookie(format!(
+                            "{prefix}{name}=; Path=/; Max-Age=0; SameSite=Strict{secure_attr}"
+                        )),
+                    ));
+                }
+            }
+        }
+    }
+    AppendHeaders(headers)
 }

@@ -1,11 +1,11 @@
 //! Conversation routes: start (or find) a direct one, create a group, list, show, rename, the
 //! other participant, and group membership (list, add, remove, leave, change a role).
 
-use super::extract::{AppJson, AuthUser, parse_id, query_param};
+use super::extract::{AppJson, AppPath, AppQuery, AuthUser, parse_id, query_param};
 use super::wire::{ConversationJson, MemberJson, UserJson};
 use super::{ApiError, ApiState, BeforeQuery};
 use crate::model::{ConversationId, UserId};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header::LOCATION};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -96,7 +96,7 @@ async fn start_conversation(
 async fn list_conversations(
     State(state): State<ApiState>,
     me: AuthUser,
-    Query(query): Query<BeforeQuery>,
+    AppQuery(query): AppQuery<BeforeQuery>,
 ) -> Result<Response, ApiError> {
     let before = query
         .before
@@ -114,7 +114,7 @@ async fn list_conversations(
 async fn get_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
     let conversation = state.messenger.conversation(me.id, id).await?;
@@ -124,7 +124,7 @@ async fn get_conversation(
 async fn get_other_participant(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<UserJson>, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
     Ok(Json(
@@ -149,7 +149,7 @@ struct RenameBody {
 async fn rename_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<RenameBody>,
 ) -> Result<Response, ApiError> {
     let id = conversation_id(&id)?;
@@ -161,7 +161,7 @@ async fn rename_conversation(
 async fn list_members(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     uri: Uri,
 ) -> Result<Json<Vec<MemberJson>>, ApiError> {
     let id = conversation_id(&id)?;
@@ -191,7 +191,7 @@ struct UsernamesBody {
 async fn add_members(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(body): AppJson<UsernamesBody>,
 ) -> Result<Json<Vec<UserJson>>, ApiError> {
     let id = conversation_id(&id)?;
@@ -205,7 +205,7 @@ async fn add_members(
 async fn remove_member(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path((id, user)): Path<(String, String)>,
+    AppPath((id, user)): AppPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = conversation_id(&id)?;
     let user = member_id(&user)?;
@@ -222,7 +222,7 @@ struct RoleBody {
 async fn change_role(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path((id, user)): Path<(String, String)>,
+    AppPath((id, user)): AppPath<(String, String)>,
     AppJson(body): AppJson<RoleBody>,
 ) -> Result<Json<MemberJson>, ApiError> {
     let id = conversation_id(&id)?;
@@ -237,7 +237,7 @@ async fn change_role(
 async fn mute_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = conversation_id(&id)?;
     state.messenger.set_muted(me.id, id, true).await?;
@@ -247,7 +247,7 @@ async fn mute_conversation(
 async fn unmute_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = conversation_id(&id)?;
     state.messenger.set_muted(me.id, id, false).await?;
@@ -257,7 +257,7 @@ async fn unmute_conversation(
 async fn leave_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = conversation_id(&id)?;
     state.messenger.leave(me.id, id).await?;

@@ -2,7 +2,7 @@
 
 use super::{ApiError, ApiState};
 use crate::model::UserId;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 
 pub const SESSION_COOKIE: &str = "courier_session";
 pub const CSRF_COOKIE: &str = "courier_csrf";
+/// Over HTTPS the cookies carry the `__Host-` prefix: the browser then accepts them only
+/// with `Secure`, `Path=/` and no `Domain`, so a sibling subdomain cannot plant or shadow them.
+pub const HOST_PREFIX: &str = "__Host-";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// `Json<T>` whose rejections speak the API's error shapes.
@@ -34,9 +37,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     }
 }
 
-/// The signed-in user. The token comes from `Authorization: Bearer`, `?token=` (for
-/// EventSource clients that cannot set headers), or the browser's session cookie; a cookie
-/// session must also pass the CSRF check on state-changing requests.
+/// `Path<T>` whose every rejection (a segment that is not UTF-8, a value that does not parse)
+/// is a JSON 404: a malformed id names nothing, so it is "not found" like an unknown one.
+pub struct AppPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::NotFound("not found".into()))
+            }
+            Err(e) => Err(ApiError::Internal(Box::new(e))),
+        }
+    }
+}
+
+/// `Query<T>` whose rejections (malformed encoding, a repeated or mistyped parameter) are a
+/// JSON 400 instead of axum's `text/plain`.
+pub struct AppQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadRequest(
+                format!("malformed query string: {}", e.body_text()),
+            )),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// The signed-in user. The token comes from `Authorization: Bearer`, `?token=` (only on
+/// `GET /api/messages`, for EventSource clients that cannot set headers: a token in the URL of
+/// any other route, a write above all, is ignored), or the browser's session cookie; a cookie
+/// session must also send its CSRF token on state-changing requests.
 pub struct AuthUser {
     pub id: UserId,
     pub session: String,
@@ -57,18 +97,24 @@ impl FromRequestParts<ApiState> for AuthUser {
                 return Err(ApiError::Unauthorized);
             }
             (token.trim().to_owned(), false)
-        } else if let Some(token) = query_param(parts.uri.query(), "token") {
+        } else if let Some(token) = is_stream(parts)
+            .then(|| query_param(parts.uri.query(), "token"))
+            .flatten()
+        {
             (token, false)
-        } else if let Some(token) = cookie(&parts.headers, SESSION_COOKIE) {
+        } else if let Some(token) = session_cookie(&parts.headers) {
             (token.to_owned(), true)
         } else {
             return Err(ApiError::Unauthorized);
         };
         let auth = state.accounts.authenticate(&token).await?;
         if via_cookie && !is_safe(&parts.method) {
-            let expected = cookie(&parts.headers, CSRF_COOKIE);
-            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            if expected.is_none() || expected != sent {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !state.accounts.verify_csrf(&auth.session, sent) {
                 return Err(ApiError::Forbidden("missing or wrong CSRF token".into()));
             }
         }
@@ -78,6 +124,19 @@ impl FromRequestParts<ApiState> for AuthUser {
             via_cookie,
         })
     }
+}
+
+/// `GET /api/messages`, the one route that takes `?token=`. Nested routers see the path
+/// without `/api`.
+fn is_stream(parts: &Parts) -> bool {
+    parts.method == Method::GET && matches!(parts.uri.path(), "/messages" | "/api/messages")
+}
+
+/// The session cookie, `__Host-` prefixed or not (plain HTTP has no prefix).
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, &format!("{HOST_PREFIX}{SESSION_COOKIE}"))
+        .or_else(|| cookie(headers, SESSION_COOKIE))
+        .filter(|v| !v.is_empty())
 }
 
 impl axum::extract::OptionalFromRequestParts<ApiState> for AuthUser {

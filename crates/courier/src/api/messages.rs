@@ -1,10 +1,10 @@
 //! Message routes: send (with `Idempotency-Key`), page through history, mark read.
 
-use super::extract::{AppJson, AuthUser, parse_id};
+use super::extract::{AppJson, AppPath, AppQuery, AuthUser, parse_id};
 use super::wire::MessageJson;
 use super::{ApiError, ApiState, BeforeQuery};
 use crate::model::{ConversationId, MessageId};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,7 +29,7 @@ struct SendBody {
 async fn send_message(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     headers: HeaderMap,
     AppJson(body): AppJson<SendBody>,
 ) -> Result<Response, ApiError> {
@@ -53,8 +53,8 @@ async fn send_message(
 async fn list_messages(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
-    Query(query): Query<BeforeQuery>,
+    AppPath(id): AppPath<String>,
+    AppQuery(query): AppQuery<BeforeQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
     let before = query
@@ -70,7 +70,7 @@ async fn list_messages(
 async fn read_messages(
     State(state): State<ApiState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
     state.messenger.mark_read(me.id, id).await?;

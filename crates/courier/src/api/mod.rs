@@ -15,9 +15,11 @@ pub use error::ApiError;
 
 use crate::realtime::Realtime;
 use crate::service::{Accounts, Messenger, OAuth};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -65,7 +67,42 @@ pub fn router(state: ApiState) -> Router {
                 Json(serde_json::json!({ "error": "method not allowed" })),
             )
         })
+        .layer(axum::middleware::map_response(json_errors_no_store))
         .with_state(state)
+}
+
+/// Every `/api` answer is `Cache-Control: no-store` (they carry tokens and private data), and
+/// every error is JSON: a refusal that axum or a layer wrote as `text/plain` is rewrapped as
+/// `{"error": "<its text>"}`. The typed extractors already answer JSON; this is the net.
+async fn json_errors_no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = serde_json::to_vec(&serde_json::json!({ "error": text })).unwrap_or_default();
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// `/healthz`: the process answers. `/readyz`: the store and bus can be reached.

@@ -6,12 +6,12 @@
 //! with the usual JSON error and a 4xx.
 
 use super::auth::session_cookies;
-use super::extract::{cookie, device};
+use super::extract::{AppPath, cookie, device};
 use super::{ApiError, ApiState};
 use crate::service::{CallbackParams, FLOW_LIFETIME, OAuthError};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
@@ -35,7 +35,7 @@ struct StartQuery {
 
 async fn start_sign_in(
     State(state): State<ApiState>,
-    Path(provider): Path<String>,
+    AppPath(provider): AppPath<String>,
     headers: HeaderMap,
     query: Result<Query<StartQuery>, QueryRejection>,
 ) -> Response {
@@ -59,7 +59,7 @@ async fn start_sign_in(
 
 async fn finish_sign_in(
     State(state): State<ApiState>,
-    Path(provider): Path<String>,
+    AppPath(provider): AppPath<String>,
     headers: HeaderMap,
     query: Result<Query<CallbackParams>, QueryRejection>,
 ) -> Response {
@@ -77,10 +77,14 @@ async fn finish_sign_in(
         .await
     {
         Ok(finished) => {
-            let token = finished.signed_in.token.clone();
+            let signed_in = &finished.signed_in;
             (
                 StatusCode::FOUND,
-                session_cookies(&state, &headers, Some(&token)),
+                session_cookies(
+                    &state,
+                    &headers,
+                    Some((&signed_in.token, &signed_in.session)),
+                ),
                 AppendHeaders([
                     (LOCATION, header(&finished.return_to)),
                     (CACHE_CONTROL, HeaderValue::from_static("no-store")),

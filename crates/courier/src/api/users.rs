@@ -1,8 +1,8 @@
 //! `GET /api/usernames`: username suggestions for starting a conversation.
 
-use super::extract::AuthUser;
+use super::extract::{AppQuery, AuthUser};
 use super::{ApiError, ApiState};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -20,7 +20,7 @@ struct SearchQuery {
 async fn search_usernames(
     State(state): State<ApiState>,
     me: AuthUser,
-    Query(query): Query<SearchQuery>,
+    AppQuery(query): AppQuery<SearchQuery>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     Ok(Json(
         state

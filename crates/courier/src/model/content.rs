@@ -2,6 +2,10 @@
 //!
 //! Runs of whitespace inside a line become one space, lines are trimmed and empty lines
 //! dropped, as the seed app did. The limit counts characters (Unicode scalar values).
+//! Control characters other than line breaks and tabs are refused, zero-width characters
+//! count as whitespace and direction overrides are stripped (see [`super::text`]).
+
+use super::text;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContent(String);
@@ -12,13 +16,16 @@ pub enum ContentError {
     Empty,
     #[error("Message content too long (at most {max} characters)")]
     TooLong { max: usize },
+    #[error("Message content may not contain control characters")]
+    Control,
 }
 
 impl MessageContent {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, ContentError> {
+        text::check_controls(raw, true).map_err(|_| ContentError::Control)?;
         let mut out = String::with_capacity(raw.len());
         for line in raw.lines() {
-            let mut words = line.split_whitespace().peekable();
+            let mut words = text::words(line).peekable();
             if words.peek().is_none() {
                 continue;
             }
@@ -29,7 +36,7 @@ impl MessageContent {
                 if i > 0 {
                     out.push(' ');
                 }
-                out.push_str(word);
+                out.push_str(&word);
             }
         }
         if out.is_empty() {
@@ -77,6 +84,23 @@ mod tests {
         );
         // 480 chars once the padding is gone.
         assert!(MessageContent::parse(&format!("   {}   ", "a".repeat(480)), 480).is_ok());
+    }
+
+    #[test]
+    fn controls_are_refused_and_invisible_text_is_empty() {
+        for bad in ["a\0b", "\u{1b}[2J", "bell\u{7}"] {
+            assert_eq!(MessageContent::parse(bad, 480), Err(ContentError::Control));
+        }
+        assert_eq!(
+            MessageContent::parse("\u{200B}\u{200D}\n\u{FEFF}", 480),
+            Err(ContentError::Empty)
+        );
+        assert_eq!(
+            MessageContent::parse("pay \u{202E}gpj.exe", 480)
+                .unwrap()
+                .as_str(),
+            "pay gpj.exe"
+        );
     }
 
     #[test]

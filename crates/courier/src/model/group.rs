@@ -96,7 +96,9 @@ impl History {
     }
 }
 
-/// A group's title: trimmed, whitespace runs collapsed, 1 to `Title::MAX_CHARS` characters.
+/// A group's title: trimmed, whitespace runs (line breaks and zero-width characters too)
+/// collapsed, direction overrides stripped, no control characters, 1 to `Title::MAX_CHARS`
+/// characters (see `model::text`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Title(String);
 
@@ -114,10 +116,8 @@ impl Title {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(raw: &str) -> Result<Self, TitleError> {
-        if raw.chars().any(|c| c.is_control() && !c.is_whitespace()) {
-            return Err(TitleError::Control);
-        }
-        let title = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        super::text::check_controls(raw, true).map_err(|_| TitleError::Control)?;
+        let title = super::text::words(raw).collect::<Vec<_>>().join(" ");
         if title.is_empty() {
             return Err(TitleError::Empty);
         }
@@ -444,6 +444,14 @@ mod tests {
         assert_eq!(Title::parse(&"x".repeat(101)), Err(TitleError::TooLong));
         assert!(Title::parse(&"é".repeat(100)).is_ok());
         assert_eq!(Title::parse("a\u{0}b"), Err(TitleError::Control));
+        assert_eq!(
+            Title::parse("\u{200B}\u{FEFF} \u{200D}"),
+            Err(TitleError::Empty)
+        );
+        assert_eq!(
+            Title::parse("\u{202E}team\u{2069}").unwrap().as_str(),
+            "team"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod group;
 mod ids;
 mod password;
 mod session;
+mod text;
 mod username;
 
 pub use content::{ContentError, MessageContent};
@@ -19,6 +20,7 @@ pub use group::{
 pub use ids::{ConversationId, MessageId, UserId};
 pub use password::{Password, PasswordError};
 pub use session::Session;
+pub use text::TextError;
 pub use username::{Username, UsernameError};
 
 use chrono::{DateTime, Utc};

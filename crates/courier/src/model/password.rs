@@ -1,7 +1,8 @@
 //! `Password::parse`: the password policy. Long enough, not absurdly long (hashing cost), and
 //! not among the passwords attackers try first: zxcvbn's estimate must exceed 10^6 guesses,
 //! which rejects its embedded lists of the most common passwords, names and words, and
-//! anything built from the username.
+//! anything built from the username. A password that contains the username (any case) or a
+//! control character (nobody can type one; see `model::text`) is refused outright.
 
 #[derive(Clone)]
 pub struct Password(String);
@@ -20,6 +21,10 @@ pub enum PasswordError {
     TooLong(usize),
     #[error("Password is too common or too easy to guess")]
     TooCommon,
+    #[error("Password may not contain your username")]
+    ContainsUsername,
+    #[error("Password may not contain control characters")]
+    Control,
 }
 
 impl Password {
@@ -32,6 +37,10 @@ impl Password {
         }
         if len > Self::MAX_LEN {
             return Err(PasswordError::TooLong(Self::MAX_LEN));
+        }
+        super::text::check_controls(raw, false).map_err(|_| PasswordError::Control)?;
+        if !username.is_empty() && raw.to_lowercase().contains(&username.to_lowercase()) {
+            return Err(PasswordError::ContainsUsername);
         }
         if u8::from(zxcvbn::zxcvbn(raw, &[username]).score()) < 2 {
             return Err(PasswordError::TooCommon);
@@ -63,13 +72,32 @@ mod tests {
             Password::parse(&"x".repeat(300), 10, "alice").unwrap_err(),
             PasswordError::TooLong(256)
         );
-        for common in ["password123", "qwertyuiop", "1234567890", "alice12345"] {
+        for common in ["password123", "qwertyuiop", "1234567890"] {
             assert_eq!(
                 Password::parse(common, 10, "alice").unwrap_err(),
                 PasswordError::TooCommon,
                 "{common}"
             );
         }
+    }
+
+    #[test]
+    fn a_password_with_the_username_in_it_or_a_control_character_is_refused() {
+        for with_name in [
+            "alice12345",
+            "violet-ALICE-tractor-91",
+            "xXaLiCeXx-harbor-91",
+        ] {
+            assert_eq!(
+                Password::parse(with_name, 10, "alice").unwrap_err(),
+                PasswordError::ContainsUsername,
+                "{with_name}"
+            );
+        }
+        assert_eq!(
+            Password::parse("violet-harbor\0tractor-91", 10, "alice").unwrap_err(),
+            PasswordError::Control
+        );
     }
 
     #[test]

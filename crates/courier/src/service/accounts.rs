@@ -45,6 +45,8 @@ pub struct AccountSettings {
     /// Password attempts allowed per minute, per account and per client address.
     pub attempts_per_account: NonZeroU32,
     pub attempts_per_ip: NonZeroU32,
+    /// Sessions kept per person; a new one evicts the least recently used beyond this.
+    pub max_sessions: std::num::NonZeroUsize,
 }
 
 /// Who a request comes from.
@@ -124,6 +126,15 @@ impl Accounts {
 
     pub fn settings(&self) -> &AccountSettings {
         &self.settings
+    }
+
+    /// The CSRF token bound to `session` (see `Tokens::csrf_token`).
+    pub fn csrf_token(&self, session: &str) -> String {
+        self.tokens.csrf_token(session)
+    }
+
+    pub fn verify_csrf(&self, session: &str, sent: &str) -> bool {
+        self.tokens.verify_csrf(session, sent)
     }
 
     /// Development sign-in: the username alone, created on first use.
@@ -397,6 +408,7 @@ impl Accounts {
             .create_session(&session)
             .await
             .map_err(ServiceError::from_store("session"))?;
+        self.evict_sessions(user.id, &session.id).await;
         let token = self
             .tokens
             .issue(user.id, &session.id, session.expires_at)
@@ -407,6 +419,30 @@ impl Accounts {
             token,
             expires_at: session.expires_at,
         })
+    }
+
+    /// Keeps at most `max_sessions` per person: those seen least recently (never the one just
+    /// opened) are signed out like any other, their streams closed at once. A failure here
+    /// costs nothing but a session too many, so it is logged, not returned.
+    async fn evict_sessions(&self, user: UserId, keep: &str) {
+        let sessions = match self.store.sessions(user, Utc::now()).await {
+            Ok(sessions) => sessions,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list sessions to apply the cap");
+                return;
+            }
+        };
+        let max = self.settings.max_sessions.get();
+        // Most recently seen first: everything past `max` goes, oldest last.
+        let extra = sessions
+            .iter()
+            .filter(|s| s.id != keep)
+            .skip(max.saturating_sub(1));
+        for session in extra {
+            if let Err(e) = self.sign_out(user, Some(&session.id)).await {
+                tracing::warn!(error = %e, "could not evict a session over the cap");
+            }
+        }
     }
 
     /// Counts one password attempt against the account (if known) and the client address.

@@ -17,8 +17,8 @@ pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;
 use crate::model::{
-    ChangeRequest, ContentError, ConversationId, ConversationView, Event, History, Member, Message,
-    MessageContent, MessageId, Op, Refusal, Role, Title, User, UserId, Username,
+    ChangeRequest, ConversationId, ConversationView, Event, History, Member, Message,
+    MessageContent, MessageId, Op, Refusal, Role, Title, User, UserId, Username, UsernameError,
 };
 use crate::store::{Changed, NewMessage, Store, StoreError};
 use std::sync::Arc;
@@ -181,12 +181,12 @@ impl Messenger {
     }
 
     pub async fn search_usernames(&self, me: UserId, search: &str) -> ServiceResult<Vec<String>> {
-        let search = search.trim();
-        if search.is_empty() {
-            return Err(ServiceError::invalid("search", "Search required"));
-        }
+        let search = Username::parse_prefix(search).map_err(|e| match e {
+            UsernameError::Empty => ServiceError::invalid("search", "Search required"),
+            e => ServiceError::invalid("search", e),
+        })?;
         self.store
-            .search_usernames(search, me, USERNAME_SUGGESTIONS)
+            .search_usernames(&search, me, USERNAME_SUGGESTIONS)
             .await
             .map_err(ServiceError::from_store("user"))
     }
@@ -257,12 +257,8 @@ impl Messenger {
         raw_content: &str,
         idempotency_key: Option<String>,
     ) -> ServiceResult<Message> {
-        let content =
-            MessageContent::parse(raw_content, self.max_message_chars).map_err(|e| match e {
-                ContentError::Empty | ContentError::TooLong { .. } => {
-                    ServiceError::invalid("content", e)
-                }
-            })?;
+        let content = MessageContent::parse(raw_content, self.max_message_chars)
+            .map_err(|e| ServiceError::invalid("content", e))?;
         if idempotency_key
             .as_ref()
             .is_some_and(|k| k.is_empty() || k.len() > 255)

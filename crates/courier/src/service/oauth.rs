@@ -256,8 +256,7 @@ impl OAuth {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let return_to = return_to
             .and_then(safe_return_path)
-            .unwrap_or("/")
-            .to_owned();
+            .unwrap_or_else(|| "/".to_owned());
         let (url, state, nonce) = match &provider.settings.kind {
             ProviderKind::GitHub { .. } => {
                 let client = github_client(provider)?;
@@ -700,16 +699,40 @@ fn error_code(raw: &str) -> String {
 }
 
 /// A same-origin path to land on after sign-in: `/…` but never `//…` or `/\…` (which a
-/// browser reads as another host), printable ASCII only, and not an API route.
-pub fn safe_return_path(raw: &str) -> Option<&str> {
-    let ok = raw.starts_with('/')
-        && !raw.starts_with("//")
-        && !raw.starts_with("/\\")
-        && raw.len() <= 512
-        && raw.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'\\')
-        && raw != "/api"
-        && !raw.starts_with("/api/");
-    ok.then_some(raw)
+/// browser reads as another host), printable ASCII only, and not an API route. Dot segments,
+/// plain or percent-encoded (`/./api/…`, `/%2e%2e/api/…`), are resolved first, as the
+/// browser will resolve them, so they cannot smuggle an API route past the check.
+pub fn safe_return_path(raw: &str) -> Option<String> {
+    if !raw.starts_with('/')
+        || raw.len() > 512
+        || !raw.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'\\')
+    {
+        return None;
+    }
+    let (path, rest) = raw.split_at(raw.find(['?', '#']).unwrap_or(raw.len()));
+    let path = path.replace("%2e", ".").replace("%2E", ".");
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let mut kept: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." => {}
+            ".." => {
+                kept.pop();
+            }
+            s => kept.push(s),
+        }
+        if last && matches!(*segment, "." | "..") {
+            kept.push("");
+        }
+    }
+    let normalized = format!("/{}{rest}", kept.join("/"));
+    let ok = !normalized.starts_with("//")
+        && normalized != "/api"
+        && !normalized.starts_with("/api/")
+        && !normalized.starts_with("/api?")
+        && !normalized.starts_with("/api#");
+    ok.then_some(normalized)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -763,8 +786,10 @@ mod tests {
     #[test]
     fn only_same_origin_paths_are_return_paths() {
         for ok in ["/", "/c/12", "/c/12?x=1#y"] {
-            assert_eq!(safe_return_path(ok), Some(ok));
+            assert_eq!(safe_return_path(ok).as_deref(), Some(ok));
         }
+        assert_eq!(safe_return_path("/c/./12").as_deref(), Some("/c/12"));
+        assert_eq!(safe_return_path("/c/x/../12").as_deref(), Some("/c/12"));
         for bad in [
             "//evil.example",
             "/\\evil.example",
@@ -774,6 +799,13 @@ mod tests {
             "/api/logout",
             "/x\\y",
             "",
+            "/./api/logout",
+            "/%2e/api/logout",
+            "/%2E%2e/api/logout",
+            "/c/../api/sessions",
+            "/c/%2e%2e/api",
+            "/.//evil.example",
+            "/%2e//evil.example",
         ] {
             assert_eq!(safe_return_path(bad), None, "{bad}");
         }

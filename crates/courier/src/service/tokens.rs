@@ -26,6 +26,8 @@ pub enum TokenError {
 }
 
 pub struct Tokens {
+    /// A key derived from the secret for CSRF tokens (never the signing key itself).
+    csrf_key: [u8; 32],
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -37,7 +39,15 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        let csrf_key = {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+                .expect("HMAC takes any key length");
+            mac.update(b"courier csrf v1");
+            mac.finalize().into_bytes().into()
+        };
         Ok(Self {
+            csrf_key,
             encoding: EncodingKey::from_secret(secret).map_err(TokenError::Signing)?,
             decoding: DecodingKey::from_secret(secret).map_err(TokenError::Signing)?,
             validation,
@@ -47,6 +57,28 @@ impl Tokens {
 
     pub fn lifetime(&self) -> Duration {
         self.lifetime
+    }
+
+    /// The CSRF token of `session`: an HMAC of its id, so a token set for one session (say
+    /// by a sibling subdomain planting a cookie) is worthless for any other.
+    pub fn csrf_token(&self, session: &str) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.csrf_key)
+            .expect("HMAC takes any key length");
+        mac.update(session.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `sent` is the CSRF token of `session`, in constant time; empty never is.
+    pub fn verify_csrf(&self, session: &str, sent: &str) -> bool {
+        use hmac::Mac;
+        let Ok(sent) = hex::decode(sent) else {
+            return false;
+        };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.csrf_key)
+            .expect("HMAC takes any key length");
+        mac.update(session.as_bytes());
+        !sent.is_empty() && mac.verify_slice(&sent).is_ok()
     }
 
     /// A token for `session` of `user` that expires at `expires_at`.

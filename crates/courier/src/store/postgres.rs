@@ -107,6 +107,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(other)?;
+        backfill_skeletons(&pool).await?;
 
         sqlx::query("INSERT INTO meta (key, value) VALUES ('instance', $1) ON CONFLICT DO NOTHING")
             .bind(super::sqlite::random_instance_id())
@@ -180,6 +181,35 @@ async fn is_participant(
     .ok_or(StoreError::NotFound)
 }
 
+/// Gives names from before migration 0004 their skeleton; a lookalike of an older name
+/// keeps none (see the migration). Nodes starting together may race: the loser's UPDATE
+/// finds the row done or the skeleton taken, and skips it.
+async fn backfill_skeletons(pool: &PgPool) -> StoreResult<()> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, username FROM users WHERE skeleton IS NULL ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .map_err(classify)?;
+    for (id, name) in rows {
+        let Ok(name) = Username::parse(&name) else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE users SET skeleton = $1 WHERE id = $2 AND skeleton IS NULL
+             AND NOT EXISTS (SELECT 1 FROM users WHERE skeleton = $1)",
+        )
+        .bind(name.skeleton())
+        .bind(id)
+        .execute(pool)
+        .await
+        .or_else(|e| match e.as_database_error() {
+            Some(db) if db.is_unique_violation() => Ok(Default::default()),
+            _ => Err(classify(e)),
+        })?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn instance_id(&self) -> &str {
@@ -195,16 +225,22 @@ impl Store for PgStore {
     }
 
     async fn find_or_create_user(&self, username: &Username) -> StoreResult<User> {
-        // No conflict target: the arbiter is the unique index on lower(username).
+        // No conflict target: the arbiters are the unique indexes on lower(username) and on
+        // the lookalike skeleton.
         sqlx::query(
-            "INSERT INTO users (username, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO users (username, skeleton, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(username.as_str())
+        .bind(username.skeleton())
         .bind(now_ms())
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        self.user_by_username(username).await
+        match self.user_by_username(username).await {
+            // Not the same name, so a lookalike holds the skeleton.
+            Err(StoreError::NotFound) => Err(StoreError::Conflict("username")),
+            found => found,
+        }
     }
 
     async fn user(&self, id: UserId) -> StoreResult<User> {

@@ -91,6 +91,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(other)?;
+        backfill_skeletons(&pool).await?;
 
         sqlx::query("INSERT INTO meta (key, value) VALUES ('instance', ?) ON CONFLICT DO NOTHING")
             .bind(random_instance_id())
@@ -114,6 +115,28 @@ impl SqliteStore {
             instance,
         })
     }
+}
+
+/// Gives names from before migration 0004 their skeleton; a lookalike of an older name
+/// keeps none (see the migration).
+async fn backfill_skeletons(pool: &SqlitePool) -> StoreResult<()> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, username FROM users WHERE skeleton IS NULL ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .map_err(classify)?;
+    for (id, name) in rows {
+        let Ok(name) = Username::parse(&name) else {
+            continue;
+        };
+        sqlx::query("UPDATE OR IGNORE users SET skeleton = ? WHERE id = ?")
+            .bind(name.skeleton())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
 }
 
 /// Takes an exclusive lock on `<database>.lock`. The writer task caches inbox heads and is
@@ -166,8 +189,20 @@ fn classify(e: sqlx::Error) -> StoreError {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
             StoreError::Unavailable(Box::new(e))
         }
+        e if is_unavailable(&e) => StoreError::Unavailable(Box::new(e)),
         e => StoreError::Other(Box::new(e)),
     }
+}
+
+/// SQLite's "not now" results (primary codes, extended codes folded): BUSY, LOCKED, IOERR,
+/// FULL, CANTOPEN. A request that meets one gets 503 and is retried, never a sign-out.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i64>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14))
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";
@@ -204,15 +239,21 @@ impl Store for SqliteStore {
     }
 
     async fn find_or_create_user(&self, username: &Username) -> StoreResult<User> {
+        // No conflict target: the name (any case) or its lookalike skeleton may be taken.
         sqlx::query(
-            "INSERT INTO users (username, created_at) VALUES (?, ?) ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO users (username, skeleton, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(username.as_str())
+        .bind(username.skeleton())
         .bind(now_ms())
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        self.user_by_username(username).await
+        match self.user_by_username(username).await {
+            // Not the same name, so a lookalike holds the skeleton.
+            Err(StoreError::NotFound) => Err(StoreError::Conflict("username")),
+            found => found,
+        }
     }
 
     async fn user(&self, id: UserId) -> StoreResult<User> {

@@ -284,6 +284,11 @@ async fn an_expired_token_gets_401() {
     let app = spawn_app_with(|c| c.token_lifetime = Duration::from_secs(1)).await;
     let alice = app.login("alice").await;
     assert_eq!(app.auth_status(&alice).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Wait for the expiry itself, not a guess at how long it takes.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while app.auth_status(&alice).await == StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "the token expires");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(app.auth_status(&alice).await, StatusCode::UNAUTHORIZED);
 }

@@ -118,19 +118,6 @@ async fn refresh_token_issues_a_fresh_working_token() {
 }
 
 #[tokio::test]
-async fn the_token_is_accepted_from_the_query_string() {
-    let app = spawn_app().await;
-    let alice = app.login("alice").await;
-    let response = app
-        .client
-        .get(app.url(&format!("/api/auth_user?token={}", alice.token)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-}
-
-#[tokio::test]
 async fn tokens_survive_a_restart_on_the_same_data_directory() {
     let app = spawn_app().await;
     let alice = app.login("alice").await;

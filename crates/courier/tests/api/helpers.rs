@@ -83,10 +83,31 @@ fn init_logs() {
     });
 }
 
-async fn fresh_postgres_database() -> String {
+/// Whether the PostgreSQL server the suite uses answers (see `common/services.rs`).
+pub fn postgres_available() -> bool {
+    crate::reachable::postgres(&postgres_admin_url())
+}
+
+/// The PostgreSQL server the suite uses, as `host:port` (see `COURIER_TEST_PG`).
+pub fn postgres_addr() -> String {
+    let admin = postgres_admin_url();
+    let host = admin
+        .split_once('@')
+        .map(|(_, rest)| rest)
+        .unwrap_or(&admin)
+        .trim_start_matches("postgres://");
+    host.split('/').next().unwrap_or(host).to_owned()
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("COURIER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_database() -> String {
     use sqlx::Connection;
-    let admin = std::env::var("COURIER_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = postgres_admin_url();
     let name = format!("courier_test_{}", hex_id());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await

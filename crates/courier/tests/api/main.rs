@@ -4,9 +4,15 @@ mod accounts;
 mod auth;
 mod conversations;
 mod errors;
+mod fuzz;
 mod groups;
 mod helpers;
 mod messages;
+mod outage;
 mod push;
+#[path = "../common/services.rs"]
+mod reachable;
 mod stream;
+mod text;
 mod tls;
+mod tokens;

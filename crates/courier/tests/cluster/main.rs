@@ -7,6 +7,8 @@
 #![cfg(all(feature = "postgres", feature = "nats"))]
 
 mod harness;
+#[path = "../common/services.rs"]
+mod reachable;
 #[path = "../contract/services.rs"]
 mod services;
 
@@ -17,9 +19,17 @@ use std::time::{Duration, Instant};
 
 const DELIVERY: Duration = Duration::from_secs(30);
 
+/// The machine's PostgreSQL and NATS answer (else the test is skipped, or fails in CI).
+fn machine_services() -> bool {
+    reachable::postgres(&machine_postgres()) && reachable::nats(&machine_nats())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_on_one_node_receives_messages_posted_on_the_others() {
     init_logs();
+    if !machine_services() {
+        return;
+    }
     let db = Database::create(&machine_postgres()).await;
     // A long heartbeat: what arrives in time came over NATS, not from a store poll.
     let cluster = Cluster::start(3, &db.url, &machine_nats(), "60s");
@@ -59,6 +69,9 @@ async fn a_subscriber_on_one_node_receives_messages_posted_on_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_reconnects_to_another_node_with_its_last_event_id_misses_nothing() {
     init_logs();
+    if !machine_services() {
+        return;
+    }
     let db = Database::create(&machine_postgres()).await;
     let cluster = Cluster::start(3, &db.url, &machine_nats(), "60s");
     let [a, b, c] = [0, 1, 2].map(|i| cluster.nodes[i].base.clone());
@@ -131,6 +144,9 @@ async fn a_subscriber_that_reconnects_to_another_node_with_its_last_event_id_mis
 async fn concurrent_writers_and_subscribers_hopping_between_nodes_get_every_message_once_in_order()
 {
     init_logs();
+    if !machine_services() {
+        return;
+    }
     let db = Database::create(&machine_postgres()).await;
     let cluster = Cluster::start(3, &db.url, &machine_nats(), "1s");
     let bases = cluster.bases();
@@ -202,6 +218,9 @@ async fn concurrent_writers_and_subscribers_hopping_between_nodes_get_every_mess
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_traffic_loses_no_acknowledged_message() {
     init_logs();
+    if !machine_services() {
+        return;
+    }
     let db = Database::create(&machine_postgres()).await;
     let mut cluster = Cluster::start(3, &db.url, &machine_nats(), "1s");
     let bases = cluster.bases();
@@ -326,6 +345,9 @@ async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nats_down_sends_succeed_and_streams_catch_up_without_reconnecting() {
     init_logs();
+    if !machine_services() || !reachable::nats_server_installed() {
+        return;
+    }
     let db = Database::create(&machine_postgres()).await;
     let nats = services::NatsServer::start();
     let port = nats.port();
@@ -416,6 +438,9 @@ async fn with_nats_down_sends_succeed_and_streams_catch_up_without_reconnecting(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_down_requests_get_503_and_the_node_recovers_without_restart() {
     init_logs();
+    if !machine_services() || !reachable::private_postgres_possible() {
+        return;
+    }
     let mut pg = tokio::task::spawn_blocking(services::PgServer::start)
         .await
         .unwrap();
@@ -486,6 +511,9 @@ async fn with_postgres_down_requests_get_503_and_the_node_recovers_without_resta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_out_on_one_node_ends_the_session_on_the_others_at_once() {
     init_logs();
+    if !machine_services() {
+        return;
+    }
     let db = Database::create(&machine_postgres()).await;
     let cluster = Cluster::start(2, &db.url, &machine_nats(), "60s");
     let [a, b] = [0, 1].map(|i| cluster.nodes[i].base.clone());
@@ -523,6 +551,9 @@ async fn signing_out_on_one_node_ends_the_session_on_the_others_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_on_one_node_decide_who_gets_sends_made_on_the_others() {
     init_logs();
+    if !machine_services() {
+        return;
+    }
     let db = Database::create(&machine_postgres()).await;
     let cluster = Cluster::start(3, &db.url, &machine_nats(), "1s");
     let bases = cluster.bases();

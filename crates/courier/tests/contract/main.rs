@@ -6,6 +6,8 @@
 //! database and its own NATS subject prefix. Tests that stop NATS start a private one.
 
 mod bus;
+#[path = "../common/services.rs"]
+mod reachable;
 mod services;
 mod store;
 mod support;

@@ -33,10 +33,11 @@ impl AccountStore for PgStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO users (username, avatar_url, created_at) VALUES ($1, $2, $3)
+            "INSERT INTO users (username, skeleton, avatar_url, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(username.as_str())
+        .bind(username.skeleton())
         .bind(avatar_url)
         .bind(now)
         .fetch_optional(&mut *tx)
@@ -183,7 +184,7 @@ impl AccountStore for PgStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-             ORDER BY last_seen_at DESC, id"
+             ORDER BY last_seen_at DESC, created_at DESC, id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.0)

@@ -37,10 +37,11 @@ impl AccountStore for SqliteStore {
             .await
             .map_err(classify)?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO users (username, avatar_url, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (username) DO NOTHING RETURNING id",
+            "INSERT INTO users (username, skeleton, avatar_url, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(username.as_str())
+        .bind(username.skeleton())
         .bind(avatar_url)
         .bind(now)
         .fetch_optional(&mut *tx)
@@ -187,7 +188,7 @@ impl AccountStore for SqliteStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions
              WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
-             ORDER BY last_seen_at DESC, id"
+             ORDER BY last_seen_at DESC, created_at DESC, id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.0)
