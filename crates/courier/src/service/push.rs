@@ -21,7 +21,7 @@ use hkdf::Hkdf;
 use p256::ecdsa::signature::Signer;
 use p256::{PublicKey, SecretKey};
 use sha2_next::Sha256;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -245,9 +245,18 @@ impl Pusher {
         }
     }
 
-    /// Pushes `message` to its recipients who have no open stream here, in the background.
-    pub fn message_committed(self: &Arc<Self>, message: Message) {
+    /// Pushes `message`, in the background, to those of `recipients` who had no open stream
+    /// here when it committed (judged now: a stream that closes a moment later saw it).
+    pub fn message_committed(self: &Arc<Self>, message: Message, recipients: &[UserId]) {
         if self.tasks.is_closed() {
+            return;
+        }
+        let offline: HashSet<UserId> = recipients
+            .iter()
+            .copied()
+            .filter(|&user| user != message.sender_id && !self.presence.online(user))
+            .collect();
+        if offline.is_empty() {
             return;
         }
         let this = self.clone();
@@ -281,7 +290,7 @@ impl Pusher {
                 _ => sender.username.clone(),
             };
             for target in targets {
-                if this.presence.online(target.user) {
+                if !offline.contains(&target.user) {
                     continue;
                 }
                 let Ok(permit) = this.permits.clone().acquire_owned().await else {
