@@ -2,9 +2,10 @@
 //! its layers, binds the listener and serves until shutdown. The only room that names a
 //! concrete backend.
 
-use crate::api::{self, ApiSettings, ApiState};
+use crate::api::{self, ApiSettings, ApiState, DevLogin};
 use crate::bus::{Bus, LocalBus};
 use crate::config::ServeConfig;
+use crate::model::TrustedProxies;
 use crate::realtime::{Realtime, StreamLimits};
 use crate::service::{
     AccountSettings, Accounts, Messenger, OAuth, OAuthSettings, ProviderKind, ProviderSettings,
@@ -51,6 +52,11 @@ impl App {
             Some(secret) => secret.0.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir)?,
         };
+        if config.trust_forwarded_for {
+            bail!(
+                "--trust-forwarded-for (COURIER_TRUST_FORWARDED_FOR) was replaced by --trusted-proxies <CIDR,…>: list your reverse proxies' addresses"
+            );
+        }
         let dev_login = config.dev_login_enabled();
         if dev_login {
             tracing::warn!(
@@ -103,10 +109,10 @@ impl App {
             accounts,
             oauth,
             settings: Arc::new(ApiSettings {
-                dev_login,
+                dev_login: DevLogin::new(dev_login, config.dev_login == Some(true)),
                 token_lifetime: config.token_lifetime,
                 secure_cookies: config.secure_cookies,
-                trust_forwarded_for: config.trust_forwarded_for,
+                trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             }),
         };
         let router = router(state, config.max_body_bytes);
@@ -208,6 +214,11 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
         },
         attempts_per_account: config.login_attempts_per_account,
         attempts_per_ip: config.login_attempts_per_ip,
+        dev_logins_per_ip: std::num::NonZeroU32::new(config.dev_login_per_minute),
+        hash_concurrency: match config.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        },
     }
 }
 

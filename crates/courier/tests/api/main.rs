@@ -3,8 +3,10 @@
 mod accounts;
 mod auth;
 mod conversations;
+mod dev_login;
 mod errors;
 mod groups;
 mod helpers;
 mod messages;
+mod proxies;
 mod stream;
