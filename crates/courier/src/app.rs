@@ -17,7 +17,6 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +25,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+
+mod serve;
 
 /// Streams end on shutdown; this bounds how long the rest may take.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -38,7 +39,7 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
-    socket_send_buffer: usize,
+    limits: serve::ConnLimits,
 }
 
 impl App {
@@ -120,7 +121,14 @@ impl App {
             listener,
             router,
             shutdown,
-            socket_send_buffer: config.socket_send_buffer,
+            limits: serve::ConnLimits {
+                header_read: config.header_read_timeout,
+                keep_alive: config.keep_alive_timeout,
+                write: config.write_timeout,
+                max_per_address: config.max_connections_per_address,
+                trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+                send_buffer: config.socket_send_buffer,
+            },
         })
     }
 
@@ -151,30 +159,15 @@ impl App {
                 }
             }
         });
-        let send_buffer = self.socket_send_buffer;
-        let listener = self.listener.tap_io(move |tcp| {
-            // Events are small and latency matters: never wait for Nagle.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY");
-            }
-            if send_buffer > 0
-                && let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer)
-            {
-                tracing::debug!(error = %e, "SO_SNDBUF");
-            }
-        });
-        let router = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        tokio::select! {
-            result = server => result.context("serving HTTP"),
-            _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-                tracing::warn!("shutdown grace period over; closing remaining connections");
-                Ok(())
-            }
-        }
+        serve::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            shutdown,
+            SHUTDOWN_GRACE,
+        )
+        .await;
+        Ok(())
     }
 }
 

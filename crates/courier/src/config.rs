@@ -162,7 +162,11 @@ pub struct ServeConfig {
 
     /// Open connections allowed from one client address (IPv6: one /64); more are closed at
     /// once. Trusted proxies are exempt. 0 means no limit.
-    #[arg(long, env = "COURIER_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    #[arg(
+        long,
+        env = "COURIER_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
     pub max_connections_per_address: usize,
 
     /// A write to a client that makes no progress for this long (it stopped reading) closes its

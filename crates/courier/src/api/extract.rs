@@ -148,7 +148,9 @@ impl FromRequestParts<ApiState> for ClientIp {
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok());
-        Ok(Self(state.settings.trusted_proxies.client(peer, forwarded_for)))
+        Ok(Self(
+            state.settings.trusted_proxies.client(peer, forwarded_for),
+        ))
     }
 }
 

@@ -168,7 +168,10 @@ mod tests {
             limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
             limit_key(ip("2001:db8:1:2::1"))
         );
-        assert_ne!(limit_key(ip("2001:db8:1:3::1")), limit_key(ip("2001:db8:1:2::1")));
+        assert_ne!(
+            limit_key(ip("2001:db8:1:3::1")),
+            limit_key(ip("2001:db8:1:2::1"))
+        );
         assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
         assert_eq!(limit_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
     }

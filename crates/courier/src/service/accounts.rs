@@ -588,7 +588,11 @@ mod tests {
         let checks: Vec<_> = (0..12)
             .map(|i| {
                 let (hashing, hash) = (hashing.clone(), hash.clone());
-                let password = if i % 2 == 0 { "violet-harbor-tractor-91" } else { "wrong" };
+                let password = if i % 2 == 0 {
+                    "violet-harbor-tractor-91"
+                } else {
+                    "wrong"
+                };
                 tokio::spawn(async move { hashing.verify(password.into(), hash).await.unwrap() })
             })
             .collect();

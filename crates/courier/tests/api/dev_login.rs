@@ -43,7 +43,10 @@ async fn default_dev_login_turns_off_for_good_once_a_request_comes_through_a_pro
         false,
         "the access page behind a proxy offers no dev login"
     );
-    assert_eq!(dev_login(&other, "mallory", &[]).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        dev_login(&other, "mallory", &[]).await,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -64,7 +67,10 @@ async fn dev_login_asked_for_explicitly_stays_on_behind_a_proxy() {
         c.public_url = Some("https://chat.example.org".into());
     })
     .await;
-    let proxied = [("x-forwarded-for", "203.0.113.7"), ("x-forwarded-proto", "https")];
+    let proxied = [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+    ];
     assert_eq!(dev_login(&app, "alice", &proxied).await, StatusCode::OK);
     assert_eq!(dev_login(&app, "bob", &[]).await, StatusCode::OK);
 }

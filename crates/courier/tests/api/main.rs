@@ -2,6 +2,7 @@
 
 mod accounts;
 mod auth;
+mod connections;
 mod conversations;
 mod dev_login;
 mod errors;

@@ -53,7 +53,10 @@ async fn a_client_behind_the_proxy_cannot_dodge_its_limit_by_spoofing_x_forwarde
     // Two trusted proxies in a row (a CDN in front of nginx) are both skipped.
     let chained = spawn_app_with(|c| {
         limited_to_three(c);
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        c.trusted_proxies = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
     })
     .await;
     let mut last = StatusCode::OK;

@@ -986,7 +986,9 @@ async fn credentials_are_a_password_or_an_identity(backend: &StoreBackend) {
         .create_account(
             &name("pw"),
             None,
-            NewCredential::Password { hash: "$argon2id$x".into() },
+            NewCredential::Password {
+                hash: "$argon2id$x".into(),
+            },
             None,
         )
         .await
