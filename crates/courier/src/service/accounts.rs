@@ -480,23 +480,45 @@ impl Accounts {
     }
 }
 
-/// argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads, at most
-/// `permits` at once: each hash allocates its 19 MiB for as long as it runs, so 48 concurrent
-/// sign-ins once took a node from 140 MB to 1 GB. The rest wait in line, which costs them
-/// time, not memory.
+/// argon2id with the crate's defaults (19 MiB, 2 passes) on a fixed pool of `threads`
+/// threads, so at most that many run at once: each hash allocates its 19 MiB for as long as it
+/// runs, so 48 concurrent sign-ins once took a node from 140 MB to 1 GB. The rest wait in line,
+/// which costs them time, not memory. Dedicated threads rather than `spawn_blocking`: the
+/// allocator keeps a freed 19 MiB block in the arena of the thread that used it, so hashes
+/// spread over the blocking pool's many threads leave up to one block per arena behind.
 struct Hashing {
-    permits: Arc<tokio::sync::Semaphore>,
-    running: Arc<AtomicU64>,
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
     peak: Arc<AtomicU64>,
 }
 
 impl Hashing {
-    fn new(permits: usize) -> Self {
-        Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
-            running: Arc::default(),
-            peak: Arc::default(),
+    fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let running = Arc::new(AtomicU64::new(0));
+        let peak = Arc::new(AtomicU64::default());
+        for n in 0..threads.max(1) {
+            let (queue, running, peak) = (queue.clone(), running.clone(), peak.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{n}"))
+                .spawn(move || {
+                    loop {
+                        // Ends when `Hashing` (the sender) is dropped.
+                        let job = match queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        };
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        job();
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
         }
+        Self { jobs, peak }
     }
 
     async fn hash(&self, password: Password) -> ServiceResult<String> {
@@ -518,29 +540,19 @@ impl Hashing {
         .await
     }
 
-    /// The permit moves into the blocking task: a request that gives up waiting does not free
-    /// it while its hash still runs.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> ServiceResult<T> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| ServiceError::Internal("password hashing stopped".into()))?;
+        result
             .await
-            .map_err(internal)?;
-        let (running, peak) = (self.running.clone(), self.peak.clone());
-        tokio::task::spawn_blocking(move || {
-            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(now, Ordering::SeqCst);
-            let out = work();
-            running.fetch_sub(1, Ordering::SeqCst);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(internal)
+            .map_err(|_| ServiceError::Internal("password hashing stopped".into()))
     }
 }
 
