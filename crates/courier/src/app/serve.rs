@@ -71,7 +71,13 @@ pub async fn serve(
     ));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().header_read_timeout(None);
-    let builder = Arc::new(builder);
+    let shared = Arc::new(Shared {
+        router,
+        builder,
+        limits: limits.clone(),
+        shutdown: shutdown.clone(),
+        hard_stop: hard_stop.clone(),
+    });
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -101,16 +107,7 @@ pub async fn serve(
         {
             tracing::debug!(error = %e, "SO_SNDBUF");
         }
-        connections.spawn(connection(
-            stream,
-            peer,
-            slot,
-            router.clone(),
-            builder.clone(),
-            limits.clone(),
-            shutdown.clone(),
-            hard_stop.clone(),
-        ));
+        connections.spawn(connection(stream, peer, slot, shared.clone()));
     }
     drop(listener);
     connections.close();
@@ -124,16 +121,23 @@ pub async fn serve(
     }
 }
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    _slot: Slot,
+/// What every connection task shares.
+struct Shared {
     router: Router,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: auto::Builder<TokioExecutor>,
     limits: Arc<ConnLimits>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
-) {
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, _slot: Slot, shared: Arc<Shared>) {
+    let Shared {
+        router,
+        builder,
+        limits,
+        shutdown,
+        hard_stop,
+    } = &*shared;
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -143,6 +147,7 @@ async fn connection(
     });
     let service = hyper::service::service_fn({
         let activity = activity.clone();
+        let router = router.clone();
         move |request: hyper::Request<Incoming>| {
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -179,7 +184,7 @@ async fn connection(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = activity.expired(&limits), if !closing => {
+            _ = activity.expired(limits), if !closing => {
                 tracing::debug!(%peer, "closing an idle or slow connection");
                 closing = true;
                 conn.as_mut().graceful_shutdown();

@@ -488,6 +488,8 @@ impl Accounts {
 /// spread over the blocking pool's many threads leave up to one block per arena behind.
 struct Hashing {
     jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+    /// Most hashes seen running at once (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     peak: Arc<AtomicU64>,
 }
 
