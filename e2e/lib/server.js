@@ -25,7 +25,7 @@ export class CourierServer {
 
   // Resolves once the server prints "courier listening on http://127.0.0.1:PORT".
   start() {
-    const args = ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args];
+    const args = ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, '--dev-login-per-minute', '0', ...this.args];
     const child = spawn(COURIER_BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },

@@ -174,7 +174,7 @@ describe('Accounts and sessions in the browser', { timeout: 180_000 }, () => {
     const b = await newPage({ userAgent: FIREFOX_WINDOWS });
     await signInWithPassword(a.page, 'olga', password);
     await signInWithPassword(b.page, 'olga', password);
-    const token = await apiLogin(server.url, 'olga'); // a dev-login session of the same user
+    const token = await apiPassword(server.url, 'signin', 'olga', password); // an API session of the same user
     assert.equal(await token.status('/api/auth_user'), 200);
 
     await a.page.goto('/sessions');

@@ -35,6 +35,8 @@ enum Cmd {
     Resume(ResumeArgs),
     /// One group of K members, each with a stream; senders post into it at open-loop rate R.
     Fanout(FanoutArgs),
+    /// C password sign-ins at once: the server's peak RSS while it hashes them.
+    Signin(SigninArgs),
     /// The machine's ceiling: a minimal axum server measured with the same client code.
     Ceiling(CeilingArgs),
     /// Write an SVG of latency against offered rate from JSON-lines result files.
@@ -161,6 +163,21 @@ pub struct IdleArgs {
     /// 100 per connection, instead of one HTTP/1.1 connection each.
     #[arg(long)]
     pub http2: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SigninArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Sign-ins at once (C), one account each.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    pub concurrency: usize,
+    /// Rounds of C sign-ins.
+    #[arg(short = 'r', long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Server process id, for VmRSS (default: the local process listening on the port).
+    #[arg(long)]
+    pub pid: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -329,6 +346,10 @@ async fn main() -> Result<()> {
         Cmd::Resume(mut a) => {
             fill(&mut a.common)?;
             scenarios::resume::run(&a.common, &a).await
+        }
+        Cmd::Signin(mut a) => {
+            fill(&mut a.common)?;
+            scenarios::signin::run(&a.common, &a).await
         }
         Cmd::Fanout(mut a) => {
             fill(&mut a.common)?;

@@ -2,9 +2,10 @@
 //! its layers, binds the listener and serves until shutdown. The only room that names a
 //! concrete backend.
 
-use crate::api::{self, ApiSettings, ApiState};
+use crate::api::{self, ApiSettings, ApiState, DevLogin};
 use crate::bus::{Bus, LocalBus};
 use crate::config::ServeConfig;
+use crate::model::TrustedProxies;
 use crate::realtime::{Realtime, StreamLimits};
 use crate::service::push::{Presence, PushSettings, Pusher, VapidKey};
 use crate::service::{
@@ -12,24 +13,22 @@ use crate::service::{
     Signup, Tokens,
 };
 use crate::store::{SqliteOptions, SqliteStore, Store};
-use crate::tls::{self, CertResolver, TlsListener};
+use crate::tls::{self, CertResolver};
 use crate::{telemetry, web};
 use anyhow::{Context, bail};
-use axum::Extension;
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
-use axum::serve::{IncomingStream, ListenerExt};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
-use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+
+mod serve;
 
 /// Streams end on shutdown; this bounds how long the rest may take.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -42,8 +41,8 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
-    socket_send_buffer: usize,
-    /// Set when serving HTTPS directly (`--tls-cert`).
+    limits: serve::ConnLimits,
+    /// Set when serving HTTPS directly (`--tls-cert`, `--acme-domain`).
     tls: Option<Tls>,
     /// For waiting on its background work at shutdown.
     messenger: Arc<Messenger>,
@@ -68,6 +67,11 @@ impl App {
             Some(secret) => secret.0.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir)?,
         };
+        if config.trust_forwarded_for {
+            bail!(
+                "--trust-forwarded-for (COURIER_TRUST_FORWARDED_FOR) was replaced by --trusted-proxies <CIDR,…>: list your reverse proxies' addresses"
+            );
+        }
         let dev_login = config.dev_login_enabled();
         if dev_login {
             tracing::warn!(
@@ -161,10 +165,10 @@ impl App {
             accounts,
             oauth,
             settings: Arc::new(ApiSettings {
-                dev_login,
+                dev_login: DevLogin::new(dev_login, config.dev_login == Some(true)),
                 token_lifetime: config.token_lifetime,
                 secure_cookies: config.secure_cookies || tls.is_some(),
-                trust_forwarded_for: config.trust_forwarded_for,
+                trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             }),
         };
         let mut router = router(state, config.max_body_bytes);
@@ -179,7 +183,14 @@ impl App {
             listener,
             router,
             shutdown,
-            socket_send_buffer: config.socket_send_buffer,
+            limits: serve::ConnLimits {
+                header_read: config.header_read_timeout,
+                keep_alive: config.keep_alive_timeout,
+                write: config.write_timeout,
+                max_per_address: config.max_connections_per_address,
+                trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+                send_buffer: config.socket_send_buffer,
+            },
             tls,
             messenger: background,
         })
@@ -217,66 +228,32 @@ impl App {
                 }
             }
         });
-        let send_buffer = self.socket_send_buffer;
-        let tune = move |tcp: &tokio::net::TcpStream| {
-            // Events are small and latency matters: never wait for Nagle.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY");
+        let acceptor = match self.tls {
+            None => None,
+            Some(Tls::Files {
+                resolver,
+                reload_every,
+            }) => {
+                resolver.watch(reload_every, shutdown.clone());
+                Some(tls::server_config(resolver, false)?)
             }
-            if send_buffer > 0
-                && let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(send_buffer)
-            {
-                tracing::debug!(error = %e, "SO_SNDBUF");
-            }
+            Some(Tls::Acme(settings)) => Some(tls::server_config(
+                tls::acme(&settings, shutdown.clone())?,
+                true,
+            )?),
         };
-        let served = match self.tls {
-            Some(tls) => {
-                let acceptor = match tls {
-                    Tls::Files {
-                        resolver,
-                        reload_every,
-                    } => {
-                        resolver.watch(reload_every, shutdown.clone());
-                        tls::server_config(resolver, false)?
-                    }
-                    Tls::Acme(settings) => {
-                        tls::server_config(tls::acme(&settings, shutdown.clone())?, true)?
-                    }
-                };
-                let listener = TlsListener::new(self.listener, acceptor, tune)?;
-                // axum's ConnectInfo knows only its own listeners: give each connection's
-                // router the peer address the same way.
-                let router = self.router;
-                let make = tower::service_fn(move |incoming: IncomingStream<'_, TlsListener>| {
-                    let peer = ConnectInfo(*incoming.remote_addr());
-                    std::future::ready(Ok::<_, std::convert::Infallible>(
-                        Extension(peer).layer(router.clone()),
-                    ))
-                });
-                axum::serve(listener, make)
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .into_future()
-            }
-            None => {
-                let listener = self.listener.tap_io(move |tcp| tune(tcp));
-                let router = self
-                    .router
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .into_future()
-            }
-        };
-        let result = tokio::select! {
-            result = served => result.context("serving HTTP"),
-            _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-                tracing::warn!("shutdown grace period over; closing remaining connections");
-                Ok(())
-            }
-        };
+        serve::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            acceptor,
+            shutdown,
+            SHUTDOWN_GRACE,
+        )
+        .await;
         // Pushes in flight hold the store (and SQLite's one-process lock): let them end.
         self.messenger.finish(SHUTDOWN_GRACE).await;
-        result
+        Ok(())
     }
 }
 
@@ -317,6 +294,11 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
         attempts_per_account: config.login_attempts_per_account,
         attempts_per_ip: config.login_attempts_per_ip,
         max_sessions: config.max_sessions_per_user,
+        dev_logins_per_ip: std::num::NonZeroU32::new(config.dev_login_per_minute),
+        hash_concurrency: match config.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        },
     }
 }
 

@@ -42,9 +42,16 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_NATS_URL")]
     pub nats_url: Option<String>,
 
-    /// Enable `POST /api/login` (sign in by username alone). Default: on only when listening on loopback.
+    /// Enable `POST /api/login` (sign in by username alone, only to accounts with no password
+    /// and no provider identity). Default: on only when listening on loopback, and off behind a
+    /// proxy (`--public-url` is https, or a request arrives with `X-Forwarded-*` headers) unless
+    /// set explicitly.
     #[arg(long, env = "COURIER_DEV_LOGIN", num_args = 0..=1, default_missing_value = "true")]
     pub dev_login: Option<bool>,
+
+    /// Dev logins allowed per minute from one client address (IPv6: one /64); 0 means no limit.
+    #[arg(long, env = "COURIER_DEV_LOGIN_PER_MINUTE", default_value_t = 30)]
+    pub dev_login_per_minute: u32,
 
     /// Token signing secret (at least 32 bytes). Default: generated once and kept in `<data-dir>/token-secret`.
     #[arg(long, env = "COURIER_TOKEN_SECRET", hide_env_values = true)]
@@ -191,9 +198,48 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MAX_SESSIONS_PER_USER", default_value = "50")]
     pub max_sessions_per_user: std::num::NonZeroUsize,
 
-    /// Take the client address from `X-Forwarded-For` (only behind a reverse proxy you trust).
-    #[arg(long, env = "COURIER_TRUST_FORWARDED_FOR")]
+    /// Password hashes (sign-up, sign-in) computed at once; each takes 19 MiB, more wait their
+    /// turn. 0 means the number of CPU cores.
+    #[arg(long, env = "COURIER_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
+
+    /// Comma-separated CIDRs of the reverse proxies whose `X-Forwarded-For` is believed: the
+    /// client address is the rightmost entry that is not one of them. Empty: the peer address.
+    #[arg(
+        long,
+        env = "COURIER_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1/32,::1/128"
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Removed: use `--trusted-proxies`. Kept so that a setting left in place stops start-up.
+    #[arg(long, env = "COURIER_TRUST_FORWARDED_FOR", hide = true)]
     pub trust_forwarded_for: bool,
+
+    /// Time a client has to send a request's headers, from the moment the connection opens or
+    /// the first byte of a later request arrives; slower connections are closed.
+    #[arg(long, env = "COURIER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A connection with no request in flight is closed after this long (keep it longer than
+    /// the proxy's upstream keep-alive: nginx 60s).
+    #[arg(long, env = "COURIER_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub keep_alive_timeout: Duration,
+
+    /// Open connections allowed from one client address (IPv6: one /64); more are closed at
+    /// once. Trusted proxies are exempt. 0 means no limit.
+    #[arg(
+        long,
+        env = "COURIER_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_connections_per_address: usize,
+
+    /// A write to a client that makes no progress for this long (it stopped reading) closes its
+    /// connection. Idle streams between heartbeats are not writing, so this never ends them.
+    #[arg(long, env = "COURIER_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
 
     /// Public base URL of this server (`https://chat.example.org`); sign-in redirect URIs are
     /// `<public-url>/api/oauth/<id>/callback`. Default: `http://<listen address>`.
@@ -257,9 +303,17 @@ impl ServeConfig {
         config
     }
 
+    /// Dev login at start-up: as set, else only on loopback and not behind an https public URL
+    /// (a proxied node listens on loopback too). Requests through a proxy may still turn the
+    /// default off at run time (see `api::DevLogin`).
     pub fn dev_login_enabled(&self) -> bool {
-        self.dev_login
-            .unwrap_or_else(|| self.listen.ip().is_loopback())
+        self.dev_login.unwrap_or_else(|| {
+            let https = self
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.to_ascii_lowercase().starts_with("https://"));
+            self.listen.ip().is_loopback() && !https
+        })
     }
 }
 
@@ -294,7 +348,7 @@ pub fn reference_markdown() -> String {
     let mut out = String::from("| flag | env | default | meaning |\n|---|---|---|---|\n");
     for arg in ServeConfig::command().get_arguments() {
         let Some(long) = arg.get_long() else { continue };
-        if long == "help" {
+        if long == "help" || arg.is_hide_set() {
             continue;
         }
         let env = arg
@@ -492,5 +546,14 @@ mod tests {
         assert!(!config.dev_login_enabled());
         config.dev_login = Some(true);
         assert!(config.dev_login_enabled());
+    }
+
+    #[test]
+    fn dev_login_defaults_off_behind_an_https_public_url_even_on_loopback() {
+        let mut config = ServeConfig::for_data_dir("/tmp/x");
+        config.public_url = Some("HTTPS://chat.example.org".into());
+        assert!(!config.dev_login_enabled());
+        config.dev_login = Some(true);
+        assert!(config.dev_login_enabled(), "asked for explicitly");
     }
 }

@@ -11,26 +11,19 @@
 //!   it expires, answering TLS-ALPN-01 challenges on the same port (so no port 80 is needed),
 //!   and caches account and certificate in the data directory. A challenge connection is
 //!   closed right after its handshake; it never reaches HTTP.
-//! - **Accepting.** `TlsListener` feeds `axum::serve`. Handshakes run in their own tasks with a
-//!   timeout, so one slow or silent client never holds up the accept loop.
+//! - **Accepting.** Handshakes run in each connection's own task (`app::serve`), under the
+//!   header-read deadline, so one slow or silent client never holds up the accept loop.
 
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
-
-/// A handshake that has not finished by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads a PEM certificate chain and its private key.
 pub fn load_certified_key(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
@@ -214,67 +207,7 @@ pub fn acme(
     Ok(resolver)
 }
 
-/// Accepted TLS connections, for `axum::serve`.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts on `listener` and completes handshakes concurrently; `tune` sets socket options.
-    pub fn new(
-        listener: TcpListener,
-        acceptor: TlsAcceptor,
-        tune: impl Fn(&TcpStream) + Send + Sync + 'static,
-    ) -> std::io::Result<Self> {
-        let local_addr = listener.local_addr()?;
-        let (done, ready) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                tune(&tcp);
-                let (acceptor, tx) = (acceptor.clone(), done.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        // An ACME validation only needed the handshake.
-                        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {}
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-                if done.is_closed() {
-                    return;
-                }
-            }
-        });
-        Ok(Self { ready, local_addr })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(accepted) => accepted,
-            // The acceptor task only ends when this listener is gone.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
+/// A connection that only came to complete an ACME TLS-ALPN-01 challenge.
+pub fn is_acme_validation(connection: &rustls::ServerConnection) -> bool {
+    connection.alpn_protocol() == Some(ACME_TLS_ALPN)
 }

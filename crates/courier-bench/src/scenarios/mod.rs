@@ -5,3 +5,4 @@ pub mod idle;
 pub mod latency;
 pub mod resume;
 pub mod send;
+pub mod signin;

@@ -53,13 +53,17 @@ struct PasswordBody {
 
 async fn login(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     AppJson(body): AppJson<LoginBody>,
 ) -> Result<Response, ApiError> {
+    if !state.settings.dev_login.allows(&headers) {
+        return Err(ApiError::NotFound("no such API route".into()));
+    }
     let username = body.username.unwrap_or_default();
     let signed_in = state
         .accounts
-        .dev_login(&username, &device(&headers))
+        .dev_login(&username, &device(&headers), ip)
         .await?;
     Ok(signed_in_response(
         &state,
@@ -239,7 +243,10 @@ async fn sign_out_everywhere(
         .into_response())
 }
 
-async fn list_providers(State(state): State<ApiState>) -> Json<serde_json::Value> {
+async fn list_providers(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Json<serde_json::Value> {
     let settings = state.accounts.settings();
     let signup = match settings.signup {
         Signup::Open => "open",
@@ -247,7 +254,7 @@ async fn list_providers(State(state): State<ApiState>) -> Json<serde_json::Value
         Signup::Closed => "closed",
     };
     Json(json!({
-        "devLogin": state.settings.dev_login,
+        "devLogin": state.settings.dev_login.allows(&headers),
         "password": settings.passwords,
         "signup": signup,
         "passwordMinLength": settings.password_min_len,

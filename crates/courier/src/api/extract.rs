@@ -186,8 +186,8 @@ pub fn parse_id<T>(raw: &str, parse: fn(&str) -> Option<T>, what: &str) -> Resul
     parse(raw).ok_or_else(|| ApiError::NotFound(format!("{what} not found")))
 }
 
-/// The client's address for rate limits: the peer, or the first `X-Forwarded-For` hop when
-/// the server is told to trust its proxy.
+/// The client's address for rate limits: the peer, or, when the peer is a trusted proxy, the
+/// rightmost `X-Forwarded-For` hop that is not (see `model::TrustedProxies`).
 pub struct ClientIp(pub std::net::IpAddr);
 
 impl FromRequestParts<ApiState> for ClientIp {
@@ -197,22 +197,19 @@ impl FromRequestParts<ApiState> for ClientIp {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        if state.settings.trust_forwarded_for
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|ip| ip.trim().parse().ok())
-        {
-            return Ok(Self(ip));
-        }
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip())
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        Ok(Self(peer))
+        let forwarded_for = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(Self(
+            state.settings.trusted_proxies.client(peer, forwarded_for),
+        ))
     }
 }
 

@@ -13,17 +13,19 @@ mod wire;
 
 pub use error::ApiError;
 
+use crate::model::TrustedProxies;
 use crate::realtime::Realtime;
 use crate::service::{Accounts, Messenger, OAuth};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -35,14 +37,72 @@ pub struct ApiState {
     pub settings: Arc<ApiSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ApiSettings {
-    pub dev_login: bool,
+    pub dev_login: DevLogin,
     pub token_lifetime: Duration,
     /// Mark cookies `Secure` even without `X-Forwarded-Proto: https`.
     pub secure_cookies: bool,
-    /// Take the client address from `X-Forwarded-For` (behind a trusted reverse proxy).
-    pub trust_forwarded_for: bool,
+    /// Whose `X-Forwarded-For` entries name the client (see `model::TrustedProxies`).
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// Whether `POST /api/login` answers. A default-on dev login turns itself off for good once a
+/// request shows the server is behind a proxy: a proxied node listens on loopback, which is
+/// what turned it on. Only an explicit `--dev-login=true` survives that.
+#[derive(Debug)]
+pub struct DevLogin {
+    enabled: bool,
+    explicit: bool,
+    proxied: AtomicBool,
+}
+
+impl DevLogin {
+    pub fn new(enabled: bool, explicit: bool) -> Self {
+        Self {
+            enabled,
+            explicit,
+            proxied: AtomicBool::new(false),
+        }
+    }
+
+    /// Dev login for a request with these headers.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        self.observe(headers);
+        self.explicit || !self.proxied.load(Ordering::Relaxed)
+    }
+
+    /// Notes a request that came through a proxy.
+    fn observe(&self, headers: &HeaderMap) {
+        let proxied = headers.keys().any(|name| {
+            let name = name.as_str();
+            name.starts_with("x-forwarded-") || name == "forwarded" || name == "x-real-ip"
+        });
+        if proxied && self.enabled && !self.proxied.swap(true, Ordering::Relaxed) {
+            if self.explicit {
+                tracing::warn!(
+                    "a request came through a proxy and --dev-login is set: anyone who can reach the proxy can sign in by username"
+                );
+            } else {
+                tracing::warn!(
+                    "a request came through a proxy: dev login is now off (set --dev-login=true to keep it)"
+                );
+            }
+        }
+    }
+}
+
+/// Lets every API request tell `DevLogin` whether the server is behind a proxy.
+async fn observe_proxy(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    state.settings.dev_login.observe(request.headers());
+    next.run(request).await
 }
 
 #[derive(Deserialize)]
@@ -53,7 +113,7 @@ struct BeforeQuery {
 /// Everything under `/api`; unknown routes get a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .merge(auth::router(state.settings.dev_login))
+        .merge(auth::router(state.settings.dev_login.enabled))
         .merge(conversations::router())
         .merge(messages::router())
         .merge(oauth::router())
@@ -68,6 +128,10 @@ pub fn router(state: ApiState) -> Router {
             )
         })
         .layer(axum::middleware::map_response(json_errors_no_store))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe_proxy,
+        ))
         .with_state(state)
 }
 

@@ -5,6 +5,7 @@ mod cursor;
 mod event;
 mod group;
 mod ids;
+mod net;
 mod password;
 mod session;
 mod text;
@@ -18,6 +19,7 @@ pub use group::{
     Role, RosterEntry, Title, TitleError, plan, plan_create,
 };
 pub use ids::{ConversationId, MessageId, UserId};
+pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};
 pub use session::Session;
 pub use text::TextError;

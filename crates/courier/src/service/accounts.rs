@@ -6,7 +6,7 @@
 
 use super::{ServiceError, ServiceResult, Tokens};
 use crate::bus::Bus;
-use crate::model::{Event, Password, Session, User, UserId, Username};
+use crate::model::{Event, Password, Session, User, UserId, Username, limit_key};
 use crate::store::{NewCredential, Store, StoreError};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chrono::{DateTime, Utc};
@@ -47,6 +47,10 @@ pub struct AccountSettings {
     pub attempts_per_ip: NonZeroU32,
     /// Sessions kept per person; a new one evicts the least recently used beyond this.
     pub max_sessions: std::num::NonZeroUsize,
+    /// Dev logins allowed per minute per client address; `None`: no limit.
+    pub dev_logins_per_ip: Option<NonZeroU32>,
+    /// Password hashes computed at once (each holds 19 MiB while it runs); at least 1.
+    pub hash_concurrency: usize,
 }
 
 /// Who a request comes from.
@@ -72,7 +76,9 @@ pub struct Accounts {
     settings: AccountSettings,
     per_account: DefaultKeyedRateLimiter<String>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    dev_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
+    hashing: Hashing,
     /// Sessions recently found active: id → (user, expiry, when checked).
     trusted: std::sync::Mutex<HashMap<String, Trusted>>,
     /// Verified against when the account does not exist, so timing tells nothing.
@@ -91,6 +97,10 @@ impl Accounts {
                 settings.attempts_per_account,
             )),
             per_ip: DefaultKeyedRateLimiter::keyed(Quota::per_minute(settings.attempts_per_ip)),
+            dev_per_ip: settings
+                .dev_logins_per_ip
+                .map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n))),
+            hashing: Hashing::new(settings.hash_concurrency),
             store,
             bus,
             tokens,
@@ -137,15 +147,38 @@ impl Accounts {
         self.tokens.verify_csrf(session, sent)
     }
 
-    /// Development sign-in: the username alone, created on first use.
+    /// Development sign-in: the username alone, created on first use. Never into an account
+    /// that signs in with a password or a provider: those are real people's.
     #[tracing::instrument(skip_all)]
-    pub async fn dev_login(&self, raw_username: &str, device: &str) -> ServiceResult<SignedIn> {
+    pub async fn dev_login(
+        &self,
+        raw_username: &str,
+        device: &str,
+        ip: IpAddr,
+    ) -> ServiceResult<SignedIn> {
+        if let Some(limiter) = &self.dev_per_ip {
+            self.sweep_limiters();
+            limiter
+                .check_key(&limit_key(ip))
+                .map_err(|_| ServiceError::TooManyRequests("Too many sign-ins; wait a minute"))?;
+        }
         let username = parse_username(raw_username)?;
+        let from_store = ServiceError::from_store("user");
         let user = self
             .store
             .find_or_create_user(&username)
             .await
-            .map_err(ServiceError::from_store("user"))?;
+            .map_err(from_store)?;
+        if self
+            .store
+            .has_credentials(user.id)
+            .await
+            .map_err(ServiceError::from_store("user"))?
+        {
+            return Err(ServiceError::Forbidden(
+                "This account signs in with a password or a provider",
+            ));
+        }
         self.open_session(user, device).await
     }
 
@@ -182,7 +215,7 @@ impl Accounts {
             username.as_str(),
         )
         .map_err(|e| ServiceError::invalid("password", e))?;
-        let hash = hash_password(password).await?;
+        let hash = self.hashing.hash(password).await?;
         let user = self
             .store
             .create_account(&username, None, NewCredential::Password { hash }, invite)
@@ -210,14 +243,20 @@ impl Accounts {
             Err(StoreError::NotFound) => {
                 let dummy = self
                     .dummy_hash
-                    .get_or_try_init(|| hash_password(Password::unchecked("not a real password")))
+                    .get_or_try_init(|| {
+                        self.hashing
+                            .hash(Password::unchecked("not a real password"))
+                    })
                     .await?;
-                let _ = verify_password(raw_password.to_owned(), dummy.clone()).await;
+                let _ = self
+                    .hashing
+                    .verify(raw_password.to_owned(), dummy.clone())
+                    .await;
                 return Err(wrong());
             }
             Err(e) => return Err(ServiceError::from_store("user")(e)),
         };
-        if !verify_password(raw_password.to_owned(), hash).await? {
+        if !self.hashing.verify(raw_password.to_owned(), hash).await? {
             return Err(wrong());
         }
         self.open_session(user, device).await
@@ -447,6 +486,22 @@ impl Accounts {
 
     /// Counts one password attempt against the account (if known) and the client address.
     fn limit(&self, username: Option<&Username>, ip: IpAddr) -> ServiceResult<()> {
+        self.sweep_limiters();
+        let too_many =
+            || ServiceError::TooManyRequests("Too many attempts; wait a minute and try again");
+        self.per_ip
+            .check_key(&limit_key(ip))
+            .map_err(|_| too_many())?;
+        if let Some(username) = username {
+            self.per_account
+                .check_key(&username.as_str().to_lowercase())
+                .map_err(|_| too_many())?;
+        }
+        Ok(())
+    }
+
+    /// Now and then forgets keys whose limits have recovered, so the maps stay small.
+    fn sweep_limiters(&self) {
         if self
             .checks
             .fetch_add(1, Ordering::Relaxed)
@@ -454,16 +509,88 @@ impl Accounts {
         {
             self.per_ip.retain_recent();
             self.per_account.retain_recent();
+            if let Some(dev) = &self.dev_per_ip {
+                dev.retain_recent();
+            }
         }
-        let too_many =
-            || ServiceError::TooManyRequests("Too many attempts; wait a minute and try again");
-        self.per_ip.check_key(&ip).map_err(|_| too_many())?;
-        if let Some(username) = username {
-            self.per_account
-                .check_key(&username.as_str().to_lowercase())
-                .map_err(|_| too_many())?;
+    }
+}
+
+/// argon2id with the crate's defaults (19 MiB, 2 passes) on a fixed pool of `threads`
+/// threads, so at most that many run at once: each hash allocates its 19 MiB for as long as it
+/// runs, so 48 concurrent sign-ins once took a node from 140 MB to 1 GB. The rest wait in line,
+/// which costs them time, not memory. Dedicated threads rather than `spawn_blocking`: the
+/// allocator keeps a freed 19 MiB block in the arena of the thread that used it, so hashes
+/// spread over the blocking pool's many threads leave up to one block per arena behind.
+struct Hashing {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+    /// Most hashes seen running at once (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    peak: Arc<AtomicU64>,
+}
+
+impl Hashing {
+    fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let running = Arc::new(AtomicU64::new(0));
+        let peak = Arc::new(AtomicU64::default());
+        for n in 0..threads.max(1) {
+            let (queue, running, peak) = (queue.clone(), running.clone(), peak.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{n}"))
+                .spawn(move || {
+                    loop {
+                        // Ends when `Hashing` (the sender) is dropped.
+                        let job = match queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        };
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        job();
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
         }
-        Ok(())
+        Self { jobs, peak }
+    }
+
+    async fn hash(&self, password: Password) -> ServiceResult<String> {
+        self.run(move || {
+            argon2::Argon2::default()
+                .hash_password(password.expose().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| ServiceError::Internal(e.to_string().into()))
+        })
+        .await?
+    }
+
+    async fn verify(&self, password: String, hash: String) -> ServiceResult<bool> {
+        self.run(move || {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> ServiceResult<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| ServiceError::Internal("password hashing stopped".into()))?;
+        result
+            .await
+            .map_err(|_| ServiceError::Internal("password hashing stopped".into()))
     }
 }
 
@@ -495,31 +622,38 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ServiceError {
     ServiceError::Internal(Box::new(e))
 }
 
-/// argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
-async fn hash_password(password: Password) -> ServiceResult<String> {
-    tokio::task::spawn_blocking(move || {
-        argon2::Argon2::default()
-            .hash_password(password.expose().as_bytes())
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(internal)?
-    .map_err(|e| ServiceError::Internal(e.to_string().into()))
-}
-
-async fn verify_password(password: String, hash: String) -> ServiceResult<bool> {
-    tokio::task::spawn_blocking(move || {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
-    })
-    .await
-    .map_err(internal)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::sanitize_username;
+    use super::{Hashing, sanitize_username};
+    use crate::model::Password;
+    use std::sync::atomic::Ordering;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_hashes_run_at_once_than_the_pool_allows() {
+        let hashing = std::sync::Arc::new(Hashing::new(2));
+        let hash = hashing
+            .hash(Password::unchecked("violet-harbor-tractor-91"))
+            .await
+            .unwrap();
+        let checks: Vec<_> = (0..12)
+            .map(|i| {
+                let (hashing, hash) = (hashing.clone(), hash.clone());
+                let password = if i % 2 == 0 {
+                    "violet-harbor-tractor-91"
+                } else {
+                    "wrong"
+                };
+                tokio::spawn(async move { hashing.verify(password.into(), hash).await.unwrap() })
+            })
+            .collect();
+        let mut right = 0;
+        for check in checks {
+            right += usize::from(check.await.unwrap());
+        }
+        assert_eq!(right, 6, "every verification still gives its answer");
+        let peak = hashing.peak.load(Ordering::SeqCst);
+        assert!(peak <= 2, "{peak} hashes ran at once with 2 permits");
+    }
 
     #[test]
     fn provider_names_become_valid_usernames() {

@@ -28,6 +28,8 @@ pub trait AccountStore: Send + Sync {
     async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<User>>;
     /// The user and password hash for a username (any case); `NotFound` if none.
     async fn password_hash(&self, username: &Username) -> StoreResult<(User, String)>;
+    /// Whether the user signs in with a password or an identity provider.
+    async fn has_credentials(&self, user: UserId) -> StoreResult<bool>;
     async fn update_avatar(&self, user: UserId, avatar_url: Option<&str>) -> StoreResult<()>;
 
     async fn create_session(&self, session: &Session) -> StoreResult<()>;

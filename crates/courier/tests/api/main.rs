@@ -2,13 +2,16 @@
 
 mod accounts;
 mod auth;
+mod connections;
 mod conversations;
+mod dev_login;
 mod errors;
 mod fuzz;
 mod groups;
 mod helpers;
 mod messages;
 mod outage;
+mod proxies;
 mod push;
 #[path = "../common/services.rs"]
 mod reachable;

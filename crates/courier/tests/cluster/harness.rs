@@ -97,6 +97,7 @@ impl Node {
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--dev-login", "true"])
+            .args(["--dev-login-per-minute", "0"])
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--database-url", database_url, "--nats-url", nats_url])

@@ -5,7 +5,7 @@ use courier::model::{
     Change, ChangeRequest, ConversationId, History, LogEntry, MessageContent, MessageId, Op, Title,
     User, UserId, Username,
 };
-use courier::store::{Appended, NewMessage, Store, StoreError};
+use courier::store::{Appended, NewCredential, NewMessage, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +55,7 @@ store_contract!(
     the_instance_id_is_fixed_when_the_database_is_created,
     heads_track_the_newest_positions,
     purging_forgets_old_idempotency_keys_and_dead_sessions,
+    credentials_are_a_password_or_an_identity,
     an_entry_reaches_exactly_the_members_at_its_position,
     resume_across_membership_changes_reads_the_same_in_any_page_size,
     sends_racing_membership_changes_go_to_the_members_at_their_position,
@@ -981,4 +982,36 @@ async fn shared_history_shows_earlier_messages_and_joined_history_hides_them(
             "{history:?}: only what came after joining is unread"
         );
     }
+}
+
+/// Dev login refuses accounts that have credentials; this is how it tells.
+async fn credentials_are_a_password_or_an_identity(backend: &StoreBackend) {
+    let store = &*backend.store;
+    let plain = user(store, "plain").await;
+    let with_password = store
+        .create_account(
+            &name("pw"),
+            None,
+            NewCredential::Password {
+                hash: "$argon2id$x".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let with_identity = store
+        .create_account(
+            &name("oidc"),
+            None,
+            NewCredential::Identity {
+                provider: "kc".into(),
+                subject: "1234".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!store.has_credentials(plain.id).await.unwrap());
+    assert!(store.has_credentials(with_password.id).await.unwrap());
+    assert!(store.has_credentials(with_identity.id).await.unwrap());
 }

@@ -120,6 +120,18 @@ impl AccountStore for PgStore {
         ))
     }
 
+    async fn has_credentials(&self, user: UserId) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM passwords WHERE user_id = $1)
+                 OR EXISTS (SELECT 1 FROM identities WHERE user_id = $1)",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.try_get(0).map_err(classify)
+    }
+
     async fn update_avatar(&self, user: UserId, avatar_url: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE users SET avatar_url = $1 WHERE id = $2")
             .bind(avatar_url)

@@ -124,6 +124,18 @@ impl AccountStore for SqliteStore {
         ))
     }
 
+    async fn has_credentials(&self, user: UserId) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM passwords WHERE user_id = ?1)
+                 OR EXISTS (SELECT 1 FROM identities WHERE user_id = ?1)",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.try_get(0).map_err(classify)
+    }
+
     async fn update_avatar(&self, user: UserId, avatar_url: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE users SET avatar_url = ? WHERE id = ?")
             .bind(avatar_url)

@@ -1,0 +1,209 @@
+//! Slow and abusive connections, over real sockets: half-sent requests are capped per address
+//! and timed out while other clients keep working; idle keep-alive connections close, idle
+//! streams do not; a stream whose client stopped reading is closed after the write timeout.
+//!
+//! Loopback has many addresses: the attacker connects from 127.0.0.2, honest clients from
+//! 127.0.0.3, and nobody is a trusted proxy.
+
+use crate::helpers::*;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const ATTACKER: &str = "127.0.0.2";
+const HONEST: &str = "127.0.0.3";
+
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// A request that never finishes its headers.
+async fn half_sent(to: SocketAddr) -> TcpStream {
+    let mut tcp = connect_from(ATTACKER, to).await;
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: courier\r\nX-Slow: ")
+        .await
+        .unwrap();
+    tcp
+}
+
+/// Whether the server has closed `tcp` (EOF or reset) within `wait`; reads and drops any bytes.
+async fn closed_within(tcp: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+fn honest_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(HONEST.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_capped_per_address_and_timed_out_while_others_keep_working() {
+    let app = spawn_app_with(|c| {
+        c.trusted_proxies = Vec::new();
+        c.max_connections_per_address = 40;
+        c.header_read_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let honest = honest_client();
+
+    // The attacker fills its allowance with half-sent requests; they stay open for now.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(half_sent(app.addr).await);
+    }
+    assert!(
+        !closed_within(&mut held[0], Duration::from_millis(200)).await,
+        "within its allowance and its header time, a connection stays open"
+    );
+    // Everything past the cap is closed at once (well before the header timeout), and costs
+    // the server nothing.
+    for _ in 0..300 {
+        let mut extra = half_sent(app.addr).await;
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(2)).await,
+            "a connection past the per-address cap is closed"
+        );
+    }
+    // Meanwhile an honest client is served.
+    for _ in 0..5 {
+        let response = honest.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The held requests never finish their headers: each is closed after the header timeout.
+    for tcp in &mut held {
+        assert!(
+            closed_within(tcp, PATIENCE).await,
+            "a half-sent request is closed"
+        );
+    }
+    // Their slots are free again: the same address is served once it behaves.
+    let mut tcp = connect_from(ATTACKER, app.addr).await;
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: courier\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[tokio::test]
+async fn idle_and_silent_connections_are_closed_but_a_quiet_stream_is_not() {
+    let app = spawn_app_with(|c| {
+        c.trusted_proxies = Vec::new();
+        c.header_read_timeout = Duration::from_secs(1);
+        c.keep_alive_timeout = Duration::from_secs(2);
+        c.heartbeat = Duration::from_secs(3600);
+    })
+    .await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let id = app.conversation_between(&alice, &bob).await;
+    let mut stream = app.stream(&bob, None).await;
+
+    // A connection that never says anything.
+    let mut silent = connect_from(HONEST, app.addr).await;
+    // A keep-alive connection after one request.
+    let mut idle = connect_from(HONEST, app.addr).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: courier\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    assert!(
+        closed_within(&mut silent, PATIENCE).await,
+        "silent connection closed"
+    );
+    assert!(
+        closed_within(&mut idle, PATIENCE).await,
+        "idle keep-alive connection closed"
+    );
+    // The stream, open all along and writing nothing, still delivers.
+    let sent = app.send_message(&alice, &id, "still here").await;
+    assert_eq!(stream.next_message().await["id"], sent["id"]);
+}
+
+#[tokio::test]
+async fn a_stream_whose_client_stopped_reading_is_closed_after_the_write_timeout() {
+    use hyper_util::rt::TokioIo;
+
+    // A buffer too large to overflow here: only the write timeout can end the stuck stream.
+    let app = spawn_app_with(|c| {
+        c.stream_buffer = 100_000;
+        c.socket_send_buffer = 4096;
+        c.write_timeout = Duration::from_secs(1);
+        c.max_streams_per_user = 1;
+    })
+    .await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let id = app.conversation_between(&alice, &bob).await;
+
+    // Bob's device stops reading at the TCP level: a tiny receive window, a body nobody reads.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(app.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/api/messages")
+        .header("host", app.addr.to_string())
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {}", bob.token))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let stuck = sender.send_request(request).await.unwrap();
+    assert_eq!(stuck.status(), 200);
+    // His one stream is taken.
+    let second = app
+        .get("/api/messages", &bob)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    drop(second);
+
+    let content = "x".repeat(400);
+    for _ in 0..300 {
+        app.send_message(&alice, &id, &content).await;
+    }
+    // The server's writes stall, time out, and the stream and its socket are let go, which
+    // frees Bob's stream slot.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let response = app
+            .get("/api/messages", &bob)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert_eq!(response.status(), 429);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck stream was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stuck);
+}
