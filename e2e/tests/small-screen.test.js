@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { apiLogin, apiPassword } from '../lib/api.js';
-import { launchBrowser, signIn, trackProblems } from '../lib/browser.js';
+import { launchBrowser, passwordSignIn, signIn, trackProblems } from '../lib/browser.js';
 import { CourierServer } from '../lib/server.js';
 import { waitForMessage } from '../lib/wait.js';
 
@@ -89,7 +89,13 @@ describe('at 360 px wide', { timeout: 180_000 }, () => {
   });
 
   it('home: empty, with the New group form open, and with conversations; screenshot', async () => {
-    alice = await signIn(browser, server.url, 'alexandra_montgomery', { viewport: PHONE });
+    // A password account: dev login never signs in to one.
+    const context = await browser.newContext({ baseURL: server.url, viewport: PHONE });
+    const page0 = trackProblems(await context.newPage());
+    await page0.goto('/');
+    await passwordSignIn(page0, 'alexandra_montgomery', 'correct-Horse-battery-7');
+    await page0.getByRole('heading', { name: 'Conversations' }).waitFor();
+    alice = { context, page: page0 };
     const { page } = alice;
     await page.getByText('No conversations yet').waitFor();
     await assertNoOverflow(page, 'empty home');
