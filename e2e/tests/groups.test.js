@@ -35,7 +35,11 @@ describe('groups in the browser', { timeout: 180_000 }, () => {
     const { page } = alice;
     await page.getByText('New group').click();
     await page.getByLabel('Group title').fill('Book club');
-    await page.getByLabel('People (usernames, separated by commas)').fill('bob, carol');
+    // Suggestions complete the name being typed and keep the ones already chosen.
+    const people = page.getByLabel('People (usernames, separated by commas)');
+    await people.fill('bob, ca');
+    await eventually(async () => (await page.locator('#group-people-options option').evaluateAll((os) => os.map((o) => o.value))).includes('bob, carol, '), { message: 'carol suggested after bob' });
+    await people.fill('bob, carol');
     await page.getByRole('button', { name: 'Create group' }).click();
     await page.waitForURL(/\/c\/[^/]+$/);
     await page.getByRole('heading', { name: 'Book club' }).waitFor();

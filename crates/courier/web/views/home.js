@@ -194,6 +194,32 @@ function newGroupForm(isAlive) {
   const people = h('input', {
     id: 'group-people', name: 'people', type: 'text', required: true, autocomplete: 'off',
     autocapitalize: 'none', spellcheck: 'false', placeholder: 'alice, bob', 'aria-describedby': 'group-error',
+    list: 'group-people-options',
+  });
+  // Suggestions complete the name being typed (after the last comma), keeping the others.
+  const suggestions = h('datalist', { id: 'group-people-options' });
+  let suggestTimer = 0;
+  people.addEventListener('input', () => {
+    clearTimeout(suggestTimer);
+    const typed = people.value;
+    const cut = Math.max(typed.lastIndexOf(','), typed.lastIndexOf(' ')) + 1;
+    const partial = typed.slice(cut).trim();
+    if (!partial) {
+      suggestions.replaceChildren();
+      return;
+    }
+    suggestTimer = setTimeout(async () => {
+      try {
+        const names = await api.usernames(partial);
+        if (!isAlive() || people.value !== typed) return;
+        const kept = typed.slice(0, cut);
+        const chosen = new Set(kept.split(/[\s,]+/).filter(Boolean));
+        suggestions.replaceChildren(...(names || []).filter((n) => !chosen.has(n))
+          .map((name) => h('option', { value: `${kept}${kept && !kept.endsWith(' ') ? ' ' : ''}${name}, ` })));
+      } catch {
+        // suggestions are optional
+      }
+    }, 150);
   });
   const error = h('p', { id: 'group-error', class: 'field-error', role: 'alert' });
   const button = h('button', { type: 'submit', class: 'button' }, icon('plus'), h('span', { text: 'Create group' }));
@@ -201,6 +227,7 @@ function newGroupForm(isAlive) {
     h('label', { for: 'group-title', text: 'Group title' }), title,
     h('label', { for: 'group-people', text: 'People (usernames, separated by commas)' }),
     h('div', { class: 'inline-field' }, people, button),
+    suggestions,
     error);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
