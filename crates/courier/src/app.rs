@@ -268,7 +268,7 @@ fn spawn_janitor(messenger: Arc<Messenger>, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
                 _ = ticks.tick() => match messenger.purge_expired().await {
                     Ok(0) => {}
-                    Ok(rows) => tracing::info!(rows, "purged expired idempotency keys and sessions"),
+                    Ok(rows) => tracing::info!(rows, "purged expired idempotency keys, sessions and spent sign-in flows"),
                     Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
                 },
             }

@@ -134,6 +134,85 @@ async fn a_tampered_state_is_refused() {
 }
 
 #[tokio::test]
+async fn a_replayed_callback_is_refused_after_the_sign_in_it_finished() {
+    let world = World::start().await;
+    let browser = world.browser();
+    let callback = browser.authorize(&world.start_url("test"), "henry").await;
+    let sealed = browser.cookie("courier_oauth").expect("flow cookie");
+    let landed = browser.get(&callback).await;
+    assert_eq!(location(&landed), "/");
+    let session = browser.cookie("courier_session").unwrap();
+
+    // The same flow cookie, state and code again (a captured callback, or a browser's
+    // history): the flow is spent, so no second session comes out of it.
+    let replayer = world.browser();
+    replayer.plant_cookie("courier_oauth", &sealed);
+    assert_refused(
+        replayer.get(&callback).await,
+        StatusCode::BAD_REQUEST,
+        "already used",
+    )
+    .await;
+    assert!(replayer.cookie("courier_session").is_none());
+    browser.plant_cookie("courier_oauth", &sealed);
+    assert_refused(
+        browser.get(&callback).await,
+        StatusCode::BAD_REQUEST,
+        "already used",
+    )
+    .await;
+    assert_eq!(browser.cookie("courier_session").unwrap(), session);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_callback_replayed_at_another_node_on_the_same_postgres_is_refused() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let script = provider_script();
+    let mut idp = Idp::start(&script).await;
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node = |data: &std::path::Path| {
+        let mut config = base_config(data);
+        config.database_url = Some(database.url.clone());
+        config.oidc = vec![oidc("test", "Test IdP", &idp.issuer)];
+        config
+    };
+    let (config_a, config_b) = (node(data_a.path()), node(data_b.path()));
+    let a = TestCourier::build(config_a).await;
+    let b = TestCourier::build(config_b).await;
+    idp.configure(&[
+        a.url("/api/oauth/test/callback"),
+        b.url("/api/oauth/test/callback"),
+    ])
+    .await;
+    let (a, b) = (a.run(), b.run());
+
+    let browser = Browser::new(&a.base());
+    let callback = browser.authorize(&a.url("/api/oauth/test"), "iris").await;
+    let sealed = browser.cookie("courier_oauth").expect("flow cookie");
+    assert_eq!(location(&browser.get(&callback).await), "/");
+    assert_eq!(browser.auth_user().await["username"], "iris");
+
+    // Node B shares the secret, so it can open the cookie; the store says it is spent.
+    let at_b = callback.replace(&a.base(), &b.base());
+    assert_ne!(at_b, callback);
+    let replayer = Browser::new(&b.base());
+    replayer.plant_cookie("courier_oauth", &sealed);
+    assert_refused(
+        replayer.get(&at_b).await,
+        StatusCode::BAD_REQUEST,
+        "already used",
+    )
+    .await;
+    assert!(replayer.cookie("courier_session").is_none());
+
+    drop((a, b));
+    database.drop().await;
+}
+
+#[tokio::test]
 async fn a_missing_or_forged_flow_cookie_is_refused() {
     let world = World::start().await;
     let browser = world.browser();
@@ -149,12 +228,11 @@ async fn a_missing_or_forged_flow_cookie_is_refused() {
     )
     .await;
 
-    // With a cookie whose content was changed: the signature no longer holds.
-    let (body, tag) = sealed.split_once('.').unwrap();
-    let mut flow: Value = serde_json::from_slice(&b64().decode(body).unwrap()).unwrap();
-    flow["r"] = json!("/somewhere-else");
-    let forged = format!("{}.{tag}", b64().encode(serde_json::to_vec(&flow).unwrap()));
-    browser.set_cookie("courier_oauth", &forged);
+    // With a cookie whose content was changed: it no longer decrypts.
+    let mut raw = b64().decode(&sealed).unwrap();
+    let last = raw.len() - 20;
+    raw[last] ^= 0x40;
+    browser.set_cookie("courier_oauth", &b64().encode(&raw));
     assert_refused(
         browser.get(&callback).await,
         StatusCode::BAD_REQUEST,
@@ -169,7 +247,7 @@ async fn a_flow_without_its_pkce_verifier_is_refused() {
     let world = World::start().await;
     let seal = FlowSeal::new(TOKEN_SECRET.as_bytes());
 
-    // A well-signed flow state with no verifier (as if it had been dropped): refused before
+    // A well-sealed flow state with no verifier (as if it had been dropped): refused before
     // the code is ever sent to the provider.
     let browser = world.browser();
     let callback = browser.authorize(&world.start_url("test"), "erin").await;
@@ -348,8 +426,9 @@ async fn no_code_token_or_secret_reaches_a_log_line() {
         .authorize(&format!("{base}/api/oauth/test"), "grace")
         .await;
     let sealed = browser.cookie("courier_oauth").unwrap();
-    let flow: Value =
-        serde_json::from_slice(&b64().decode(sealed.split_once('.').unwrap().0).unwrap()).unwrap();
+    let flow = FlowSeal::new(TOKEN_SECRET.as_bytes())
+        .open(&sealed)
+        .unwrap();
     let landed = browser.get(&callback).await;
     assert_eq!(location(&landed), "/");
     let session = browser.cookie("courier_session").unwrap();
@@ -367,12 +446,13 @@ async fn no_code_token_or_secret_reaches_a_log_line() {
     for (what, value) in [
         ("authorization code", code.as_str()),
         ("state", state.as_str()),
-        ("PKCE verifier", flow["v"].as_str().unwrap()),
+        ("PKCE verifier", flow.verifier.as_str()),
+        ("flow id", flow.id.as_str()),
         ("client secret", CLIENT_SECRET),
         ("signing secret", TOKEN_SECRET),
         // A JWT's signature part is what makes it a credential.
         ("session token", session.rsplit('.').next().unwrap()),
-        ("flow cookie signature", sealed.rsplit('.').next().unwrap()),
+        ("flow cookie", sealed.as_str()),
     ] {
         assert!(!logs.contains(value), "the {what} reached the logs");
     }
@@ -519,6 +599,71 @@ fn provider_script() -> PathBuf {
         "e2e/oidc/node_modules is missing: run `npm ci --prefix e2e/oidc` (scripts/test does) to test OpenID sign-in"
     );
     dir.join("provider.js")
+}
+
+/// A fresh PostgreSQL database for a test, or `None` (test skipped) when PostgreSQL is not
+/// running and COURIER_TEST_REQUIRE_SERVICES is unset.
+#[cfg(feature = "postgres")]
+struct PgDatabase {
+    name: String,
+    url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl PgDatabase {
+    fn admin_url() -> String {
+        std::env::var("COURIER_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    async fn admin() -> Option<sqlx::PgConnection> {
+        use sqlx::Connection;
+        match sqlx::PgConnection::connect(&Self::admin_url()).await {
+            Ok(conn) => Some(conn),
+            Err(e) if std::env::var_os("COURIER_TEST_REQUIRE_SERVICES").is_some() => {
+                panic!("PostgreSQL at {} is required: {e}", Self::admin_url())
+            }
+            Err(e) => {
+                eprintln!(
+                    "skipped: PostgreSQL at {} unreachable: {e}",
+                    Self::admin_url()
+                );
+                None
+            }
+        }
+    }
+
+    async fn create() -> Option<PgDatabase> {
+        let mut conn = Self::admin().await?;
+        let name = format!("courier_oauth_{:016x}", rand::random::<u64>());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        let admin = Self::admin_url();
+        let (base, query) = match admin.split_once('?') {
+            Some((base, query)) => (base.to_owned(), format!("?{query}")),
+            None => (admin.clone(), String::new()),
+        };
+        let authority_end = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[authority_end..].find('/') {
+            Some(slash) => base[..authority_end + slash].to_owned(),
+            None => base,
+        };
+        let url = format!("{base}/{name}{query}");
+        Some(PgDatabase { name, url })
+    }
+
+    async fn drop(self) {
+        if let Some(mut conn) = Self::admin().await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
 }
 
 /// oidc-provider in a Node process of its own, killed when dropped.
@@ -733,6 +878,15 @@ impl Browser {
                 cookie.value = value.to_owned();
             }
         }
+    }
+
+    /// Puts a cookie in the jar for the app's origin, as if Courier had set it on `/`.
+    fn plant_cookie(&self, name: &str, value: &str) {
+        let origin = Url::parse(&self.app)
+            .unwrap()
+            .origin()
+            .ascii_serialization();
+        self.store(&origin, &format!("{name}={value}; Path=/"));
     }
 
     /// Follows redirects from `url` until a page (200) or a redirect back to Courier; returns

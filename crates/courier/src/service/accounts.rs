@@ -262,6 +262,20 @@ impl Accounts {
         self.open_session(user, device).await
     }
 
+    /// Spends an OAuth flow id for good (on every node sharing the store); `false` when it was
+    /// spent before, that is when its callback is being replayed.
+    pub async fn spend_oauth_flow(
+        &self,
+        id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> ServiceResult<bool> {
+        match self.store.spend_oauth_flow(id, expires_at).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(ServiceError::from_store("oauth flow")(e)),
+        }
+    }
+
     /// Signs in through an identity provider. The identity (provider, subject) is the link;
     /// a new person gets the provider's preferred name, or a numbered variant when it is taken.
     #[tracing::instrument(skip_all, fields(provider = provider))]

@@ -521,13 +521,15 @@ impl Messenger {
             .map_err(ServiceError::from_store("conversation"))
     }
 
-    /// Deletes idempotency keys past their 24 h window and sessions dead for a week.
+    /// Deletes idempotency keys past their 24 h window, sessions dead for a week and spent
+    /// OAuth flows past their expiry.
     pub async fn purge_expired(&self) -> ServiceResult<u64> {
         let now = chrono::Utc::now();
         self.store
             .purge(
                 now - chrono::TimeDelta::hours(24),
                 now - chrono::TimeDelta::days(7),
+                now,
             )
             .await
             .map_err(ServiceError::from_store("purge"))

@@ -2,14 +2,17 @@
 //! and PKCE (S256), plus OpenID Connect's `nonce` and ID token checks. GitHub is a preset (it
 //! speaks OAuth 2.0 but not OIDC); any number of OIDC providers come from discovery.
 //!
-//! The flow's secrets (state, PKCE verifier, nonce) travel in a short-lived cookie signed with
-//! a key derived from the token secret, so any node of a cluster can finish a flow another
-//! node started, and no server-side flow store is needed.
+//! The flow's secrets (state, PKCE verifier, nonce) travel in a short-lived cookie encrypted
+//! (AES-256-GCM) with a key derived from the token secret, so any node of a cluster can finish
+//! a flow another node started. Each flow has a random id that the callback spends in the
+//! store, so a flow finishes at most once, whichever node its callback reaches.
 
 use super::{Accounts, ServiceError, SignedIn};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use hmac::{Hmac, Mac};
+use hkdf::Hkdf;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreProviderMetadata,
     CoreUserInfoClaims,
@@ -20,7 +23,7 @@ use openidconnect::{
     PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2_next::Sha256;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,9 +119,12 @@ pub struct Finished {
     pub return_to: String,
 }
 
-/// A flow in progress, as kept in the signed cookie. Short keys keep the cookie small.
+/// A flow in progress, as kept in the sealed cookie. Short keys keep the cookie small.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
+    /// Random, unique per flow: spent in the store when the callback is handled.
+    #[serde(rename = "i", default)]
+    pub id: String,
     #[serde(rename = "p")]
     pub provider: String,
     #[serde(rename = "s")]
@@ -284,6 +290,7 @@ impl OAuth {
             }
         };
         let flow = FlowState {
+            id: FlowState::new_id(),
             provider: provider.settings.id.clone(),
             state: state.secret().clone(),
             verifier: verifier.secret().clone(),
@@ -323,6 +330,21 @@ impl OAuth {
         if !state_matches {
             return Err(OAuthError::InvalidFlow(
                 "the sign-in state does not match; start again",
+            ));
+        }
+        // Spent before anything else is done with it: a replayed callback (the same cookie,
+        // state and code, on this node or another) is refused like an expired flow.
+        if flow.id.is_empty() {
+            return Err(OAuthError::InvalidFlow(
+                "the sign-in state is not valid; start again",
+            ));
+        }
+        let expires =
+            chrono::DateTime::from_timestamp(flow.expires, 0).unwrap_or_else(chrono::Utc::now);
+        if !self.accounts.spend_oauth_flow(&flow.id, expires).await? {
+            tracing::warn!("a sign-in flow was replayed");
+            return Err(OAuthError::InvalidFlow(
+                "this sign-in was already used; start again",
             ));
         }
         if let Some(error) = &params.error {
@@ -372,7 +394,7 @@ impl OAuth {
         })
     }
 
-    /// Seals a flow state for the cookie (public so tests can forge well-signed states).
+    /// Seals a flow state for the cookie (public so tests can forge well-sealed states).
     pub fn seal(&self, flow: &FlowState) -> String {
         self.seal.seal(flow)
     }
@@ -564,38 +586,53 @@ impl OAuth {
     }
 }
 
-/// Signs flow states with a key derived from the token secret, so every node that shares
-/// the secret can open what another sealed.
+/// Encrypts flow states with a key derived from the token secret, so every node that shares
+/// the secret can open what another sealed, and nobody else can read or change them.
 pub struct FlowSeal {
-    key: [u8; 32],
+    cipher: Aes256Gcm,
 }
+
+/// Bytes of the random AES-GCM nonce put in front of every sealed state.
+const SEAL_NONCE: usize = 12;
 
 impl FlowSeal {
     pub fn new(secret: &[u8]) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-        mac.update(b"courier oauth flow state v1");
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(b"courier oauth flow"), secret)
+            .expand(b"courier oauth flow state v2 aes-256-gcm", &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         Self {
-            key: mac.finalize().into_bytes().into(),
+            cipher: Aes256Gcm::new_from_slice(&key).expect("32-byte key"),
         }
     }
 
-    /// `base64url(json).base64url(HMAC-SHA256(key, first part))`.
+    /// `base64url(nonce ‖ AES-256-GCM(key, nonce, json))`, with a fresh random 96-bit nonce.
     pub fn seal(&self, flow: &FlowState) -> String {
-        let body = B64.encode(serde_json::to_vec(flow).expect("flow state serialises"));
-        let mut mac = self.mac();
-        mac.update(body.as_bytes());
-        format!("{body}.{}", B64.encode(mac.finalize().into_bytes()))
+        let json = serde_json::to_vec(flow).expect("flow state serialises");
+        let nonce: [u8; SEAL_NONCE] = rand::random();
+        let sealed = self
+            .cipher
+            .encrypt(&nonce.into(), json.as_slice())
+            .expect("AES-GCM encrypts a small message");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        B64.encode(out)
     }
 
-    /// The flow state in a sealed value, if its signature holds and it has not expired.
+    /// The flow state in a sealed value, if it decrypts (so was sealed with this key and not
+    /// changed) and has not expired. Whether it was spent already is the caller's check.
     pub fn open(&self, sealed: &str) -> Result<FlowState, OAuthError> {
         let forged = || OAuthError::InvalidFlow("the sign-in state is not valid; start again");
-        let (body, tag) = sealed.split_once('.').ok_or_else(forged)?;
-        let tag = B64.decode(tag).map_err(|_| forged())?;
-        let mut mac = self.mac();
-        mac.update(body.as_bytes());
-        mac.verify_slice(&tag).map_err(|_| forged())?;
-        let json = B64.decode(body).map_err(|_| forged())?;
+        let raw = B64.decode(sealed).map_err(|_| forged())?;
+        if raw.len() < SEAL_NONCE {
+            return Err(forged());
+        }
+        let (nonce, body) = raw.split_at(SEAL_NONCE);
+        let nonce: [u8; SEAL_NONCE] = nonce.try_into().expect("split at the nonce length");
+        let json = self
+            .cipher
+            .decrypt(&nonce.into(), body)
+            .map_err(|_| forged())?;
         let flow: FlowState = serde_json::from_slice(&json).map_err(|_| forged())?;
         if flow.expires < chrono::Utc::now().timestamp() {
             return Err(OAuthError::InvalidFlow(
@@ -603,10 +640,6 @@ impl FlowSeal {
             ));
         }
         Ok(flow)
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length")
     }
 }
 
@@ -735,6 +768,13 @@ pub fn safe_return_path(raw: &str) -> Option<String> {
     ok.then_some(normalized)
 }
 
+impl FlowState {
+    /// A fresh flow id: 128 random bits, base64url.
+    pub fn new_id() -> String {
+        B64.encode(rand::random::<[u8; 16]>())
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -745,6 +785,7 @@ mod tests {
 
     fn flow() -> FlowState {
         FlowState {
+            id: "flow-id".into(),
             provider: "github".into(),
             state: "st".into(),
             verifier: "v".into(),
@@ -767,20 +808,81 @@ mod tests {
     fn a_tampered_or_expired_flow_is_refused() {
         let seal = FlowSeal::new(b"secret-one-secret-one-secret-one");
         let sealed = seal.seal(&flow());
-        let (body, tag) = sealed.split_once('.').unwrap();
-        let changed = FlowState {
-            state: "other".into(),
-            ..flow()
-        };
-        let forged_body = B64.encode(serde_json::to_vec(&changed).unwrap());
-        assert!(seal.open(&format!("{forged_body}.{tag}")).is_err());
-        assert!(seal.open(body).is_err());
+        let raw = B64.decode(&sealed).unwrap();
+        // Any one bit flipped anywhere (nonce, ciphertext or tag) breaks it.
+        for i in 0..raw.len() {
+            let mut changed = raw.clone();
+            changed[i] ^= 0x01;
+            assert!(seal.open(&B64.encode(&changed)).is_err(), "byte {i}");
+        }
+        assert!(seal.open(&B64.encode(&raw[..raw.len() - 1])).is_err());
+        assert!(seal.open(&B64.encode(&raw[..SEAL_NONCE])).is_err());
+        assert!(seal.open(&format!("{sealed}.x")).is_err());
         assert!(seal.open("").is_err());
+        // The old signed-JSON format is not accepted either.
+        let plain = B64.encode(serde_json::to_vec(&flow()).unwrap());
+        assert!(seal.open(&plain).is_err());
         let expired = FlowState {
             expires: chrono::Utc::now().timestamp() - 1,
             ..flow()
         };
         assert!(seal.open(&seal.seal(&expired)).is_err());
+    }
+
+    #[test]
+    fn a_sealed_flow_shows_none_of_its_secrets() {
+        let seal = FlowSeal::new(b"secret-one-secret-one-secret-one");
+        let (_, verifier) = PkceCodeChallenge::new_random_sha256();
+        let secret = FlowState {
+            verifier: verifier.secret().clone(),
+            state: "state-4b1d0c2e9f7a".into(),
+            nonce: Some("nonce-77e0a1f3c5d9".into()),
+            ..flow()
+        };
+        let sealed = seal.seal(&secret);
+        let raw = B64.decode(&sealed).unwrap();
+        // Neither the cookie itself nor any decoding of it (whole, or after the nonce, in
+        // any base64 alphabet) shows the verifier, state or nonce.
+        let mut views: Vec<Vec<u8>> = vec![sealed.clone().into_bytes(), raw.clone()];
+        for engine in [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE,
+        ] {
+            views.push(engine.encode(&raw).into_bytes());
+        }
+        for skip in 0..=SEAL_NONCE {
+            views.push(raw[skip..].to_vec());
+            views.push(
+                String::from_utf8_lossy(&raw[skip..])
+                    .into_owned()
+                    .into_bytes(),
+            );
+        }
+        for view in &views {
+            for needle in [
+                secret.verifier.as_bytes(),
+                &secret.verifier.as_bytes()[..16],
+                b"state-4b1d0c2e9f7a",
+                b"nonce-77e0a1f3c5d9",
+            ] {
+                assert!(
+                    !view.windows(needle.len()).any(|w| w == needle),
+                    "a secret shows in the sealed cookie"
+                );
+            }
+        }
+        // Two seals of the same state differ (fresh nonce), and both open.
+        let again = seal.seal(&secret);
+        assert_ne!(sealed, again);
+        assert_eq!(seal.open(&again).unwrap(), secret);
+        assert_eq!(seal.open(&sealed).unwrap(), secret);
+    }
+
+    #[test]
+    fn flow_ids_are_random() {
+        let a = FlowState::new_id();
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, FlowState::new_id());
     }
 
     #[test]

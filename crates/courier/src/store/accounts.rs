@@ -50,11 +50,16 @@ pub trait AccountStore: Send + Sync {
         id: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<String>>;
+    /// Spends an OAuth sign-in flow id, kept until `expires_at`. `Conflict("oauth flow")` when
+    /// it was already spent: the callback is a replay. Every node sees the same spent ids.
+    async fn spend_oauth_flow(&self, id: &str, expires_at: DateTime<Utc>) -> StoreResult<()>;
     /// Deletes what no request can use any more: idempotency keys older than `keys_before`,
-    /// sessions that expired or were revoked before `sessions_before`. Returns rows deleted.
+    /// sessions that expired or were revoked before `sessions_before`, spent OAuth flows that
+    /// expired before `flows_before`. Returns rows deleted.
     async fn purge(
         &self,
         keys_before: DateTime<Utc>,
         sessions_before: DateTime<Utc>,
+        flows_before: DateTime<Utc>,
     ) -> StoreResult<u64>;
 }

@@ -138,6 +138,11 @@ pub const SAVE_PUSH: &str = "
         auth = excluded.auth, hide_content = excluded.hide_content";
 pub const DELETE_PUSH: &str = "DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint = $2";
 pub const DROP_PUSH: &str = "DELETE FROM push_subscriptions WHERE endpoint = $1";
+/// Spends an OAuth flow id: no row is inserted when it was already spent.
+pub const SPEND_FLOW: &str =
+    "INSERT INTO oauth_flows (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+/// Forgets spent flows that have expired (their cookies are refused as expired anyway).
+pub const PURGE_FLOWS: &str = "DELETE FROM oauth_flows WHERE expires_at < $1";
 /// Members of `$1` other than `$2` who have not muted it, with their subscriptions.
 pub const PUSH_TARGETS: &str = "
     SELECT s.user_id, s.endpoint, s.p256dh, s.auth, s.hide_content
@@ -286,7 +291,10 @@ mod tests {
 /// Statements both stores run alike, written once over sqlx's `Database` (SQLite and
 /// PostgreSQL both decode these columns as `i64` and `String`).
 pub mod shared {
-    use super::{Columns, DELETE_PUSH, DROP_PUSH, PUSH_TARGETS, ROSTER, SAVE_PUSH, SET_MUTED};
+    use super::{
+        Columns, DELETE_PUSH, DROP_PUSH, PURGE_FLOWS, PUSH_TARGETS, ROSTER, SAVE_PUSH, SET_MUTED,
+        SPEND_FLOW,
+    };
     use crate::model::{ConversationId, MessageId, Role, RosterEntry, UserId};
     use crate::store::PushTarget;
     use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
@@ -370,6 +378,44 @@ pub mod shared {
         let done = sqlx::query::<DB>(DELETE_PUSH)
             .bind(user.0)
             .bind(endpoint.to_owned())
+            .execute(db)
+            .await?;
+        Ok(done.rows())
+    }
+
+    /// Spends a flow id; `false` when it was spent before (a replay).
+    pub async fn spend_flow<'e, DB, E>(
+        db: E,
+        id: &str,
+        expires_ms: i64,
+    ) -> Result<bool, sqlx::Error>
+    where
+        DB: Database,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        DB::QueryResult: Affected,
+        E: Executor<'e, Database = DB>,
+    {
+        let done = sqlx::query::<DB>(SPEND_FLOW)
+            .bind(id.to_owned())
+            .bind(expires_ms)
+            .execute(db)
+            .await?;
+        Ok(done.rows() == 1)
+    }
+
+    /// Deletes spent flows that expired before `before_ms`; returns rows deleted.
+    pub async fn purge_flows<'e, DB, E>(db: E, before_ms: i64) -> Result<u64, sqlx::Error>
+    where
+        DB: Database,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        DB::QueryResult: Affected,
+        E: Executor<'e, Database = DB>,
+    {
+        let done = sqlx::query::<DB>(PURGE_FLOWS)
+            .bind(before_ms)
             .execute(db)
             .await?;
         Ok(done.rows())

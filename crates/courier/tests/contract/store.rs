@@ -55,6 +55,7 @@ store_contract!(
     the_instance_id_is_fixed_when_the_database_is_created,
     heads_track_the_newest_positions,
     purging_forgets_old_idempotency_keys_and_dead_sessions,
+    an_oauth_flow_is_spent_once_on_every_node_and_purged_after_expiry,
     credentials_are_a_password_or_an_identity,
     an_entry_reaches_exactly_the_members_at_its_position,
     resume_across_membership_changes_reads_the_same_in_any_page_size,
@@ -717,18 +718,73 @@ async fn purging_forgets_old_idempotency_keys_and_dead_sessions(backend: &StoreB
 
     // Nothing is old enough yet: the key still answers retries.
     store
-        .purge(now - TimeDelta::days(1), now - TimeDelta::days(7))
+        .purge(now - TimeDelta::days(1), now - TimeDelta::days(7), now)
         .await
         .unwrap();
     assert!(store.append_message(keyed.clone()).await.unwrap().replayed);
 
     let later = now + TimeDelta::seconds(1);
-    let purged = store.purge(later, later).await.unwrap();
+    let purged = store.purge(later, later, later).await.unwrap();
     assert_eq!(purged, 2, "the key and the expired session");
     let again = store.append_message(keyed).await.unwrap();
     assert!(!again.replayed, "a forgotten key creates a new message");
     assert_ne!(again.message.id, first.message.id);
     assert!(store.active_session(&live, now).await.is_ok());
+}
+
+async fn an_oauth_flow_is_spent_once_on_every_node_and_purged_after_expiry(backend: &StoreBackend) {
+    use chrono::{TimeDelta, Utc};
+    let store = &*backend.store;
+    let now = Utc::now();
+    let soon = now + TimeDelta::minutes(10);
+    store.spend_oauth_flow("flow-a", soon).await.unwrap();
+    assert!(
+        matches!(
+            store.spend_oauth_flow("flow-a", soon).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a spent flow cannot be spent again"
+    );
+    store.spend_oauth_flow("flow-b", soon).await.unwrap();
+
+    // Another node on the same database sees the same spent flows (PostgreSQL only: SQLite
+    // is one process per database).
+    if let Some(other) = backend.reopen().await {
+        assert!(matches!(
+            other.spend_oauth_flow("flow-a", soon).await,
+            Err(StoreError::Conflict(_))
+        ));
+        other.spend_oauth_flow("flow-c", soon).await.unwrap();
+        assert!(matches!(
+            store.spend_oauth_flow("flow-c", soon).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+
+    // Concurrent spends of one id: exactly one wins.
+    let tries = (0..8).map(|_| store.spend_oauth_flow("flow-race", soon));
+    let won = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter(|r| r.is_ok())
+        .count();
+    assert_eq!(won, 1, "one of the racing spends wins");
+
+    // An expired spent flow is purged; one still live is kept (and stays spent).
+    store
+        .spend_oauth_flow("flow-old", now - TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    let purged = store
+        .purge(now - TimeDelta::days(1), now - TimeDelta::days(7), now)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "only the expired flow");
+    assert!(store.spend_oauth_flow("flow-a", soon).await.is_err());
+    store
+        .spend_oauth_flow("flow-old", now - TimeDelta::seconds(1))
+        .await
+        .unwrap();
 }
 
 // ---- groups on the log -------------------------------------------------------------------

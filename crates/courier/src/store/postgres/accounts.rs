@@ -2,6 +2,7 @@
 
 use super::{PgStore, classify, now_ms, time, user_at};
 use crate::model::{Session, User, UserId, Username};
+use crate::store::log::shared;
 use crate::store::{AccountStore, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -228,10 +229,19 @@ impl AccountStore for PgStore {
         .map_err(classify)
     }
 
+    async fn spend_oauth_flow(&self, id: &str, expires_at: DateTime<Utc>) -> StoreResult<()> {
+        match shared::spend_flow(&self.pool, id, expires_at.timestamp_millis()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Conflict("oauth flow")),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
     async fn purge(
         &self,
         keys_before: DateTime<Utc>,
         sessions_before: DateTime<Utc>,
+        flows_before: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(keys_before.timestamp_millis())
@@ -245,6 +255,9 @@ impl AccountStore for PgStore {
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(keys.rows_affected() + sessions.rows_affected())
+        let flows = shared::purge_flows(&self.pool, flows_before.timestamp_millis())
+            .await
+            .map_err(classify)?;
+        Ok(keys.rows_affected() + sessions.rows_affected() + flows)
     }
 }
