@@ -295,8 +295,11 @@ pub mod shared {
         Columns, DELETE_PUSH, DROP_PUSH, PURGE_FLOWS, PUSH_TARGETS, ROSTER, SAVE_PUSH, SET_MUTED,
         SPEND_FLOW,
     };
-    use crate::model::{ConversationId, MessageId, Role, RosterEntry, UserId};
-    use crate::store::PushTarget;
+    use crate::model::{
+        ChangeRequest, ConversationEvent, ConversationId, ConversationKind, History, MessageId,
+        Plan, Refusal, Role, RosterEntry, User, UserId, plan, plan_create,
+    };
+    use crate::store::{PushTarget, StoreError};
     use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 
     /// Rows changed by a statement.
@@ -487,5 +490,124 @@ pub mod shared {
                 })
             })
             .collect()
+    }
+
+    /// A change decided against the roster: where, what, by whom, under which history.
+    pub struct Decided<'a> {
+        pub conversation: ConversationId,
+        pub plan: Plan,
+        pub actor: &'a User,
+        pub history: History,
+    }
+
+    /// Decides `request` at `position` inside the caller's write transaction (which already
+    /// holds the store's ordering: SQLite's writer task, PostgreSQL's counter lock). A new
+    /// group's row is created here. `Ok(Err(..))` is a refusal; nothing was written.
+    pub async fn decide<'a, DB>(
+        conn: &mut DB::Connection,
+        position: i64,
+        now: i64,
+        request: &'a ChangeRequest,
+    ) -> Result<Result<Decided<'a>, StoreError>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB>,
+        for<'r> String: sqlx::Decode<'r, DB>,
+        for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+        for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        match request {
+            ChangeRequest::Create {
+                creator,
+                members,
+                title,
+                history,
+                max_members,
+            } => {
+                let plan = plan_create(creator, members, title);
+                if plan.member_count > *max_members {
+                    return Ok(Err(StoreError::Refused(Refusal::TooManyMembers(
+                        *max_members,
+                    ))));
+                }
+                let (id,): (i64,) = sqlx::query_as::<DB, (i64,)>(
+                    "INSERT INTO conversations (kind, title, history, created_position, created_at)
+                     VALUES ('group', $1, $2, $3, $4) RETURNING id",
+                )
+                .bind(title.as_str().to_owned())
+                .bind(history.as_str().to_owned())
+                .bind(position)
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(Ok(Decided {
+                    conversation: ConversationId(id),
+                    plan,
+                    actor: creator,
+                    history: *history,
+                }))
+            }
+            ChangeRequest::Update {
+                actor,
+                conversation,
+                op,
+            } => {
+                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
+                    "SELECT kind, history FROM conversations WHERE id = $1",
+                )
+                .bind(conversation.0)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some((kind, history)) = found else {
+                    return Ok(Err(StoreError::NotFound));
+                };
+                let roster = roster::<DB, _>(&mut *conn, *conversation).await?;
+                Ok(
+                    match plan(ConversationKind::from_db(&kind), &roster, actor, op) {
+                        Ok(plan) => Ok(Decided {
+                            conversation: *conversation,
+                            plan,
+                            actor,
+                            history: History::parse(&history).unwrap_or(History::Shared),
+                        }),
+                        Err(None) => Err(StoreError::NotFound),
+                        Err(Some(refusal)) => Err(StoreError::Refused(refusal)),
+                    },
+                )
+            }
+        }
+    }
+
+    /// Writes a change's row of `conversation_events`.
+    pub async fn record_change<'e, DB, E>(
+        db: E,
+        event: &ConversationEvent,
+    ) -> Result<(), sqlx::Error>
+    where
+        DB: Database,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        E: Executor<'e, Database = DB>,
+    {
+        let payload =
+            serde_json::to_string(&event.change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query::<DB>(
+            "INSERT INTO conversation_events (position, conversation_id, actor_id, payload, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(event.position.0)
+        .bind(event.conversation_id.0)
+        .bind(event.actor.id.0)
+        .bind(payload)
+        .bind(event.created_at.timestamp_millis())
+        .execute(db)
+        .await?;
+        Ok(())
     }
 }

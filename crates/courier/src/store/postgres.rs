@@ -40,8 +40,8 @@ use super::log::{
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
 use super::{Changed, log::merge};
 use crate::model::{
-    ChangeRequest, ConversationEvent, ConversationId, ConversationKind, ConversationView, History,
-    LogEntry, Member, Message, MessageId, Plan, Recipient, Refusal, User, UserId, Username,
+    ChangeRequest, ConversationEvent, ConversationId, ConversationView, History, LogEntry, Member,
+    Message, MessageId, Plan, Recipient, User, UserId, Username,
 };
 use async_trait::async_trait;
 use chrono::Utc;
@@ -596,57 +596,14 @@ async fn change_under_lock(
     request: &ChangeRequest,
 ) -> Result<StoreResult<Changed>, sqlx::Error> {
     let now = now_ms();
-    let (conversation, plan, actor, history) = match request {
-        ChangeRequest::Create {
-            creator,
-            members,
-            title,
-            history,
-            max_members,
-        } => {
-            let plan = crate::model::plan_create(creator, members, title);
-            if plan.member_count > *max_members {
-                return Ok(Err(StoreError::Refused(Refusal::TooManyMembers(
-                    *max_members,
-                ))));
-            }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO conversations (kind, title, history, created_position, created_at)
-                 VALUES ('group', $1, $2, $3, $4) RETURNING id",
-            )
-            .bind(title.as_str())
-            .bind(history.as_str())
-            .bind(position)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?;
-            (ConversationId(id), plan, creator, *history)
-        }
-        ChangeRequest::Update {
-            actor,
-            conversation,
-            op,
-        } => {
-            let found: Option<(String, String)> =
-                sqlx::query_as("SELECT kind, history FROM conversations WHERE id = $1")
-                    .bind(conversation.0)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let Some((kind, history)) = found else {
-                return Ok(Err(StoreError::NotFound));
-            };
-            let roster = shared::roster(&mut *conn, *conversation).await?;
-            match crate::model::plan(ConversationKind::from_db(&kind), &roster, actor, op) {
-                Ok(plan) => (
-                    *conversation,
-                    plan,
-                    actor,
-                    History::parse(&history).unwrap_or(History::Shared),
-                ),
-                Err(None) => return Ok(Err(StoreError::NotFound)),
-                Err(Some(refusal)) => return Ok(Err(StoreError::Refused(refusal))),
-            }
-        }
+    let shared::Decided {
+        conversation,
+        plan,
+        actor,
+        history,
+    } = match shared::decide::<sqlx::Postgres>(&mut *conn, position, now, request).await? {
+        Ok(decided) => decided,
+        Err(refused) => return Ok(Err(refused)),
     };
     let heads = heads_of(&mut *conn, &plan.recipients).await?;
     let recipients = plan
@@ -665,17 +622,7 @@ async fn change_under_lock(
         change: plan.change.clone(),
         created_at: time(now),
     };
-    sqlx::query(
-        "INSERT INTO conversation_events (position, conversation_id, actor_id, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(position)
-    .bind(conversation.0)
-    .bind(actor.id.0)
-    .bind(serde_json::to_string(&event.change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    shared::record_change(&mut *conn, &event).await?;
     Ok(Ok(Changed { event, recipients }))
 }
 

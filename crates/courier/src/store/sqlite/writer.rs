@@ -232,58 +232,14 @@ async fn commit_change(
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let position = last_position(&mut tx, caches).await? + 1;
     let now = now_ms();
-    let (conversation, plan, actor, history) = match request {
-        ChangeRequest::Create {
-            creator,
-            members,
-            title,
-            history,
-            max_members,
-        } => {
-            let plan = crate::model::plan_create(creator, members, title);
-            if plan.member_count > *max_members {
-                return Ok(Err(StoreError::Refused(
-                    crate::model::Refusal::TooManyMembers(*max_members),
-                )));
-            }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO conversations (kind, title, history, created_position, created_at)
-                 VALUES ('group', ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(title.as_str())
-            .bind(history.as_str())
-            .bind(position)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            (ConversationId(id), plan, creator, *history)
-        }
-        ChangeRequest::Update {
-            actor,
-            conversation,
-            op,
-        } => {
-            let found: Option<(String, String)> =
-                sqlx::query_as("SELECT kind, history FROM conversations WHERE id = ?")
-                    .bind(conversation.0)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some((kind, history)) = found else {
-                return Ok(Err(StoreError::NotFound));
-            };
-            let roster = log::shared::roster(&mut *tx, *conversation).await?;
-            let kind = crate::model::ConversationKind::from_db(&kind);
-            match crate::model::plan(kind, &roster, actor, op) {
-                Ok(plan) => (
-                    *conversation,
-                    plan,
-                    actor,
-                    History::parse(&history).unwrap_or(History::Shared),
-                ),
-                Err(None) => return Ok(Err(StoreError::NotFound)),
-                Err(Some(refusal)) => return Ok(Err(StoreError::Refused(refusal))),
-            }
-        }
+    let log::shared::Decided {
+        conversation,
+        plan,
+        actor,
+        history,
+    } = match log::shared::decide::<sqlx::Sqlite>(&mut tx, position, now, request).await? {
+        Ok(decided) => decided,
+        Err(refused) => return Ok(Err(refused)),
     };
     // Heads before this change: the recipients' `prev`.
     let mut recipients = Vec::with_capacity(plan.recipients.len());
@@ -302,17 +258,7 @@ async fn commit_change(
         change: plan.change.clone(),
         created_at: time(now),
     };
-    sqlx::query(
-        "INSERT INTO conversation_events (position, conversation_id, actor_id, payload, created_at)
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(position)
-    .bind(conversation.0)
-    .bind(actor.id.0)
-    .bind(serde_json::to_string(&event.change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    log::shared::record_change(&mut *tx, &event).await?;
     tx.commit().await?;
     caches.last_id = Some(position);
     caches.members.remove(&conversation);
