@@ -35,13 +35,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::child::WorkerProcess;
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::client::{
     Nodes, PostTarget, SseStream, StreamTarget, bearer, http_client, login_many, parse_msg,
@@ -433,28 +433,17 @@ pub async fn worker() -> Result<()> {
 // The parent
 
 struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
+    io: WorkerProcess,
     pid: Option<u32>,
 }
 
 impl Proc {
     async fn send(&mut self, cmd: &Cmd) -> Result<()> {
-        let mut l = serde_json::to_vec(cmd)?;
-        l.push(b'\n');
-        self.stdin.write_all(&l).await?;
-        self.stdin.flush().await?;
-        Ok(())
+        self.io.send(cmd).await
     }
 
     async fn recv(&mut self) -> Result<Value> {
-        let l = self
-            .lines
-            .next_line()
-            .await?
-            .context("fanout worker exited")?;
-        Ok(serde_json::from_str(&l)?)
+        self.io.recv().await
     }
 
     /// Receive a line of the given `type`, or fail.
@@ -882,7 +871,6 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<()> {
             .map(|i| IpAddr::from([127, 0, 0, i as u8]))
             .collect()
     };
-    let exe = std::env::current_exe()?;
     let t0 = Instant::now();
     let mut ws: Vec<Proc> = Vec::new();
     for w in 0..workers {
@@ -901,26 +889,9 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<()> {
             src_ips: ips.clone(),
             connect_concurrency: args.connect_concurrency,
         };
-        let mut child = tokio::process::Command::new(&exe)
-            .arg("fanout-worker")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning fanout worker")?;
-        let pid = child.id();
-        let mut stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut l = serde_json::to_vec(&cfg)?;
-        l.push(b'\n');
-        stdin.write_all(&l).await?;
-        stdin.flush().await?;
-        ws.push(Proc {
-            child,
-            stdin,
-            lines,
-            pid,
-        });
+        let io = WorkerProcess::spawn("fanout-worker", &cfg).await?;
+        let pid = io.child.id();
+        ws.push(Proc { io, pid });
     }
     let (mut opened, mut failed, mut errors) = (0u64, 0u64, Vec::new());
     for (w, wk) in ws.iter_mut().enumerate() {
@@ -1010,7 +981,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<()> {
         let _ = w.send(&Cmd::Quit).await;
     }
     for mut w in ws {
-        let _ = tokio::time::timeout(Duration::from_secs(5), w.child.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), w.io.child.wait()).await;
     }
 
     // The ceiling: the minimal server broadcasting as fast as it can to as many streams (one

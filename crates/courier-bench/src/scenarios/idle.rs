@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::child::WorkerProcess;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::client::{
     Api, Nodes, SseStream, StreamTarget, bearer, http_client, login_many, parse_msg, random_prefix,
@@ -80,27 +80,10 @@ pub(crate) fn port_range() -> usize {
 }
 
 struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
+    io: WorkerProcess,
     offset: usize,
     opened: u64,
     last: Option<usize>,
-}
-
-impl Worker {
-    async fn send(&mut self, cmd: &Cmd) -> Result<()> {
-        let mut l = serde_json::to_vec(cmd)?;
-        l.push(b'\n');
-        self.stdin.write_all(&l).await?;
-        self.stdin.flush().await?;
-        Ok(())
-    }
-
-    async fn recv(&mut self) -> Result<Value> {
-        let l = self.lines.next_line().await?.context("worker exited")?;
-        Ok(serde_json::from_str(&l)?)
-    }
 }
 
 /// Open `spec.streams` streams through worker processes, measure RSS, then probe the last one.
@@ -135,7 +118,6 @@ where
             .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
             .unwrap_or("n/a (no --pid)".into())
     );
-    let exe = std::env::current_exe()?;
     let t_open = Instant::now();
     let mut ws: Vec<Worker> = Vec::new();
     let mut failed = 0u64;
@@ -164,29 +146,14 @@ where
             connect_concurrency: spec.connect_concurrency,
             http2: spec.http2,
         };
-        let mut child = tokio::process::Command::new(&exe)
-            .arg("idle-worker")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning idle worker")?;
-        let mut stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut l = serde_json::to_vec(&cfg)?;
-        l.push(b'\n');
-        stdin.write_all(&l).await?;
-        stdin.flush().await?;
         let mut wk = Worker {
-            child,
-            stdin,
-            lines,
+            io: WorkerProcess::spawn("idle-worker", &cfg).await?,
             offset,
             opened: 0,
             last: None,
         };
         loop {
-            let v = wk.recv().await?;
+            let v = wk.io.recv().await?;
             match v["type"].as_str() {
                 Some("progress") => eprintln!(
                     "[{label}] worker {w}: opened {}/{count}, failed {} (total {:.1}s)",
@@ -226,19 +193,20 @@ where
         let global = ws[wi].offset + local;
         let tag = format!("P{}", random_prefix(10));
         ws[wi]
+            .io
             .send(&Cmd::Watch {
                 index: local,
                 tag: tag.clone(),
                 timeout_ms: 10_000,
             })
             .await?;
-        let ack = ws[wi].recv().await?;
+        let ack = ws[wi].io.recv().await?;
         if ack["type"] != "watching" {
             bail!("unexpected worker answer {ack}");
         }
         let t0 = Instant::now();
         let perr = probe(global, tag).await.err();
-        let ans = ws[wi].recv().await?;
+        let ans = ws[wi].io.recv().await?;
         probe_v = json!({
             "stream_index": global,
             "delivered": ans["ok"].as_bool().unwrap_or(false),
@@ -248,14 +216,14 @@ where
     }
     let mut alive = 0u64;
     for w in ws.iter_mut() {
-        w.send(&Cmd::Status).await?;
-        alive += w.recv().await?["alive"].as_u64().unwrap_or(0);
+        w.io.send(&Cmd::Status).await?;
+        alive += w.io.recv().await?["alive"].as_u64().unwrap_or(0);
     }
     for w in ws.iter_mut() {
-        let _ = w.send(&Cmd::Quit).await;
+        let _ = w.io.send(&Cmd::Quit).await;
     }
     for mut w in ws {
-        let _ = tokio::time::timeout(Duration::from_secs(5), w.child.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), w.io.child.wait()).await;
     }
     let per_stream = match (rss_before, rss_after) {
         (Some(b), Some(a)) if opened > 0 => Some((a as f64 - b as f64) / opened as f64),

@@ -1,5 +1,6 @@
 //! The scenarios run against a Courier server (any server with its public API).
 
+mod child;
 pub mod fanout;
 pub mod idle;
 pub mod latency;
