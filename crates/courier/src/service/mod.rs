@@ -280,11 +280,11 @@ impl Messenger {
             .await
             .map_err(ServiceError::from_store("conversation"))?;
         if !appended.replayed {
-            let users: Vec<UserId> = appended.recipients.iter().map(|r| r.user).collect();
-            let event = Arc::new(Event::new(appended.message.clone(), appended.recipients));
             if let Some(pusher) = &self.pusher {
-                pusher.message_committed(appended.message.clone(), &users);
+                let users = appended.recipients.iter().map(|r| r.user);
+                pusher.message_committed(appended.message.clone(), users);
             }
+            let event = Arc::new(Event::new(appended.message.clone(), appended.recipients));
             if let Err(e) = self.bus.publish(event).await {
                 tracing::warn!(error = %e, "publish failed; streams will catch up from the store");
             }

@@ -68,11 +68,10 @@ impl Presence {
         }
     }
 
-    pub fn online(&self, user: UserId) -> bool {
-        self.streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&user)
+    /// Those of `users` with no open stream here, under one lock (a group can be large).
+    pub fn offline_among(&self, users: impl Iterator<Item = UserId>) -> HashSet<UserId> {
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        users.filter(|user| !streams.contains_key(user)).collect()
     }
 }
 
@@ -247,15 +246,18 @@ impl Pusher {
 
     /// Pushes `message`, in the background, to those of `recipients` who had no open stream
     /// here when it committed (judged now: a stream that closes a moment later saw it).
-    pub fn message_committed(self: &Arc<Self>, message: Message, recipients: &[UserId]) {
+    pub fn message_committed(
+        self: &Arc<Self>,
+        message: Message,
+        recipients: impl Iterator<Item = UserId>,
+    ) {
         if self.tasks.is_closed() {
             return;
         }
-        let offline: HashSet<UserId> = recipients
-            .iter()
-            .copied()
-            .filter(|&user| user != message.sender_id && !self.presence.online(user))
-            .collect();
+        let sender = message.sender_id;
+        let offline = self
+            .presence
+            .offline_among(recipients.filter(|&user| user != sender));
         if offline.is_empty() {
             return;
         }
@@ -377,12 +379,13 @@ mod tests {
     fn presence_counts_streams_and_caps_them() {
         let presence = Presence::default();
         let user = UserId(1);
-        assert!(!presence.online(user));
+        assert!(presence.offline_among([user].into_iter()).contains(&user));
         assert!(presence.enter(user, 2).is_some());
         assert!(presence.enter(user, 2).is_some());
         assert!(presence.enter(user, 2).is_none());
+        assert!(presence.offline_among([user].into_iter()).is_empty());
         presence.leave(user);
         presence.leave(user);
-        assert!(!presence.online(user));
+        assert!(presence.offline_among([user].into_iter()).contains(&user));
     }
 }
