@@ -86,7 +86,8 @@ impl App {
             bus.clone(),
             config.max_message_chars,
             config.max_group_members,
-        );
+        )
+        .with_edit_window(config.edit_window.0);
         if config.push {
             let key = match &config.vapid_private_key {
                 Some(hex_key) => hex::decode(hex_key.0.trim())

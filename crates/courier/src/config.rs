@@ -69,6 +69,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MAX_GROUP_MEMBERS", default_value_t = 1000)]
     pub max_group_members: usize,
 
+    /// How long after sending its author may edit a message: a duration, `0` to forbid
+    /// editing, or `unlimited`.
+    #[arg(long, env = "COURIER_EDIT_WINDOW", default_value = "unlimited", value_parser = parse_edit_window)]
+    pub edit_window: EditWindow,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "COURIER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -331,6 +336,7 @@ impl fmt::Debug for ServeConfig {
             .field("token_secret", &self.token_secret)
             .field("max_message_chars", &self.max_message_chars)
             .field("max_group_members", &self.max_group_members)
+            .field("edit_window", &self.edit_window)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("heartbeat", &self.heartbeat)
             .field("stream_buffer", &self.stream_buffer)
@@ -555,5 +561,19 @@ mod tests {
         assert!(!config.dev_login_enabled());
         config.dev_login = Some(true);
         assert!(config.dev_login_enabled(), "asked for explicitly");
+    }
+}
+
+/// `--edit-window`: `None` lets authors edit for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EditWindow(pub Option<Duration>);
+
+fn parse_edit_window(raw: &str) -> Result<EditWindow, String> {
+    match raw.trim() {
+        "unlimited" => Ok(EditWindow(None)),
+        "0" => Ok(EditWindow(Some(Duration::ZERO))),
+        other => humantime::parse_duration(other)
+            .map(|d| EditWindow(Some(d)))
+            .map_err(|e| format!("{e} (a duration such as 15m, 0, or unlimited)")),
     }
 }

@@ -1,15 +1,16 @@
-//! Message routes: send (with `Idempotency-Key`), page through history, mark read.
+//! Message routes: send (with `Idempotency-Key`, optionally a reply), page through history,
+//! mark read, and a sent message's lifecycle: read one, edit, delete, react.
 
 use super::extract::{AppJson, AppPath, AppQuery, AuthUser, parse_id};
-use super::wire::MessageJson;
+use super::wire::{MessageJson, UserJson};
 use super::{ApiError, ApiState, BeforeQuery};
 use crate::model::{ConversationId, MessageId};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -18,12 +19,42 @@ pub fn router() -> Router<ApiState> {
             get(list_messages).post(send_message),
         )
         .route("/conversations/{id}/read_messages", post(read_messages))
+        .route(
+            "/conversations/{id}/messages/{message}",
+            get(one_message).patch(edit_message).delete(delete_message),
+        )
+        .route(
+            "/conversations/{id}/messages/{message}/reactions",
+            get(reactors),
+        )
+        .route(
+            "/conversations/{id}/messages/{message}/reactions/{emoji}",
+            put(react).delete(unreact),
+        )
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct SendBody {
     #[serde(default)]
     content: Option<String>,
+    /// The id of a message of the same conversation that this one answers.
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// Conversation and message ids of a message route; a malformed one is a 404 like a missing one.
+fn message_ids(ids: (String, String)) -> Result<(ConversationId, MessageId), ApiError> {
+    Ok((
+        parse_id(&ids.0, ConversationId::parse, "conversation")?,
+        parse_id(&ids.1, MessageId::parse, "message")?,
+    ))
 }
 
 async fn send_message(
@@ -43,11 +74,115 @@ async fn send_message(
         None => None,
     };
     let content = body.content.unwrap_or_default();
+    let reply_to =
+        match body.reply_to.as_deref() {
+            None => None,
+            Some(raw) => Some(MessageId::parse(raw).ok_or_else(|| {
+                ApiError::unprocessable("replyTo", "replyTo must be a message id")
+            })?),
+        };
     let message = state
         .messenger
-        .send_message(me.id, id, &content, key)
+        .send_message(me.id, id, &content, key, reply_to)
         .await?;
     Ok((StatusCode::CREATED, Json(MessageJson::new(&message, me.id))).into_response())
+}
+
+async fn one_message(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppPath(ids): AppPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (conversation, message) = message_ids(ids)?;
+    let message = state
+        .messenger
+        .message(me.id, conversation, message)
+        .await?;
+    Ok(Json(MessageJson::new(&message, me.id)).into_response())
+}
+
+async fn edit_message(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppPath(ids): AppPath<(String, String)>,
+    AppJson(body): AppJson<EditBody>,
+) -> Result<Response, ApiError> {
+    let (conversation, message) = message_ids(ids)?;
+    let content = body.content.unwrap_or_default();
+    let message = state
+        .messenger
+        .edit_message(me.id, conversation, message, &content)
+        .await?;
+    Ok(Json(MessageJson::new(&message, me.id)).into_response())
+}
+
+async fn delete_message(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppPath(ids): AppPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (conversation, message) = message_ids(ids)?;
+    state
+        .messenger
+        .delete_message(me.id, conversation, message)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn react(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppPath((conversation, message, emoji)): AppPath<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (conversation, message) = message_ids((conversation, message))?;
+    state
+        .messenger
+        .react(me.id, conversation, message, &emoji, true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unreact(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppPath((conversation, message, emoji)): AppPath<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (conversation, message) = message_ids((conversation, message))?;
+    state
+        .messenger
+        .react(me.id, conversation, message, &emoji, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct ReactorsJson {
+    emoji: String,
+    users: Vec<UserJson>,
+}
+
+/// Who reacted with what: one entry per emoji (in the order first used), users oldest first.
+async fn reactors(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppPath(ids): AppPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (conversation, message) = message_ids(ids)?;
+    let pairs = state
+        .messenger
+        .reactors(me.id, conversation, message)
+        .await?;
+    let mut grouped: Vec<ReactorsJson> = Vec::new();
+    for (emoji, user) in pairs {
+        match grouped.iter_mut().find(|g| g.emoji == emoji) {
+            Some(group) => group.users.push(user.into()),
+            None => grouped.push(ReactorsJson {
+                emoji,
+                users: vec![user.into()],
+            }),
+        }
+    }
+    Ok(Json(grouped).into_response())
 }
 
 async fn list_messages(

@@ -1,6 +1,8 @@
 //! camelCase wire shapes of the seed API: string ids, RFC 3339 UTC times with milliseconds.
 
-use crate::model::{Change, ConversationEvent, ConversationView, Member, Message, User, UserId};
+use crate::model::{
+    Change, ConversationEvent, ConversationView, Member, Message, Quote, Reaction, User, UserId,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -37,6 +39,33 @@ pub struct MessageJson<'a> {
     pub mine: bool,
     /// Extension: who sent it (groups show a name per message).
     pub sender_id: String,
+    /// Extensions of the message lifecycle: when last edited, when deleted (then `content`
+    /// is empty), the message it answers, and reactions per emoji.
+    pub edited_at: Option<String>,
+    pub deleted_at: Option<String>,
+    pub reply_to: Option<QuoteJson>,
+    pub reactions: &'a [Reaction],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteJson {
+    pub id: String,
+    pub sender: UserJson,
+    /// The first 100 characters; null when deleted or not yours to read.
+    pub preview: Option<String>,
+    pub deleted: bool,
+}
+
+impl From<&Quote> for QuoteJson {
+    fn from(q: &Quote) -> Self {
+        Self {
+            id: q.id.to_string(),
+            sender: q.sender.clone().into(),
+            preview: q.preview.clone(),
+            deleted: q.deleted,
+        }
+    }
 }
 
 impl<'a> MessageJson<'a> {
@@ -52,6 +81,10 @@ impl<'a> MessageJson<'a> {
             created_at: time(&m.created_at),
             mine,
             sender_id: m.sender_id.to_string(),
+            edited_at: m.edited_at.as_ref().map(time),
+            deleted_at: m.deleted_at.as_ref().map(time),
+            reply_to: m.quote.as_ref().map(Into::into),
+            reactions: &m.reactions,
         }
     }
 }
@@ -126,6 +159,17 @@ pub struct ChangeJson {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_owner_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// An edit's new text; null once the message has been deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
     pub actor: UserJson,
     pub created_at: String,
 }
@@ -141,6 +185,11 @@ impl ChangeJson {
             users: None,
             role: None,
             new_owner_id: None,
+            message_id: e.change.message_id().map(|id| id.to_string()),
+            content: None,
+            emoji: None,
+            added: None,
+            count: None,
             actor: e.actor.clone().into(),
             created_at: time(&e.created_at),
         };
@@ -174,6 +223,22 @@ impl ChangeJson {
                 json.change = "role";
                 json.users = users(u);
                 json.role = Some(role.as_str());
+            }
+            Change::Edited { content, .. } => {
+                json.change = "edited";
+                json.content = Some(content.clone());
+            }
+            Change::Deleted { .. } => json.change = "deleted",
+            Change::Reaction {
+                emoji,
+                added,
+                count,
+                ..
+            } => {
+                json.change = "reaction";
+                json.emoji = Some(emoji.clone());
+                json.added = Some(*added);
+                json.count = Some(*count);
             }
         }
         json

@@ -158,6 +158,22 @@ pub enum Change {
         users: Vec<User>,
         role: Role,
     },
+    /// The author changed a message's text. `content` is `None` once the message is deleted:
+    /// a delete scrubs the text out of its earlier edit events too.
+    Edited {
+        message_id: MessageId,
+        content: Option<String>,
+    },
+    Deleted {
+        message_id: MessageId,
+    },
+    /// The actor added or took back a reaction; `count` is that emoji's count after it.
+    Reaction {
+        message_id: MessageId,
+        emoji: String,
+        added: bool,
+        count: i64,
+    },
 }
 
 impl Change {
@@ -165,7 +181,20 @@ impl Change {
     pub fn event_name(&self) -> &'static str {
         match self {
             Self::Created { .. } | Self::Renamed { .. } => "conversation",
+            Self::Edited { .. } => "message-edited",
+            Self::Deleted { .. } => "message-deleted",
+            Self::Reaction { .. } => "reaction",
             _ => "member",
+        }
+    }
+
+    /// The message this change is about, if any.
+    pub fn message_id(&self) -> Option<MessageId> {
+        match self {
+            Self::Edited { message_id, .. }
+            | Self::Deleted { message_id }
+            | Self::Reaction { message_id, .. } => Some(*message_id),
+            _ => None,
         }
     }
 }
@@ -187,6 +216,8 @@ pub struct RosterEntry {
     pub role: Role,
     /// The position of the event that (last) added them: seniority for succession.
     pub joined: MessageId,
+    /// The oldest message they may read (0, or `joined` under joined history).
+    pub history_from: MessageId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +241,13 @@ pub enum ChangeRequest {
         actor: User,
         conversation: ConversationId,
         op: Op,
+    },
+    /// Edit, delete or react to one message of the conversation.
+    Message {
+        actor: User,
+        conversation: ConversationId,
+        message: MessageId,
+        op: super::MessageOp,
     },
 }
 
@@ -240,6 +278,12 @@ pub enum Refusal {
     TooManyMembers(usize),
     #[error("a direct conversation has fixed members and no title")]
     Direct,
+    #[error("this message was deleted")]
+    MessageDeleted,
+    #[error("{0}")]
+    TooManyReactions(&'static str),
+    #[error("replyTo must be a message of this conversation")]
+    BadReply,
 }
 
 /// What a store writes for an accepted change, all at one new position.
@@ -428,6 +472,7 @@ mod tests {
                 user: UserId(id),
                 role,
                 joined: MessageId(i as i64 + 1),
+                history_from: MessageId(0),
             })
             .collect()
     }

@@ -5,6 +5,7 @@ mod cursor;
 mod event;
 mod group;
 mod ids;
+mod lifecycle;
 mod net;
 mod password;
 mod session;
@@ -19,6 +20,10 @@ pub use group::{
     Role, RosterEntry, Title, TitleError, plan, plan_create,
 };
 pub use ids::{ConversationId, MessageId, UserId};
+pub use lifecycle::{
+    Emoji, EmojiError, MAX_DISTINCT_REACTIONS, MAX_REACTIONS_PER_PERSON, MessageOp, MessageWrite,
+    Quote, Reaction, Target, plan_message,
+};
 pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};
 pub use session::Session;
@@ -35,13 +40,27 @@ pub struct User {
 }
 
 /// A stored message. Its id is also its position in commit order (see [`Cursor`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
     pub sender_id: UserId,
+    /// Empty for a tombstone.
     pub content: String,
     pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The message this one answers (same conversation).
+    #[serde(default)]
+    pub reply_to: Option<MessageId>,
+    /// `reply_to` as the viewer may see it now; reads and the send path fill it in.
+    #[serde(default)]
+    pub quote: Option<Quote>,
+    /// Per emoji, in the order they were first used; `mine` is the viewer's.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
 }
 
 /// A conversation as one participant sees it.

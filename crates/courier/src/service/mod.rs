@@ -17,8 +17,9 @@ pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;
 use crate::model::{
-    ChangeRequest, ConversationId, ConversationView, Event, History, Member, Message,
-    MessageContent, MessageId, Op, Refusal, Role, Title, User, UserId, Username, UsernameError,
+    ChangeRequest, ConversationId, ConversationView, Emoji, Event, History, Member, Message,
+    MessageContent, MessageId, MessageOp, Op, Quote, Refusal, Role, Title, User, UserId, Username,
+    UsernameError,
 };
 use crate::store::{Changed, NewMessage, Store, StoreError};
 use std::sync::Arc;
@@ -81,6 +82,9 @@ impl ServiceError {
                 Refusal::AlreadyMembers(_) | Refusal::LastOwner | Refusal::Direct => {
                     Self::Conflict(refusal.to_string())
                 }
+                Refusal::MessageDeleted => Self::invalid("message", refusal),
+                Refusal::TooManyReactions(_) => Self::invalid("emoji", refusal),
+                Refusal::BadReply => Self::invalid("replyTo", refusal),
             },
             e @ StoreError::Unavailable(_) => Self::Unavailable(e),
             StoreError::Other(e) => Self::Internal(e),
@@ -95,6 +99,8 @@ pub struct Messenger {
     bus: Arc<dyn Bus>,
     max_message_chars: usize,
     max_group_members: usize,
+    /// How long authors may edit; `None` for ever.
+    edit_window: Option<chrono::TimeDelta>,
     pusher: Option<Arc<push::Pusher>>,
 }
 
@@ -110,8 +116,15 @@ impl Messenger {
             bus,
             max_message_chars,
             max_group_members,
+            edit_window: None,
             pusher: None,
         }
+    }
+
+    pub fn with_edit_window(mut self, window: Option<std::time::Duration>) -> Self {
+        self.edit_window =
+            window.map(|w| chrono::TimeDelta::from_std(w).unwrap_or(chrono::TimeDelta::MAX));
+        self
     }
 
     /// Sends Web Push for committed messages to recipients without an open stream.
@@ -256,6 +269,7 @@ impl Messenger {
         conversation: ConversationId,
         raw_content: &str,
         idempotency_key: Option<String>,
+        reply_to: Option<MessageId>,
     ) -> ServiceResult<Message> {
         let content = MessageContent::parse(raw_content, self.max_message_chars)
             .map_err(|e| ServiceError::invalid("content", e))?;
@@ -268,17 +282,23 @@ impl Messenger {
                 "must be 1 to 255 characters",
             ));
         }
+        let quote = match reply_to {
+            Some(id) => Some(self.quote_for_reply(me, conversation, id).await?),
+            None => None,
+        };
         let new = NewMessage {
             conversation,
             sender: me,
             content,
             idempotency_key,
+            reply_to,
         };
-        let appended = self
+        let mut appended = self
             .store
             .append_message(new)
             .await
             .map_err(ServiceError::from_store("conversation"))?;
+        appended.message.quote = quote.filter(|_| appended.message.reply_to.is_some());
         if !appended.replayed {
             if let Some(pusher) = &self.pusher {
                 let users = appended.recipients.iter().map(|r| r.user);
@@ -290,6 +310,134 @@ impl Messenger {
             }
         }
         Ok(appended.message)
+    }
+
+    /// The quote a new reply carries live: `id` must be a message of the conversation that
+    /// the sender can read and that is not deleted. In a joined-history group some members
+    /// may not be able to read it, so the live event leaves its text out (reads fill it in
+    /// per viewer).
+    async fn quote_for_reply(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> ServiceResult<Quote> {
+        let view = self.conversation(me, conversation).await?;
+        let original = match self.store.message(me, conversation, id).await {
+            Ok(original) => original,
+            Err(StoreError::NotFound) => {
+                return Err(ServiceError::from_store("message")(StoreError::Refused(
+                    Refusal::BadReply,
+                )));
+            }
+            Err(e) => return Err(ServiceError::from_store("message")(e)),
+        };
+        if original.deleted_at.is_some() {
+            return Err(ServiceError::invalid(
+                "replyTo",
+                "cannot reply to a deleted message",
+            ));
+        }
+        let sender = self.user(original.sender_id).await?;
+        Ok(Quote {
+            id,
+            sender,
+            preview: (view.history == History::Shared)
+                .then(|| Quote::preview_of(&original.content)),
+            deleted: false,
+        })
+    }
+
+    /// Edits the caller's own message; returns it as it now reads.
+    pub async fn edit_message(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+        raw_content: &str,
+    ) -> ServiceResult<Message> {
+        self.conversation(me, conversation).await?;
+        let content = MessageContent::parse(raw_content, self.max_message_chars)
+            .map_err(|e| ServiceError::invalid("content", e))?;
+        let op = MessageOp::Edit {
+            content,
+            window: self.edit_window,
+        };
+        self.message_op(me, conversation, message, op).await?;
+        self.message(me, conversation, message).await
+    }
+
+    /// Deletes a message (its author, or an admin of its group): it stays as a tombstone.
+    pub async fn delete_message(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> ServiceResult<()> {
+        self.message_op(me, conversation, message, MessageOp::Delete)
+            .await
+    }
+
+    /// Adds (`on`) or takes back the caller's reaction; repeating either changes nothing.
+    pub async fn react(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+        raw_emoji: &str,
+        on: bool,
+    ) -> ServiceResult<()> {
+        self.conversation(me, conversation).await?;
+        let emoji = Emoji::parse(raw_emoji).map_err(|e| ServiceError::invalid("emoji", e))?;
+        self.message_op(me, conversation, message, MessageOp::React { emoji, on })
+            .await
+    }
+
+    /// One message as the caller sees it.
+    pub async fn message(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> ServiceResult<Message> {
+        self.store
+            .message(me, conversation, message)
+            .await
+            .map_err(ServiceError::from_store("message"))
+    }
+
+    /// Who reacted to a message with what (at most 1,000, oldest first).
+    pub async fn reactors(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> ServiceResult<Vec<(String, User)>> {
+        self.store
+            .reactors(me, conversation, message, 1000)
+            .await
+            .map_err(ServiceError::from_store("message"))
+    }
+
+    async fn message_op(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+        op: MessageOp,
+    ) -> ServiceResult<()> {
+        let actor = self.user(me).await?;
+        self.change(
+            ChangeRequest::Message {
+                actor,
+                conversation,
+                message,
+                op,
+            },
+            "message",
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Creates a group of the caller (its owner) and `usernames`, then rings the bus.
@@ -311,14 +459,18 @@ impl Messenger {
         let members = self.resolve_usernames(usernames).await?;
         let creator = self.user(me).await?;
         let changed = self
-            .change(ChangeRequest::Create {
-                creator,
-                members,
-                title,
-                history,
-                max_members: self.max_group_members,
-            })
-            .await?;
+            .change(
+                ChangeRequest::Create {
+                    creator,
+                    members,
+                    title,
+                    history,
+                    max_members: self.max_group_members,
+                },
+                "conversation",
+            )
+            .await?
+            .ok_or_else(|| ServiceError::Internal("a new group changed nothing".into()))?;
         self.conversation(me, changed.event.conversation_id).await
     }
 
@@ -427,21 +579,34 @@ impl Messenger {
         op: Op,
     ) -> ServiceResult<Changed> {
         let actor = self.user(me).await?;
-        self.change(ChangeRequest::Update {
-            actor,
-            conversation,
-            op,
-        })
-        .await
+        self.change(
+            ChangeRequest::Update {
+                actor,
+                conversation,
+                op,
+            },
+            "conversation",
+        )
+        .await?
+        .ok_or_else(|| ServiceError::Internal("a group change changed nothing".into()))
     }
 
     /// Commits a change on the log, then rings the bus (a lost publish only delays it).
-    async fn change(&self, request: ChangeRequest) -> ServiceResult<Changed> {
-        let changed = self
+    /// `None`: it changed nothing, so there is nothing to publish. `what` names the thing a
+    /// `NotFound` is about.
+    async fn change(
+        &self,
+        request: ChangeRequest,
+        what: &'static str,
+    ) -> ServiceResult<Option<Changed>> {
+        let Some(changed) = self
             .store
             .apply_change(request)
             .await
-            .map_err(ServiceError::from_store("conversation"))?;
+            .map_err(ServiceError::from_store(what))?
+        else {
+            return Ok(None);
+        };
         let event = Arc::new(Event::change(
             changed.event.clone(),
             changed.recipients.clone(),
@@ -449,7 +614,7 @@ impl Messenger {
         if let Err(e) = self.bus.publish(event).await {
             tracing::warn!(error = %e, "publish failed; streams will catch up from the store");
         }
-        Ok(changed)
+        Ok(Some(changed))
     }
 
     /// Usernames to users: 422 for a malformed, repeated or unknown one (listing them).

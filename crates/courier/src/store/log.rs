@@ -55,7 +55,11 @@ pub fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// `id, conversation_id, sender_id, content, created_at` from column `at`.
+/// The columns `message_at` reads, for a `messages m`.
+pub const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at, \
+     m.edited_at, m.deleted_at, m.reply_to";
+
+/// `MESSAGE_COLUMNS` from column `at`. Quotes and reactions come from `shared::decorate`.
 pub fn message_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<Message, sqlx::Error>
 where
     usize: ColumnIndex<R>,
@@ -66,6 +70,11 @@ where
         sender_id: UserId(row.int(at + 2)?),
         content: row.text(at + 3)?,
         created_at: time(row.int(at + 4)?),
+        edited_at: row.opt_int(at + 5)?.map(time),
+        deleted_at: row.opt_int(at + 6)?.map(time),
+        reply_to: row.opt_int(at + 7)?.map(MessageId),
+        quote: None,
+        reactions: Vec::new(),
     })
 }
 
@@ -86,15 +95,15 @@ pub fn conversation_view<'r, R: Columns<'r>>(row: &'r R) -> Result<ConversationV
 where
     usize: ColumnIndex<R>,
 {
-    let last_message = match row.opt_int(10)? {
-        Some(_) => Some(message_at(row, 10)?),
+    let last_message = match row.opt_int(12)? {
+        Some(_) => Some(message_at(row, 12)?),
         None => None,
     };
     let other_participant = match row.opt_int(7)? {
         Some(_) => Some(user_at(row, 7)?),
         None => None,
     };
-    let unread_count = (row.opt_int(15)?.unwrap_or(0) - row.int(6)?).max(0);
+    let unread_count = (row.opt_int(11)?.unwrap_or(0) - row.int(6)?).max(0);
     Ok(ConversationView {
         id: ConversationId(row.int(0)?),
         kind: ConversationKind::from_db(&row.text(1)?),
@@ -106,7 +115,7 @@ where
         has_unread_messages: unread_count > 0,
         unread_count,
         last_message,
-        muted: row.int(16)? != 0,
+        muted: row.int(10)? != 0,
     })
 }
 
@@ -185,14 +194,16 @@ pub const INBOX_HEAD: &str = "
 
 /// `$1`'s messages after position `$2`, oldest first, at most `$3`.
 pub const INBOX_MESSAGES: &str = "
-    SELECT m.id, m.conversation_id, m.sender_id, m.content, m.created_at
+    SELECT m.id, m.conversation_id, m.sender_id, m.content, m.created_at,
+           m.edited_at, m.deleted_at, m.reply_to
     FROM member_spans s
     JOIN messages m ON m.conversation_id = s.conversation_id AND m.id >= s.from_position
                    AND (s.to_position IS NULL OR m.id <= s.to_position)
     WHERE s.user_id = $1 AND m.id > $2
     ORDER BY m.id LIMIT $3";
 
-/// `$1`'s change events after position `$2`, oldest first, at most `$3`.
+/// `$1`'s change events after position `$2`, oldest first, at most `$3`. An event about a
+/// message older than the span (joined history) is not theirs: they cannot read that message.
 pub const INBOX_CHANGES: &str = "
     SELECT e.position, e.conversation_id, e.payload, e.created_at,
            u.id, u.username, u.avatar_url
@@ -200,20 +211,23 @@ pub const INBOX_CHANGES: &str = "
     JOIN conversation_events e ON e.conversation_id = s.conversation_id
                               AND e.position >= s.from_position
                               AND (s.to_position IS NULL OR e.position <= s.to_position)
+    JOIN conversations c ON c.id = s.conversation_id
     JOIN users u ON u.id = e.actor_id
     WHERE s.user_id = $1 AND e.position > $2
+      AND (e.message_id IS NULL OR c.history = 'shared' OR e.message_id >= s.from_position)
     ORDER BY e.position LIMIT $3";
 
 /// One row per conversation as `$1` sees it; the caller appends WHERE/ORDER clauses.
 /// Columns: 0 id, 1 kind, 2 title, 3 member_count, 4 history, 5 role, 6 last read seq,
-/// 7..=9 the other participant (direct only), 10..=14 the last message, 15 its seq,
-/// 16 muted.
+/// 7..=9 the other participant (direct only), 10 muted, 11 the last message's seq,
+/// 12.. the last message (`MESSAGE_COLUMNS`).
 pub const CONVERSATION_VIEW: &str = "
     SELECT c.id, c.kind, c.title, c.member_count, c.history, p.role,
            COALESCE(r.seq, 0),
            u.id, u.username, u.avatar_url,
-           m.id, m.conversation_id, m.sender_id, m.content, m.created_at, m.seq,
-           p.muted
+           p.muted, m.seq,
+           m.id, m.conversation_id, m.sender_id, m.content, m.created_at,
+           m.edited_at, m.deleted_at, m.reply_to
     FROM participants p
     JOIN conversations c ON c.id = p.conversation_id
     LEFT JOIN users u ON c.kind = 'direct' AND u.id =
@@ -235,9 +249,10 @@ pub const MEMBERS: &str = "
     WHERE p.conversation_id = $1 AND p.user_id > $2
     ORDER BY p.user_id LIMIT $3";
 
-/// The roster a change is decided against: user, role, joined position.
+/// The roster a change is decided against: user, role, joined position, history start.
 pub const ROSTER: &str = "
-    SELECT user_id, role, joined_position FROM participants WHERE conversation_id = $1";
+    SELECT user_id, role, joined_position, history_from FROM participants
+    WHERE conversation_id = $1";
 
 /// Merges a replay's two reads into position order. When a read came back full, entries past
 /// its last position may be missing from it, so the merge stops there; the caller reads on
@@ -267,8 +282,7 @@ mod tests {
             id: MessageId(id),
             conversation_id: ConversationId(1),
             sender_id: UserId(1),
-            content: String::new(),
-            created_at: Default::default(),
+            ..Default::default()
         })
     }
 
@@ -297,7 +311,8 @@ pub mod shared {
     };
     use crate::model::{
         ChangeRequest, ConversationEvent, ConversationId, ConversationKind, History, MessageId,
-        Plan, Refusal, Role, RosterEntry, User, UserId, plan, plan_create,
+        MessageOp, MessageWrite, Plan, Refusal, Role, RosterEntry, User, UserId, plan, plan_create,
+        plan_message,
     };
     use crate::store::{PushTarget, StoreError};
     use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
@@ -487,28 +502,32 @@ pub mod shared {
                     user: UserId(row.int(0)?),
                     role: Role::from_db(&row.text(1)?),
                     joined: MessageId(row.int(2)?),
+                    history_from: MessageId(row.int(3)?),
                 })
             })
             .collect()
     }
 
-    /// A change decided against the roster: where, what, by whom, under which history.
+    /// A change decided against the roster: where, what, by whom, under which history, and
+    /// for a message op what it does to the message.
     pub struct Decided<'a> {
         pub conversation: ConversationId,
         pub plan: Plan,
         pub actor: &'a User,
         pub history: History,
+        pub write: Option<MessageWrite>,
     }
 
     /// Decides `request` at `position` inside the caller's write transaction (which already
     /// holds the store's ordering: SQLite's writer task, PostgreSQL's counter lock). A new
-    /// group's row is created here. `Ok(Err(..))` is a refusal; nothing was written.
+    /// group's row is created here. `Ok(Err(..))` is a refusal and `Ok(Ok(None))` a change
+    /// that changes nothing (the same reaction twice); either way nothing was written.
     pub async fn decide<'a, DB>(
         conn: &mut DB::Connection,
         position: i64,
         now: i64,
         request: &'a ChangeRequest,
-    ) -> Result<Result<Decided<'a>, StoreError>, sqlx::Error>
+    ) -> Result<Result<Option<Decided<'a>>, StoreError>, sqlx::Error>
     where
         DB: Database,
         for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -545,12 +564,13 @@ pub mod shared {
                 .bind(now)
                 .fetch_one(&mut *conn)
                 .await?;
-                Ok(Ok(Decided {
+                Ok(Ok(Some(Decided {
                     conversation: ConversationId(id),
                     plan,
                     actor: creator,
                     history: *history,
-                }))
+                    write: None,
+                })))
             }
             ChangeRequest::Update {
                 actor,
@@ -569,16 +589,74 @@ pub mod shared {
                 let roster = roster::<DB, _>(&mut *conn, *conversation).await?;
                 Ok(
                     match plan(ConversationKind::from_db(&kind), &roster, actor, op) {
-                        Ok(plan) => Ok(Decided {
+                        Ok(plan) => Ok(Some(Decided {
                             conversation: *conversation,
                             plan,
                             actor,
                             history: History::parse(&history).unwrap_or(History::Shared),
-                        }),
+                            write: None,
+                        })),
                         Err(None) => Err(StoreError::NotFound),
                         Err(Some(refusal)) => Err(StoreError::Refused(refusal)),
                     },
                 )
+            }
+            ChangeRequest::Message {
+                actor,
+                conversation,
+                message,
+                op,
+            } => {
+                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
+                    "SELECT kind, history FROM conversations WHERE id = $1",
+                )
+                .bind(conversation.0)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some((kind, history)) = found else {
+                    return Ok(Err(StoreError::NotFound));
+                };
+                let roster = roster::<DB, _>(&mut *conn, *conversation).await?;
+                if !roster.iter().any(|m| m.user == actor.id) {
+                    return Ok(Err(StoreError::NotFound));
+                }
+                let emoji = match op {
+                    MessageOp::React { emoji, .. } => emoji.as_str(),
+                    _ => "",
+                };
+                let target = crate::store::lifecycle::target::<DB>(
+                    conn,
+                    *conversation,
+                    *message,
+                    actor.id,
+                    emoji,
+                )
+                .await?;
+                let Some(target) = target else {
+                    return Ok(Err(StoreError::NotFound));
+                };
+                let history = History::parse(&history).unwrap_or(History::Shared);
+                let decided = plan_message(
+                    ConversationKind::from_db(&kind),
+                    history == History::Shared,
+                    &roster,
+                    actor,
+                    &target,
+                    op,
+                    super::time(now),
+                );
+                Ok(match decided {
+                    Ok(Some((plan, write))) => Ok(Some(Decided {
+                        conversation: *conversation,
+                        plan,
+                        actor,
+                        history,
+                        write: Some(write),
+                    })),
+                    Ok(None) => Ok(None),
+                    Err(None) => Err(StoreError::NotFound),
+                    Err(Some(refusal)) => Err(StoreError::Refused(refusal)),
+                })
             }
         }
     }
@@ -591,6 +669,7 @@ pub mod shared {
     where
         DB: Database,
         for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<i64>: Encode<'q, DB>,
         for<'q> String: Encode<'q, DB> + Type<DB>,
         DB::Arguments: IntoArguments<DB>,
         E: Executor<'e, Database = DB>,
@@ -598,14 +677,16 @@ pub mod shared {
         let payload =
             serde_json::to_string(&event.change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         sqlx::query::<DB>(
-            "INSERT INTO conversation_events (position, conversation_id, actor_id, payload, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO conversation_events
+                 (position, conversation_id, actor_id, payload, created_at, message_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(event.position.0)
         .bind(event.conversation_id.0)
         .bind(event.actor.id.0)
         .bind(payload)
         .bind(event.created_at.timestamp_millis())
+        .bind(event.change.message_id().map(|m| m.0))
         .execute(db)
         .await?;
         Ok(())

@@ -4,6 +4,7 @@
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
 mod accounts;
+mod lifecycle;
 mod log;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -50,6 +51,8 @@ pub struct NewMessage {
     pub sender: UserId,
     pub content: MessageContent,
     pub idempotency_key: Option<String>,
+    /// A message of the same conversation that this one answers (checked by the caller).
+    pub reply_to: Option<MessageId>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +123,8 @@ pub trait Store: AccountStore + Send + Sync + 'static {
 
     /// Appends a message as one commit; `NotFound` unless the sender participates.
     async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
-    /// Newest first, ids below `before`; `NotFound` unless `viewer` participates.
+    /// Newest first, ids below `before`, quotes and reactions filled in; `NotFound` unless
+    /// `viewer` participates.
     async fn messages(
         &self,
         viewer: UserId,
@@ -162,9 +166,26 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     /// The newest position in the whole store, 0 if none.
     async fn head(&self) -> StoreResult<MessageId>;
 
-    /// Creates a group or changes one, as one entry of the log. `NotFound` unless the actor
-    /// is a member; `Refused` when the group rules say no.
-    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Changed>;
+    /// Creates a group, changes one, or edits, deletes or reacts to a message, as one entry of
+    /// the log. `NotFound` unless the actor is a member (and can see the message); `Refused`
+    /// when the rules say no; `None` when it would change nothing, so nothing was written.
+    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Option<Changed>>;
+    /// One message as the viewer sees it (quote and reactions filled in); `NotFound` unless
+    /// they are a member who may read it.
+    async fn message(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> StoreResult<Message>;
+    /// Who reacted to a message with which emoji, oldest first, at most `limit`.
+    async fn reactors(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        id: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, User)>>;
     /// The current members of a conversation, in user id order after `after`;
     /// `NotFound` unless `viewer` is one of them.
     async fn members(

@@ -32,6 +32,8 @@
 
 mod accounts;
 
+use super::lifecycle::{self, Decorate};
+use super::log::MESSAGE_COLUMNS;
 use super::log::shared;
 use super::log::{
     self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, message_at, time,
@@ -161,8 +163,6 @@ fn classify(e: sqlx::Error) -> StoreError {
         e => StoreError::Other(Box::new(e)),
     }
 }
-
-const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";
 
 /// The oldest message position the member may read; `NotFound` unless they are a member.
 async fn is_participant(
@@ -418,9 +418,40 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter()
+        let mut page = rows
+            .iter()
             .map(|r| message_at(r, 0))
-            .collect::<Result<_, _>>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        lifecycle::decorate(&self.pool, viewer, &mut page, Decorate::All)
+            .await
+            .map_err(classify)?;
+        Ok(page)
+    }
+
+    async fn message(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> StoreResult<Message> {
+        let history_from = is_participant(&self.pool, viewer, conversation).await?;
+        lifecycle::one(&self.pool, viewer, conversation, id, history_from)
+            .await
+            .map_err(classify)?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn reactors(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        id: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, User)>> {
+        self.message(viewer, conversation, id).await?;
+        lifecycle::reactors(&self.pool, id, limit)
+            .await
             .map_err(classify)
     }
 
@@ -513,11 +544,15 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        let messages = messages
+        let mut messages = messages
             .iter()
-            .map(|r| message_at(r, 0).map(LogEntry::Message))
-            .collect::<Result<_, _>>()
+            .map(|r| message_at(r, 0))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(classify)?;
+        lifecycle::decorate(&self.pool, user, &mut messages, Decorate::Quotes)
+            .await
+            .map_err(classify)?;
+        let messages = messages.into_iter().map(LogEntry::Message).collect();
         let changes = changes
             .iter()
             .map(|r| change_at(r).map(LogEntry::Change))
@@ -539,7 +574,7 @@ impl Store for PgStore {
         Ok(MessageId(id))
     }
 
-    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Changed> {
+    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Option<Changed>> {
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -554,7 +589,9 @@ impl Store for PgStore {
                 .map_err(classify)?;
         let position = position + 1;
         let changed = match change_under_lock(&mut tx, position, &request).await {
-            Ok(Ok(changed)) => changed,
+            Ok(Ok(Some(changed))) => changed,
+            // Nothing changes: the rollback on drop releases the counter untouched.
+            Ok(Ok(None)) => return Ok(None),
             Ok(Err(refused)) => return Err(refused),
             Err(e) => return Err(classify(e)),
         };
@@ -564,7 +601,7 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        Ok(changed)
+        Ok(Some(changed))
     }
 
     async fn members(
@@ -594,15 +631,17 @@ async fn change_under_lock(
     conn: &mut PgConnection,
     position: i64,
     request: &ChangeRequest,
-) -> Result<StoreResult<Changed>, sqlx::Error> {
+) -> Result<StoreResult<Option<Changed>>, sqlx::Error> {
     let now = now_ms();
     let shared::Decided {
         conversation,
         plan,
         actor,
         history,
+        write,
     } = match shared::decide::<sqlx::Postgres>(&mut *conn, position, now, request).await? {
-        Ok(decided) => decided,
+        Ok(Some(decided)) => decided,
+        Ok(None) => return Ok(Ok(None)),
         Err(refused) => return Ok(Err(refused)),
     };
     let heads = heads_of(&mut *conn, &plan.recipients).await?;
@@ -614,6 +653,9 @@ async fn change_under_lock(
             prev: MessageId(heads.get(&user.0).copied().unwrap_or(0)),
         })
         .collect();
+    if let Some(write) = &write {
+        lifecycle::write::<sqlx::Postgres>(&mut *conn, write, now).await?;
+    }
     write_plan(&mut *conn, conversation, position, &plan, history, now).await?;
     let event = ConversationEvent {
         position: MessageId(position),
@@ -623,7 +665,7 @@ async fn change_under_lock(
         created_at: time(now),
     };
     shared::record_change(&mut *conn, &event).await?;
-    Ok(Ok(Changed { event, recipients }))
+    Ok(Ok(Some(Changed { event, recipients })))
 }
 
 /// Writes a decided change: members added (with an open span), removed (span closed at this
@@ -861,6 +903,8 @@ async fn commit_group(
                 sender_id: new.sender,
                 content: new.content.as_str().to_owned(),
                 created_at: time(now),
+                reply_to: new.reply_to,
+                ..Default::default()
             },
             key: new.idempotency_key.clone(),
         });
@@ -1027,6 +1071,10 @@ async fn write_rows(
     let senders: Vec<i64> = rows.iter().map(|r| r.message.sender_id.0).collect();
     let contents: Vec<String> = rows.iter().map(|r| r.message.content.clone()).collect();
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    let replies: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| r.message.reply_to.map(|m| m.0))
+        .collect();
     let created: Vec<i64> = rows
         .iter()
         .map(|r| r.message.created_at.timestamp_millis())
@@ -1070,9 +1118,10 @@ async fn write_rows(
     // The sub-statements all run; none needs to see another's effect.
     sqlx::query(
         "WITH m AS (
-             INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq)
+             INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq,
+                                   reply_to)
              SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
-                                  $5::BIGINT[], $17::BIGINT[])),
+                                  $5::BIGINT[], $17::BIGINT[], $18::BIGINT[])),
          c AS (
              UPDATE conversations SET last_message_id = v.id, last_position = v.id
              FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS v (conversation_id, id)
@@ -1108,6 +1157,7 @@ async fn write_rows(
     .bind(key_created)
     .bind(position)
     .bind(seqs)
+    .bind(replies)
     .execute(conn)
     .await?;
     Ok(())

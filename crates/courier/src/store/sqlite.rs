@@ -8,6 +8,8 @@
 mod accounts;
 mod writer;
 
+use super::lifecycle::{self, Decorate};
+use super::log::MESSAGE_COLUMNS;
 pub(super) use super::log::message_at;
 use super::log::shared;
 use super::log::{
@@ -63,7 +65,7 @@ enum WriteJob {
     },
     Change {
         request: ChangeRequest,
-        reply: oneshot::Sender<StoreResult<Changed>>,
+        reply: oneshot::Sender<StoreResult<Option<Changed>>>,
     },
 }
 
@@ -204,8 +206,6 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         .and_then(|code| code.parse::<i64>().ok())
         .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14))
 }
-
-const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.content, m.created_at";
 
 /// The oldest message position the member may read; `NotFound` unless they are a member.
 async fn is_participant(
@@ -425,9 +425,40 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter()
+        let mut page = rows
+            .iter()
             .map(|r| message_at(r, 0))
-            .collect::<Result<_, _>>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        lifecycle::decorate(&self.pool, viewer, &mut page, Decorate::All)
+            .await
+            .map_err(classify)?;
+        Ok(page)
+    }
+
+    async fn message(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> StoreResult<Message> {
+        let history_from = is_participant(&self.pool, viewer, conversation).await?;
+        lifecycle::one(&self.pool, viewer, conversation, id, history_from)
+            .await
+            .map_err(classify)?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn reactors(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        id: MessageId,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, User)>> {
+        self.message(viewer, conversation, id).await?;
+        lifecycle::reactors(&self.pool, id, limit)
+            .await
             .map_err(classify)
     }
 
@@ -515,11 +546,15 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        let messages = messages
+        let mut messages = messages
             .iter()
-            .map(|r| message_at(r, 0).map(LogEntry::Message))
-            .collect::<Result<_, _>>()
+            .map(|r| message_at(r, 0))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(classify)?;
+        lifecycle::decorate(&self.pool, user, &mut messages, Decorate::Quotes)
+            .await
+            .map_err(classify)?;
+        let messages = messages.into_iter().map(LogEntry::Message).collect();
         let changes = changes
             .iter()
             .map(|r| change_at(r).map(LogEntry::Change))
@@ -532,7 +567,7 @@ impl Store for SqliteStore {
         head(&self.pool).await.map_err(classify)
     }
 
-    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Changed> {
+    async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Option<Changed>> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(WriteJob::Change { request, reply })

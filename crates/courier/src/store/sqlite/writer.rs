@@ -18,8 +18,8 @@ use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
     UserId,
 };
-use crate::store::log;
 use crate::store::{Appended, Changed, NewMessage, StoreError, StoreResult};
+use crate::store::{lifecycle, log};
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Arguments, Connection};
 use std::collections::HashMap;
@@ -195,6 +195,8 @@ async fn commit_group(
             sender_id: new.sender,
             content: new.content.as_str().to_owned(),
             created_at: time(now),
+            reply_to: new.reply_to,
+            ..Default::default()
         };
         results.push(Ok(Appended {
             message: message.clone(),
@@ -228,7 +230,7 @@ async fn commit_change(
     conn: &mut SqliteConnection,
     caches: &mut Caches,
     request: &ChangeRequest,
-) -> Result<StoreResult<Changed>, sqlx::Error> {
+) -> Result<StoreResult<Option<Changed>>, sqlx::Error> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let position = last_position(&mut tx, caches).await? + 1;
     let now = now_ms();
@@ -237,8 +239,10 @@ async fn commit_change(
         plan,
         actor,
         history,
+        write,
     } = match log::shared::decide::<sqlx::Sqlite>(&mut tx, position, now, request).await? {
-        Ok(decided) => decided,
+        Ok(Some(decided)) => decided,
+        Ok(None) => return Ok(Ok(None)),
         Err(refused) => return Ok(Err(refused)),
     };
     // Heads before this change: the recipients' `prev`.
@@ -249,6 +253,9 @@ async fn commit_change(
             None => inbox_head(&mut tx, user).await?,
         };
         recipients.push(Recipient { user, prev });
+    }
+    if let Some(write) = &write {
+        lifecycle::write::<sqlx::Sqlite>(&mut tx, write, now).await?;
     }
     write_plan(&mut tx, conversation, position, &plan, history, now).await?;
     let event = ConversationEvent {
@@ -265,7 +272,7 @@ async fn commit_change(
     for r in &recipients {
         caches.heads.insert(r.user, MessageId(position));
     }
-    Ok(Ok(Changed { event, recipients }))
+    Ok(Ok(Some(Changed { event, recipients })))
 }
 
 /// Writes a decided change: members added (with an open span), removed (span closed at this
@@ -399,10 +406,13 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
         args.add(m.created_at.timestamp_millis())
             .map_err(sqlx::Error::Encode)?;
         args.add(row.seq).map_err(sqlx::Error::Encode)?;
+        args.add(m.reply_to.map(|r| r.0))
+            .map_err(sqlx::Error::Encode)?;
     }
     let sql = format!(
-        "INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq) VALUES {}",
-        placeholders(rows.len(), 6)
+        "INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq, reply_to)
+         VALUES {}",
+        placeholders(rows.len(), 7)
     );
     sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
         .execute(&mut *conn)

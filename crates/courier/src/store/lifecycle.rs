@@ -1,0 +1,371 @@
+//! What both stores share about a message after it is sent: reading the message an op is
+//! about, writing an edit, a tombstone or a reaction, and filling in quotes and reactions on
+//! the messages a read returns. Written once over sqlx's `Database`, like `log::shared`.
+//!
+//! A delete really removes the text: the row keeps its place as a tombstone (content `''`,
+//! `deleted_at`), its reactions go, and every earlier `edited` event of it is rewritten with
+//! no content, so neither a history read nor a replay from any cursor can bring it back.
+
+use super::log::{Columns, time};
+use crate::model::{
+    Change, ConversationId, Message, MessageId, MessageWrite, Quote, Reaction, Target, User, UserId,
+};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
+use std::collections::HashMap;
+
+/// The message `$1` of conversation `$4` with its reaction counts for actor `$2`, emoji `$3`.
+const TARGET: &str = "
+    SELECT m.sender_id, m.created_at, m.deleted_at, m.content,
+           (SELECT COUNT(DISTINCT r.emoji) FROM reactions r WHERE r.message_id = m.id),
+           (SELECT COUNT(*) FROM reactions r WHERE r.message_id = m.id AND r.user_id = $2),
+           (SELECT COUNT(*) FROM reactions r WHERE r.message_id = m.id AND r.emoji = $3),
+           (SELECT COUNT(*) FROM reactions r
+            WHERE r.message_id = m.id AND r.emoji = $3 AND r.user_id = $2)
+    FROM messages m WHERE m.id = $1 AND m.conversation_id = $4";
+
+/// Reads the message an op is about, inside the writer's transaction; `None` if it is not a
+/// message of `conversation`.
+pub async fn target<DB>(
+    conn: &mut DB::Connection,
+    conversation: ConversationId,
+    id: MessageId,
+    actor: UserId,
+    emoji: &str,
+) -> Result<Option<Target>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    let row = sqlx::query::<DB>(TARGET)
+        .bind(id.0)
+        .bind(actor.0)
+        .bind(emoji.to_owned())
+        .bind(conversation.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Target {
+        id,
+        sender: UserId(row.int(0)?),
+        created_at: time(row.int(1)?),
+        deleted: row.opt_int(2)?.is_some(),
+        content: row.text(3)?,
+        distinct_emoji: row.int(4)?,
+        actor_reactions: row.int(5)?,
+        emoji_count: row.int(6)?,
+        actor_reacted: row.int(7)? > 0,
+    }))
+}
+
+/// Applies an accepted op to the message's rows (the log entry is written by the caller).
+pub async fn write<DB>(
+    conn: &mut DB::Connection,
+    write: &MessageWrite,
+    now: i64,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    match write {
+        MessageWrite::Edit { id, content } => {
+            sqlx::query::<DB>("UPDATE messages SET content = $2, edited_at = $3 WHERE id = $1")
+                .bind(id.0)
+                .bind(content.clone())
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+        MessageWrite::Delete { id } => {
+            sqlx::query::<DB>("UPDATE messages SET content = '', deleted_at = $2 WHERE id = $1")
+                .bind(id.0)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query::<DB>("DELETE FROM reactions WHERE message_id = $1")
+                .bind(id.0)
+                .execute(&mut *conn)
+                .await?;
+            let scrubbed = serde_json::to_string(&Change::Edited {
+                message_id: *id,
+                content: None,
+            })
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query::<DB>(
+                "UPDATE conversation_events SET payload = $2
+                 WHERE message_id = $1 AND payload LIKE '{\"change\":\"edited\"%'",
+            )
+            .bind(id.0)
+            .bind(scrubbed)
+            .execute(&mut *conn)
+            .await?;
+        }
+        MessageWrite::React {
+            id,
+            user,
+            emoji,
+            on: true,
+        } => {
+            sqlx::query::<DB>(
+                "INSERT INTO reactions (message_id, user_id, emoji, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(id.0)
+            .bind(user.0)
+            .bind(emoji.clone())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        MessageWrite::React {
+            id,
+            user,
+            emoji,
+            on: false,
+        } => {
+            sqlx::query::<DB>(
+                "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+            )
+            .bind(id.0)
+            .bind(user.0)
+            .bind(emoji.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Which parts of a message a read fills in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decorate {
+    /// Quotes and reactions: history pages and single messages.
+    All,
+    /// Quotes only: a replay, whose later reactions arrive as events of their own.
+    Quotes,
+}
+
+/// Fills in `quote` and (for `Decorate::All`) `reactions` as `viewer` sees them: two queries
+/// per page at most, none when nothing on the page needs them.
+pub async fn decorate<DB>(
+    pool: &sqlx::Pool<DB>,
+    viewer: UserId,
+    messages: &mut [Message],
+    what: Decorate,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB> + Default,
+{
+    let replies: Vec<i64> = messages
+        .iter()
+        .filter_map(|m| m.reply_to.map(|r| r.0))
+        .collect();
+    if !replies.is_empty() {
+        let quotes = quotes(pool, viewer, &replies).await?;
+        for m in messages.iter_mut() {
+            m.quote = m.reply_to.and_then(|r| quotes.get(&r.0).cloned());
+        }
+    }
+    let live: Vec<i64> = messages
+        .iter()
+        .filter(|m| m.deleted_at.is_none())
+        .map(|m| m.id.0)
+        .collect();
+    if what == Decorate::All && !live.is_empty() {
+        let mut reactions = reactions(pool, viewer, &live).await?;
+        for m in messages.iter_mut() {
+            m.reactions = reactions.remove(&m.id.0).unwrap_or_default();
+        }
+    }
+    Ok(())
+}
+
+/// Quotes by quoted id. The preview is the viewer's to read when the conversation shares its
+/// history, or the quoted message is inside their current membership's history.
+async fn quotes<DB>(
+    pool: &sqlx::Pool<DB>,
+    viewer: UserId,
+    ids: &[i64],
+) -> Result<HashMap<i64, Quote>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB> + Default,
+{
+    let mut query = QueryBuilder::<DB>::new(
+        "SELECT q.id, q.content, q.deleted_at, u.id, u.username, u.avatar_url,
+                CASE WHEN c.history = 'shared' THEN 1
+                     WHEN q.id >= (SELECT p.history_from FROM participants p
+                                   WHERE p.conversation_id = q.conversation_id
+                                     AND p.user_id = ",
+    );
+    query.push_bind(viewer.0);
+    query.push(
+        ") THEN 1 ELSE 0 END
+         FROM messages q JOIN users u ON u.id = q.sender_id
+         JOIN conversations c ON c.id = q.conversation_id
+         WHERE q.id IN (",
+    );
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(")");
+    let rows = query.build().fetch_all(pool).await?;
+    let mut quotes = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id = row.int(0)?;
+        let deleted = row.opt_int(2)?.is_some();
+        let visible = row.int(6)? == 1;
+        let content = row.text(1)?;
+        quotes.insert(
+            id,
+            Quote {
+                id: MessageId(id),
+                sender: User {
+                    id: UserId(row.int(3)?),
+                    username: row.text(4)?,
+                    avatar_url: row.opt_text(5)?,
+                },
+                preview: (visible && !deleted).then(|| Quote::preview_of(&content)),
+                deleted,
+            },
+        );
+    }
+    Ok(quotes)
+}
+
+/// Reaction counts by message id, each message's emoji in the order first used.
+async fn reactions<DB>(
+    pool: &sqlx::Pool<DB>,
+    viewer: UserId,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<Reaction>>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB> + Default,
+{
+    let mut query = QueryBuilder::<DB>::new(
+        "SELECT message_id, emoji, COUNT(*),
+                CAST(MAX(CASE WHEN user_id = ",
+    );
+    query.push_bind(viewer.0);
+    query.push(" THEN 1 ELSE 0 END) AS BIGINT) FROM reactions WHERE message_id IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(") GROUP BY message_id, emoji ORDER BY message_id, MIN(created_at), emoji");
+    let rows = query.build().fetch_all(pool).await?;
+    let mut by_message: HashMap<i64, Vec<Reaction>> = HashMap::new();
+    for row in &rows {
+        by_message.entry(row.int(0)?).or_default().push(Reaction {
+            emoji: row.text(1)?,
+            count: row.int(2)?,
+            mine: row.int(3)? == 1,
+        });
+    }
+    Ok(by_message)
+}
+
+/// Who reacted to message `$1` with what, oldest first, at most `$2` rows.
+pub const REACTORS: &str = "
+    SELECT r.emoji, u.id, u.username, u.avatar_url
+    FROM reactions r JOIN users u ON u.id = r.user_id
+    WHERE r.message_id = $1
+    ORDER BY r.created_at, r.user_id LIMIT $2";
+
+/// Message `$1` of conversation `$2`, if `$3` (the viewer's history start) lets them read it.
+pub const ONE_MESSAGE: &str = "
+    SELECT m.id, m.conversation_id, m.sender_id, m.content, m.created_at,
+           m.edited_at, m.deleted_at, m.reply_to
+    FROM messages m WHERE m.id = $1 AND m.conversation_id = $2 AND m.id >= $3";
+
+/// `ONE_MESSAGE` decorated for the viewer, whose history starts at `history_from`.
+pub async fn one<DB>(
+    pool: &sqlx::Pool<DB>,
+    viewer: UserId,
+    conversation: ConversationId,
+    id: MessageId,
+    history_from: i64,
+) -> Result<Option<Message>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB> + Default,
+{
+    let row = sqlx::query::<DB>(ONE_MESSAGE)
+        .bind(id.0)
+        .bind(conversation.0)
+        .bind(history_from)
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut message = [super::log::message_at(&row, 0)?];
+    decorate(pool, viewer, &mut message, Decorate::All).await?;
+    let [message] = message;
+    Ok(Some(message))
+}
+
+/// `REACTORS` as (emoji, user) pairs.
+pub async fn reactors<DB>(
+    pool: &sqlx::Pool<DB>,
+    id: MessageId,
+    limit: u32,
+) -> Result<Vec<(String, User)>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    let rows = sqlx::query::<DB>(REACTORS)
+        .bind(id.0)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.text(0)?, super::log::user_at(row, 1)?)))
+        .collect()
+}
