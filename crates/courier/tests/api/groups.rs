@@ -17,7 +17,12 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn create_group(&self, owner: &TestUser, members: &[&TestUser], title: &str) -> Value {
+    pub async fn create_group(
+        &self,
+        owner: &TestUser,
+        members: &[&TestUser],
+        title: &str,
+    ) -> Value {
         let usernames: Vec<&str> = members.iter().map(|u| u.username.as_str()).collect();
         let response = self
             .create_group_raw(owner, json!({ "usernames": usernames, "title": title }))
@@ -26,7 +31,7 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    async fn group_call(
+    pub async fn group_call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -64,7 +69,7 @@ impl TestApp {
 }
 
 /// The next named event of `name`, skipping messages.
-async fn next_named(stream: &mut SseStream, name: &str) -> SseEvent {
+pub async fn next_named(stream: &mut SseStream, name: &str) -> SseEvent {
     loop {
         let event = stream.next_event(PATIENCE).await.expect("an event in time");
         if event.event.as_deref() == Some(name) {

@@ -9,6 +9,7 @@ mod errors;
 mod fuzz;
 mod groups;
 mod helpers;
+mod lifecycle;
 mod messages;
 mod outage;
 mod proxies;
