@@ -102,6 +102,13 @@ export const api = {
   setRole: (id, userId, role) => request('PATCH', `/api/conversations/${enc(id)}/members/${enc(userId)}`, { role }),
   messages: (id, before) =>
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
-  sendMessage: (id, content) => request('POST', `/api/conversations/${enc(id)}/messages`, { content }),
+  sendMessage: (id, content, replyTo) =>
+    request('POST', `/api/conversations/${enc(id)}/messages`, replyTo ? { content, replyTo } : { content }),
+  message: (id, messageId) => request('GET', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`),
+  editMessage: (id, messageId, content) =>
+    request('PATCH', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`, { content }),
+  deleteMessage: (id, messageId) => request('DELETE', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`),
+  react: (id, messageId, emoji, on) =>
+    request(on ? 'PUT' : 'DELETE', `/api/conversations/${enc(id)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
   markRead: (id) => request('POST', `/api/conversations/${enc(id)}/read_messages`),
 };

@@ -81,7 +81,7 @@ function route(path) {
   } else if (path === '/') {
     unmount = session.user ? mountHome(main) : mountAccessHere();
   } else if ((params = match('/c/:id', path))) {
-    unmount = session.user ? mountConversation(main, { params }) : mountAccessHere();
+    unmount = session.user ? mountConversation(main, { params, me: session.user }) : mountAccessHere();
   } else if (path === '/sessions') {
     unmount = session.user
       ? mountSessions(main, { signOutEverywhere })

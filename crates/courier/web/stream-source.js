@@ -40,6 +40,10 @@ export function createSource(post) {
     // Conversation changes (created, renamed, members, roles) are entries of the log too.
     es.addEventListener('conversation', (event) => relay('change', event));
     es.addEventListener('member', (event) => relay('change', event));
+    // So are a message's edits, deletes and reactions.
+    for (const name of ['message-edited', 'message-deleted', 'reaction']) {
+      es.addEventListener(name, (event) => relay('change', event));
+    }
     // This session was signed out (here, in another tab, on another device, or everywhere):
     // the server closes the stream right after this event. Don't reconnect.
     es.addEventListener('signed-out', () => {

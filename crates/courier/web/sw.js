@@ -4,7 +4,7 @@
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v7';
+const CACHE = 'courier-shell-v8';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
@@ -25,6 +25,7 @@ const SHELL = [
   '/views/access.js',
   '/views/conversation.js',
   '/views/group-panel.js',
+  '/views/message-view.js',
   '/views/home.js',
   '/views/not-found.js',
   '/views/offline.js',

@@ -83,7 +83,7 @@ impl<'a> MessageJson<'a> {
             sender_id: m.sender_id.to_string(),
             edited_at: m.edited_at.as_ref().map(time),
             deleted_at: m.deleted_at.as_ref().map(time),
-            reply_to: m.quote.as_ref().map(Into::into),
+            reply_to: m.quote.as_deref().map(Into::into),
             reactions: &m.reactions,
         }
     }

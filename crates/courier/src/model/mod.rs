@@ -57,7 +57,7 @@ pub struct Message {
     pub reply_to: Option<MessageId>,
     /// `reply_to` as the viewer may see it now; reads and the send path fill it in.
     #[serde(default)]
-    pub quote: Option<Quote>,
+    pub quote: Option<Box<Quote>>,
     /// Per emoji, in the order they were first used; `mine` is the viewer's.
     #[serde(default)]
     pub reactions: Vec<Reaction>,

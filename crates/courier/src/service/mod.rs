@@ -298,7 +298,9 @@ impl Messenger {
             .append_message(new)
             .await
             .map_err(ServiceError::from_store("conversation"))?;
-        appended.message.quote = quote.filter(|_| appended.message.reply_to.is_some());
+        appended.message.quote = quote
+            .filter(|_| appended.message.reply_to.is_some())
+            .map(Box::new);
         if !appended.replayed {
             if let Some(pusher) = &self.pusher {
                 let users = appended.recipients.iter().map(|r| r.user);

@@ -182,7 +182,9 @@ where
     if !replies.is_empty() {
         let quotes = quotes(pool, viewer, &replies).await?;
         for m in messages.iter_mut() {
-            m.quote = m.reply_to.and_then(|r| quotes.get(&r.0).cloned());
+            m.quote = m
+                .reply_to
+                .and_then(|r| quotes.get(&r.0).cloned().map(Box::new));
         }
     }
     let live: Vec<i64> = messages
@@ -218,14 +220,14 @@ where
 {
     let mut query = QueryBuilder::<DB>::new(
         "SELECT q.id, q.content, q.deleted_at, u.id, u.username, u.avatar_url,
-                CASE WHEN c.history = 'shared' THEN 1
+                CAST(CASE WHEN c.history = 'shared' THEN 1
                      WHEN q.id >= (SELECT p.history_from FROM participants p
                                    WHERE p.conversation_id = q.conversation_id
                                      AND p.user_id = ",
     );
     query.push_bind(viewer.0);
     query.push(
-        ") THEN 1 ELSE 0 END
+        ") THEN 1 ELSE 0 END AS BIGINT)
          FROM messages q JOIN users u ON u.id = q.sender_id
          JOIN conversations c ON c.id = q.conversation_id
          WHERE q.id IN (",

@@ -474,7 +474,10 @@ async fn reactions_stop_at_ten_per_person_and_twenty_emoji_per_message() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "an 11th by one person"
     );
-    assert!(body["errors"]["emoji"].as_str().unwrap().contains("10"), "{body}");
+    assert!(
+        body["errors"]["emoji"].as_str().unwrap().contains("10"),
+        "{body}"
+    );
     for e in &emoji[10..20] {
         assert_eq!(
             app.react(&ben, g, &m, e, true).await,
@@ -483,7 +486,10 @@ async fn reactions_stop_at_ten_per_person_and_twenty_emoji_per_message() {
     }
     let (status, body) = app.call(Method::PUT, &path(emoji[20]), &owner, None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a 21st emoji");
-    assert!(body["errors"]["emoji"].as_str().unwrap().contains("20"), "{body}");
+    assert!(
+        body["errors"]["emoji"].as_str().unwrap().contains("20"),
+        "{body}"
+    );
     // An emoji already there is not a new one.
     assert_eq!(
         app.react(&owner, g, &m, emoji[0], true).await,

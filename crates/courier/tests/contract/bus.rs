@@ -54,6 +54,7 @@ fn event(id: i64, recipients: &[UserId]) -> Arc<Event> {
         sender_id: recipients[0],
         content: format!("message {id}"),
         created_at: Utc::now(),
+        ..Default::default()
     };
     let recipients = recipients
         .iter()

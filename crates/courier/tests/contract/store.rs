@@ -2,8 +2,8 @@
 
 use crate::support::StoreBackend;
 use courier::model::{
-    Change, ChangeRequest, ConversationId, History, LogEntry, MessageContent, MessageId, Op, Title,
-    User, UserId, Username,
+    Change, ChangeRequest, ConversationId, Emoji, History, LogEntry, MessageContent, MessageId,
+    MessageOp, Op, Title, User, UserId, Username,
 };
 use courier::store::{Appended, NewCredential, NewMessage, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -61,6 +61,10 @@ store_contract!(
     resume_across_membership_changes_reads_the_same_in_any_page_size,
     sends_racing_membership_changes_go_to_the_members_at_their_position,
     shared_history_shows_earlier_messages_and_joined_history_hides_them,
+    message_ops_write_one_entry_each_and_a_no_op_writes_nothing,
+    a_delete_scrubs_the_text_from_the_message_and_its_earlier_edits,
+    reactions_racing_on_one_message_count_every_one_exactly_once,
+    a_reply_is_read_back_with_a_quote_that_follows_its_original,
 );
 
 fn name(raw: &str) -> Username {
@@ -85,6 +89,7 @@ fn new_message(conversation: ConversationId, sender: UserId, text: &str) -> NewM
         sender,
         content: MessageContent::parse(text, 480).expect("content"),
         idempotency_key: None,
+        reply_to: None,
     }
 }
 
@@ -805,6 +810,7 @@ async fn create_group(
         })
         .await
         .expect("create group")
+        .expect("a new group is a change")
         .event
         .conversation_id
 }
@@ -822,7 +828,8 @@ async fn update(
             op,
         })
         .await
-        .expect("change");
+        .expect("change")
+        .expect("a group change changes something");
     changed.event.position
 }
 
@@ -1070,4 +1077,225 @@ async fn credentials_are_a_password_or_an_identity(backend: &StoreBackend) {
     assert!(!store.has_credentials(plain.id).await.unwrap());
     assert!(store.has_credentials(with_password.id).await.unwrap());
     assert!(store.has_credentials(with_identity.id).await.unwrap());
+}
+
+// ---- a message's lifecycle on the log ---------------------------------------------------
+
+async fn message_op(
+    store: &dyn Store,
+    actor: &User,
+    conversation: ConversationId,
+    message: MessageId,
+    op: MessageOp,
+) -> Option<courier::store::Changed> {
+    store
+        .apply_change(ChangeRequest::Message {
+            actor: actor.clone(),
+            conversation,
+            message,
+            op,
+        })
+        .await
+        .expect("message op")
+}
+
+fn edit(text: &str) -> MessageOp {
+    MessageOp::Edit {
+        content: MessageContent::parse(text, 480).unwrap(),
+        window: None,
+    }
+}
+
+fn react(emoji: &str, on: bool) -> MessageOp {
+    MessageOp::React {
+        emoji: Emoji::parse(emoji).unwrap(),
+        on,
+    }
+}
+
+/// Each accepted op is one new position, sent to the members; repeating it writes nothing.
+async fn message_ops_write_one_entry_each_and_a_no_op_writes_nothing(backend: &StoreBackend) {
+    let store = backend.store.as_ref();
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let c = direct(store, &alice, &bob).await;
+    let m = send(store, c, &alice, "helo").await.message.id;
+
+    let edited = message_op(store, &alice, c, m, edit("hello"))
+        .await
+        .unwrap();
+    assert!(edited.event.position > m);
+    assert_eq!(store.head().await.unwrap(), edited.event.position);
+    let mut to: Vec<UserId> = edited.recipients.iter().map(|r| r.user).collect();
+    to.sort();
+    assert_eq!(to, vec![alice.id, bob.id]);
+    let read = store.message(bob.id, c, m).await.unwrap();
+    assert_eq!(read.content, "hello");
+    assert!(read.edited_at.is_some());
+
+    let reacted = message_op(store, &bob, c, m, react("👍", true))
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap();
+    assert_eq!(head, reacted.event.position);
+    assert!(
+        message_op(store, &bob, c, m, react("👍", true))
+            .await
+            .is_none()
+    );
+    assert!(
+        message_op(store, &alice, c, m, edit("hello"))
+            .await
+            .is_none()
+    );
+    assert!(
+        message_op(store, &bob, c, m, react("🎉", false))
+            .await
+            .is_none()
+    );
+    assert_eq!(store.head().await.unwrap(), head, "no-ops take no position");
+    let read = store.message(alice.id, c, m).await.unwrap();
+    assert_eq!(read.reactions.len(), 1);
+    assert_eq!(read.reactions[0].count, 1);
+    assert!(!read.reactions[0].mine);
+
+    // The entries replay in order with the message.
+    let replay = store.inbox_after(bob.id, MessageId(0), 100).await.unwrap();
+    let kinds: Vec<&str> = replay
+        .iter()
+        .map(|e| match e {
+            LogEntry::Message(_) => "message",
+            LogEntry::Change(c) => c.change.event_name(),
+        })
+        .collect();
+    assert_eq!(kinds, ["message", "message-edited", "reaction"]);
+
+    // A stranger, and a message of another conversation, are not found.
+    let eve = user(store, "eve").await;
+    let err = store
+        .apply_change(ChangeRequest::Message {
+            actor: eve.clone(),
+            conversation: c,
+            message: m,
+            op: react("👍", true),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let other = direct(store, &alice, &eve).await;
+    let err = store
+        .apply_change(ChangeRequest::Message {
+            actor: alice.clone(),
+            conversation: other,
+            message: m,
+            op: edit("moved"),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+async fn a_delete_scrubs_the_text_from_the_message_and_its_earlier_edits(backend: &StoreBackend) {
+    let store = backend.store.as_ref();
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let c = direct(store, &alice, &bob).await;
+    let m = send(store, c, &alice, "secret one").await.message.id;
+    message_op(store, &alice, c, m, edit("secret two"))
+        .await
+        .unwrap();
+    message_op(store, &bob, c, m, react("😮", true))
+        .await
+        .unwrap();
+    let deleted = message_op(store, &alice, c, m, MessageOp::Delete)
+        .await
+        .unwrap();
+    assert!(matches!(deleted.event.change, Change::Deleted { message_id } if message_id == m));
+    assert!(
+        message_op(store, &alice, c, m, MessageOp::Delete)
+            .await
+            .is_none()
+    );
+
+    let tomb = store.message(bob.id, c, m).await.unwrap();
+    assert_eq!(tomb.content, "");
+    assert!(tomb.deleted_at.is_some());
+    assert!(tomb.reactions.is_empty());
+    let replay = store.inbox_after(bob.id, MessageId(0), 100).await.unwrap();
+    let text = format!("{replay:?}");
+    assert!(!text.contains("secret"), "replay keeps no text: {text}");
+    assert!(replay.iter().any(|e| matches!(e,
+        LogEntry::Change(c) if c.change == Change::Edited { message_id: m, content: None })));
+}
+
+/// Twenty people react with the same emoji at once: each event's count is its own, 1 to 20.
+async fn reactions_racing_on_one_message_count_every_one_exactly_once(backend: &StoreBackend) {
+    let store = backend.store.clone();
+    let owner = user(store.as_ref(), "owner").await;
+    let mut people = Vec::new();
+    for i in 0..20 {
+        people.push(user(store.as_ref(), &format!("fan{i}")).await);
+    }
+    let refs: Vec<&User> = people.iter().collect();
+    let g = create_group(store.as_ref(), &owner, &refs, History::Shared).await;
+    let m = send(store.as_ref(), g, &owner, "vote").await.message.id;
+    let mut tasks = Vec::new();
+    for person in people.clone() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            message_op(store.as_ref(), &person, g, m, react("👍", true))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut counts = BTreeSet::new();
+    for task in tasks {
+        let changed = task.await.unwrap();
+        let Change::Reaction { count, .. } = changed.event.change else {
+            panic!("a reaction");
+        };
+        counts.insert(count);
+    }
+    assert_eq!(counts, (1..=20).collect::<BTreeSet<i64>>());
+    let read = store.message(owner.id, g, m).await.unwrap();
+    assert_eq!(read.reactions[0].count, 20);
+}
+
+async fn a_reply_is_read_back_with_a_quote_that_follows_its_original(backend: &StoreBackend) {
+    let store = backend.store.as_ref();
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let c = direct(store, &alice, &bob).await;
+    let original = send(store, c, &alice, "question").await.message.id;
+    let reply = store
+        .append_message(NewMessage {
+            reply_to: Some(original),
+            ..new_message(c, bob.id, "answer")
+        })
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(reply.reply_to, Some(original));
+    let read = store.message(alice.id, c, reply.id).await.unwrap();
+    let quote = read.quote.expect("a quote");
+    assert_eq!(quote.sender.username, "alice");
+    assert_eq!(quote.preview.as_deref(), Some("question"));
+    message_op(store, &alice, c, original, edit("better question"))
+        .await
+        .unwrap();
+    let page = store.messages(alice.id, c, None, 10).await.unwrap();
+    assert_eq!(
+        page[0].quote.as_ref().unwrap().preview.as_deref(),
+        Some("better question")
+    );
+    message_op(store, &alice, c, original, MessageOp::Delete)
+        .await
+        .unwrap();
+    let replay = store.inbox_after(bob.id, MessageId(0), 100).await.unwrap();
+    let LogEntry::Message(replayed) = &replay[1] else {
+        panic!("the reply");
+    };
+    let quote = replayed.quote.as_ref().unwrap();
+    assert!(quote.deleted);
+    assert_eq!(quote.preview, None);
 }

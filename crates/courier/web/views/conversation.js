@@ -1,12 +1,13 @@
 import { api } from '../api.js';
 import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
-import { MESSAGE_LIMIT, charCount, compareIds, fullTime, linkParts, messageTime, normaliseContent } from '../format.js';
+import { MESSAGE_LIMIT, charCount, compareIds, normaliseContent } from '../format.js';
 import * as notify from '../notify.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
 import { groupPanel } from './group-panel.js';
+import { closeMenus, messageNode as bubbleNode, refill } from './message-view.js';
 import { displayPeer } from './home.js';
 import { mountNotFound } from './not-found.js';
 
@@ -14,12 +15,16 @@ const PAGE = 25;
 const COUNTER_FROM = MESSAGE_LIMIT - 80;
 const NEAR_BOTTOM = 48; // px of slack that still counts as "at the bottom"
 
-export function mountConversation(root, { params }) {
+export function mountConversation(root, { params, me }) {
   const id = params.id;
   let alive = true;
   let other = null;
+  let isGroup = false;
+  let myRole = 'member';
   const names = new Map(); // user id -> username, for a group's senders
   const shown = new Map(); // message id -> <li>; the dedupe set for POST responses and stream echoes
+  const data = new Map(); // message id -> the message as last seen (edits, deletes, reactions)
+  let replyingTo = null; // the message the composer answers
   let unseenBelow = 0;
   let readPending = false;
 
@@ -70,8 +75,13 @@ export function mountConversation(root, { params }) {
   });
   const sendButton = h('button', { type: 'submit', class: 'send-button', 'aria-label': 'Send message' }, icon('send'));
   const error = h('p', { id: 'composer-error', class: 'field-error', role: 'alert' });
+  const replyText = h('span', { class: 'reply-text', dir: 'auto' });
+  const replyBar = h('div', { class: 'reply-bar', hidden: true },
+    replyText,
+    h('button', { type: 'button', class: 'icon-button reply-cancel', 'aria-label': 'Cancel reply', text: '×', onclick: () => setReply(null) }));
   const counter = h('p', { id: 'composer-counter', class: 'counter', hidden: true });
   const form = h('form', { class: 'composer', novalidate: true },
+    replyBar,
     h('label', { for: 'message-input', class: 'visually-hidden', text: 'Message' }),
     h('div', { class: 'composer-row' }, textarea, sendButton),
     h('div', { class: 'composer-meta' },
@@ -94,26 +104,38 @@ export function mountConversation(root, { params }) {
 
   // ---- rendering -------------------------------------------------------------------------
 
+  const ctx = {
+    who: (msg) => (msg.mine ? 'You' : (names.get(msg.senderId) ?? other?.username ?? 'Them')),
+    isGroup: () => isGroup,
+    canDelete: (msg) => msg.mine || (isGroup && (myRole === 'admin' || myRole === 'owner')),
+    rerender: (msg) => rerender(msg),
+    onReact: (msg, emoji, on) => react(msg, emoji, on),
+    onReply: (msg) => setReply(msg),
+    onEdit: async (msg, text) => {
+      const updated = await api.editMessage(id, msg.id, text);
+      if (alive) remember(updated);
+    },
+    onDelete: (msg) => api.deleteMessage(id, msg.id)
+      .then(() => applyChange({ change: 'deleted', messageId: msg.id, createdAt: new Date().toISOString() }))
+      .catch((err) => showError(err.message)),
+    onJump: (messageId) => jumpTo(messageId),
+  };
+
   function messageNode(msg) {
-    const content = h('p', { class: 'content' });
-    for (const part of linkParts(msg.content)) {
-      if (part.href) {
-        content.append(h('a', { href: part.href, target: '_blank', rel: 'noopener noreferrer nofollow', text: part.text }));
-      } else {
-        content.append(part.text);
-      }
-    }
-    const who = msg.mine ? 'You' : (names.get(msg.senderId) ?? other?.username ?? 'Them');
-    // In a group, whose message it is matters: the name shows above the text.
-    const sender = !msg.mine && names.size > 0
-      ? h('span', { class: 'sender', 'aria-hidden': 'true', text: who })
-      : null;
-    return h('li', { class: msg.mine ? 'message mine' : 'message theirs', dataset: { id: msg.id } },
-      h('div', { class: 'bubble' },
-        sender,
-        h('span', { class: 'visually-hidden', text: `${who}: ` }),
-        content,
-        h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: messageTime(msg.createdAt) })));
+    data.set(msg.id, msg);
+    return bubbleNode(msg, ctx);
+  }
+
+  function rerender(msg) {
+    const li = shown.get(msg.id);
+    if (li) refill(li, msg, ctx);
+  }
+
+  // A newer copy of a shown message (an edit's answer, a refetch): keep it and redraw.
+  function remember(msg) {
+    const old = data.get(msg.id);
+    data.set(msg.id, msg);
+    if (!old || JSON.stringify(old) !== JSON.stringify(msg)) rerender(msg);
   }
 
   function atBottom() {
@@ -162,7 +184,9 @@ export function mountConversation(root, { params }) {
       other = displayPeer(conv);
       notify.remember(conv);
       showMuted(Boolean(conv.muted));
+      myRole = conv.role || 'member';
       if (conv.kind === 'group') {
+        isGroup = true;
         group.toggle.hidden = false;
         const members = await api.members(id);
         for (const m of members || []) names.set(m.user.id, m.user.username);
@@ -244,8 +268,10 @@ export function mountConversation(root, { params }) {
       if (!alive) return;
       let overlapped = false;
       for (const msg of page) {
-        if (shown.has(msg.id)) overlapped = true;
-        else missing.push(msg);
+        if (shown.has(msg.id)) {
+          overlapped = true;
+          remember(msg); // edits, deletes and reactions made while the stream was away
+        } else missing.push(msg);
       }
       if (overlapped || page.length < PAGE) break;
       before = page[page.length - 1].id;
@@ -318,8 +344,9 @@ export function mountConversation(root, { params }) {
     sendButton.disabled = true;
     form.setAttribute('aria-busy', 'true');
     try {
-      const msg = await api.sendMessage(id, content);
+      const msg = await api.sendMessage(id, content, replyingTo?.id);
       if (!alive) return;
+      setReply(null);
       textarea.value = '';
       autosize();
       updateCounter();
@@ -327,7 +354,9 @@ export function mountConversation(root, { params }) {
       addLive(msg, { own: true });
     } catch (err) {
       if (!alive) return;
-      showError(err.status === 422 ? err.body?.errors?.content || err.message : `Not sent. ${err.message}`);
+      showError(err.status === 422
+        ? err.body?.errors?.content || err.body?.errors?.replyTo || err.message
+        : `Not sent. ${err.message}`);
     } finally {
       sending = false;
       sendButton.disabled = false;
@@ -366,6 +395,10 @@ export function mountConversation(root, { params }) {
   // Membership and title changes of this conversation: a system line; leaving ends the view.
   const offChange = stream.on('change', (change) => {
     if (change.conversationId !== id || !other) return;
+    if (change.messageId) {
+      applyChange(change);
+      return;
+    }
     const users = (change.users || []).map((u) => u.username);
     for (const u of change.users || []) names.set(u.id, u.username);
     const actor = change.actor?.username ?? 'Someone';
@@ -398,8 +431,94 @@ export function mountConversation(root, { params }) {
   const offReset = stream.on('reset', catchUp);
   document.addEventListener('visibilitychange', onVisibility);
 
+  // ---- a message's lifecycle ----------------------------------------------------------------
+
+  // Applies an edit, delete or reaction from the stream (or our own delete, at once).
+  function applyChange(change) {
+    const msg = data.get(change.messageId);
+    if (change.change === 'edited' || change.change === 'deleted') {
+      const deleted = change.change === 'deleted';
+      if (msg) {
+        if (deleted) {
+          Object.assign(msg, { content: '', deletedAt: msg.deletedAt || change.createdAt, reactions: [] });
+        } else if (typeof change.content === 'string') {
+          Object.assign(msg, { content: change.content, editedAt: change.createdAt });
+        }
+        rerender(msg);
+      }
+      // Replies quoting it follow it.
+      for (const other of data.values()) {
+        if (other.replyTo?.id !== change.messageId) continue;
+        if (deleted) Object.assign(other.replyTo, { deleted: true, preview: null });
+        else if (typeof change.content === 'string' && other.replyTo.preview !== null) {
+          other.replyTo.preview = change.content.length > 100 ? `${change.content.slice(0, 100)}…` : change.content;
+        }
+        rerender(other);
+      }
+      if (deleted && replyingTo?.id === change.messageId) setReply(null);
+      return;
+    }
+    if (change.change === 'reaction' && msg) {
+      const list = msg.reactions || (msg.reactions = []);
+      let r = list.find((x) => x.emoji === change.emoji);
+      if (!r) {
+        r = { emoji: change.emoji, count: 0, mine: false };
+        list.push(r);
+      }
+      r.count = change.count;
+      if (change.actor?.id === me?.id) r.mine = change.added;
+      if (r.count <= 0) list.splice(list.indexOf(r), 1);
+      rerender(msg);
+    }
+  }
+
+  async function react(msg, emoji, on) {
+    try {
+      await api.react(id, msg.id, emoji, on);
+      // Show it at once; the stream's event sets the exact count when it arrives.
+      const current = data.get(msg.id);
+      const list = current.reactions || (current.reactions = []);
+      let r = list.find((x) => x.emoji === emoji);
+      if (on && !r) list.push(r = { emoji, count: 0, mine: false });
+      if (r && r.mine !== on) {
+        r.mine = on;
+        r.count += on ? 1 : -1;
+        if (r.count <= 0) list.splice(list.indexOf(r), 1);
+        rerender(current);
+      }
+    } catch (err) {
+      showError(err.message);
+    }
+  }
+
+  function setReply(msg) {
+    replyingTo = msg;
+    replyBar.hidden = !msg;
+    if (msg) {
+      const who = ctx.who(msg);
+      replyText.replaceChildren(h('strong', { text: `Replying to ${who}` }), ' ', msg.content.slice(0, 100));
+      textarea.focus();
+    }
+  }
+
+  // Shows a message, loading older pages until it is there (or history ends).
+  async function jumpTo(messageId) {
+    for (let pages = 0; pages < 100 && !shown.has(messageId) && !olderButton.hidden && alive; pages++) {
+      await loadOlder();
+    }
+    const li = shown.get(messageId);
+    if (!li) {
+      olderStatus.textContent = 'The original message is not available.';
+      return;
+    }
+    li.scrollIntoView({ block: 'center' });
+    li.classList.add('highlight');
+    setTimeout(() => li.classList.remove('highlight'), 2000);
+  }
+
   function cleanup() {
     alive = false;
+    closeMenus();
     offMessage();
     offChange();
     offReset();

@@ -38,7 +38,8 @@ export function mountHome(root) {
     if (last) {
       if (last.mine) parts.preview.append(h('span', { class: 'preview-you', text: 'You: ' }));
       // Newlines collapse in the one-line preview.
-      parts.preview.append(last.content.replace(/\s+/g, ' '));
+      if (last.deletedAt) parts.preview.append(h('em', { text: 'Message deleted' }));
+      else parts.preview.append(last.content.replace(/\s+/g, ' '));
       parts.time.dateTime = last.createdAt;
       parts.time.title = fullTime(last.createdAt);
       parts.time.textContent = relativeTime(last.createdAt);
