@@ -666,3 +666,103 @@ async fn membership_changes_on_one_node_decide_who_gets_sends_made_on_the_others
     drop(cluster);
     db.drop_database().await;
 }
+
+/// Edits, reactions and deletes made on different nodes reach a stream on a third node live,
+/// in log order, and again when it resumes on yet another node from before them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_edits_deletes_and_reactions_reach_other_nodes_live_and_on_resume() {
+    init_logs();
+    if !machine_services() {
+        return;
+    }
+    let db = Database::create(&machine_postgres()).await;
+    let cluster = Cluster::start(3, &db.url, &machine_nats(), "1s");
+    let bases = cluster.bases();
+    let client = http();
+    let alice = login(&client, &bases[0], "alice").await;
+    let bob = login(&client, &bases[1], "bob").await;
+    let conversation = open_conversation(&client, &bases[0], &alice, &bob).await;
+    let mut ids = Vec::new();
+    for text in ["to edit", "to react to", "to delete"] {
+        ids.push(
+            send(&client, &bases[0], &alice, &conversation, text, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut live = SseStream::open(&client, &bases[2], &bob, None, 0)
+        .await
+        .unwrap();
+    // The stream's first event says where it starts; everything after it is live.
+    let cursor = loop {
+        match tokio::time::timeout(DELIVERY, live.next()).await.unwrap() {
+            Some(SseItem::Message(d)) if d.id == ids[2] => break d.cursor,
+            Some(_) => continue,
+            None => panic!("stream ended"),
+        }
+    };
+
+    let url = |base: &str, id: i64, tail: &str| {
+        format!("{base}/api/conversations/{conversation}/messages/{id}{tail}")
+    };
+    let edited = client
+        .patch(url(&bases[1], ids[0], ""))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({ "content": "edited on node 1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    let reacted = client
+        .put(url(&bases[2], ids[1], "/reactions/%F0%9F%91%8D"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reacted.status(), 204);
+    let deleted = client
+        .delete(url(&bases[0], ids[2], ""))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    let read_three = async |stream: &mut SseStream| {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match tokio::time::timeout(DELIVERY, stream.next()).await.unwrap() {
+                Some(SseItem::Change(cursor, data)) => got.push((position_of(&cursor), data)),
+                Some(SseItem::Message(_)) => {}
+                Some(SseItem::Reset(why)) => panic!("reset: {why}"),
+                None => panic!("stream ended"),
+            }
+        }
+        got
+    };
+    let check = |got: &[(i64, serde_json::Value)]| {
+        let positions: Vec<i64> = got.iter().map(|(p, _)| *p).collect();
+        assert!(positions.is_sorted(), "log order: {positions:?}");
+        assert_eq!(got[0].1["change"], "edited");
+        assert_eq!(got[0].1["content"], "edited on node 1");
+        assert_eq!(got[1].1["change"], "reaction");
+        assert_eq!(got[1].1["count"], 1);
+        assert_eq!(got[2].1["change"], "deleted");
+        assert_eq!(got[2].1["messageId"], ids[2].to_string());
+        positions
+    };
+    let live_positions = check(&read_three(&mut live).await);
+    drop(live);
+
+    let mut resumed = SseStream::open(&client, &bases[1], &bob, Some(&cursor), 1)
+        .await
+        .unwrap();
+    let resumed_positions = check(&read_three(&mut resumed).await);
+    assert_eq!(
+        live_positions, resumed_positions,
+        "the same entries on resume"
+    );
+    drop(resumed);
+    drop(cluster);
+    db.drop_database().await;
+}

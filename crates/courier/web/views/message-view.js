@@ -120,21 +120,40 @@ function longPress(el, fn) {
   });
 }
 
+// The open menu floats over the page (fixed, on <body>): inside the list it would be clipped
+// by the bubble's paint containment and hidden under the composer for the newest messages.
 let openMenu = null;
+let menuOwner = null;
 export function closeMenus() {
   openMenu?.remove();
   openMenu = null;
+  menuOwner = null;
 }
 document.addEventListener('click', (event) => {
   if (openMenu && !openMenu.contains(event.target)) closeMenus();
 });
+document.addEventListener('scroll', () => closeMenus(), { capture: true, passive: true });
+window.addEventListener('resize', () => closeMenus());
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape' && openMenu) {
-    const owner = openMenu.closest('.message')?.querySelector('.message-actions-toggle');
+    const owner = menuOwner;
     closeMenus();
     owner?.focus();
   }
 });
+
+// Below the anchor if it fits, else above; never off screen.
+function place(menu, anchor, alignEnd) {
+  const r = anchor.getBoundingClientRect();
+  const m = menu.getBoundingClientRect();
+  let top = r.bottom + 4;
+  if (top + m.height > window.innerHeight - 8) top = Math.max(8, r.top - m.height - 4);
+  let left = alignEnd ? r.right - m.width : r.left;
+  left = Math.min(Math.max(8, left), window.innerWidth - m.width - 8);
+  menu.style.top = `${top}px`;
+  menu.style.left = `${left}px`;
+  menu.style.visibility = '';
+}
 
 function openActions(li, msg, ctx) {
   closeMenus();
@@ -177,8 +196,12 @@ function openActions(li, msg, ctx) {
       if (window.confirm('Delete this message for everyone? This cannot be undone.')) ctx.onDelete(msg);
     }, { class: 'menu-item danger' }) : null,
   );
-  li.querySelector('.message-row').append(menu);
+  menu.style.visibility = 'hidden';
+  document.body.append(menu);
+  const toggle = li.querySelector('.message-actions-toggle');
+  place(menu, toggle && toggle.getBoundingClientRect().width ? toggle : li.querySelector('.bubble'), msg.mine);
   openMenu = menu;
+  menuOwner = toggle;
   menu.querySelector('button')?.focus();
 }
 
