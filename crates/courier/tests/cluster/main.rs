@@ -682,6 +682,9 @@ async fn message_edits_deletes_and_reactions_reach_other_nodes_live_and_on_resum
     let alice = login(&client, &bases[0], "alice").await;
     let bob = login(&client, &bases[1], "bob").await;
     let conversation = open_conversation(&client, &bases[0], &alice, &bob).await;
+    let mut live = SseStream::open(&client, &bases[2], &bob, None, 0)
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for text in ["to edit", "to react to", "to delete"] {
         ids.push(
@@ -690,10 +693,7 @@ async fn message_edits_deletes_and_reactions_reach_other_nodes_live_and_on_resum
                 .unwrap(),
         );
     }
-    let mut live = SseStream::open(&client, &bases[2], &bob, None, 0)
-        .await
-        .unwrap();
-    // The stream's first event says where it starts; everything after it is live.
+    // Resuming from the last message replays exactly what follows it.
     let cursor = loop {
         match tokio::time::timeout(DELIVERY, live.next()).await.unwrap() {
             Some(SseItem::Message(d)) if d.id == ids[2] => break d.cursor,
