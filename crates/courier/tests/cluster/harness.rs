@@ -107,7 +107,12 @@ impl Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_courier"));
         command
             .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--dev-login", "true"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--dev-login",
+                "true",
+            ])
             .args(["--dev-login-per-minute", "0"])
             .arg("--data-dir")
             .arg(dir.path())

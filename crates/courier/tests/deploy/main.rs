@@ -20,6 +20,7 @@ mod support;
 
 use harness::{Database, Node, Session, http, init_logs, login, machine_nats, machine_postgres};
 use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{Frame, Kind, Proxy, Relay, Sse};
 
@@ -31,6 +32,60 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const PROMPT: Duration = Duration::from_secs(10);
 /// Password attempts per client address per node: the client-address check runs into it.
 const ATTEMPTS_PER_ADDRESS: &str = "3";
+
+#[test]
+fn the_documented_systemd_unit_passes_systemd_analyze_verify() {
+    if !reachable::program_installed("systemd-analyze") {
+        return;
+    }
+    let courier = env!("CARGO_BIN_EXE_courier");
+    let unit = support::substitute(
+        &support::docs_block("systemd"),
+        &[("/usr/local/bin/courier", courier.to_owned())],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("courier.service");
+    std::fs::write(&file, &unit).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&file)
+        .output()
+        .expect("systemd-analyze runs");
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify: {complaints}"
+    );
+
+    // Courier takes the unit's arguments, and knows every variable of its environment file.
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("ExecStart=");
+    let args: Vec<&str> = exec.split_whitespace().collect();
+    let help = Command::new(args[0])
+        .args(&args[1..])
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        help.status.success(),
+        "courier refuses the unit's ExecStart: {}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+    let help = String::from_utf8_lossy(&help.stdout);
+    let env = support::docs_block("systemd-env");
+    for name in env
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, _)| name)
+    {
+        assert!(
+            help.contains(&format!("[env: {name}=")) || help.contains(&format!("[env: {name}]")),
+            "courier has no {name} (docs/deploy.md's environment file)"
+        );
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_nginx_config_serves_a_cluster_over_http2_streams_and_fails_over() {
@@ -48,9 +103,10 @@ async fn proxy_in_front_of_a_cluster(kind: Kind) {
         Kind::Nginx => "nginx",
         Kind::Caddy => "caddy",
     };
-    let services =
-        reachable::postgres(&machine_postgres()) && reachable::nats(&machine_nats());
-    if !services || !reachable::program_installed(program) || !reachable::program_installed("openssl")
+    let services = reachable::postgres(&machine_postgres()) && reachable::nats(&machine_nats());
+    if !services
+        || !reachable::program_installed(program)
+        || !reachable::program_installed("openssl")
     {
         return;
     }
@@ -61,7 +117,9 @@ async fn proxy_in_front_of_a_cluster(kind: Kind) {
 
     the_app_loads_over_http2_and_courier_knows_it_came_over_https(&d).await;
     let latency = an_event_arrives_while_its_stream_stays_open(&d).await;
-    report(&format!("an event arrived {latency:.1?} after its send began"));
+    report(&format!(
+        "an event arrived {latency:.1?} after its send began"
+    ));
     the_client_address_is_the_real_client_and_cannot_be_spoofed(&d).await;
     a_body_over_the_limit_gets_courier_s_own_413(&d).await;
     a_quiet_stream_outlives_the_read_timeout_on_heartbeats(&d).await;
@@ -73,8 +131,11 @@ async fn proxy_in_front_of_a_cluster(kind: Kind) {
         "no-database node out of rotation after {out:.1?}, no-NATS node seen in rotation after {degraded:.1?}"
     ));
     let failed = a_stream_broken_by_a_dead_node_resumes_through_the_proxy(&mut d).await;
-    report(&format!("resumed after a node died; failed reconnects: {failed:?}"));
+    report(&format!(
+        "resumed after a node died; failed reconnects: {failed:?}"
+    ));
     d.stop().await;
+    report("stopped");
 }
 
 /// Three nodes on one database; the third reaches PostgreSQL and NATS through relays the
@@ -196,7 +257,7 @@ impl Deployment {
     }
 
     fn signal(&self, i: usize, signal: &str) {
-        let status = std::process::Command::new("kill")
+        let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.nodes[i].pid().to_string()])
             .status()
             .expect("kill");
@@ -322,17 +383,25 @@ async fn the_client_address_is_the_real_client_and_cannot_be_spoofed(d: &Deploym
         request.send().await.unwrap().status().as_u16()
     };
     // Other loopback addresses stand for other machines; the proxy itself is 127.0.0.1.
-    let spoofer = d.proxy.client(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
+    let spoofer = d
+        .proxy
+        .client(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
     let mut statuses = Vec::new();
     for n in 0..10 {
         statuses.push(sign_in(&spoofer, n, Some(format!("198.51.100.{n}"))).await);
     }
-    assert_eq!(statuses[..3], [422; 3], "wrong passwords first: {statuses:?}");
+    assert_eq!(
+        statuses[..3],
+        [422; 3],
+        "wrong passwords first: {statuses:?}"
+    );
     assert!(
         statuses.contains(&429),
         "10 attempts over 3 nodes that allow 3 each must be limited, whatever X-Forwarded-For says: {statuses:?}"
     );
-    let neighbour = d.proxy.client(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))));
+    let neighbour = d
+        .proxy
+        .client(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))));
     for n in 10..13 {
         assert_eq!(
             sign_in(&neighbour, n, None).await,
@@ -345,10 +414,10 @@ async fn the_client_address_is_the_real_client_and_cannot_be_spoofed(d: &Deploym
 async fn a_body_over_the_limit_gets_courier_s_own_413(d: &Deployment) {
     let client = d.proxy.client(None);
     let response = client
-        .post(d.proxy.url(&format!(
-            "/api/conversations/{}/messages",
-            d.conversation
-        )))
+        .post(
+            d.proxy
+                .url(&format!("/api/conversations/{}/messages", d.conversation)),
+        )
         .bearer_auth(&d.bob.token)
         .json(&serde_json::json!({ "content": "x".repeat(20_000) }))
         .send()
@@ -360,7 +429,8 @@ async fn a_body_over_the_limit_gets_courier_s_own_413(d: &Deployment) {
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned());
     assert!(
-        kind.as_deref().is_some_and(|k| k.starts_with("application/json")),
+        kind.as_deref()
+            .is_some_and(|k| k.starts_with("application/json")),
         "Courier's JSON error, not the proxy's page: {kind:?}"
     );
 }
@@ -450,14 +520,33 @@ async fn readiness_decides_which_nodes_take_traffic(d: &Deployment) -> (Duration
     let client = d.proxy.client(None);
     let through_proxy = d.proxy.url("/readyz");
     let node_c = format!("{}/readyz", d.node(2));
-    let rotation = Duration::from_secs(45);
+    let rotation = Duration::from_secs(20);
 
+    let cut = Instant::now();
+    d.nats.cut().await;
+    eventually("node C finds NATS gone", PROMPT, async || {
+        readiness(&d.direct, &node_c).await == "degraded"
+    })
+    .await;
+    eventually(
+        "the node without NATS answers through the proxy",
+        rotation,
+        async || readiness(&client, &through_proxy).await == "degraded",
+    )
+    .await;
+    let degraded = cut.elapsed();
+    d.nats.restore().await;
+    eventually("node C has NATS back", PROMPT, async || {
+        readiness(&d.direct, &node_c).await == "ready"
+    })
+    .await;
+    let cut = Instant::now();
     d.pg.cut().await;
     eventually("node C finds its database gone", PROMPT, async || {
         readiness(&d.direct, &node_c).await == "unavailable"
     })
     .await;
-    let out = eventually(
+    eventually(
         "six answers in a row through the proxy from ready nodes",
         rotation,
         async || {
@@ -470,28 +559,13 @@ async fn readiness_decides_which_nodes_take_traffic(d: &Deployment) -> (Duration
         },
     )
     .await;
+    let out = cut.elapsed();
     d.pg.restore().await;
     eventually("node C has its database back", PROMPT, async || {
         readiness(&d.direct, &node_c).await == "ready"
     })
     .await;
 
-    d.nats.cut().await;
-    eventually("node C finds NATS gone", PROMPT, async || {
-        readiness(&d.direct, &node_c).await == "degraded"
-    })
-    .await;
-    let degraded = eventually(
-        "the node without NATS answers through the proxy",
-        rotation,
-        async || readiness(&client, &through_proxy).await == "degraded",
-    )
-    .await;
-    d.nats.restore().await;
-    eventually("node C has NATS back", PROMPT, async || {
-        readiness(&d.direct, &node_c).await == "ready"
-    })
-    .await;
     (out, degraded)
 }
 
@@ -524,6 +598,16 @@ async fn a_stream_broken_by_a_dead_node_resumes_through_the_proxy(
     }
     let victim = victim.expect("no node was under the stream");
     let alive = (victim + 1) % 3;
+    // The proxy routes around the dead node: requests right after its death all succeed.
+    for _ in 0..6 {
+        let me = client
+            .get(d.proxy.url("/api/auth_user"))
+            .bearer_auth(&d.alice.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200, "a request right after a node died");
+    }
     for i in 0..3 {
         missed.push(d.send_via(alive, &format!("away {i}")).await);
     }
@@ -541,7 +625,10 @@ async fn a_stream_broken_by_a_dead_node_resumes_through_the_proxy(
             Ok(sse) => break Watch { sse, last: None },
             Err(e) => {
                 failures.push(e);
-                assert!(failures.len() < 50, "no reconnect went through: {failures:?}");
+                assert!(
+                    failures.len() < 50,
+                    "no reconnect went through: {failures:?}"
+                );
                 // The stream's `retry:` (100 ms on these nodes), as EventSource would wait.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -558,5 +645,9 @@ async fn a_stream_broken_by_a_dead_node_resumes_through_the_proxy(
     let live = d.send_via(alive, "live again").await;
     assert_eq!(resumed.message(PROMPT).await, Next::Message(live));
     d.restart(victim);
+    assert!(
+        failures.is_empty(),
+        "the first reconnect went through: {failures:?}"
+    );
     failures
 }

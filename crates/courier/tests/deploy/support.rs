@@ -128,7 +128,11 @@ fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
             &p("cert.pem"),
         ],
     );
-    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,8 +187,14 @@ impl Proxy {
                         "/etc/letsencrypt/live/chat.example.org/privkey.pem".into(),
                         key.display().to_string(),
                     ),
-                    ("server_name chat.example.org".into(), "server_name localhost".into()),
-                    ("proxy_read_timeout 1h".into(), format!("proxy_read_timeout {timeout}")),
+                    (
+                        "server_name chat.example.org".into(),
+                        "server_name localhost".into(),
+                    ),
+                    (
+                        "proxy_read_timeout 1h".into(),
+                        format!("proxy_read_timeout {timeout}"),
+                    ),
                 ]);
                 let site = substitute_owned(&docs_block("nginx"), &pairs);
                 // The docs give what goes in `http { }`; the rest is what Debian's
@@ -211,11 +221,10 @@ impl Proxy {
                     "nginx -t refuses the documented config: {}",
                     String::from_utf8_lossy(&check.stderr)
                 );
-                let child = quiet(
-                    Command::new(&nginx).args(["-e", "stderr", "-p", &prefix, "-c", &file]),
-                )
-                .spawn()
-                .expect("nginx starts");
+                let child =
+                    quiet(Command::new(&nginx).args(["-e", "stderr", "-p", &prefix, "-c", &file]))
+                        .spawn()
+                        .expect("nginx starts");
                 (child, std::fs::read(ca).unwrap())
             }
             Kind::Caddy => {
