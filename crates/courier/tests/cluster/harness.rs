@@ -92,17 +92,34 @@ pub struct Node {
 
 impl Node {
     pub fn spawn(database_url: &str, nats_url: &str, heartbeat: &str) -> Self {
+        Self::spawn_on(0, database_url, nats_url, heartbeat, &[])
+    }
+
+    /// A node on `127.0.0.1:port` (0 picks one) with extra `COURIER_*` settings in `env`.
+    pub fn spawn_on(
+        port: u16,
+        database_url: &str,
+        nats_url: &str,
+        heartbeat: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_courier"));
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--dev-login", "true"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--dev-login",
+                "true",
+            ])
             .args(["--dev-login-per-minute", "0"])
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--database-url", database_url, "--nats-url", nats_url])
             .args(["--token-secret", TOKEN_SECRET, "--heartbeat", heartbeat])
             .args(["--sse-retry", "100ms"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         match std::env::var("TEST_LOG") {
@@ -129,6 +146,11 @@ impl Node {
             base,
             _dir: dir,
         }
+    }
+
+    #[allow(dead_code)] // the deploy tests signal nodes
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no graceful shutdown, open streams and in-flight requests just break.

@@ -81,3 +81,13 @@ pub fn private_postgres_possible() -> bool {
     std::path::Path::new("/usr/lib/postgresql").is_dir()
         || missing("PostgreSQL's binaries are not installed under /usr/lib/postgresql")
 }
+
+/// `program` is on PATH or in an sbin directory (else skip, or fail when services are required).
+#[allow(dead_code)]
+pub fn program_installed(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .any(|dir| dir.join(program).is_file());
+    found || missing(&format!("{program} is not installed"))
+}
