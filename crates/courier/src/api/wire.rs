@@ -105,6 +105,17 @@ pub struct ConversationJson<'a> {
     pub role: &'static str,
     pub history: &'static str,
     pub muted: bool,
+    /// Read receipts: how many other members have read the last message, and (one
+    /// conversation, groups of up to 20) where each has read to. Receipts are mutual.
+    pub last_message_read_by: i64,
+    pub read_positions: Option<Vec<ReadPositionJson>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadPositionJson {
+    pub user_id: String,
+    pub message_id: String,
 }
 
 impl<'a> ConversationJson<'a> {
@@ -121,6 +132,15 @@ impl<'a> ConversationJson<'a> {
             role: c.role.as_str(),
             history: c.history.as_str(),
             muted: c.muted,
+            last_message_read_by: c.last_message_read_by,
+            read_positions: c.read_positions.as_ref().map(|all| {
+                all.iter()
+                    .map(|(user, message)| ReadPositionJson {
+                        user_id: user.to_string(),
+                        message_id: message.to_string(),
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -166,6 +186,9 @@ pub struct ChangeJson {
     pub content: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub emoji: Option<String>,
+    /// Whose read marker moved (`read`): the actor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub added: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,6 +211,7 @@ impl ChangeJson {
             message_id: e.change.message_id().map(|id| id.to_string()),
             content: None,
             emoji: None,
+            user_id: None,
             added: None,
             count: None,
             actor: e.actor.clone().into(),
@@ -229,6 +253,11 @@ impl ChangeJson {
                 json.content = Some(content.clone());
             }
             Change::Deleted { .. } => json.change = "deleted",
+            Change::Read { message_id } => {
+                json.change = "read";
+                json.message_id = Some(message_id.to_string());
+                json.user_id = Some(e.actor.id.to_string());
+            }
             Change::Reaction {
                 emoji,
                 added,

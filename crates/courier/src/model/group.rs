@@ -167,6 +167,10 @@ pub enum Change {
     Deleted {
         message_id: MessageId,
     },
+    /// The actor read the conversation up to `message_id` (a read receipt).
+    Read {
+        message_id: MessageId,
+    },
     /// The actor added or took back a reaction; `count` is that emoji's count after it.
     Reaction {
         message_id: MessageId,
@@ -184,6 +188,7 @@ impl Change {
             Self::Edited { .. } => "message-edited",
             Self::Deleted { .. } => "message-deleted",
             Self::Reaction { .. } => "reaction",
+            Self::Read { .. } => "read",
             _ => "member",
         }
     }
@@ -241,6 +246,11 @@ pub enum ChangeRequest {
         actor: User,
         conversation: ConversationId,
         op: Op,
+    },
+    /// Move the actor's read marker to the conversation's newest message.
+    Read {
+        actor: User,
+        conversation: ConversationId,
     },
     /// Edit, delete or react to one message of the conversation.
     Message {

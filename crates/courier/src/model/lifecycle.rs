@@ -126,6 +126,12 @@ pub enum MessageWrite {
         emoji: String,
         on: bool,
     },
+    /// Move a read marker forward (a receipt, also on the log).
+    ReadUpTo {
+        conversation: super::ConversationId,
+        user: UserId,
+        message: MessageId,
+    },
 }
 
 /// Decides a message op. `Err(None)`: the actor is not a member or cannot see the message

@@ -20,6 +20,7 @@ pub use group::{
     Role, RosterEntry, Title, TitleError, plan, plan_create,
 };
 pub use ids::{ConversationId, MessageId, UserId};
+
 pub use lifecycle::{
     Emoji, EmojiError, MAX_DISTINCT_REACTIONS, MAX_REACTIONS_PER_PERSON, MessageOp, MessageWrite,
     Quote, Reaction, Target, plan_message,
@@ -80,4 +81,13 @@ pub struct ConversationView {
     pub history: History,
     /// The viewer muted it: no notifications, on any device.
     pub muted: bool,
+    /// How many other members have read the last message (receipts shared both ways).
+    pub last_message_read_by: i64,
+    /// Where each other member has read to (`READ_POSITIONS_MAX` members at most; `None`
+    /// in lists and in larger groups, where only `last_message_read_by` is given).
+    pub read_positions: Option<Vec<(UserId, MessageId)>>,
 }
+
+/// A conversation lists each member's read position up to this size; larger groups get only
+/// "seen by N" (Slack shows names up to a similar handful, Zulip a count).
+pub const READ_POSITIONS_MAX: i64 = 20;

@@ -94,6 +94,13 @@ impl ServiceError {
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
+/// What a person decides about themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSettings {
+    /// Share read receipts (and see others'); on by default, as in WhatsApp and Signal.
+    pub read_receipts: bool,
+}
+
 pub struct Messenger {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
@@ -609,6 +616,11 @@ impl Messenger {
         else {
             return Ok(None);
         };
+        self.publish_change(&changed).await;
+        Ok(Some(changed))
+    }
+
+    async fn publish_change(&self, changed: &Changed) {
         let event = Arc::new(Event::change(
             changed.event.clone(),
             changed.recipients.clone(),
@@ -616,7 +628,6 @@ impl Messenger {
         if let Err(e) = self.bus.publish(event).await {
             tracing::warn!(error = %e, "publish failed; streams will catch up from the store");
         }
-        Ok(Some(changed))
     }
 
     /// Usernames to users: 422 for a malformed, repeated or unknown one (listing them).
@@ -681,11 +692,43 @@ impl Messenger {
             .map_err(ServiceError::from_store("conversation"))
     }
 
+    /// The caller's own settings.
+    pub async fn settings(&self, me: UserId) -> ServiceResult<UserSettings> {
+        let read_receipts = self
+            .store
+            .read_receipts(me)
+            .await
+            .map_err(ServiceError::from_store("user"))?;
+        Ok(UserSettings { read_receipts })
+    }
+
+    /// Changes what is given; returns the settings after.
+    pub async fn update_settings(
+        &self,
+        me: UserId,
+        read_receipts: Option<bool>,
+    ) -> ServiceResult<UserSettings> {
+        if let Some(on) = read_receipts {
+            self.store
+                .set_read_receipts(me, on)
+                .await
+                .map_err(ServiceError::from_store("user"))?;
+        }
+        self.settings(me).await
+    }
+
+    /// Moves the caller's read marker; a move is a receipt on the log, published like any
+    /// change (a mark that moves nothing writes and sends nothing).
     pub async fn mark_read(&self, me: UserId, conversation: ConversationId) -> ServiceResult<()> {
-        self.store
+        let moved = self
+            .store
             .mark_read(me, conversation)
             .await
-            .map_err(ServiceError::from_store("conversation"))
+            .map_err(ServiceError::from_store("conversation"))?;
+        if let Some(changed) = moved {
+            self.publish_change(&changed).await;
+        }
+        Ok(())
     }
 
     /// Deletes idempotency keys past their 24 h window, sessions dead for a week and spent

@@ -129,6 +129,21 @@ where
             .execute(&mut *conn)
             .await?;
         }
+        MessageWrite::ReadUpTo {
+            conversation,
+            user,
+            message,
+        } => {
+            sqlx::query::<DB>(
+                "UPDATE participants SET last_read_message_id = $3
+                 WHERE conversation_id = $1 AND user_id = $2 AND last_read_message_id < $3",
+            )
+            .bind(conversation.0)
+            .bind(user.0)
+            .bind(message.0)
+            .execute(&mut *conn)
+            .await?;
+        }
         MessageWrite::React {
             id,
             user,

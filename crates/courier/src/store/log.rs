@@ -116,6 +116,8 @@ where
         unread_count,
         last_message,
         muted: row.int(10)? != 0,
+        last_message_read_by: row.int(20)?,
+        read_positions: None,
     })
 }
 
@@ -133,6 +135,28 @@ where
         actor: user_at(row, 4)?,
     })
 }
+
+/// Where the other members of `$1` (not `$2`) have read to, newest first, at most `$3`: only
+/// those who share read receipts, and nothing unless `$2` shares theirs.
+pub const READ_POSITIONS: &str = "
+    SELECT o.user_id, o.last_read_message_id
+    FROM participants o JOIN users ou ON ou.id = o.user_id
+    WHERE o.conversation_id = $1 AND o.user_id <> $2 AND ou.read_receipts <> 0
+      AND (SELECT me.read_receipts FROM users me WHERE me.id = $2) <> 0
+    ORDER BY o.last_read_message_id DESC, o.user_id LIMIT $3";
+
+/// `$2`'s read marker in `$1`, the conversation's newest message (0 if none), and whether
+/// `$2` shares read receipts.
+pub const READ_MARKER: &str = "
+    SELECT p.last_read_message_id, COALESCE(c.last_message_id, 0), u.read_receipts
+    FROM participants p JOIN conversations c ON c.id = p.conversation_id
+    JOIN users u ON u.id = p.user_id
+    WHERE p.conversation_id = $1 AND p.user_id = $2";
+
+/// Moves `$2`'s read marker in `$1` forward to `$3`.
+pub const ADVANCE_READ_MARKER: &str = "
+    UPDATE participants SET last_read_message_id = $3
+    WHERE conversation_id = $1 AND user_id = $2 AND last_read_message_id < $3";
 
 /// Sets the caller's mute flag (`$3`: 0 or 1) on a conversation they are in.
 pub const SET_MUTED: &str =
@@ -215,19 +239,26 @@ pub const INBOX_CHANGES: &str = "
     JOIN users u ON u.id = e.actor_id
     WHERE s.user_id = $1 AND e.position > $2
       AND (e.message_id IS NULL OR c.history = 'shared' OR e.message_id >= s.from_position)
+      AND (e.actor_id = $1 OR e.payload NOT LIKE '{\"change\":\"read\"%'
+           OR (SELECT me.read_receipts FROM users me WHERE me.id = $1) <> 0)
     ORDER BY e.position LIMIT $3";
 
 /// One row per conversation as `$1` sees it; the caller appends WHERE/ORDER clauses.
 /// Columns: 0 id, 1 kind, 2 title, 3 member_count, 4 history, 5 role, 6 last read seq,
 /// 7..=9 the other participant (direct only), 10 muted, 11 the last message's seq,
-/// 12.. the last message (`MESSAGE_COLUMNS`).
+/// 12..=19 the last message (`MESSAGE_COLUMNS`), 20 how many other members have read it (0
+/// when the viewer does not share read receipts: receipts are mutual).
 pub const CONVERSATION_VIEW: &str = "
     SELECT c.id, c.kind, c.title, c.member_count, c.history, p.role,
            COALESCE(r.seq, 0),
            u.id, u.username, u.avatar_url,
            p.muted, m.seq,
            m.id, m.conversation_id, m.sender_id, m.content, m.created_at,
-           m.edited_at, m.deleted_at, m.reply_to
+           m.edited_at, m.deleted_at, m.reply_to,
+           (SELECT COUNT(*) FROM participants o JOIN users ou ON ou.id = o.user_id
+            WHERE o.conversation_id = c.id AND o.user_id <> p.user_id AND ou.read_receipts <> 0
+              AND o.last_read_message_id >= c.last_message_id
+              AND (SELECT me.read_receipts FROM users me WHERE me.id = p.user_id) <> 0)
     FROM participants p
     JOIN conversations c ON c.id = p.conversation_id
     LEFT JOIN users u ON c.kind = 'direct' AND u.id =
@@ -601,6 +632,10 @@ pub mod shared {
                     },
                 )
             }
+            ChangeRequest::Read {
+                actor,
+                conversation,
+            } => decide_read::<DB>(conn, actor, *conversation).await,
             ChangeRequest::Message {
                 actor,
                 conversation,
@@ -659,6 +694,81 @@ pub mod shared {
                 })
             }
         }
+    }
+
+    /// A read marker moves to the conversation's newest message, if that is ahead of it and
+    /// the reader shares receipts. The receipt goes to the reader's own streams (their other
+    /// devices) and to the members who share theirs too (receipts are mutual).
+    async fn decide_read<'a, DB>(
+        conn: &mut DB::Connection,
+        actor: &'a User,
+        conversation: ConversationId,
+    ) -> Result<Result<Option<Decided<'a>>, StoreError>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB>,
+        for<'r> String: sqlx::Decode<'r, DB>,
+        String: Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let found = sqlx::query::<DB>(
+            "SELECT p.last_read_message_id, COALESCE(c.last_message_id, 0), u.read_receipts,
+                    c.member_count, c.history
+             FROM participants p JOIN conversations c ON c.id = p.conversation_id
+             JOIN users u ON u.id = p.user_id
+             WHERE p.conversation_id = $1 AND p.user_id = $2",
+        )
+        .bind(conversation.0)
+        .bind(actor.id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = found else {
+            return Ok(Err(StoreError::NotFound));
+        };
+        let (marker, last, shares) = (row.int(0)?, row.int(1)?, row.int(2)? != 0);
+        if last <= marker {
+            return Ok(Ok(None));
+        }
+        let recipients: Vec<UserId> = if shares {
+            let rows = sqlx::query::<DB>(
+                "SELECT p.user_id FROM participants p JOIN users u ON u.id = p.user_id
+                 WHERE p.conversation_id = $1 AND (u.read_receipts <> 0 OR p.user_id = $2)",
+            )
+            .bind(conversation.0)
+            .bind(actor.id.0)
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter()
+                .map(|r| r.int(0).map(UserId))
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![actor.id]
+        };
+        let message = MessageId(last);
+        Ok(Ok(Some(Decided {
+            conversation,
+            plan: Plan {
+                change: crate::model::Change::Read {
+                    message_id: message,
+                },
+                title: None,
+                add: Vec::new(),
+                remove: Vec::new(),
+                set_roles: Vec::new(),
+                recipients,
+                member_count: row.int(3)? as usize,
+            },
+            actor,
+            history: History::parse(&row.text(4)?).unwrap_or(History::Shared),
+            write: Some(MessageWrite::ReadUpTo {
+                conversation,
+                user: actor.id,
+                message,
+            }),
+        })))
     }
 
     /// Writes a change's row of `conversation_events`.

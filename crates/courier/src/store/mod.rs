@@ -151,8 +151,53 @@ pub trait Store: AccountStore + Send + Sync + 'static {
         conversation: ConversationId,
         muted: bool,
     ) -> StoreResult<()>;
-    /// Moves the viewer's read position to the conversation's last message (never backwards).
-    async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()>;
+    /// Whether the user shares read receipts (and so sees others').
+    async fn read_receipts(&self, user: UserId) -> StoreResult<bool>;
+    async fn set_read_receipts(&self, user: UserId, on: bool) -> StoreResult<()>;
+    /// The viewer's read marker, the conversation's newest message, and whether the viewer
+    /// shares read receipts; `NotFound` unless they are a member.
+    async fn read_marker(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+    ) -> StoreResult<(MessageId, MessageId, bool)>;
+    /// Moves the viewer's read marker up to `to` (never backwards) without a log entry: the
+    /// read of someone who does not share receipts is nobody's business, on any stream.
+    async fn advance_read_marker(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        to: MessageId,
+    ) -> StoreResult<()>;
+    /// Moves the viewer's read marker to the conversation's newest message (never backwards).
+    /// For someone who shares receipts the move is a `read` entry of the log; `None` when
+    /// there is nothing to publish. A mark that moves nothing is a plain read, no write.
+    async fn mark_read(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<Changed>> {
+        let (marker, newest, shares) = self.read_marker(viewer, conversation).await?;
+        if newest <= marker {
+            return Ok(None);
+        }
+        if shares {
+            let actor = self.user(viewer).await?;
+            let receipt = self
+                .apply_change(ChangeRequest::Read {
+                    actor,
+                    conversation,
+                })
+                .await?;
+            if receipt.is_some() {
+                return Ok(receipt);
+            }
+        }
+        // Not shared (or turned off meanwhile): move the marker quietly.
+        self.advance_read_marker(viewer, conversation, newest)
+            .await?;
+        Ok(None)
+    }
 
     /// The newest position in the user's inbox (every conversation they are in), 0 if none.
     async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId>;

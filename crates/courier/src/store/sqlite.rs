@@ -17,8 +17,8 @@ use super::log::{
 };
 use super::{Appended, Changed, NewMessage, Store, StoreError, StoreResult};
 use crate::model::{
-    ChangeRequest, ConversationId, ConversationView, LogEntry, Member, Message, MessageId, User,
-    UserId, Username,
+    ChangeRequest, ConversationId, ConversationView, LogEntry, Member, Message, MessageId,
+    READ_POSITIONS_MAX, User, UserId, Username,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -365,7 +365,23 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-        conversation_view(&row).map_err(classify)
+        let mut view = conversation_view(&row).map_err(classify)?;
+        if view.member_count <= READ_POSITIONS_MAX {
+            let positions: Vec<(i64, i64)> = sqlx::query_as(log::READ_POSITIONS)
+                .bind(id.0)
+                .bind(viewer.0)
+                .bind(READ_POSITIONS_MAX)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+            view.read_positions = Some(
+                positions
+                    .into_iter()
+                    .map(|(u, m)| (UserId(u), MessageId(m)))
+                    .collect(),
+            );
+        }
+        Ok(view)
     }
 
     async fn conversations(
@@ -505,20 +521,54 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn mark_read(&self, viewer: UserId, conversation: ConversationId) -> StoreResult<()> {
-        is_participant(&self.pool, viewer, conversation).await?;
-        // Only write when the position actually moves: reads stay reads.
-        sqlx::query(
-            "UPDATE participants SET last_read_message_id =
-                 (SELECT last_message_id FROM conversations WHERE id = ?1)
-             WHERE conversation_id = ?1 AND user_id = ?2 AND last_read_message_id <
-                 COALESCE((SELECT last_message_id FROM conversations WHERE id = ?1), 0)",
-        )
-        .bind(conversation.0)
-        .bind(viewer.0)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+    async fn read_receipts(&self, user: UserId) -> StoreResult<bool> {
+        let on: i64 = sqlx::query_scalar("SELECT read_receipts FROM users WHERE id = $1")
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?
+            .ok_or(StoreError::NotFound)?;
+        Ok(on != 0)
+    }
+
+    async fn set_read_receipts(&self, user: UserId, on: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET read_receipts = $2 WHERE id = $1")
+            .bind(user.0)
+            .bind(i64::from(on))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn read_marker(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+    ) -> StoreResult<(MessageId, MessageId, bool)> {
+        let (marker, newest, shares): (i64, i64, i64) = sqlx::query_as(log::READ_MARKER)
+            .bind(conversation.0)
+            .bind(viewer.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?
+            .ok_or(StoreError::NotFound)?;
+        Ok((MessageId(marker), MessageId(newest), shares != 0))
+    }
+
+    async fn advance_read_marker(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        to: MessageId,
+    ) -> StoreResult<()> {
+        sqlx::query(log::ADVANCE_READ_MARKER)
+            .bind(conversation.0)
+            .bind(viewer.0)
+            .bind(to.0)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 

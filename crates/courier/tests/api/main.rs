@@ -16,6 +16,7 @@ mod proxies;
 mod push;
 #[path = "../common/services.rs"]
 mod reachable;
+mod receipts;
 mod stream;
 mod text;
 mod tls;

@@ -268,7 +268,11 @@ async fn commit_change(
     log::shared::record_change(&mut *tx, &event).await?;
     tx.commit().await?;
     caches.last_id = Some(position);
-    caches.members.remove(&conversation);
+    // Only a change of who is in it makes the cached members stale (receipts, edits and
+    // reactions are frequent and leave them alone).
+    if !plan.add.is_empty() || !plan.remove.is_empty() {
+        caches.members.remove(&conversation);
+    }
     for r in &recipients {
         caches.heads.insert(r.user, MessageId(position));
     }
