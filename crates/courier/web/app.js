@@ -79,7 +79,7 @@ function route(path) {
   if (session.user === undefined) {
     unmount = mountOffline(main);
   } else if (path === '/') {
-    unmount = session.user ? mountHome(main) : mountAccessHere();
+    unmount = session.user ? mountHome(main, { me: session.user }) : mountAccessHere();
   } else if ((params = match('/c/:id', path))) {
     unmount = session.user ? mountConversation(main, { params, me: session.user }) : mountAccessHere();
   } else if (path === '/sessions') {

@@ -7,7 +7,7 @@ import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
 import { groupPanel } from './group-panel.js';
-import { closeMenus, messageNode as bubbleNode, refill } from './message-view.js';
+import { closeMenus, messageNode as bubbleNode, refill, ticks } from './message-view.js';
 import { displayPeer } from './home.js';
 import { mountNotFound } from './not-found.js';
 
@@ -25,6 +25,11 @@ export function mountConversation(root, { params, me }) {
   const shown = new Map(); // message id -> <li>; the dedupe set for POST responses and stream echoes
   const data = new Map(); // message id -> the message as last seen (edits, deletes, reactions)
   let replyingTo = null; // the message the composer answers
+  // Receipts: where each other member has read to, and (groups past 20) only how many have
+  // read the newest message. Delivered positions arrive the same way.
+  const readBy = new Map(); // user id -> message id
+  let memberCount = 2;
+  let lastReadByCount = 0;
   let unseenBelow = 0;
   let readPending = false;
 
@@ -61,10 +66,12 @@ export function mountConversation(root, { params, me }) {
   const olderButton = h('button', { type: 'button', class: 'button button-secondary button-small', hidden: true, text: 'Load older messages' });
   const olderStatus = h('p', { class: 'muted small', role: 'status' });
   const list = h('ol', { class: 'message-list' });
+  const seenBy = h('p', { class: 'seen-by muted small', hidden: true, 'aria-live': 'polite' });
   const empty = h('p', { class: 'empty', hidden: true, text: 'No messages yet. Say hello!' });
   const scroller = h('div', { class: 'messages', tabindex: '0', role: 'log', 'aria-label': 'Messages', 'aria-busy': 'true' },
     h('div', { class: 'older' }, olderButton, olderStatus),
     list,
+    seenBy,
     empty,
   );
   const pill = h('button', { type: 'button', class: 'new-pill', hidden: true }, icon('down'), h('span', { class: 'pill-text' }));
@@ -119,7 +126,72 @@ export function mountConversation(root, { params, me }) {
       .then(() => applyChange({ change: 'deleted', messageId: msg.id, createdAt: new Date().toISOString() }))
       .catch((err) => showError(err.message)),
     onJump: (messageId) => jumpTo(messageId),
+    receipt: (msg) => receiptOf(msg),
   };
+
+  // ---- receipts ---------------------------------------------------------------------------
+
+  const idNum = (id) => {
+    try {
+      return BigInt(id);
+    } catch {
+      return 0n;
+    }
+  };
+
+  // Read by everyone else (a direct conversation: the other person) beats sent.
+  function receiptOf(msg) {
+    const at = idNum(msg.id);
+    const others = Math.max(memberCount - 1, 1);
+    let read = 0;
+    for (const pos of readBy.values()) if (idNum(pos) >= at) read += 1;
+    if (!isGroup) {
+      return read > 0 ? { state: 'read', label: 'Read' } : { state: 'sent', label: 'Sent' };
+    }
+    if (read >= others) return { state: 'read', label: 'Read by everyone' };
+    return { state: 'sent', label: read > 0 ? `Read by ${read} of ${others}` : 'Sent' };
+  }
+
+  function updateReceipts() {
+    for (const [msgId, li] of shown) {
+      const msg = data.get(msgId);
+      if (!msg?.mine || msg.deletedAt) continue;
+      li.querySelector('.ticks')?.replaceWith(ticks(receiptOf(msg)));
+    }
+    updateSeenBy();
+  }
+
+  // Groups: who has read the newest message (names up to 20 members, else a count).
+  function updateSeenBy() {
+    const last = list.querySelector('.message:last-of-type')?.dataset.id;
+    if (!isGroup || !last) {
+      seenBy.hidden = true;
+      return;
+    }
+    const newest = data.get(last);
+    let names = [];
+    for (const [user, pos] of readBy) {
+      if (idNum(pos) >= idNum(last) && user !== newest?.senderId) names.push(names.length < 5 ? (ctx.who({ senderId: user }) ?? '') : null);
+    }
+    const count = readBy.size ? names.length : lastReadByCount;
+    names = names.filter(Boolean);
+    if (!count) {
+      seenBy.hidden = true;
+      return;
+    }
+    seenBy.hidden = false;
+    seenBy.textContent = names.length
+      ? `Seen by ${names.join(', ')}${count > names.length ? ` and ${count - names.length} more` : ''}`
+      : `Seen by ${count}`;
+  }
+
+  function onRead(change) {
+    if (change.userId === me?.id) return;
+    const before = readBy.get(change.userId);
+    if (!before || idNum(change.messageId) > idNum(before)) readBy.set(change.userId, change.messageId);
+    if (!readBy.size || memberCount > 21) lastReadByCount += 1;
+    updateReceipts();
+  }
 
   function messageNode(msg) {
     data.set(msg.id, msg);
@@ -173,6 +245,7 @@ export function mountConversation(root, { params, me }) {
       pill.hidden = false;
     }
     if (!msg.mine) markReadSoon();
+    updateSeenBy();
   }
 
   // ---- loading ----------------------------------------------------------------------------
@@ -185,6 +258,10 @@ export function mountConversation(root, { params, me }) {
       notify.remember(conv);
       showMuted(Boolean(conv.muted));
       myRole = conv.role || 'member';
+      memberCount = conv.memberCount || 2;
+      lastReadByCount = conv.lastMessageReadBy || 0;
+      readBy.clear();
+      for (const r of conv.readPositions || []) readBy.set(r.userId, r.messageId);
       if (conv.kind === 'group') {
         isGroup = true;
         group.toggle.hidden = false;
@@ -210,6 +287,7 @@ export function mountConversation(root, { params, me }) {
       olderButton.hidden = page.length < PAGE;
       if (page.length && page.length < PAGE) olderStatus.textContent = 'This is the beginning of the conversation.';
       scroller.setAttribute('aria-busy', 'false');
+      updateReceipts();
       scrollToBottom();
       textarea.focus();
     } catch (err) {
@@ -395,6 +473,10 @@ export function mountConversation(root, { params, me }) {
   // Membership and title changes of this conversation: a system line; leaving ends the view.
   const offChange = stream.on('change', (change) => {
     if (change.conversationId !== id || !other) return;
+    if (change.change === 'read') {
+      onRead(change);
+      return;
+    }
     if (change.messageId) {
       applyChange(change);
       return;

@@ -9,7 +9,7 @@ import { setPageTitle } from '../title.js';
 
 const PAGE = 25;
 
-export function mountHome(root) {
+export function mountHome(root, { me } = {}) {
   setPageTitle('');
   let alive = true;
   const rows = new Map(); // conversation id -> { conv, li, parts }
@@ -151,8 +151,14 @@ export function mountHome(root) {
 
   const offMessage = stream.on('message', onMessage);
   const offReset = stream.on('reset', () => load({ replace: true }));
-  // Added to a group, removed, a rename: the list is refetched (changes are rare).
-  const offChange = stream.on('change', () => load({ replace: true }));
+  // Added to a group, removed, a rename, an edited or deleted last message, my own read on
+  // another device: the list is refetched (these are rare). Reactions and other people's
+  // receipts change nothing here.
+  const offChange = stream.on('change', (change) => {
+    if (change.change === 'reaction') return;
+    if (change.change === 'read' && change.userId !== me?.id) return;
+    load({ replace: true });
+  });
   const ticker = setInterval(() => {
     for (const { conv, parts } of rows.values()) {
       if (conv.lastMessage) parts.time.textContent = relativeTime(conv.lastMessage.createdAt);

@@ -44,12 +44,19 @@ function fill(li, msg, ctx) {
     body,
     h('span', { class: 'meta' },
       edited,
-      h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: messageTime(msg.createdAt) })));
+      h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: messageTime(msg.createdAt) }),
+      msg.mine && !deleted ? ticks(ctx.receipt(msg)) : null));
   const row = h('div', { class: 'message-row' }, bubble);
   if (!deleted) row.append(actionsButton(li, msg, ctx));
   li.append(row);
   if (!deleted && msg.reactions?.length) li.append(reactions(msg, ctx));
   if (!deleted) longPress(bubble, () => openActions(li, msg, ctx));
+}
+
+// Sent ✓, delivered ✓✓, read ✓✓ (in the accent colour): state and words from the view.
+const TICKS = { sent: '✓', delivered: '✓✓', read: '✓✓' };
+export function ticks({ state, label }) {
+  return h('span', { class: 'ticks', dataset: { state }, role: 'img', 'aria-label': label, title: label, text: TICKS[state] });
 }
 
 function content(text) {
