@@ -223,12 +223,22 @@ async fn nats_publish_returns_quickly_while_nats_is_down() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Events keep flowing after the reconnect (anything queued during the outage may come first).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    publisher.publish(event(1000, &[ALICE, BOB])).await.unwrap();
-    loop {
-        if next(&mut bob).await.message().unwrap().id == MessageId(1000) {
-            break;
+    // Events keep flowing after the reconnect (anything queued during the outage may come
+    // first). `Connected` does not mean the subscriber's SUB is registered again on the new
+    // server, so an event published at once may reach no one: publish fresh ones until one
+    // arrives, and fail only if none does within WAIT.
+    let deadline = Instant::now() + WAIT;
+    let mut probe = 1000;
+    'flowing: loop {
+        assert!(Instant::now() < deadline, "events flow again after the reconnect");
+        publisher.publish(event(probe, &[ALICE, BOB])).await.unwrap();
+        probe += 1;
+        let round = tokio::time::Instant::now() + Duration::from_millis(100);
+        while let Ok(got) = tokio::time::timeout_at(round, bob.next()).await {
+            let got = got.expect("the subscription stays open through the outage");
+            if got.message().unwrap().id >= MessageId(1000) {
+                break 'flowing;
+            }
         }
     }
 }
