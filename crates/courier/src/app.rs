@@ -179,6 +179,12 @@ impl App {
                 HeaderValue::from_static("max-age=31536000"),
             ));
         }
+        let max_connections = config.max_connections.resolve(open_files_limit());
+        tracing::info!(
+            max_connections = ?max_connections,
+            open_files = ?open_files_limit(),
+            "connection cap"
+        );
         Ok(Self {
             listener,
             router,
@@ -187,6 +193,8 @@ impl App {
                 header_read: config.header_read_timeout,
                 keep_alive: config.keep_alive_timeout,
                 write: config.write_timeout,
+                body: config.request_body_timeout,
+                max_connections,
                 max_per_address: config.max_connections_per_address,
                 trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
                 send_buffer: config.socket_send_buffer,
@@ -407,6 +415,18 @@ async fn open_bus(config: &ServeConfig, instance: &str) -> anyhow::Result<Arc<dy
             let _ = instance;
             bail!("this build has no NATS support (cargo feature `nats`)")
         }
+    }
+}
+
+/// The process's soft limit on open files; `None` when unlimited or unknown.
+fn open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 

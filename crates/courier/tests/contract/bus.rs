@@ -230,8 +230,14 @@ async fn nats_publish_returns_quickly_while_nats_is_down() {
     let deadline = Instant::now() + WAIT;
     let mut probe = 1000;
     'flowing: loop {
-        assert!(Instant::now() < deadline, "events flow again after the reconnect");
-        publisher.publish(event(probe, &[ALICE, BOB])).await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "events flow again after the reconnect"
+        );
+        publisher
+            .publish(event(probe, &[ALICE, BOB]))
+            .await
+            .unwrap();
         probe += 1;
         let round = tokio::time::Instant::now() + Duration::from_millis(100);
         while let Ok(got) = tokio::time::timeout_at(round, bob.next()).await {
