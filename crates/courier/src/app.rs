@@ -4,7 +4,7 @@
 
 use crate::api::{self, ApiSettings, ApiState, DevLogin};
 use crate::bus::{Bus, LocalBus};
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, SignupMode, SqliteSynchronous};
 use crate::model::TrustedProxies;
 use crate::realtime::{Realtime, StreamLimits};
 use crate::service::push::{Presence, PushSettings, Pusher, VapidKey};
@@ -288,10 +288,10 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
     AccountSettings {
         passwords: config.password_auth,
         password_min_len: config.password_min_length,
-        signup: match config.signup.as_str() {
-            "open" => Signup::Open,
-            "closed" => Signup::Closed,
-            _ => Signup::Invite(
+        signup: match config.signup {
+            SignupMode::Open => Signup::Open,
+            SignupMode::Closed => Signup::Closed,
+            SignupMode::Invite => Signup::Invite(
                 config
                     .invite_codes
                     .iter()
@@ -376,7 +376,7 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
     match scheme {
         "sqlite" => {
             let options = SqliteOptions {
-                synchronous_full: config.sqlite_synchronous == "full",
+                synchronous_full: config.sqlite_synchronous == SqliteSynchronous::Full,
                 ..SqliteOptions::default()
             };
             let store = SqliteStore::open(&url, &options)

@@ -1,7 +1,7 @@
 //! Configuration: one clap struct. Every flag has an env var `COURIER_…` and a default; the
 //! doc comments below are `--help` and docs/config.md.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,8 +90,8 @@ pub struct ServeConfig {
     pub sse_retry: Duration,
 
     /// SQLite durability: `full` syncs every commit (a 201 means on disk); `normal` may lose the last commits on power loss.
-    #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", default_value = "full", value_parser = ["full", "normal"])]
-    pub sqlite_synchronous: String,
+    #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
 
     /// Kernel send buffer per connection, in bytes; 0 lets the kernel size it. A small one bounds
     /// what a stalled reader can hold, so its stream is closed (and resumed) sooner.
@@ -169,8 +169,8 @@ pub struct ServeConfig {
     pub password_auth: bool,
 
     /// Who may create a password account: `open`, `invite` (needs one of --invite-codes), or `closed`.
-    #[arg(long, env = "COURIER_SIGNUP", default_value = "invite", value_parser = ["open", "invite", "closed"])]
-    pub signup: String,
+    #[arg(long, env = "COURIER_SIGNUP", value_enum, default_value_t = SignupMode::Invite)]
+    pub signup: SignupMode,
 
     /// Comma-separated invite codes; each admits one new account.
     #[arg(
@@ -397,6 +397,24 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// `--sqlite-synchronous`: SQLite's `synchronous` pragma.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Every commit is synced before it is acknowledged.
+    Full,
+    /// Commits are synced at checkpoints; a power loss may drop the last ones.
+    Normal,
+}
+
+/// `--signup`: who may create a password account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignupMode {
+    Open,
+    /// With one of `--invite-codes`.
+    Invite,
+    Closed,
+}
+
 /// `--max-connections`: a number (0: no limit) or `auto`, derived from the open-files limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaxConnections {
@@ -590,6 +608,26 @@ mod tests {
             "id=a,issuer=https://x,client-id=c,client-secret=s,colour=blue",
         ] {
             assert!(bad.parse::<OidcProvider>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signup_and_durability_are_enums_and_a_typo_stops_start_up() {
+        let config = ServeConfig::parse_from(["serve"]);
+        assert_eq!(config.signup, SignupMode::Invite);
+        assert_eq!(config.sqlite_synchronous, SqliteSynchronous::Full);
+        let config = ServeConfig::parse_from([
+            "serve",
+            "--signup",
+            "open",
+            "--sqlite-synchronous",
+            "normal",
+        ]);
+        assert_eq!(config.signup, SignupMode::Open);
+        assert_eq!(config.sqlite_synchronous, SqliteSynchronous::Normal);
+        for typo in [["--signup", "opne"], ["--sqlite-synchronous", "ful"]] {
+            let parsed = ServeConfig::try_parse_from(["serve", typo[0], typo[1]]);
+            assert!(parsed.is_err(), "{typo:?} was accepted");
         }
     }
 
