@@ -13,8 +13,9 @@ use crate::service::{
     Signup, Tokens,
 };
 use crate::store::{SqliteOptions, SqliteStore, Store};
+use crate::telemetry;
 use crate::tls::{self, CertResolver};
-use crate::{telemetry, web};
+use crate::web;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
