@@ -3,7 +3,7 @@
 
 use crate::support::BusBackend;
 use chrono::Utc;
-use courier::bus::Subscription;
+use courier::bus::{Published, Subscription};
 use courier::model::{ConversationId, Event, Message, MessageId, Recipient, UserId};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ fn event(id: i64, recipients: &[UserId]) -> Arc<Event> {
     Arc::new(Event::new(message, recipients))
 }
 
-async fn next(sub: &mut Subscription) -> Arc<Event> {
+async fn next(sub: &mut Subscription) -> Arc<Published> {
     tokio::time::timeout(WAIT, sub.next())
         .await
         .expect("an event in time")
@@ -87,12 +87,20 @@ async fn publish_reaches_each_recipients_subscriptions_and_no_one_else(bus: BusB
         .publish(event(7, &[ALICE, BOB]))
         .await
         .unwrap();
+    let mut received = Vec::new();
     for sub in [&mut alice_tab1, &mut alice_tab2, &mut bob] {
         let got = next(sub).await;
         assert_eq!(got.message().unwrap().id, MessageId(7));
         assert_eq!(got.message().unwrap().content, "message 7");
         assert_eq!(got.recipient(BOB).unwrap().prev, MessageId(6));
+        received.push(got);
     }
+    // One `Published` per event per node, whoever receives it: what streams derive from it
+    // (the encoded SSE frame) is derived once.
+    assert!(
+        received.iter().all(|got| Arc::ptr_eq(got, &received[0])),
+        "every subscription on a node shares one Published"
+    );
     nothing_arrives(&mut carol).await;
     nothing_arrives(&mut alice_tab1).await;
 }
