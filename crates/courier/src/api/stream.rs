@@ -103,18 +103,19 @@ fn encode(frame: Frame) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ConversationId, Cursor, Event, Message, MessageId, Recipient, UserId};
+    use crate::model::{Cursor, Event, Message, MessageId, Recipient, UserId};
     use std::sync::Arc;
 
     #[test]
     fn a_frame_is_encoded_once_per_event_and_shared_by_every_stream() {
-        let message = Message {
-            id: MessageId(7),
-            conversation_id: ConversationId(1),
-            sender_id: UserId(1),
-            content: "hi".into(),
-            created_at: chrono::Utc::now(),
-        };
+        let message: Message = serde_json::from_value(serde_json::json!({
+            "id": 7,
+            "conversation_id": 1,
+            "sender_id": 1,
+            "content": "hi",
+            "created_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
         let recipients = [1, 2]
             .map(|user| Recipient {
                 user: UserId(user),
