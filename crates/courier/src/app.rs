@@ -4,7 +4,7 @@
 
 use crate::api::{self, ApiSettings, ApiState, DevLogin};
 use crate::bus::{Bus, LocalBus};
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, SignupMode, SqliteSynchronous};
 use crate::model::TrustedProxies;
 use crate::realtime::{Realtime, StreamLimits};
 use crate::service::push::{Presence, PushSettings, Pusher, VapidKey};
@@ -13,8 +13,9 @@ use crate::service::{
     Signup, Tokens,
 };
 use crate::store::{SqliteOptions, SqliteStore, Store};
+use crate::telemetry;
 use crate::tls::{self, CertResolver};
-use crate::{telemetry, web};
+use crate::web;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -180,6 +181,12 @@ impl App {
                 HeaderValue::from_static("max-age=31536000"),
             ));
         }
+        let max_connections = config.max_connections.resolve(open_files_limit());
+        tracing::info!(
+            max_connections = ?max_connections,
+            open_files = ?open_files_limit(),
+            "connection cap"
+        );
         Ok(Self {
             listener,
             router,
@@ -188,6 +195,8 @@ impl App {
                 header_read: config.header_read_timeout,
                 keep_alive: config.keep_alive_timeout,
                 write: config.write_timeout,
+                body: config.request_body_timeout,
+                max_connections,
                 max_per_address: config.max_connections_per_address,
                 trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
                 send_buffer: config.socket_send_buffer,
@@ -281,10 +290,10 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
     AccountSettings {
         passwords: config.password_auth,
         password_min_len: config.password_min_length,
-        signup: match config.signup.as_str() {
-            "open" => Signup::Open,
-            "closed" => Signup::Closed,
-            _ => Signup::Invite(
+        signup: match config.signup {
+            SignupMode::Open => Signup::Open,
+            SignupMode::Closed => Signup::Closed,
+            SignupMode::Invite => Signup::Invite(
                 config
                     .invite_codes
                     .iter()
@@ -369,7 +378,7 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
     match scheme {
         "sqlite" => {
             let options = SqliteOptions {
-                synchronous_full: config.sqlite_synchronous == "full",
+                synchronous_full: config.sqlite_synchronous == SqliteSynchronous::Full,
                 ..SqliteOptions::default()
             };
             let store = SqliteStore::open(&url, &options)
@@ -408,6 +417,18 @@ async fn open_bus(config: &ServeConfig, instance: &str) -> anyhow::Result<Arc<dy
             let _ = instance;
             bail!("this build has no NATS support (cargo feature `nats`)")
         }
+    }
+}
+
+/// The process's soft limit on open files; `None` when unlimited or unknown.
+fn open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 

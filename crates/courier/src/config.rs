@@ -1,7 +1,7 @@
 //! Configuration: one clap struct. Every flag has an env var `COURIER_…` and a default; the
 //! doc comments below are `--help` and docs/config.md.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,8 +95,8 @@ pub struct ServeConfig {
     pub sse_retry: Duration,
 
     /// SQLite durability: `full` syncs every commit (a 201 means on disk); `normal` may lose the last commits on power loss.
-    #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", default_value = "full", value_parser = ["full", "normal"])]
-    pub sqlite_synchronous: String,
+    #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
 
     /// Kernel send buffer per connection, in bytes; 0 lets the kernel size it. A small one bounds
     /// what a stalled reader can hold, so its stream is closed (and resumed) sooner.
@@ -174,8 +174,8 @@ pub struct ServeConfig {
     pub password_auth: bool,
 
     /// Who may create a password account: `open`, `invite` (needs one of --invite-codes), or `closed`.
-    #[arg(long, env = "COURIER_SIGNUP", default_value = "invite", value_parser = ["open", "invite", "closed"])]
-    pub signup: String,
+    #[arg(long, env = "COURIER_SIGNUP", value_enum, default_value_t = SignupMode::Invite)]
+    pub signup: SignupMode,
 
     /// Comma-separated invite codes; each admits one new account.
     #[arg(
@@ -240,6 +240,18 @@ pub struct ServeConfig {
         default_value_t = 256
     )]
     pub max_connections_per_address: usize,
+
+    /// Time a client has to send a request's whole body, from the moment its headers arrive;
+    /// a slower one (a body trickled byte by byte) is answered 408 and its connection closed.
+    #[arg(long, env = "COURIER_REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_body_timeout: Duration,
+
+    /// Open connections allowed in all; more are closed as soon as they are accepted. `auto`:
+    /// the process's open-files limit less a tenth of it (at least 64, at most 512), kept for
+    /// the database, NATS and outgoing requests; raise the limit (systemd `LimitNOFILE=`) for
+    /// more. 0 means no limit.
+    #[arg(long, env = "COURIER_MAX_CONNECTIONS", default_value = "auto")]
+    pub max_connections: MaxConnections,
 
     /// A write to a client that makes no progress for this long (it stopped reading) closes its
     /// connection. Idle streams between heartbeats are not writing, so this never ends them.
@@ -388,6 +400,67 @@ fn redact_url(url: &str) -> String {
             None => url.to_owned(),
         },
         _ => url.to_owned(),
+    }
+}
+
+/// `--sqlite-synchronous`: SQLite's `synchronous` pragma.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Every commit is synced before it is acknowledged.
+    Full,
+    /// Commits are synced at checkpoints; a power loss may drop the last ones.
+    Normal,
+}
+
+/// `--signup`: who may create a password account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignupMode {
+    Open,
+    /// With one of `--invite-codes`.
+    Invite,
+    Closed,
+}
+
+/// `--max-connections`: a number (0: no limit) or `auto`, derived from the open-files limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxConnections {
+    Auto,
+    Limit(usize),
+}
+
+impl std::str::FromStr for MaxConnections {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        s.trim()
+            .parse()
+            .map(Self::Limit)
+            .map_err(|_| format!("expected a number or `auto`, found {s:?}"))
+    }
+}
+
+impl MaxConnections {
+    /// The cap itself (`None`: no cap), given the open-files limit (`None`: unknown or
+    /// unlimited). Every connection is a file; so are the SQLite files, the PostgreSQL and
+    /// NATS connections, outgoing push and sign-in requests and the listener. Were the
+    /// connections allowed to take every file, `accept` would fail and nothing else could
+    /// open one: a tenth of the limit stays free for the rest, at least 64 and at most 512
+    /// (measured: an idle SQLite node holds 22 files, a PostgreSQL and NATS one 15 plus its
+    /// pool of up to 16 connections; outgoing pushes add at most 64 sockets).
+    pub fn resolve(self, open_files: Option<u64>) -> Option<usize> {
+        const FALLBACK: u64 = 1024;
+        match self {
+            Self::Limit(0) => None,
+            Self::Limit(n) => Some(n),
+            Self::Auto => {
+                let files = open_files.unwrap_or(FALLBACK);
+                let reserve = (files / 10).clamp(64, 512);
+                Some(usize::try_from(files.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX))
+            }
+        }
     }
 }
 
@@ -542,6 +615,53 @@ mod tests {
         ] {
             assert!(bad.parse::<OidcProvider>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn signup_and_durability_are_enums_and_a_typo_stops_start_up() {
+        let config = ServeConfig::parse_from(["serve"]);
+        assert_eq!(config.signup, SignupMode::Invite);
+        assert_eq!(config.sqlite_synchronous, SqliteSynchronous::Full);
+        let config = ServeConfig::parse_from([
+            "serve",
+            "--signup",
+            "open",
+            "--sqlite-synchronous",
+            "normal",
+        ]);
+        assert_eq!(config.signup, SignupMode::Open);
+        assert_eq!(config.sqlite_synchronous, SqliteSynchronous::Normal);
+        for typo in [["--signup", "opne"], ["--sqlite-synchronous", "ful"]] {
+            let parsed = ServeConfig::try_parse_from(["serve", typo[0], typo[1]]);
+            assert!(parsed.is_err(), "{typo:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn max_connections_is_a_number_or_auto_from_the_open_files_limit() {
+        let parse = |s: &str| s.parse::<MaxConnections>();
+        assert_eq!(parse("auto"), Ok(MaxConnections::Auto));
+        assert_eq!(parse("5000"), Ok(MaxConnections::Limit(5000)));
+        assert!(parse("lots").is_err() && parse("-1").is_err());
+        assert_eq!(MaxConnections::Limit(0).resolve(Some(20_000)), None);
+        assert_eq!(MaxConnections::Limit(7).resolve(Some(20_000)), Some(7));
+        assert_eq!(MaxConnections::Auto.resolve(Some(2_000)), Some(1_800));
+        assert_eq!(
+            MaxConnections::Auto.resolve(Some(20_000)),
+            Some(19_488),
+            "512 at most"
+        );
+        assert_eq!(
+            MaxConnections::Auto.resolve(Some(256)),
+            Some(192),
+            "64 at least"
+        );
+        assert_eq!(MaxConnections::Auto.resolve(None), Some(922));
+        assert_eq!(MaxConnections::Auto.resolve(Some(10)), Some(1));
+        assert_eq!(
+            ServeConfig::for_data_dir("/tmp/x").max_connections,
+            MaxConnections::Auto
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum ApiError {
     NotAcceptable,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("invalid input")]
@@ -34,6 +36,19 @@ pub enum ApiError {
     Unavailable,
     #[error("internal server error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What reading a request body yields once its time is up (the server loop sets the deadline;
+/// `AppJson` turns it into `ApiError::RequestTimeout`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+impl BodyTimedOut {
+    /// Whether `error`, or anything in its chain of causes, is a `BodyTimedOut`.
+    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<Self>())
+    }
 }
 
 impl ApiError {
@@ -79,6 +94,7 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -98,6 +114,14 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 "www-authenticate",
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still be on its way: this connection cannot carry
+            // another request (RFC 9110 §15.5.9).
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
             );
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -1,6 +1,6 @@
-//! Extractors: `AppJson` (the API's own 400/413/415/422 bodies), `AuthUser`, and id parsing.
+//! Extractors: `AppJson` (the API's own 400/408/413/415/422 bodies), `AuthUser`, and id parsing.
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, BodyTimedOut};
 use crate::model::UserId;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -25,6 +25,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
+            Err(e) if BodyTimedOut::caused(&e) => Err(ApiError::RequestTimeout),
             Err(JsonRejection::JsonDataError(e)) => {
                 Err(ApiError::unprocessable("body", e.body_text()))
             }

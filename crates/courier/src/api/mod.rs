@@ -11,7 +11,7 @@ mod stream;
 mod users;
 mod wire;
 
-pub use error::ApiError;
+pub use error::{ApiError, BodyTimedOut};
 
 use crate::model::TrustedProxies;
 use crate::realtime::Realtime;

@@ -3,7 +3,7 @@
 use super::extract::{AuthUser, query_param};
 use super::wire::{ChangeJson, MessageJson};
 use super::{ApiError, ApiState};
-use crate::realtime::Frame;
+use crate::realtime::{Frame, Published};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -14,6 +14,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::convert::Infallible;
+use std::sync::OnceLock;
 
 pub fn router() -> Router<ApiState> {
     Router::new().route("/messages", get(stream_messages))
@@ -51,6 +52,19 @@ async fn stream_messages(
     Ok(response)
 }
 
+/// The wire frames of one published event, encoded by the first stream that sends it and
+/// shared by every other: [for others, for the sender]. A 10,000-member group's message is
+/// serialised twice, not 10,000 times.
+#[derive(Default)]
+struct Frames([OnceLock<Bytes>; 2]);
+
+fn shared_frame(event: &Published, mine: bool, encode: impl FnOnce() -> Bytes) -> Bytes {
+    match event.derived(Frames::default) {
+        Some(Frames(frames)) => frames[usize::from(mine)].get_or_init(encode).clone(),
+        None => encode(),
+    }
+}
+
 fn encode(frame: Frame) -> Bytes {
     match frame {
         Frame::Open { retry, cursor } => Bytes::from(format!(
@@ -61,7 +75,7 @@ fn encode(frame: Frame) -> Bytes {
             cursor,
             event,
             mine,
-        } => event.frame(mine, || {
+        } => shared_frame(&event, mine, || {
             let Some(message) = event.message() else {
                 return Bytes::new();
             };
@@ -69,7 +83,7 @@ fn encode(frame: Frame) -> Bytes {
                 serde_json::to_string(&MessageJson::with_mine(message, mine)).unwrap_or_default();
             Bytes::from(format!("id: {cursor}\ndata: {json}\n\n"))
         }),
-        Frame::Change { cursor, event } => event.frame(false, || {
+        Frame::Change { cursor, event } => shared_frame(&event, false, || {
             let crate::model::EventKind::Change(change) = &event.kind else {
                 return Bytes::new();
             };
@@ -83,5 +97,51 @@ fn encode(frame: Frame) -> Bytes {
         }
         Frame::SignedOut => Bytes::from_static(b"event: signed-out\ndata: {}\n\n"),
         Frame::Heartbeat => Bytes::from_static(b": heartbeat\n\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Cursor, Event, Message, MessageId, Recipient, UserId};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_frame_is_encoded_once_per_event_and_shared_by_every_stream() {
+        let message: Message = serde_json::from_value(serde_json::json!({
+            "id": 7,
+            "conversation_id": 1,
+            "sender_id": 1,
+            "content": "hi",
+            "created_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        let recipients = [1, 2]
+            .map(|user| Recipient {
+                user: UserId(user),
+                prev: MessageId(6),
+            })
+            .to_vec();
+        let event = Published::new(Arc::new(Event::new(message, recipients)));
+        let cursor = Cursor::parse("i-7").unwrap();
+        let send = |mine| {
+            encode(Frame::Message {
+                cursor: cursor.clone(),
+                event: event.clone(),
+                mine,
+            })
+        };
+        let (theirs, again, mine) = (send(false), send(false), send(true));
+        assert_eq!(
+            theirs.as_ptr(),
+            again.as_ptr(),
+            "the same bytes, not a copy"
+        );
+        assert_ne!(theirs, mine, "the sender's frame says mine");
+        assert!(
+            std::str::from_utf8(&theirs)
+                .unwrap()
+                .starts_with("id: i-7\ndata: {")
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! The HTTP server loop: hyper under Courier's own accept loop, so that a slow or abusive
 //! client costs a bounded number of sockets for a bounded time.
 //!
+//! - **Global cap.** At most `max_connections` are open at once, so connections can never
+//!   take every file the process may open (see `config::MaxConnections`). One past the cap is
+//!   closed as soon as it is accepted; see `serve` for why not a 503 or a paused accept.
 //! - **Per-address cap.** One client address (IPv6: its /64) holds at most
 //!   `max_per_address` connections; more are closed as soon as they are accepted. Trusted
 //!   proxies are exempt: one proxy carries many clients.
@@ -9,6 +12,10 @@
 //!   has been served, it may sit idle for `keep_alive`. hyper's own header timeout cannot say
 //!   this: it starts when hyper begins waiting for a head, so it would also be the keep-alive
 //!   timeout. A connection with a request in flight (an open event stream) is never idle.
+//! - **Request bodies.** Once a request's head has arrived, its whole body must arrive within
+//!   `body`, however steadily it trickles: a reader of the body then sees `api::BodyTimedOut`,
+//!   which the API answers with a JSON 408 and `Connection: close`, and hyper closes a
+//!   connection whose request body was left unread.
 //! - **Writes that cannot progress.** A write the socket refuses for `write` closes the
 //!   connection: its reader stopped reading at the TCP level. The clock runs only while a
 //!   write is pending, so a stream that is quiet between heartbeats is never timed out.
@@ -35,13 +42,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::api::BodyTimedOut;
 use crate::model::{TrustedProxies, limit_key};
 
 /// How long an idle connection told to close may take before it is dropped.
@@ -52,6 +60,10 @@ pub struct ConnLimits {
     pub header_read: Duration,
     pub keep_alive: Duration,
     pub write: Duration,
+    /// From a request's head to the end of its body.
+    pub body: Duration,
+    /// Open connections in all; `None`: no cap.
+    pub max_connections: Option<usize>,
     /// 0: no cap.
     pub max_per_address: usize,
     pub trusted_proxies: TrustedProxies,
@@ -85,6 +97,10 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         hard_stop: hard_stop.clone(),
     });
+    let open = limits
+        .max_connections
+        .map(|max| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))));
+    let mut at_cap = false;
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -101,6 +117,31 @@ pub async fn serve(
                 }
             },
         };
+        // Over the global cap, the connection is closed unread, as Envoy and nginx do. The
+        // alternatives cost more: a 503 needs the request head first (read at the client's
+        // pace, with TLS a handshake before it), so the connection would hold its file for up
+        // to the header timeout; leaving connections in the kernel's backlog (HAProxy's and
+        // Go's LimitListener's way) makes clients hang instead of fail, and hands the next
+        // free slot to whatever has waited longest there, a slowloris included. A closed
+        // connection is retried by the client (EventSource does so by itself).
+        let permit = match &open {
+            None => None,
+            Some(open) => match open.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    at_cap = false;
+                    Some(permit)
+                }
+                Err(_) => {
+                    if !std::mem::replace(&mut at_cap, true) {
+                        tracing::warn!(
+                            max = limits.max_connections,
+                            "connection cap reached; closing new connections until some end"
+                        );
+                    }
+                    continue;
+                }
+            },
+        };
         let Some(slot) = slots.take(peer.ip()) else {
             tracing::debug!(%peer, "connection cap reached for this address; closing");
             continue;
@@ -114,7 +155,11 @@ pub async fn serve(
         {
             tracing::debug!(error = %e, "SO_SNDBUF");
         }
-        connections.spawn(connection(stream, peer, slot, shared.clone()));
+        let admitted = Admitted {
+            _address: slot,
+            _global: permit,
+        };
+        connections.spawn(connection(stream, peer, admitted, shared.clone()));
     }
     drop(listener);
     connections.close();
@@ -138,7 +183,13 @@ struct Shared {
     hard_stop: CancellationToken,
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, _slot: Slot, shared: Arc<Shared>) {
+/// A connection's places under the caps, given back when it ends.
+struct Admitted {
+    _address: Slot,
+    _global: Option<OwnedSemaphorePermit>,
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, _admitted: Admitted, shared: Arc<Shared>) {
     let activity = Arc::new(Activity::new());
     let watched = Watched {
         inner: stream,
@@ -186,8 +237,15 @@ where
     let service = hyper::service::service_fn({
         let activity = activity.clone();
         let router = router.clone();
+        let body_timeout = limits.body;
         move |request: hyper::Request<Incoming>| {
-            let mut request = request.map(Body::new);
+            let mut request = request.map(|body| {
+                if http_body::Body::is_end_stream(&body) {
+                    Body::new(body)
+                } else {
+                    Body::new(Deadline::new(body, body_timeout))
+                }
+            });
             request.extensions_mut().insert(ConnectInfo(peer));
             let guard = activity.begin();
             let router = router.clone();
@@ -398,6 +456,47 @@ impl http_body::Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that must arrive in full before its deadline.
+struct Deadline {
+    body: Incoming,
+    expires: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    fn new(body: Incoming, timeout: Duration) -> Self {
+        Self {
+            body,
+            expires: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl http_body::Body for Deadline {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        match self.expires.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -4,7 +4,7 @@
 //! each subscriber's bounded buffer. A full buffer removes that subscriber, which ends its
 //! stream; the client resumes from its cursor. Other subscribers never wait.
 
-use super::{Bus, BusError, Subscription};
+use super::{Bus, BusError, Published, Subscription};
 use crate::model::{Event, EventKind, UserId};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
 
-type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<Event>>)>>;
+type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<Published>>)>>;
 
 #[derive(Default)]
 pub struct LocalBus {
@@ -23,7 +23,7 @@ pub struct LocalBus {
 struct Inner {
     subscribers: Mutex<Subscribers>,
     /// Every `SessionsRevoked` event also goes here (the node's session cache listens).
-    revocation_watchers: Mutex<Vec<mpsc::Sender<Arc<Event>>>>,
+    revocation_watchers: Mutex<Vec<mpsc::Sender<Arc<Published>>>>,
     next_id: AtomicU64,
 }
 
@@ -33,7 +33,9 @@ impl LocalBus {
     }
 
     /// Delivers to local subscribers only; `NatsBus` uses this for events arriving from NATS.
+    /// Every subscriber gets the same `Published`.
     pub fn deliver(&self, event: &Arc<Event>) {
+        let event = Published::new(event.clone());
         if matches!(event.kind, EventKind::SessionsRevoked(_)) {
             let mut watchers = self
                 .inner

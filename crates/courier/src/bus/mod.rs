@@ -10,8 +10,11 @@ pub mod nats;
 use crate::model::{Event, UserId};
 use async_trait::async_trait;
 use futures::Stream;
+use std::any::Any;
+use std::fmt;
+use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
@@ -49,14 +52,53 @@ pub trait Bus: Send + Sync + 'static {
     }
 }
 
+/// An event as its subscribers receive it: one allocation per event per node, shared by every
+/// subscription it reaches. Besides the event it holds one slot that the receiving side may
+/// fill once, for what it derives from the event and would otherwise derive once per stream
+/// (the API keeps its encoded SSE frames there). The bus never looks inside the slot.
+pub struct Published {
+    event: Arc<Event>,
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Published {
+    pub fn new(event: Arc<Event>) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            derived: OnceLock::new(),
+        })
+    }
+
+    /// The slot's value, made by `init` on first use. `None` if the slot already holds
+    /// another type (one receiving layer owns it; another would only fall back to deriving
+    /// per stream).
+    pub fn derived<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.derived.get_or_init(|| Box::new(init())).downcast_ref()
+    }
+}
+
+impl Deref for Published {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
+    }
+}
+
+impl fmt::Debug for Published {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.event.fmt(f)
+    }
+}
+
 /// A stream of events for one user. Holds a guard whose drop unsubscribes.
 pub struct Subscription {
-    events: mpsc::Receiver<Arc<Event>>,
+    events: mpsc::Receiver<Arc<Published>>,
     _guard: Box<dyn Send + Sync>,
 }
 
 impl Subscription {
-    pub fn new(events: mpsc::Receiver<Arc<Event>>, guard: impl Send + Sync + 'static) -> Self {
+    pub fn new(events: mpsc::Receiver<Arc<Published>>, guard: impl Send + Sync + 'static) -> Self {
         Self {
             events,
             _guard: Box::new(guard),
@@ -65,7 +107,7 @@ impl Subscription {
 }
 
 impl Stream for Subscription {
-    type Item = Arc<Event>;
+    type Item = Arc<Published>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.events.poll_recv(cx)

@@ -3,8 +3,6 @@
 //! that some of a user's sessions were revoked.
 
 use super::{ConversationEvent, Message, MessageId, UserId};
-use bytes::Bytes;
-use std::sync::OnceLock;
 
 /// `prev` is the recipient's previous inbox position at commit time. A stream that has sent
 /// everything up to `last` may deliver this event directly iff `prev <= last`; otherwise a
@@ -28,9 +26,6 @@ pub struct Event {
     pub kind: EventKind,
     #[serde(deserialize_with = "sorted_recipients")]
     pub recipients: Vec<Recipient>,
-    /// Wire frames, encoded once per event and shared by every stream: [for others, for the sender].
-    #[serde(skip)]
-    frames: [OnceLock<Bytes>; 2],
 }
 
 impl Event {
@@ -38,7 +33,6 @@ impl Event {
         Self {
             kind: EventKind::Message(message),
             recipients: by_user(recipients),
-            frames: Default::default(),
         }
     }
 
@@ -46,7 +40,6 @@ impl Event {
         Self {
             kind: EventKind::Change(change),
             recipients: by_user(recipients),
-            frames: Default::default(),
         }
     }
 
@@ -73,7 +66,6 @@ impl Event {
                 user,
                 prev: MessageId(0),
             }],
-            frames: Default::default(),
         }
     }
 
@@ -90,11 +82,6 @@ impl Event {
             .binary_search_by_key(&user, |r| r.user)
             .ok()
             .map(|at| &self.recipients[at])
-    }
-
-    /// The encoded frame for a viewer, built by `encode` the first time it is asked for.
-    pub fn frame(&self, mine: bool, encode: impl FnOnce() -> Bytes) -> Bytes {
-        self.frames[usize::from(mine)].get_or_init(encode).clone()
     }
 }
 

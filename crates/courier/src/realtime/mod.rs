@@ -16,8 +16,14 @@
 //!    reconnect, a slow-consumer drop), the next heartbeat compares the user's inbox head
 //!    with `last`, so even a lost *last* event is repaired within one heartbeat.
 //! 5. A full buffer ends the stream; the client resumes from its `Last-Event-ID`.
+//!
+//! Frames carry the bus's `Published`, one per event per node, so whatever the API derives
+//! from an event (its encoded frame) is derived once and shared by every stream it reaches;
+//! an entry replayed from the store gets a `Published` of its own.
 
 use crate::bus::{Bus, Subscription};
+
+pub use crate::bus::Published;
 use crate::model::{Cursor, CursorError, Event, EventKind, MessageId, UserId};
 use crate::service::ServiceError;
 use crate::service::push::Presence;
@@ -56,13 +62,13 @@ pub enum Frame {
     },
     Message {
         cursor: Cursor,
-        event: Arc<Event>,
+        event: Arc<Published>,
         mine: bool,
     },
     /// A conversation change (created, renamed, members, roles): a named event.
     Change {
         cursor: Cursor,
-        event: Arc<Event>,
+        event: Arc<Published>,
     },
     /// The client's cursor could not be used; the stream continues live from now.
     Reset {
@@ -218,7 +224,7 @@ struct UserStream {
     /// The newest position this stream has sent (or the point it started from).
     last: MessageId,
     /// Live events that arrived before a predecessor, by position, with their `prev`.
-    stash: BTreeMap<MessageId, (Arc<Event>, MessageId)>,
+    stash: BTreeMap<MessageId, (Arc<Published>, MessageId)>,
     /// When the stash gives up waiting and the store is read instead.
     gap_deadline: Option<Instant>,
     /// Set when the store may hold messages after `last` that this stream has not sent.
@@ -263,7 +269,7 @@ impl UserStream {
         }
     }
 
-    fn on_event(&mut self, event: Arc<Event>) {
+    fn on_event(&mut self, event: Arc<Published>) {
         let Some(recipient) = event.recipient(self.user).copied() else {
             return;
         };
@@ -364,7 +370,7 @@ impl UserStream {
             Ok(batch) => {
                 self.catch_up = batch.len() as u32 == REPLAY_BATCH;
                 for entry in batch {
-                    self.push(Arc::new(Event::from_entry(entry)));
+                    self.push(Published::new(Arc::new(Event::from_entry(entry))));
                 }
             }
             Err(e) => {
@@ -376,7 +382,7 @@ impl UserStream {
     }
 
     /// Queues an entry of the log (a message or a change); anything else is ignored.
-    fn push(&mut self, event: Arc<Event>) {
+    fn push(&mut self, event: Arc<Published>) {
         let Some(position) = event.position() else {
             return;
         };

@@ -1,4 +1,5 @@
 use crate::helpers::*;
+use courier::config::SignupMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -41,7 +42,7 @@ async fn as_user(response: reqwest::Response) -> TestUser {
 
 #[tokio::test]
 async fn password_accounts_sign_up_and_sign_in() {
-    let app = spawn_app_with(|c| c.signup = "open".into()).await;
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
     let created = sign_up(&app, "alice", GOOD_PASSWORD, None).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let alice = as_user(created).await;
@@ -68,7 +69,7 @@ async fn password_accounts_sign_up_and_sign_in() {
 
 #[tokio::test]
 async fn weak_passwords_are_refused() {
-    let app = spawn_app_with(|c| c.signup = "open".into()).await;
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
     for weak in ["short", "password123", "qwertyuiop123", "bobbobbob1"] {
         let response = sign_up(&app, "bob", weak, None).await;
         assert_eq!(
@@ -83,7 +84,7 @@ async fn weak_passwords_are_refused() {
 #[tokio::test]
 async fn sign_up_by_invite_spends_each_code_once_and_closed_sign_up_refuses() {
     let app = spawn_app_with(|c| {
-        c.signup = "invite".into();
+        c.signup = SignupMode::Invite;
         c.invite_codes = vec!["welcome-1".into()];
     })
     .await;
@@ -105,7 +106,7 @@ async fn sign_up_by_invite_spends_each_code_once_and_closed_sign_up_refuses() {
     let reused = sign_up(&app, "dave", GOOD_PASSWORD, Some("welcome-1")).await;
     assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let closed = spawn_app_with(|c| c.signup = "closed".into()).await;
+    let closed = spawn_app_with(|c| c.signup = SignupMode::Closed).await;
     assert_eq!(
         sign_up(&closed, "erin", GOOD_PASSWORD, None).await.status(),
         StatusCode::FORBIDDEN
@@ -132,7 +133,7 @@ async fn password_accounts_can_be_turned_off() {
 #[tokio::test]
 async fn password_attempts_are_rate_limited_per_account_and_per_address() {
     let app = spawn_app_with(|c| {
-        c.signup = "open".into();
+        c.signup = SignupMode::Open;
         c.login_attempts_per_account = 3.try_into().unwrap();
         c.login_attempts_per_ip = 6.try_into().unwrap();
     })

@@ -1,11 +1,14 @@
 //! Slow and abusive connections, over real sockets: half-sent requests are capped per address
-//! and timed out while other clients keep working; idle keep-alive connections close, idle
-//! streams do not; a stream whose client stopped reading is closed after the write timeout.
+//! and timed out while other clients keep working; a trickled body is answered 408 and its
+//! connection closed; past the global cap new connections are closed unread until one ends;
+//! idle keep-alive connections close, idle streams do not; a stream whose client stopped
+//! reading is closed after the write timeout.
 //!
 //! Loopback has many addresses: the attacker connects from 127.0.0.2, honest clients from
 //! 127.0.0.3, and nobody is a trusted proxy.
 
 use crate::helpers::*;
+use courier::config::MaxConnections;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,6 +102,136 @@ async fn half_sent_requests_are_capped_per_address_and_timed_out_while_others_ke
     let mut response = String::new();
     tcp.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// Everything the server sends on `tcp` until it closes it (a reset ends it too).
+async fn read_until_closed(tcp: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(PATIENCE, tcp.read(&mut buf)).await {
+            Err(_) => panic!(
+                "the server kept the connection open; it sent {:?}",
+                String::from_utf8_lossy(&received)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&received).into_owned(),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Sends a keep-alive `GET /healthz` on `tcp` and reads its whole answer.
+async fn healthz_on(tcp: &mut TcpStream) -> String {
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: courier\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(PATIENCE, tcp.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_trickled_past_the_body_timeout_gets_a_json_408_and_its_connection_is_closed() {
+    let app = spawn_app_with(|c| {
+        c.trusted_proxies = Vec::new();
+        c.request_body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut tcp = connect_from(ATTACKER, app.addr).await;
+    tcp.write_all(
+        b"POST /api/login HTTP/1.1\r\nHost: courier\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{\"username\": \"",
+    )
+    .await
+    .unwrap();
+    let (mut reader, mut writer) = tcp.into_split();
+    // One byte every 50 ms: never idle long enough for any per-read timeout, never done.
+    let trickle = tokio::spawn(async move {
+        let mut sent = 0;
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            every.tick().await;
+            if writer.write_all(b"a").await.is_err() {
+                return sent;
+            }
+            sent += 1;
+        }
+    });
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, reader.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the trickling connection was never closed");
+    let response = String::from_utf8_lossy(&received);
+    let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 408"), "{response}");
+    assert!(
+        head.contains("content-type: application/json"),
+        "{response}"
+    );
+    assert!(head.contains("connection: close"), "{response}");
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert!(body["error"].is_string(), "{body}");
+    // The client went on trickling until the server closed the connection under it.
+    let sent = tokio::time::timeout(PATIENCE, trickle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sent > 5, "only {sent} bytes were trickled");
+}
+
+#[tokio::test]
+async fn past_the_global_cap_new_connections_are_closed_unread_until_one_ends() {
+    let app = spawn_app_with(|c| {
+        c.trusted_proxies = Vec::new();
+        c.max_connections = MaxConnections::Limit(8);
+        c.max_connections_per_address = 0;
+        c.keep_alive_timeout = Duration::from_secs(600);
+    })
+    .await;
+    // Eight keep-alive connections, each served once (so each surely holds its place).
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut tcp = connect_from(ATTACKER, app.addr).await;
+        assert!(healthz_on(&mut tcp).await.starts_with("HTTP/1.1 200"));
+        held.push(tcp);
+    }
+    // A ninth, from anywhere, is closed without an answer.
+    for _ in 0..20 {
+        let mut tcp = connect_from(HONEST, app.addr).await;
+        let _ = tcp
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: courier\r\n\r\n")
+            .await;
+        assert_eq!(
+            read_until_closed(&mut tcp).await,
+            "",
+            "no answer past the cap"
+        );
+    }
+    // The held ones are still served.
+    assert!(healthz_on(&mut held[0]).await.starts_with("HTTP/1.1 200"));
+    // One ends; its place goes to the next connection.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut tcp = connect_from(HONEST, app.addr).await;
+        let _ = tcp
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: courier\r\nConnection: close\r\n\r\n")
+            .await;
+        if read_until_closed(&mut tcp)
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a freed place was never given out again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! account that has a password or a provider identity, and rate-limited.
 
 use crate::helpers::*;
+use courier::config::SignupMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -77,7 +78,7 @@ async fn dev_login_asked_for_explicitly_stays_on_behind_a_proxy() {
 
 #[tokio::test]
 async fn dev_login_never_signs_in_to_an_account_with_a_password() {
-    let app = spawn_app_with(|c| c.signup = "open".into()).await;
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
     let signed_up = app
         .client
         .post(app.url("/api/signup"))

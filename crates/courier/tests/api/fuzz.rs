@@ -7,6 +7,7 @@
 //! printed, and `COURIER_FUZZ_SEED=<seed>` replays a run.
 
 use crate::helpers::*;
+use courier::config::SignupMode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
@@ -184,7 +185,7 @@ async fn random_requests_never_500_always_answer_json_errors_and_refusals_change
     eprintln!("fuzz seed {seed} (COURIER_FUZZ_SEED={seed} replays it), budget {budget:?}");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let app = spawn_app_with(|c| c.signup = "open".into()).await;
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
     app.login("carol").await;

@@ -3,6 +3,7 @@
 //! its own entries to the left, and IPv6 clients count per /64.
 
 use crate::helpers::*;
+use courier::config::SignupMode;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -20,7 +21,7 @@ async fn wrong_sign_in(app: &TestApp, n: usize, forwarded_for: &str) -> StatusCo
 }
 
 fn limited_to_three(c: &mut courier::config::ServeConfig) {
-    c.signup = "open".into();
+    c.signup = SignupMode::Open;
     c.login_attempts_per_ip = 3.try_into().unwrap();
 }
 

@@ -3,6 +3,7 @@
 //! are whitespace, direction overrides are stripped, and lookalike usernames are taken.
 
 use crate::helpers::*;
+use courier::config::SignupMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -68,7 +69,7 @@ async fn a_message_of_zero_width_characters_is_empty_and_overrides_are_stripped(
 
 #[tokio::test]
 async fn control_characters_in_titles_searches_usernames_and_passwords_are_refused() {
-    let app = spawn_app_with(|c| c.signup = "open".into()).await;
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
 
@@ -150,7 +151,7 @@ async fn control_characters_in_titles_searches_usernames_and_passwords_are_refus
 
 #[tokio::test]
 async fn a_username_that_looks_like_an_existing_one_is_taken() {
-    let app = spawn_app_with(|c| c.signup = "open".into()).await;
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
     let alice = app.login("alice").await;
     // The same name in another case is the same account, as before.
     assert_eq!(app.login("ALICE").await.id, alice.id);

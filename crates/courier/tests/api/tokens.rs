@@ -3,6 +3,7 @@
 //! over HTTPS, no password containing the username, and a cap on sessions per person.
 
 use crate::helpers::*;
+use courier::config::SignupMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -180,7 +181,7 @@ async fn over_https_the_cookies_carry_the_host_prefix() {
 
 #[tokio::test]
 async fn a_password_that_contains_the_username_is_refused() {
-    let app = spawn_app_with(|c| c.signup = "open".into()).await;
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
     for password in ["violet-Alice-harbor-91", "ALICEviolet-harbor-91"] {
         let response = app
             .client
