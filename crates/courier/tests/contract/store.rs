@@ -65,6 +65,7 @@ store_contract!(
     a_delete_scrubs_the_text_from_the_message_and_its_earlier_edits,
     reactions_racing_on_one_message_count_every_one_exactly_once,
     a_reply_is_read_back_with_a_quote_that_follows_its_original,
+    a_read_marker_move_is_one_entry_and_an_unshared_read_writes_none,
 );
 
 fn name(raw: &str) -> Username {
@@ -1298,4 +1299,54 @@ async fn a_reply_is_read_back_with_a_quote_that_follows_its_original(backend: &S
     let quote = replayed.quote.as_ref().unwrap();
     assert!(quote.deleted);
     assert_eq!(quote.preview, None);
+}
+
+/// A receipt is an entry only when the marker moves and the reader shares receipts.
+async fn a_read_marker_move_is_one_entry_and_an_unshared_read_writes_none(backend: &StoreBackend) {
+    let store = backend.store.as_ref();
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let c = direct(store, &alice, &bob).await;
+    let m = send(store, c, &alice, "seen?").await.message.id;
+    let receipt = store
+        .mark_read(bob.id, c)
+        .await
+        .unwrap()
+        .expect("a receipt");
+    assert_eq!(receipt.event.change, Change::Read { message_id: m });
+    assert_eq!(receipt.event.actor.id, bob.id);
+    let mut to: Vec<UserId> = receipt.recipients.iter().map(|r| r.user).collect();
+    to.sort();
+    assert_eq!(to, vec![alice.id, bob.id]);
+    let head = store.head().await.unwrap();
+    assert!(store.mark_read(bob.id, c).await.unwrap().is_none());
+    assert_eq!(
+        store.head().await.unwrap(),
+        head,
+        "a repeat takes no position"
+    );
+
+    store.set_read_receipts(bob.id, false).await.unwrap();
+    let m2 = send(store, c, &alice, "and now?").await.message.id;
+    assert!(store.mark_read(bob.id, c).await.unwrap().is_none());
+    assert_eq!(
+        store.head().await.unwrap(),
+        m2,
+        "no entry for an unshared read"
+    );
+    let (marker, newest, shares) = store.read_marker(bob.id, c).await.unwrap();
+    assert_eq!(
+        (marker, newest, shares),
+        (m2, m2, false),
+        "the marker moved all the same"
+    );
+    let replay = store
+        .inbox_after(alice.id, MessageId(0), 100)
+        .await
+        .unwrap();
+    let receipts = replay
+        .iter()
+        .filter(|e| matches!(e, LogEntry::Change(c) if c.change.event_name() == "read"))
+        .count();
+    assert_eq!(receipts, 1, "only the shared read is on the log");
 }
