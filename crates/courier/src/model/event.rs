@@ -1,8 +1,9 @@
 //! What travels on the bus: a committed entry of the log, a message or a conversation change
 //! (with, per recipient, the link that lets a stream prove it missed nothing), or the news
-//! that some of a user's sessions were revoked.
+//! that some of a user's sessions were revoked; or an ephemeral signal (typing, presence),
+//! which has no position and is never replayed.
 
-use super::{ConversationEvent, Message, MessageId, UserId};
+use super::{ConversationEvent, Message, MessageId, PresenceChange, PresenceSync, Typing, UserId};
 use bytes::Bytes;
 use std::sync::OnceLock;
 
@@ -21,6 +22,12 @@ pub enum EventKind {
     Change(ConversationEvent),
     /// These sessions were signed out: their streams must end now.
     SessionsRevoked(Vec<String>),
+    /// Ephemeral, for the recipients' streams: someone is typing.
+    Typing(Typing),
+    /// Ephemeral, for the recipients' streams: someone's presence changed.
+    Presence(PresenceChange),
+    /// Between nodes only (no recipients): who is connected where.
+    PresenceSync(PresenceSync),
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -62,7 +69,10 @@ impl Event {
         match &self.kind {
             EventKind::Message(m) => Some(m.id),
             EventKind::Change(c) => Some(c.position),
-            EventKind::SessionsRevoked(_) => None,
+            EventKind::SessionsRevoked(_)
+            | EventKind::Typing(_)
+            | EventKind::Presence(_)
+            | EventKind::PresenceSync(_) => None,
         }
     }
 
@@ -73,6 +83,22 @@ impl Event {
                 user,
                 prev: MessageId(0),
             }],
+            frames: Default::default(),
+        }
+    }
+
+    /// An ephemeral signal (typing, presence) for `users`.
+    pub fn signal(kind: EventKind, users: impl IntoIterator<Item = UserId>) -> Self {
+        let recipients = users
+            .into_iter()
+            .map(|user| Recipient {
+                user,
+                prev: MessageId(0),
+            })
+            .collect();
+        Self {
+            kind,
+            recipients: by_user(recipients),
             frames: Default::default(),
         }
     }

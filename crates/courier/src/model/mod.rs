@@ -8,6 +8,7 @@ mod ids;
 mod net;
 mod password;
 mod session;
+mod signal;
 mod text;
 mod username;
 
@@ -22,6 +23,7 @@ pub use ids::{ConversationId, MessageId, UserId};
 pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};
 pub use session::Session;
+pub use signal::{PresenceChange, PresenceState, PresenceSync, Typing};
 pub use text::TextError;
 pub use username::{Username, UsernameError};
 

@@ -5,7 +5,9 @@
 
 mod accounts;
 mod oauth;
+pub mod presence;
 pub mod push;
+mod signals;
 mod tokens;
 
 pub use accounts::{AccountSettings, Accounts, Authenticated, SignedIn, Signup};
@@ -13,6 +15,7 @@ pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,
 };
+pub use signals::{PresenceSettingsView, PresenceView, Signals, TYPING_LAPSE};
 pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;
@@ -96,6 +99,7 @@ pub struct Messenger {
     max_message_chars: usize,
     max_group_members: usize,
     pusher: Option<Arc<push::Pusher>>,
+    signals: Option<Arc<Signals>>,
 }
 
 impl Messenger {
@@ -111,7 +115,14 @@ impl Messenger {
             max_message_chars,
             max_group_members,
             pusher: None,
+            signals: None,
         }
+    }
+
+    /// Ends the sender's typing indicator when their message is committed.
+    pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
+        self.signals = Some(signals);
+        self
     }
 
     /// Sends Web Push for committed messages to recipients without an open stream.
@@ -285,8 +296,13 @@ impl Messenger {
                 pusher.message_committed(appended.message.clone(), users);
             }
             let event = Arc::new(Event::new(appended.message.clone(), appended.recipients));
-            if let Err(e) = self.bus.publish(event).await {
+            if let Err(e) = self.bus.publish(event.clone()).await {
                 tracing::warn!(error = %e, "publish failed; streams will catch up from the store");
+            }
+            if let Some(signals) = &self.signals {
+                signals
+                    .message_sent(me, conversation, &event.recipients)
+                    .await;
             }
         }
         Ok(appended.message)

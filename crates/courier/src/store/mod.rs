@@ -5,6 +5,7 @@
 
 mod accounts;
 mod log;
+pub mod presence;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -16,6 +17,7 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
+pub use presence::{LastSeen, PresenceStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -80,7 +82,7 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + Send + Sync + 'static {
+pub trait Store: AccountStore + PresenceStore + Send + Sync + 'static {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

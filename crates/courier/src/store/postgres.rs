@@ -31,6 +31,7 @@
 //! gets a fresh connection: no restart needed.
 
 mod accounts;
+mod presence;
 
 use super::log::shared;
 use super::log::{
