@@ -11,6 +11,7 @@ mod groups;
 mod helpers;
 mod messages;
 mod outage;
+mod presence;
 mod proxies;
 mod push;
 #[path = "../common/services.rs"]
@@ -19,3 +20,4 @@ mod stream;
 mod text;
 mod tls;
 mod tokens;
+mod typing;
