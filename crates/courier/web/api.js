@@ -104,4 +104,8 @@ export const api = {
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
   sendMessage: (id, content) => request('POST', `/api/conversations/${enc(id)}/messages`, { content }),
   markRead: (id) => request('POST', `/api/conversations/${enc(id)}/read_messages`),
+  typing: (id) => request('POST', `/api/conversations/${enc(id)}/typing`),
+  reportPresence: (state) => request('PUT', '/api/presence', { state }),
+  settings: () => request('GET', '/api/me/settings'),
+  updateSettings: (changes) => request('PATCH', '/api/me/settings', changes),
 };

@@ -15,6 +15,8 @@ const listeners = {
   message: new Set(),
   reset: new Set(),
   change: new Set(),
+  typing: new Set(),
+  presence: new Set(),
   state: new Set(),
   unauthorized: new Set(),
   signedOut: new Set(),
@@ -60,6 +62,11 @@ function alreadyProcessed(id) {
 function deliver(msg) {
   switch (msg.type) {
     case 'event':
+      // Signals (typing, presence) have no position: never deduped, never move the cursor.
+      if (msg.kind === 'typing' || msg.kind === 'presence') {
+        emit(msg.kind, msg.data);
+        return;
+      }
       if (alreadyProcessed(msg.id)) return;
       if (msg.id) cursor = msg.id;
       // A change's position orders it among messages (whose ids are positions).

@@ -7,6 +7,7 @@
 #![cfg(all(feature = "postgres", feature = "nats"))]
 
 mod harness;
+mod presence;
 #[path = "../common/services.rs"]
 mod reachable;
 #[path = "../contract/services.rs"]
@@ -129,6 +130,7 @@ async fn a_subscriber_that_reconnects_to_another_node_with_its_last_event_id_mis
             Some(SseItem::Message(m)) => got.push(m.id),
             Some(SseItem::Reset(reason)) => panic!("cursor refused on another node: {reason}"),
             Some(SseItem::Change(cursor, data)) => panic!("unexpected change {cursor}: {data}"),
+            Some(SseItem::Signal(..)) => unreachable!("signals were not asked for"),
             None => panic!("stream ended"),
         }
     }
