@@ -175,9 +175,18 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         args.churn_hold,
         args.churn_gap
     );
-    let senders = login_many(&nodes, (0..p).map(|i| format!("{prefix}_s{i}")).collect(), 32).await?;
-    let receivers =
-        login_many(&nodes, (0..p).map(|i| format!("{prefix}_r{i}")).collect(), 32).await?;
+    let senders = login_many(
+        &nodes,
+        (0..p).map(|i| format!("{prefix}_s{i}")).collect(),
+        32,
+    )
+    .await?;
+    let receivers = login_many(
+        &nodes,
+        (0..p).map(|i| format!("{prefix}_r{i}")).collect(),
+        32,
+    )
+    .await?;
     let churn = login_many(
         &nodes,
         (0..args.churn_users)

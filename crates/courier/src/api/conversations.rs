@@ -126,7 +126,11 @@ async fn get_conversation(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
     let conversation = state.messenger.conversation(me.id, id).await?;
-    let others: Vec<_> = conversation.other_participant.iter().map(|u| u.id).collect();
+    let others: Vec<_> = conversation
+        .other_participant
+        .iter()
+        .map(|u| u.id)
+        .collect();
     let presence = state.signals.presence_of(&others).await?;
     let view = others.first().and_then(|u| presence.get(u));
     Ok(Json(ConversationJson::with_presence(&conversation, me.id, view)).into_response())

@@ -80,7 +80,9 @@ fn encode(frame: Frame) -> Bytes {
         // No `id:`: a signal is never replayed, and must not move the client's cursor.
         Frame::Signal { event } => event.frame(false, || {
             let (name, json) = match &event.kind {
-                crate::model::EventKind::Typing(t) => ("typing", serde_json::to_string(&TypingJson::new(t))),
+                crate::model::EventKind::Typing(t) => {
+                    ("typing", serde_json::to_string(&TypingJson::new(t)))
+                }
                 crate::model::EventKind::Presence(p) => {
                     ("presence", serde_json::to_string(&PresenceJson::new(p)))
                 }

@@ -11,8 +11,8 @@
 //! Written on RustCrypto primitives (p256, hkdf, aes-gcm) rather than the `web-push` crate,
 //! which brings its own HTTP client and OpenSSL-backed `ece`; Courier already has reqwest.
 
-use crate::model::{ConversationKind, Message, UserId};
 use super::presence::Presence;
+use crate::model::{ConversationKind, Message, UserId};
 use crate::store::{PushTarget, Store};
 use aes_gcm::Aes128Gcm;
 use aes_gcm::aead::{Aead, KeyInit};

@@ -5,9 +5,9 @@
 
 mod accounts;
 mod log;
-pub mod presence;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod presence;
 pub mod sqlite;
 
 use crate::model::{
@@ -17,9 +17,9 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
-pub use presence::{LastSeen, PresenceStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+pub use presence::{LastSeen, PresenceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]

@@ -34,14 +34,26 @@ async fn presence_goes_online_then_away_then_offline_with_last_seen() {
         online.json(),
         json!({ "userId": bob.id, "state": "online", "lastSeenAt": null })
     );
-    assert_eq!(other_participant(&app, &alice, &id).await["presence"], "online");
+    assert_eq!(
+        other_participant(&app, &alice, &id).await["presence"],
+        "online"
+    );
 
     let response = app.report_presence(&bob, "away").await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(alice_stream.next_named("presence").await.json()["state"], "away");
-    assert_eq!(other_participant(&app, &alice, &id).await["presence"], "away");
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "away"
+    );
+    assert_eq!(
+        other_participant(&app, &alice, &id).await["presence"],
+        "away"
+    );
     app.report_presence(&bob, "online").await;
-    assert_eq!(alice_stream.next_named("presence").await.json()["state"], "online");
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "online"
+    );
 
     drop(bob_stream);
     let offline = alice_stream.next_named("presence").await.json();
@@ -50,9 +62,15 @@ async fn presence_goes_online_then_away_then_offline_with_last_seen() {
     assert!(last_seen.ends_with('Z'), "{last_seen}");
     let shown = other_participant(&app, &alice, &id).await;
     assert_eq!(shown["presence"], "offline");
-    assert_eq!(shown["lastSeenAt"], last_seen, "the list shows the same time");
+    assert_eq!(
+        shown["lastSeenAt"], last_seen,
+        "the list shows the same time"
+    );
     let list: Vec<Value> = app.get_json("/api/conversations", &alice).await;
-    assert!(list.is_empty(), "direct conversations list once they have a message");
+    assert!(
+        list.is_empty(),
+        "direct conversations list once they have a message"
+    );
     app.send_message(&alice, &id, "are you there?").await;
     let list: Vec<Value> = app.get_json("/api/conversations", &alice).await;
     assert_eq!(list[0]["otherParticipant"]["presence"], "offline");
@@ -69,14 +87,26 @@ async fn a_person_is_away_only_when_every_one_of_their_devices_is() {
     let mut alice_stream = app.stream(&alice, None).await;
     let _laptop = app.stream(&bob_laptop, None).await;
     let _phone = app.stream(&bob_phone, None).await;
-    assert_eq!(alice_stream.next_named("presence").await.json()["state"], "online");
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "online"
+    );
 
     app.report_presence(&bob_laptop, "away").await;
     app.report_presence(&bob_phone, "away").await;
-    assert_eq!(alice_stream.next_named("presence").await.json()["state"], "away");
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "away"
+    );
     app.report_presence(&bob_phone, "online").await;
-    assert_eq!(alice_stream.next_named("presence").await.json()["state"], "online");
-    assert_eq!(other_participant(&app, &alice, &id).await["presence"], "online");
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "online"
+    );
+    assert_eq!(
+        other_participant(&app, &alice, &id).await["presence"],
+        "online"
+    );
 }
 
 #[tokio::test]
@@ -92,7 +122,10 @@ async fn presence_reaches_only_people_who_share_a_conversation() {
     let mut carol_stream = app.stream(&carol, None).await;
 
     let _bob_stream = app.stream(&bob, None).await;
-    assert_eq!(alice_stream.next_named("presence").await.json()["userId"], bob.id);
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["userId"],
+        bob.id
+    );
     // Dave comes online after bob: the first presence carol hears is dave's, not bob's.
     let _dave_stream = app.stream(&dave, None).await;
     let heard = carol_stream.next_named("presence").await.json();
@@ -110,7 +143,10 @@ async fn a_reconnect_within_the_grace_period_does_not_show_them_offline() {
     app.conversation_between(&alice, &dave).await;
     let mut alice_stream = app.stream(&alice, None).await;
     let bob_stream = app.stream(&bob, None).await;
-    assert_eq!(alice_stream.next_named("presence").await.json()["userId"], bob.id);
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["userId"],
+        bob.id
+    );
 
     drop(bob_stream);
     let _bob_again = app.stream(&bob, None).await;
@@ -142,7 +178,10 @@ async fn a_person_who_hides_last_seen_goes_offline_without_it() {
 
     let mut alice_stream = app.stream(&alice, None).await;
     let bob_stream = app.stream(&bob, None).await;
-    assert_eq!(alice_stream.next_named("presence").await.json()["state"], "online");
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "online"
+    );
     drop(bob_stream);
     let offline = alice_stream.next_named("presence").await.json();
     assert_eq!(offline["state"], "offline");
@@ -170,7 +209,11 @@ async fn presence_routes_check_their_input_and_need_a_session() {
         .await;
     assert_eq!(wrong_type.status(), StatusCode::UNPROCESSABLE_ENTITY);
     for response in [
-        app.client.get(app.url("/api/me/settings")).send().await.unwrap(),
+        app.client
+            .get(app.url("/api/me/settings"))
+            .send()
+            .await
+            .unwrap(),
         app.client
             .put(app.url("/api/presence"))
             .json(&json!({ "state": "away" }))
@@ -198,7 +241,10 @@ async fn a_stranger_sees_no_presence_of_a_conversation_they_are_not_in() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
     let other: Value = app
-        .get_json(&format!("/api/conversations/{id}/other_participant"), &alice)
+        .get_json(
+            &format!("/api/conversations/{id}/other_participant"),
+            &alice,
+        )
         .await;
     assert_eq!(other["presence"], "online");
     assert_eq!(other["lastSeenAt"], Value::Null);

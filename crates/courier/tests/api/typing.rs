@@ -15,7 +15,10 @@ async fn typing_reaches_the_other_member_as_a_named_event_without_an_id() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 
     let event = bob_stream.next_named("typing").await;
-    assert_eq!(event.id, None, "a signal carries no id: it is never replayed");
+    assert_eq!(
+        event.id, None,
+        "a signal carries no id: it is never replayed"
+    );
     assert_eq!(
         event.json(),
         json!({
@@ -52,7 +55,10 @@ async fn typing_reaches_every_other_member_of_a_group_but_not_the_typist() {
     let mut bob_stream = app.stream(&bob, None).await;
     let mut carol_stream = app.stream(&carol, None).await;
 
-    assert_eq!(app.typing(&alice, id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.typing(&alice, id).await.status(),
+        StatusCode::NO_CONTENT
+    );
     for stream in [&mut bob_stream, &mut carol_stream] {
         let typing = stream.next_named("typing").await.json();
         assert_eq!(typing["userId"], alice.id);
@@ -76,7 +82,10 @@ async fn typing_is_never_replayed_on_resume() {
     let cursor = bob_stream.last_id.clone().unwrap();
     drop(bob_stream);
 
-    assert_eq!(app.typing(&alice, &id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.typing(&alice, &id).await.status(),
+        StatusCode::NO_CONTENT
+    );
     let missed = app.send_message(&alice, &id, "while bob was away").await;
     let mut resumed = app.stream(&bob, Some(&cursor)).await;
     let first = resumed.next_message_skipping_presence().await;
@@ -104,7 +113,10 @@ async fn a_message_from_the_typist_ends_their_typing_at_once() {
     let again = app.send_message(&alice, &id, "and again").await;
     assert_eq!(bob_stream.next_message().await["id"], again["id"]);
     let next = app.send_message(&bob, &id, "ok").await;
-    assert_eq!(bob_stream.next_message_skipping_presence().await["id"], next["id"]);
+    assert_eq!(
+        bob_stream.next_message_skipping_presence().await["id"],
+        next["id"]
+    );
 }
 
 #[tokio::test]
@@ -136,7 +148,14 @@ async fn a_stranger_gets_404_on_typing() {
     let mallory = app.login("mallory").await;
     let id = app.conversation_between(&alice, &bob).await;
     let mut bob_stream = app.stream(&bob, None).await;
-    for path in [id.as_str(), "abc", "0", "-1", "99999999999999999999", "424242"] {
+    for path in [
+        id.as_str(),
+        "abc",
+        "0",
+        "-1",
+        "99999999999999999999",
+        "424242",
+    ] {
         let response = app.typing(&mallory, path).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         assert!(response.json::<Value>().await.unwrap()["error"].is_string());
@@ -150,5 +169,8 @@ async fn a_stranger_gets_404_on_typing() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     // Nothing reached bob: the next event he sees is a real one.
     let sent = app.send_message(&alice, &id, "hello").await;
-    assert_eq!(bob_stream.next_message_skipping_presence().await["id"], sent["id"]);
+    assert_eq!(
+        bob_stream.next_message_skipping_presence().await["id"],
+        sent["id"]
+    );
 }

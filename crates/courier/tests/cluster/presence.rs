@@ -54,7 +54,12 @@ async fn presence_and_typing_cross_nodes_and_a_killed_nodes_users_go_offline_wit
     }
     let db = Database::create(&machine_postgres()).await;
     let heartbeat = format!("{}ms", PRESENCE_HEARTBEAT.as_millis());
-    let flags = ["--presence-heartbeat", &heartbeat, "--presence-grace", "200ms"];
+    let flags = [
+        "--presence-heartbeat",
+        &heartbeat,
+        "--presence-grace",
+        "200ms",
+    ];
     let mut cluster = Cluster::start_with(3, &db.url, &machine_nats(), "60s", &flags);
     let [a, b, c] = [0, 1, 2].map(|i| cluster.nodes[i].base.clone());
     let client = http();
@@ -76,7 +81,13 @@ async fn presence_and_typing_cross_nodes_and_a_killed_nodes_users_go_offline_wit
         let (user, state) = (user.to_owned(), state.to_owned());
         move |data: &Value| data["userId"] == user.as_str() && data["state"] == state.as_str()
     };
-    signal(&mut alice_stream, "presence", PATIENCE, is(&bob_id, "online")).await;
+    signal(
+        &mut alice_stream,
+        "presence",
+        PATIENCE,
+        is(&bob_id, "online"),
+    )
+    .await;
 
     // Bob types through node c: alice hears it on node a.
     let typing = client
@@ -86,15 +97,30 @@ async fn presence_and_typing_cross_nodes_and_a_killed_nodes_users_go_offline_wit
         .await
         .unwrap();
     assert_eq!(typing.status(), 204);
-    let heard = signal(&mut alice_stream, "typing", PATIENCE, |d| d["typing"] == true).await;
+    let heard = signal(&mut alice_stream, "typing", PATIENCE, |d| {
+        d["typing"] == true
+    })
+    .await;
     assert_eq!(heard["userId"], bob_id.as_str());
     assert_eq!(heard["conversationId"], with_bob.as_str());
 
     // Carol comes and goes cleanly on node c: offline once her grace period is over.
     let carol_stream = SseStream::open(&client, &c, &carol, None, 0).await.unwrap();
-    signal(&mut alice_stream, "presence", PATIENCE, is(&carol_id, "online")).await;
+    signal(
+        &mut alice_stream,
+        "presence",
+        PATIENCE,
+        is(&carol_id, "online"),
+    )
+    .await;
     drop(carol_stream);
-    let gone = signal(&mut alice_stream, "presence", PATIENCE, is(&carol_id, "offline")).await;
+    let gone = signal(
+        &mut alice_stream,
+        "presence",
+        PATIENCE,
+        is(&carol_id, "offline"),
+    )
+    .await;
     assert!(gone["lastSeenAt"].is_string(), "{gone}");
 
     // Node b dies without a word: bob goes offline everywhere within the bound.
@@ -114,7 +140,9 @@ async fn presence_and_typing_cross_nodes_and_a_killed_nodes_users_go_offline_wit
     // Every surviving node shows him offline.
     for base in [&a, &c] {
         let other: Value = client
-            .get(format!("{base}/api/conversations/{with_bob}/other_participant"))
+            .get(format!(
+                "{base}/api/conversations/{with_bob}/other_participant"
+            ))
             .bearer_auth(&alice.token)
             .send()
             .await

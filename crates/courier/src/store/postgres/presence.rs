@@ -63,13 +63,12 @@ impl PresenceStore for PgStore {
     }
 
     async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<LastSeen>> {
-        let rows: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT id, last_seen_at, show_last_seen FROM users WHERE id = ANY($1)",
-        )
-        .bind(id_list(users))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        let rows: Vec<(i64, Option<i64>, i64)> =
+            sqlx::query_as("SELECT id, last_seen_at, show_last_seen FROM users WHERE id = ANY($1)")
+                .bind(id_list(users))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
         Ok(rows.into_iter().map(last_seen_from).collect())
     }
 
