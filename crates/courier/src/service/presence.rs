@@ -41,6 +41,9 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// Connected users' `last_seen_at` is refreshed this often, so even after every node died it
 /// is at most this old.
 const REFRESH_LAST_SEEN: Duration = Duration::from_secs(60);
+/// Last-seen times are written at most this often, in one statement: under churn a write per
+/// change would compete with sends for the database (SQLite has one writer).
+const WRITE_LAST_SEEN: Duration = Duration::from_secs(1);
 /// Sync messages buffered for the directory; beyond, some are dropped until the next beat.
 const SYNC_BUFFER: usize = 4096;
 
@@ -85,8 +88,11 @@ struct State {
     dirty: HashSet<UserId>,
     /// Changes to announce to this node's streams, with the offline time for `offline`.
     pending: HashMap<UserId, Option<DateTime<Utc>>>,
-    /// Local users gone (grace over) whose `last_seen_at` is still to be written.
+    /// Users gone (grace over here, or their node died) whose `last_seen_at` is still to be
+    /// written (every `WRITE_LAST_SEEN`).
     gone: Vec<(UserId, DateTime<Utc>)>,
+    /// Offline times worked out here but perhaps not written yet (a few seconds' worth).
+    recent_offline: HashMap<UserId, DateTime<Utc>>,
     /// Nodes first heard of since the last tick, and whether one asked for our full list.
     answer: bool,
     ask: bool,
@@ -190,15 +196,22 @@ impl Presence {
             .collect()
     }
 
-    /// Everyone's cluster-wide state as this node knows it.
-    pub fn states(&self, users: &[UserId]) -> Vec<PresenceState> {
+    /// Everyone's cluster-wide state as this node knows it, with the offline time when this
+    /// node saw them go (the store may not have it yet).
+    pub fn states(&self, users: &[UserId]) -> Vec<(PresenceState, Option<DateTime<Utc>>)> {
         let state = self.lock();
         users
             .iter()
             .map(|user| {
                 let local = state.local.get(user).and_then(LocalUser::live_state);
                 let shown = state.shown.get(user).copied();
-                local.max(shown).unwrap_or(PresenceState::Offline)
+                match local.max(shown) {
+                    Some(now) => (now, None),
+                    None => (
+                        PresenceState::Offline,
+                        state.recent_offline.get(user).copied(),
+                    ),
+                }
             })
             .collect()
     }
@@ -222,6 +235,8 @@ impl Presence {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut refresh =
             tokio::time::interval_at(Instant::now() + REFRESH_LAST_SEEN, REFRESH_LAST_SEEN);
+        let mut write = tokio::time::interval(WRITE_LAST_SEEN);
+        write.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut first = true;
         loop {
             tokio::select! {
@@ -247,11 +262,25 @@ impl Presence {
                     first = false;
                 }
                 _ = tick.tick() => self.step(&store, &bus).await,
+                _ = write.tick() => {
+                    let gone = {
+                        let mut state = self.lock();
+                        let written_before = Utc::now() - chrono::TimeDelta::seconds(10);
+                        state.recent_offline.retain(|_, at| *at > written_before);
+                        std::mem::take(&mut state.gone)
+                    };
+                    if !gone.is_empty()
+                        && let Err(e) = store.touch_last_seen(&gone).await
+                    {
+                        tracing::warn!(error = %e, "recording last seen failed");
+                    }
+                }
                 _ = refresh.tick() => {
-                    let online: Vec<UserId> = self.lock().local.iter()
-                        .filter(|(_, u)| u.streams > 0).map(|(id, _)| *id).collect();
+                    let now = Utc::now();
+                    let online: Vec<(UserId, DateTime<Utc>)> = self.lock().local.iter()
+                        .filter(|(_, u)| u.streams > 0).map(|(id, _)| (*id, now)).collect();
                     if !online.is_empty()
-                        && let Err(e) = store.touch_last_seen(&online, Utc::now()).await
+                        && let Err(e) = store.touch_last_seen(&online).await
                     {
                         tracing::warn!(error = %e, "refreshing last seen failed");
                     }
@@ -357,7 +386,7 @@ impl Presence {
 
     /// One tick: grace and node deadlines, then share and announce what changed.
     async fn step(&self, store: &Arc<dyn Store>, bus: &Arc<dyn Bus>) {
-        let (delta, answer, ask, gone, announce) = {
+        let (delta, answer, ask, announce) = {
             let mut state = self.lock();
             let now = Instant::now();
             let grace = self.settings.grace;
@@ -445,7 +474,6 @@ impl Presence {
                 delta,
                 std::mem::take(&mut state.answer),
                 std::mem::take(&mut state.ask),
-                std::mem::take(&mut state.gone),
                 announce,
             )
         };
@@ -454,17 +482,6 @@ impl Presence {
         }
         if answer {
             self.publish(bus, self.full_list(ask)).await;
-        }
-        if !gone.is_empty() {
-            let mut by_time: HashMap<DateTime<Utc>, Vec<UserId>> = HashMap::new();
-            for (user, at) in gone {
-                by_time.entry(at).or_default().push(user);
-            }
-            for (at, users) in by_time {
-                if let Err(e) = store.touch_last_seen(&users, at).await {
-                    tracing::warn!(error = %e, "recording last seen failed");
-                }
-            }
         }
         if !announce.is_empty() {
             self.announce(store, bus, announce).await;
@@ -551,6 +568,7 @@ impl State {
             None => {
                 self.shown.remove(&user);
                 self.pending.insert(user, Some(at));
+                self.recent_offline.insert(user, at);
             }
         }
     }
@@ -586,13 +604,13 @@ mod tests {
             away,
         };
         presence.apply(&away("laptop", true));
-        assert_eq!(presence.states(&[user]), [PresenceState::Online]);
+        assert_eq!(presence.states(&[user])[0].0, PresenceState::Online);
         presence.apply(&away("phone", true));
-        assert_eq!(presence.states(&[user]), [PresenceState::Away]);
+        assert_eq!(presence.states(&[user])[0].0, PresenceState::Away);
         presence.leave(user, "phone");
         presence.leave(user, "laptop");
         // Within the grace period the last state holds.
-        assert_eq!(presence.states(&[user]), [PresenceState::Away]);
+        assert_eq!(presence.states(&[user])[0].0, PresenceState::Away);
     }
 
     #[test]
@@ -608,9 +626,13 @@ mod tests {
             gone,
         };
         presence.apply(&list(vec![user], vec![]));
-        assert_eq!(presence.states(&[user]), [PresenceState::Online]);
+        assert_eq!(presence.states(&[user])[0].0, PresenceState::Online);
         presence.apply(&list(vec![], vec![(user, 1_000)]));
-        assert_eq!(presence.states(&[user]), [PresenceState::Offline]);
+        let offline_at = DateTime::from_timestamp_millis(1_000);
+        assert_eq!(
+            presence.states(&[user]),
+            [(PresenceState::Offline, offline_at)]
+        );
         let state = presence.lock();
         let at = state.pending.get(&user).copied().flatten();
         assert_eq!(at, DateTime::from_timestamp_millis(1_000));
@@ -628,6 +650,6 @@ mod tests {
             away: Vec::new(),
             gone: Vec::new(),
         });
-        assert_eq!(presence.states(&[user]), [PresenceState::Offline]);
+        assert_eq!(presence.states(&[user])[0].0, PresenceState::Offline);
     }
 }

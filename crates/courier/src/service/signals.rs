@@ -182,7 +182,7 @@ impl Signals {
         let offline: Vec<UserId> = users
             .iter()
             .zip(&states)
-            .filter(|(_, s)| **s == PresenceState::Offline)
+            .filter(|(_, (s, _))| *s == PresenceState::Offline)
             .map(|(u, _)| *u)
             .collect();
         let mut last_seen = HashMap::new();
@@ -201,9 +201,10 @@ impl Signals {
         Ok(users
             .iter()
             .zip(states)
-            .map(|(user, state)| {
-                let last_seen_at = match state {
-                    PresenceState::Offline => last_seen.get(user).copied().flatten(),
+            .map(|(user, (state, recent))| {
+                // Hidden unless shown; the newer of what this node saw and what is stored.
+                let last_seen_at = match (state, last_seen.get(user)) {
+                    (PresenceState::Offline, Some(stored)) => (*stored).max(recent),
                     _ => None,
                 };
                 (

@@ -25,8 +25,9 @@ pub trait PresenceStore: Send + Sync {
     ) -> StoreResult<Vec<User>>;
     /// `(user, contact)` for each of `users` and everyone who shares a conversation with them.
     async fn contacts(&self, users: &[UserId]) -> StoreResult<Vec<(UserId, UserId)>>;
-    /// Moves each user's last-seen time to `at`, never backwards.
-    async fn touch_last_seen(&self, users: &[UserId], at: DateTime<Utc>) -> StoreResult<()>;
+    /// Moves each user's last-seen time to the time given, never backwards: one statement
+    /// for the whole batch.
+    async fn touch_last_seen(&self, seen: &[(UserId, DateTime<Utc>)]) -> StoreResult<()>;
     /// Last-seen times and settings of `users` (unknown ids are left out).
     async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<LastSeen>>;
     /// Shows or hides the user's last-seen time from others.

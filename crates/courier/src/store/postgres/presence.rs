@@ -49,13 +49,16 @@ impl PresenceStore for PgStore {
             .collect())
     }
 
-    async fn touch_last_seen(&self, users: &[UserId], at: DateTime<Utc>) -> StoreResult<()> {
+    async fn touch_last_seen(&self, seen: &[(UserId, DateTime<Utc>)]) -> StoreResult<()> {
+        let ids: Vec<i64> = seen.iter().map(|(u, _)| u.0).collect();
+        let times: Vec<i64> = seen.iter().map(|(_, at)| at.timestamp_millis()).collect();
         sqlx::query(
-            "UPDATE users SET last_seen_at = GREATEST(COALESCE(last_seen_at, 0), $1)
-             WHERE id = ANY($2)",
+            "UPDATE users SET last_seen_at = GREATEST(COALESCE(users.last_seen_at, 0), s.at)
+             FROM unnest($1::BIGINT[], $2::BIGINT[]) AS s (id, at)
+             WHERE users.id = s.id",
         )
-        .bind(at.timestamp_millis())
-        .bind(id_list(users))
+        .bind(ids)
+        .bind(times)
         .execute(&self.pool)
         .await
         .map_err(classify)?;

@@ -49,13 +49,18 @@ impl PresenceStore for SqliteStore {
             .collect())
     }
 
-    async fn touch_last_seen(&self, users: &[UserId], at: DateTime<Utc>) -> StoreResult<()> {
+    async fn touch_last_seen(&self, seen: &[(UserId, DateTime<Utc>)]) -> StoreResult<()> {
+        let pairs: Vec<(i64, i64)> = seen
+            .iter()
+            .map(|(u, at)| (u.0, at.timestamp_millis()))
+            .collect();
         sqlx::query(
-            "UPDATE users SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?1)
-             WHERE id IN (SELECT value FROM json_each(?2))",
+            "UPDATE users SET last_seen_at = MAX(COALESCE(users.last_seen_at, 0), s.at)
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at
+                   FROM json_each(?1)) AS s
+             WHERE users.id = s.id",
         )
-        .bind(at.timestamp_millis())
-        .bind(id_list(users))
+        .bind(serde_json::to_string(&pairs).unwrap_or_default())
         .execute(&self.pool)
         .await
         .map_err(classify)?;
