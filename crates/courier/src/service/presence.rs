@@ -446,17 +446,16 @@ impl Presence {
                 }
                 state.recompute(user, Utc::now());
             }
-            let delta =
-                (!online.is_empty() || !away.is_empty() || !gone_now.is_empty()).then(|| {
-                    PresenceSync::Users {
-                        node: self.node,
-                        full: false,
-                        hello: false,
-                        online,
-                        away,
-                        gone: gone_now,
-                    }
-                });
+            let delta = (!online.is_empty() || !away.is_empty() || !gone_now.is_empty()).then_some(
+                PresenceSync::Users {
+                    node: self.node,
+                    full: false,
+                    hello: false,
+                    online,
+                    away,
+                    gone: gone_now,
+                },
+            );
             let announce: Vec<(UserId, PresenceState, Option<DateTime<Utc>>)> =
                 std::mem::take(&mut state.pending)
                     .into_iter()

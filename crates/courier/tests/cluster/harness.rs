@@ -91,10 +91,6 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn spawn(database_url: &str, nats_url: &str, heartbeat: &str) -> Self {
-        Self::spawn_with(database_url, nats_url, heartbeat, &[])
-    }
-
     /// Spawns with extra command-line flags.
     pub fn spawn_with(database_url: &str, nats_url: &str, heartbeat: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
