@@ -35,6 +35,8 @@ enum Cmd {
     Resume(ResumeArgs),
     /// One group of K members, each with a stream; senders post into it at open-loop rate R.
     Fanout(FanoutArgs),
+    /// Message p99 over P pairs at rate R, alone and under a typing storm plus presence churn.
+    Signals(SignalsArgs),
     /// C password sign-ins at once: the server's peak RSS while it hashes them.
     Signin(SigninArgs),
     /// The machine's ceiling: a minimal axum server measured with the same client code.
@@ -129,6 +131,43 @@ pub struct LatencyArgs {
     /// Also write an SVG plot of latency vs offered rate.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SignalsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Sender/receiver pairs (P); every sender and receiver also types (2P typists).
+    #[arg(short = 'p', long, default_value_t = 500)]
+    pub pairs: usize,
+    /// Total offered message rate, messages/s (R).
+    #[arg(short = 'r', long, default_value_t = 2000.0, value_parser = parse_rates)]
+    pub rate: f64,
+    /// Seconds of messages per round (T).
+    #[arg(short = 'd', long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Quiet/loaded round pairs; the report gives the median p99 of each kind.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Typing calls per second per typist.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_rates)]
+    pub typing_rate: f64,
+    /// Churn users (C): each opens a stream, holds it, drops it, stays away, again.
+    #[arg(long, default_value_t = 3000)]
+    pub churn_users: usize,
+    /// Seconds a churn user's stream stays open (H).
+    #[arg(long, default_value_t = 1.0)]
+    pub churn_hold: f64,
+    /// Seconds a churn user stays away between streams (G); longer than the server's
+    /// `--presence-grace` makes every cycle an online → offline change.
+    #[arg(long, default_value_t = 2.0)]
+    pub churn_gap: f64,
+    /// Seconds to wait for stragglers after the last POST of a round has returned.
+    #[arg(long, default_value_t = 2.0)]
+    pub grace: f64,
+    /// Seconds for the load to reach its steady rate (and to die down) around a loaded round.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
 }
 
 #[derive(Args, Debug)]
@@ -350,6 +389,10 @@ async fn main() -> Result<()> {
         Cmd::Signin(mut a) => {
             fill(&mut a.common)?;
             scenarios::signin::run(&a.common, &a).await
+        }
+        Cmd::Signals(mut a) => {
+            fill(&mut a.common)?;
+            scenarios::signals::run(&a.common, &a).await
         }
         Cmd::Fanout(mut a) => {
             fill(&mut a.common)?;

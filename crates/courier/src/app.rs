@@ -7,10 +7,11 @@ use crate::bus::{Bus, LocalBus};
 use crate::config::{ServeConfig, SignupMode, SqliteSynchronous};
 use crate::model::TrustedProxies;
 use crate::realtime::{Realtime, StreamLimits};
-use crate::service::push::{Presence, PushSettings, Pusher, VapidKey};
+use crate::service::presence::{Presence, PresenceSettings};
+use crate::service::push::{PushSettings, Pusher, VapidKey};
 use crate::service::{
     AccountSettings, Accounts, Messenger, OAuth, OAuthSettings, ProviderKind, ProviderSettings,
-    Signup, Tokens,
+    Signals, Signup, Tokens,
 };
 use crate::store::{SqliteOptions, SqliteStore, Store};
 use crate::telemetry;
@@ -81,14 +82,20 @@ impl App {
         }
 
         let shutdown = CancellationToken::new();
-        let presence = Arc::new(Presence::default());
+        let presence = Arc::new(Presence::new(PresenceSettings {
+            heartbeat: config.presence_heartbeat,
+            grace: config.presence_grace,
+        }));
+        presence.spawn(store.clone(), bus.clone(), shutdown.clone());
+        let signals = Arc::new(Signals::new(store.clone(), bus.clone(), presence.clone()));
         let mut messenger = Messenger::new(
             store.clone(),
             bus.clone(),
             config.max_message_chars,
             config.max_group_members,
         )
-        .with_edit_window(config.edit_window.0);
+        .with_edit_window(config.edit_window.0)
+        .with_signals(signals.clone());
         if config.push {
             let key = match &config.vapid_private_key {
                 Some(hex_key) => hex::decode(hex_key.0.trim())
@@ -166,6 +173,7 @@ impl App {
             realtime,
             accounts,
             oauth,
+            signals,
             settings: Arc::new(ApiSettings {
                 dev_login: DevLogin::new(dev_login, config.dev_login == Some(true)),
                 token_lifetime: config.token_lifetime,

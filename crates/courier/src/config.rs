@@ -90,6 +90,16 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MAX_STREAMS_PER_USER", default_value_t = 32)]
     pub max_streams_per_user: usize,
 
+    /// Nodes share who is connected to them this often; a node not heard from for three of
+    /// these is taken for dead and its users go offline.
+    #[arg(long, env = "COURIER_PRESENCE_HEARTBEAT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub presence_heartbeat: Duration,
+
+    /// A person stays online this long after their last stream closes, so a reconnect does not
+    /// flicker them offline.
+    #[arg(long, env = "COURIER_PRESENCE_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub presence_grace: Duration,
+
     /// Reconnect delay suggested to SSE clients (`retry:`).
     #[arg(long, env = "COURIER_SSE_RETRY", default_value = "2s", value_parser = humantime::parse_duration)]
     pub sse_retry: Duration,

@@ -111,4 +111,8 @@ export const api = {
   react: (id, messageId, emoji, on) =>
     request(on ? 'PUT' : 'DELETE', `/api/conversations/${enc(id)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
   markRead: (id) => request('POST', `/api/conversations/${enc(id)}/read_messages`),
+  typing: (id) => request('POST', `/api/conversations/${enc(id)}/typing`),
+  reportPresence: (state) => request('PUT', '/api/presence', { state }),
+  settings: () => request('GET', '/api/me/settings'),
+  updateSettings: (changes) => request('PATCH', '/api/me/settings', changes),
 };

@@ -7,6 +7,7 @@ import { h, icon } from './dom.js';
 import { match, navigate, rerender, startRouter } from './router.js';
 import * as stream from './stream.js';
 import { notifyIncoming } from './notify.js';
+import * as presence from './presence.js';
 import { noteIncoming } from './title.js';
 import { mountAccess } from './views/access.js';
 import { mountConversation } from './views/conversation.js';
@@ -98,6 +99,7 @@ function onSignedIn(user) {
   session.user = user;
   session.notice = '';
   stream.startStream({ announce: true });
+  presence.startReporting();
   rerender();
 }
 
@@ -107,6 +109,7 @@ function signedOut({ goHome = false, notice = '' } = {}) {
   session.user = null;
   session.notice = notice;
   stream.stopStream();
+  presence.stopReporting();
   refreshBanner();
   if (goHome) navigate('/');
   else rerender();
@@ -156,7 +159,10 @@ async function identify() {
     session.offline = false;
   }
   refreshBanner();
-  if (session.user) stream.startStream();
+  if (session.user) {
+    stream.startStream();
+    presence.startReporting();
+  }
   if (wasUnknown && !firstRender) rerender();
   return true;
 }

@@ -1,7 +1,8 @@
 // The browser's one EventSource, wherever it lives: in the SharedWorker (stream-worker.js) or,
 // without SharedWorker, in the tab that won the leader lock (stream.js). It only reports what
 // it sees through `post`, as plain structured-clonable objects:
-//   {type: 'event', kind: 'message' | 'reset', id, data}
+//   {type: 'event', kind: 'message' | 'reset' | 'change', id, data}
+//   {type: 'event', kind: 'typing' | 'presence', id: '', data}   ephemeral: never replayed
 //   {type: 'state', state}        idle | connecting | open | reconnecting
 //   {type: 'signedOut'}           the server ended this session; the stream is closed
 //   {type: 'unauthorized'}        the stream was refused and /api/auth_user says 401
@@ -40,10 +41,15 @@ export function createSource(post) {
     // Conversation changes (created, renamed, members, roles) are entries of the log too.
     es.addEventListener('conversation', (event) => relay('change', event));
     es.addEventListener('member', (event) => relay('change', event));
-    // So are a message's edits, deletes and reactions.
-    for (const name of ['message-edited', 'message-deleted', 'reaction']) {
+    // So are a message's edits, deletes and reactions, and read receipts.
+    for (const name of ['message-edited', 'message-deleted', 'reaction', 'read']) {
       es.addEventListener(name, (event) => relay('change', event));
     }
+    // Typing, presence and delivered receipts carry no id: EventSource keeps the previous
+    // event's id in `lastEventId`, so these must not be taken for a cursor.
+    es.addEventListener('typing', (event) => relaySignal('typing', event));
+    es.addEventListener('presence', (event) => relaySignal('presence', event));
+    es.addEventListener('delivered', (event) => relaySignal('delivered', event));
     // This session was signed out (here, in another tab, on another device, or everywhere):
     // the server closes the stream right after this event. Don't reconnect.
     es.addEventListener('signed-out', () => {
@@ -71,6 +77,16 @@ export function createSource(post) {
     }
     if (kind === 'message' && !(data && data.id)) return;
     post({ type: 'event', kind, id: event.lastEventId || '', data });
+  }
+
+  function relaySignal(kind, event) {
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    post({ type: 'event', kind, id: '', data });
   }
 
   // The browser gave up for good (an HTTP error such as 401 or 429, or a bad content type).

@@ -9,12 +9,16 @@
 // Each tab drops events at or below the newest cursor it processed, so a takeover's replay
 // never shows anything twice.
 
+import { request } from './api.js';
 import { createSource } from './stream-source.js';
 
 const listeners = {
   message: new Set(),
   reset: new Set(),
   change: new Set(),
+  typing: new Set(),
+  presence: new Set(),
+  delivered: new Set(),
   state: new Set(),
   unauthorized: new Set(),
   signedOut: new Set(),
@@ -57,14 +61,42 @@ function alreadyProcessed(id) {
   }
 }
 
+// Delivered receipts: this tab has received the stream up to `cursor`. Told once a second at
+// most; the server ignores an acknowledgement that moves nothing (other tabs send the same).
+const ACK_EVERY = 1000;
+let ackTimer = 0;
+let acked = '';
+function scheduleAck() {
+  if (ackTimer) return;
+  ackTimer = setTimeout(() => {
+    ackTimer = 0;
+    const at = cursor;
+    if (!at || at === acked) return;
+    request('POST', '/api/ack', { cursor: at }, { quiet401: true })
+      .then(() => {
+        acked = at;
+      })
+      .catch(() => {
+        // the next message acknowledges this one too
+      });
+  }, ACK_EVERY);
+}
+
 function deliver(msg) {
   switch (msg.type) {
     case 'event':
+      // Signals (typing, presence, delivered) have no position: never deduped, never move
+      // the cursor.
+      if (msg.kind === 'typing' || msg.kind === 'presence' || msg.kind === 'delivered') {
+        emit(msg.kind, msg.data);
+        return;
+      }
       if (alreadyProcessed(msg.id)) return;
       if (msg.id) cursor = msg.id;
       // A change's position orders it among messages (whose ids are positions).
       if (msg.kind === 'change') emit('change', { ...msg.data, position: msg.id.slice(msg.id.lastIndexOf('-') + 1) });
       else emit(msg.kind, msg.data);
+      if (msg.kind === 'message' && msg.id) scheduleAck();
       break;
     case 'state':
       if (state !== msg.state) {

@@ -17,6 +17,7 @@ const SHELL = [
   '/dom.js',
   '/format.js',
   '/notify.js',
+  '/presence.js',
   '/router.js',
   '/stream.js',
   '/stream-source.js',

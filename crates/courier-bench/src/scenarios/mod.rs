@@ -6,4 +6,5 @@ pub mod idle;
 pub mod latency;
 pub mod resume;
 pub mod send;
+pub mod signals;
 pub mod signin;

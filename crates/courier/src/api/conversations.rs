@@ -104,9 +104,17 @@ async fn list_conversations(
         .map(|b| parse_id(b, ConversationId::parse, "conversation"))
         .transpose()?;
     let list = state.messenger.conversations(me.id, before).await?;
+    let others: Vec<_> = list
+        .iter()
+        .filter_map(|c| c.other_participant.as_ref().map(|u| u.id))
+        .collect();
+    let presence = state.signals.presence_of(&others).await?;
     let body: Vec<_> = list
         .iter()
-        .map(|c| ConversationJson::new(c, me.id))
+        .map(|c| {
+            let other = c.other_participant.as_ref();
+            ConversationJson::with_presence(c, me.id, other.and_then(|u| presence.get(&u.id)))
+        })
         .collect();
     Ok(Json(body).into_response())
 }
@@ -118,7 +126,14 @@ async fn get_conversation(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
     let conversation = state.messenger.conversation(me.id, id).await?;
-    Ok(Json(ConversationJson::new(&conversation, me.id)).into_response())
+    let others: Vec<_> = conversation
+        .other_participant
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    let presence = state.signals.presence_of(&others).await?;
+    let view = others.first().and_then(|u| presence.get(u));
+    Ok(Json(ConversationJson::with_presence(&conversation, me.id, view)).into_response())
 }
 
 async fn get_other_participant(
@@ -127,9 +142,10 @@ async fn get_other_participant(
     AppPath(id): AppPath<String>,
 ) -> Result<Json<UserJson>, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
-    Ok(Json(
-        state.messenger.other_participant(me.id, id).await?.into(),
-    ))
+    let other = state.messenger.other_participant(me.id, id).await?;
+    let presence = state.signals.presence_of(&[other.id]).await?;
+    let view = presence.get(&other.id).copied();
+    Ok(Json(UserJson::from(other).with_presence(view.as_ref())))
 }
 
 fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {

@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod messages;
 mod oauth;
+mod presence;
 mod push;
 mod stream;
 mod users;
@@ -15,7 +16,7 @@ pub use error::{ApiError, BodyTimedOut};
 
 use crate::model::TrustedProxies;
 use crate::realtime::Realtime;
-use crate::service::{Accounts, Messenger, OAuth};
+use crate::service::{Accounts, Messenger, OAuth, Signals};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -34,6 +35,7 @@ pub struct ApiState {
     pub realtime: Arc<Realtime>,
     pub accounts: Arc<Accounts>,
     pub oauth: Arc<OAuth>,
+    pub signals: Arc<Signals>,
     pub settings: Arc<ApiSettings>,
 }
 
@@ -117,6 +119,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(oauth::router())
+        .merge(presence::router())
         .merge(push::router())
         .merge(stream::router())
         .merge(users::router())

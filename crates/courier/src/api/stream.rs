@@ -1,7 +1,7 @@
 //! `GET /api/messages`: the user's realtime stream, framed as Server-Sent Events.
 
 use super::extract::{AuthUser, query_param};
-use super::wire::{ChangeJson, MessageJson};
+use super::wire::{ChangeJson, DeliveredJson, MessageJson, PresenceJson, TypingJson};
 use super::{ApiError, ApiState};
 use crate::realtime::{Frame, Published};
 use axum::Router;
@@ -90,6 +90,23 @@ fn encode(frame: Frame) -> Bytes {
             let json = serde_json::to_string(&ChangeJson::new(change)).unwrap_or_default();
             let name = change.change.event_name();
             Bytes::from(format!("event: {name}\nid: {cursor}\ndata: {json}\n\n"))
+        }),
+        // No `id:`: a signal is never replayed, and must not move the client's cursor.
+        Frame::Signal { event } => shared_frame(&event, false, || {
+            let (name, json) = match &event.kind {
+                crate::model::EventKind::Typing(t) => {
+                    ("typing", serde_json::to_string(&TypingJson::new(t)))
+                }
+                crate::model::EventKind::Presence(p) => {
+                    ("presence", serde_json::to_string(&PresenceJson::new(p)))
+                }
+                crate::model::EventKind::Delivered(d) => {
+                    ("delivered", serde_json::to_string(&DeliveredJson::new(d)))
+                }
+                _ => return Bytes::new(),
+            };
+            let json = json.unwrap_or_default();
+            Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
         }),
         Frame::Reset { reason } => {
             let json = serde_json::json!({ "reason": reason });

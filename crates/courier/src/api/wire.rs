@@ -1,8 +1,10 @@
 //! camelCase wire shapes of the seed API: string ids, RFC 3339 UTC times with milliseconds.
 
 use crate::model::{
-    Change, ConversationEvent, ConversationView, Member, Message, Quote, Reaction, User, UserId,
+    Change, ConversationEvent, ConversationView, Member, Message, PresenceChange, Quote, Reaction,
+    Typing, User, UserId,
 };
+use crate::service::PresenceView;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -17,6 +19,12 @@ pub struct UserJson {
     pub username: String,
     #[serde(rename = "avatarURL")]
     pub avatar_url: Option<String>,
+    /// Extension, where a view asks for it: `online`, `away` or `offline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence: Option<&'static str>,
+    /// With `presence`: when an offline person was last connected, null if they hide it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<Option<String>>,
 }
 
 impl From<User> for UserJson {
@@ -25,6 +33,60 @@ impl From<User> for UserJson {
             id: u.id.to_string(),
             username: u.username,
             avatar_url: u.avatar_url,
+            presence: None,
+            last_seen_at: None,
+        }
+    }
+}
+
+impl UserJson {
+    pub fn with_presence(mut self, view: Option<&PresenceView>) -> Self {
+        if let Some(view) = view {
+            self.presence = Some(view.state.as_str());
+            self.last_seen_at = Some(view.last_seen_at.as_ref().map(time));
+        }
+        self
+    }
+}
+
+/// `event: typing`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingJson<'a> {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub username: &'a str,
+    pub typing: bool,
+    pub expires_in_ms: u64,
+}
+
+impl<'a> TypingJson<'a> {
+    pub fn new(t: &'a Typing) -> Self {
+        Self {
+            conversation_id: t.conversation_id.to_string(),
+            user_id: t.user.to_string(),
+            username: &t.username,
+            typing: t.typing,
+            expires_in_ms: t.expires_in_ms,
+        }
+    }
+}
+
+/// `event: presence`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceJson {
+    pub user_id: String,
+    pub state: &'static str,
+    pub last_seen_at: Option<String>,
+}
+
+impl PresenceJson {
+    pub fn new(p: &PresenceChange) -> Self {
+        Self {
+            user_id: p.user.to_string(),
+            state: p.state.as_str(),
+            last_seen_at: p.last_seen_at.as_ref().map(time),
         }
     }
 }
@@ -120,9 +182,21 @@ pub struct ReadPositionJson {
 
 impl<'a> ConversationJson<'a> {
     pub fn new(c: &'a ConversationView, viewer: UserId) -> Self {
+        Self::with_presence(c, viewer, None)
+    }
+
+    /// With the other participant's presence (a direct conversation).
+    pub fn with_presence(
+        c: &'a ConversationView,
+        viewer: UserId,
+        presence: Option<&PresenceView>,
+    ) -> Self {
         Self {
             id: c.id.to_string(),
-            other_participant: c.other_participant.clone().map(Into::into),
+            other_participant: c
+                .other_participant
+                .clone()
+                .map(|u| UserJson::from(u).with_presence(presence)),
             last_message: c.last_message.as_ref().map(|m| MessageJson::new(m, viewer)),
             has_unread_messages: c.has_unread_messages,
             unread_count: c.unread_count,
@@ -271,5 +345,25 @@ impl ChangeJson {
             }
         }
         json
+    }
+}
+
+/// `event: delivered` (no id): messages of the recipient in `conversationId` up to
+/// `messageId` are on a device of `userId`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveredJson {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub message_id: String,
+}
+
+impl DeliveredJson {
+    pub fn new(d: &crate::model::Delivered) -> Self {
+        Self {
+            conversation_id: d.conversation_id.to_string(),
+            user_id: d.user_id.to_string(),
+            message_id: d.message_id.to_string(),
+        }
     }
 }

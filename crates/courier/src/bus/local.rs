@@ -24,6 +24,8 @@ struct Inner {
     subscribers: Mutex<Subscribers>,
     /// Every `SessionsRevoked` event also goes here (the node's session cache listens).
     revocation_watchers: Mutex<Vec<mpsc::Sender<Arc<Published>>>>,
+    /// Every `PresenceSync` event goes here (the node's presence directory listens).
+    presence_watchers: Mutex<Vec<mpsc::Sender<Arc<Published>>>>,
     next_id: AtomicU64,
 }
 
@@ -36,19 +38,10 @@ impl LocalBus {
     /// Every subscriber gets the same `Published`.
     pub fn deliver(&self, event: &Arc<Event>) {
         let event = Published::new(event.clone());
-        if matches!(event.kind, EventKind::SessionsRevoked(_)) {
-            let mut watchers = self
-                .inner
-                .revocation_watchers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            // A full watcher misses this one (its cache entries expire anyway); a closed one leaves.
-            watchers.retain(|tx| {
-                !matches!(
-                    tx.try_send(event.clone()),
-                    Err(mpsc::error::TrySendError::Closed(_))
-                )
-            });
+        match event.kind {
+            EventKind::SessionsRevoked(_) => notify(&self.inner.revocation_watchers, &event),
+            EventKind::PresenceSync(_) => notify(&self.inner.presence_watchers, &event),
+            _ => {}
         }
         let mut subscribers = self
             .inner
@@ -98,6 +91,17 @@ impl LocalBus {
         Subscription::new(rx, ())
     }
 
+    /// Every presence sync delivered on this node, this node's own included.
+    pub fn watch_presence_local(&self, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.inner
+            .presence_watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        Subscription::new(rx, ())
+    }
+
     /// Number of live subscriptions (for metrics and tests).
     pub fn subscriber_count(&self) -> usize {
         self.inner
@@ -108,6 +112,18 @@ impl LocalBus {
             .map(Vec::len)
             .sum()
     }
+}
+
+/// A full watcher misses this event (revocations: cache entries expire anyway; presence: the
+/// next heartbeat repeats it); a closed one leaves.
+fn notify(watchers: &Mutex<Vec<mpsc::Sender<Arc<Published>>>>, event: &Arc<Published>) {
+    let mut watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
+    watchers.retain(|tx| {
+        !matches!(
+            tx.try_send(event.clone()),
+            Err(mpsc::error::TrySendError::Closed(_))
+        )
+    });
 }
 
 struct Unsubscribe {
@@ -144,5 +160,13 @@ impl Bus for LocalBus {
 
     fn watch_revocations(&self, capacity: usize) -> Option<Subscription> {
         Some(self.watch_revocations_local(capacity))
+    }
+
+    fn watch_presence(&self, capacity: usize) -> Option<Subscription> {
+        Some(self.watch_presence_local(capacity))
+    }
+
+    fn deliver_local(&self, event: &Arc<Event>) {
+        self.deliver(event);
     }
 }

@@ -40,6 +40,14 @@ pub trait Bus: Send + Sync + 'static {
     fn watch_revocations(&self, _capacity: usize) -> Option<Subscription> {
         None
     }
+    /// Every presence sync this node hears of, its own included (the presence directory
+    /// listens here). `None` when the bus cannot offer it.
+    fn watch_presence(&self, _capacity: usize) -> Option<Subscription> {
+        None
+    }
+    /// Delivers `event` to this node's subscribers only: an ephemeral signal that every node
+    /// works out for its own streams.
+    fn deliver_local(&self, event: &Arc<Event>);
     /// A counter that moves whenever this bus may have lost events (a reconnect, a dropped
     /// slow consumer). Streams re-check the store when it moves; a bus that never loses
     /// events silently (LocalBus closes overflowing streams instead) keeps it at 0.

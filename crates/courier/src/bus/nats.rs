@@ -193,6 +193,14 @@ impl Bus for NatsBus {
         Some(self.local.watch_revocations_local(capacity))
     }
 
+    fn watch_presence(&self, capacity: usize) -> Option<Subscription> {
+        Some(self.local.watch_presence_local(capacity))
+    }
+
+    fn deliver_local(&self, event: &Arc<Event>) {
+        self.local.deliver(event);
+    }
+
     fn generation(&self) -> u64 {
         if self.client.connection_state() != State::Connected {
             // While NATS is away every look is a new generation, so each stream heartbeat

@@ -1,8 +1,12 @@
 //! What travels on the bus: a committed entry of the log, a message or a conversation change
 //! (with, per recipient, the link that lets a stream prove it missed nothing), or the news
-//! that some of a user's sessions were revoked.
+//! that some of a user's sessions were revoked; or an ephemeral signal (typing, presence),
+//! which has no position and is never replayed.
 
-use super::{ConversationEvent, Message, MessageId, UserId};
+use super::{
+    ConversationEvent, ConversationId, Message, MessageId, PresenceChange, PresenceSync, Typing,
+    UserId,
+};
 
 /// `prev` is the recipient's previous inbox position at commit time. A stream that has sent
 /// everything up to `last` may deliver this event directly iff `prev <= last`; otherwise a
@@ -19,6 +23,23 @@ pub enum EventKind {
     Change(ConversationEvent),
     /// These sessions were signed out: their streams must end now.
     SessionsRevoked(Vec<String>),
+    /// Ephemeral, for the recipients' streams: someone is typing.
+    Typing(Typing),
+    /// Ephemeral, for the recipients' streams: someone's presence changed.
+    Presence(PresenceChange),
+    /// Between nodes only (no recipients): who is connected where.
+    PresenceSync(PresenceSync),
+    /// Ephemeral, for a sender's streams: their messages reached a device of someone. The
+    /// state is in the store (Conversation JSON); this only makes it live.
+    Delivered(Delivered),
+}
+
+/// Messages of the recipient up to `message_id` in `conversation_id` reached a device of `user_id`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delivered {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub message_id: MessageId,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -55,7 +76,11 @@ impl Event {
         match &self.kind {
             EventKind::Message(m) => Some(m.id),
             EventKind::Change(c) => Some(c.position),
-            EventKind::SessionsRevoked(_) => None,
+            EventKind::SessionsRevoked(_)
+            | EventKind::Typing(_)
+            | EventKind::Presence(_)
+            | EventKind::PresenceSync(_)
+            | EventKind::Delivered(_) => None,
         }
     }
 
@@ -66,6 +91,21 @@ impl Event {
                 user,
                 prev: MessageId(0),
             }],
+        }
+    }
+
+    /// An ephemeral signal (typing, presence) for `users`.
+    pub fn signal(kind: EventKind, users: impl IntoIterator<Item = UserId>) -> Self {
+        let recipients = users
+            .into_iter()
+            .map(|user| Recipient {
+                user,
+                prev: MessageId(0),
+            })
+            .collect();
+        Self {
+            kind,
+            recipients: by_user(recipients),
         }
     }
 

@@ -9,12 +9,13 @@ mod lifecycle;
 mod net;
 mod password;
 mod session;
+mod signal;
 mod text;
 mod username;
 
 pub use content::{ContentError, MessageContent};
 pub use cursor::{Cursor, CursorError};
-pub use event::{Event, EventKind, LogEntry, Recipient};
+pub use event::{Delivered, Event, EventKind, LogEntry, Recipient};
 pub use group::{
     Change, ChangeRequest, ConversationEvent, ConversationKind, History, Member, Op, Plan, Refusal,
     Role, RosterEntry, Title, TitleError, plan, plan_create,
@@ -28,6 +29,7 @@ pub use lifecycle::{
 pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};
 pub use session::Session;
+pub use signal::{PresenceChange, PresenceState, PresenceSync, Typing};
 pub use text::TextError;
 pub use username::{Username, UsernameError};
 

@@ -20,13 +20,16 @@
 //! Frames carry the bus's `Published`, one per event per node, so whatever the API derives
 //! from an event (its encoded frame) is derived once and shared by every stream it reaches;
 //! an entry replayed from the store gets a `Published` of its own.
+//!
+//! Ephemeral signals (typing, presence, delivered) have no position: they are passed through
+//! as they arrive, never deduped, stashed or replayed, and carry no cursor.
 
 use crate::bus::{Bus, Subscription};
 
 pub use crate::bus::Published;
 use crate::model::{Cursor, CursorError, Event, EventKind, MessageId, UserId};
 use crate::service::ServiceError;
-use crate::service::push::Presence;
+use crate::service::presence::Presence;
 use crate::store::{Store, StoreError};
 use futures::{Stream, StreamExt};
 use std::collections::{BTreeMap, VecDeque};
@@ -68,6 +71,10 @@ pub enum Frame {
     /// A conversation change (created, renamed, members, roles): a named event.
     Change {
         cursor: Cursor,
+        event: Arc<Published>,
+    },
+    /// An ephemeral signal (typing, presence, delivered): a named event without an id.
+    Signal {
         event: Arc<Published>,
     },
     /// The client's cursor could not be used; the stream continues live from now.
@@ -126,7 +133,12 @@ impl Realtime {
         session: String,
         last_event_id: Option<&str>,
     ) -> Result<impl Stream<Item = Frame> + Send + 'static, OpenError> {
-        let slot = StreamSlot::take(&self.presence, user, self.limits.max_streams_per_user)?;
+        let slot = StreamSlot::take(
+            &self.presence,
+            user,
+            &session,
+            self.limits.max_streams_per_user,
+        )?;
         let unavailable = ServiceError::Unavailable;
         // Register before reading: see the module docs.
         let bus_generation = self.bus.generation();
@@ -281,6 +293,12 @@ impl UserStream {
             return;
         }
         let Some(position) = event.position() else {
+            if matches!(
+                event.kind,
+                EventKind::Typing(_) | EventKind::Presence(_) | EventKind::Delivered(_)
+            ) {
+                self.pending.push_back(Frame::Signal { event });
+            }
             return;
         };
         if position <= self.last {
@@ -403,26 +421,33 @@ impl UserStream {
     }
 }
 
-/// Counts a user's open streams; the count drops when the stream does.
+/// Counts a user's open streams (per session, for presence); the count drops when the stream does.
 struct StreamSlot {
     presence: Arc<Presence>,
     user: UserId,
+    session: String,
 }
 
 impl StreamSlot {
-    fn take(presence: &Arc<Presence>, user: UserId, max: usize) -> Result<Self, OpenError> {
+    fn take(
+        presence: &Arc<Presence>,
+        user: UserId,
+        session: &str,
+        max: usize,
+    ) -> Result<Self, OpenError> {
         presence
-            .enter(user, max)
+            .enter(user, session, max)
             .ok_or(OpenError::TooManyStreams(max))?;
         Ok(Self {
             presence: presence.clone(),
             user,
+            session: session.to_owned(),
         })
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.presence.leave(self.user);
+        self.presence.leave(self.user, &self.session);
     }
 }

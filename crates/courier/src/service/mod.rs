@@ -5,7 +5,9 @@
 
 mod accounts;
 mod oauth;
+pub mod presence;
 pub mod push;
+mod signals;
 mod tokens;
 
 pub use accounts::{AccountSettings, Accounts, Authenticated, SignedIn, Signup};
@@ -13,6 +15,7 @@ pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,
 };
+pub use signals::{PresenceSettingsView, PresenceView, Signals, TYPING_LAPSE};
 pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;
@@ -109,6 +112,7 @@ pub struct Messenger {
     /// How long authors may edit; `None` for ever.
     edit_window: Option<chrono::TimeDelta>,
     pusher: Option<Arc<push::Pusher>>,
+    signals: Option<Arc<Signals>>,
 }
 
 impl Messenger {
@@ -125,12 +129,19 @@ impl Messenger {
             max_group_members,
             edit_window: None,
             pusher: None,
+            signals: None,
         }
     }
 
     pub fn with_edit_window(mut self, window: Option<std::time::Duration>) -> Self {
         self.edit_window =
             window.map(|w| chrono::TimeDelta::from_std(w).unwrap_or(chrono::TimeDelta::MAX));
+        self
+    }
+
+    /// Ends the sender's typing indicator when their message is committed.
+    pub fn with_signals(mut self, signals: Arc<Signals>) -> Self {
+        self.signals = Some(signals);
         self
     }
 
@@ -314,8 +325,13 @@ impl Messenger {
                 pusher.message_committed(appended.message.clone(), users);
             }
             let event = Arc::new(Event::new(appended.message.clone(), appended.recipients));
-            if let Err(e) = self.bus.publish(event).await {
+            if let Err(e) = self.bus.publish(event.clone()).await {
                 tracing::warn!(error = %e, "publish failed; streams will catch up from the store");
+            }
+            if let Some(signals) = &self.signals {
+                signals
+                    .message_sent(me, conversation, &event.recipients)
+                    .await;
             }
         }
         Ok(appended.message)

@@ -11,6 +11,7 @@
 //! Written on RustCrypto primitives (p256, hkdf, aes-gcm) rather than the `web-push` crate,
 //! which brings its own HTTP client and OpenSSL-backed `ece`; Courier already has reqwest.
 
+use super::presence::Presence;
 use crate::model::{ConversationKind, Message, UserId};
 use crate::store::{PushTarget, Store};
 use aes_gcm::Aes128Gcm;
@@ -21,8 +22,7 @@ use hkdf::Hkdf;
 use p256::ecdsa::signature::Signer;
 use p256::{PublicKey, SecretKey};
 use sha2_next::Sha256;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -38,41 +38,6 @@ pub enum PushError {
     BadKey(&'static str),
     #[error("payload too large for one record")]
     TooLarge,
-}
-
-/// Users with an open stream on this node, counted by the realtime room.
-#[derive(Debug, Default)]
-pub struct Presence {
-    streams: Mutex<HashMap<UserId, usize>>,
-}
-
-impl Presence {
-    /// Counts one more stream; `None` when the user already has `max`.
-    pub fn enter(&self, user: UserId, max: usize) -> Option<()> {
-        let mut map = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(user).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(())
-    }
-
-    pub fn leave(&self, user: UserId) {
-        let mut map = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&user) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&user);
-            }
-        }
-    }
-
-    /// Those of `users` with no open stream here, under one lock (a group can be large).
-    pub fn offline_among(&self, users: impl Iterator<Item = UserId>) -> HashSet<UserId> {
-        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        users.filter(|user| !streams.contains_key(user)).collect()
-    }
 }
 
 /// The server's VAPID key pair.
@@ -373,19 +338,5 @@ mod tests {
         assert_eq!(body.len(), 16 + 4 + 1 + 65 + 5 + 1 + 16);
         assert!(encrypt(b"x", "not a key", &auth).is_err());
         assert!(encrypt(&[0u8; 5000], &p256dh, &auth).is_err());
-    }
-
-    #[test]
-    fn presence_counts_streams_and_caps_them() {
-        let presence = Presence::default();
-        let user = UserId(1);
-        assert!(presence.offline_among([user].into_iter()).contains(&user));
-        assert!(presence.enter(user, 2).is_some());
-        assert!(presence.enter(user, 2).is_some());
-        assert!(presence.enter(user, 2).is_none());
-        assert!(presence.offline_among([user].into_iter()).is_empty());
-        presence.leave(user);
-        presence.leave(user);
-        assert!(presence.offline_among([user].into_iter()).contains(&user));
     }
 }

@@ -8,6 +8,7 @@ mod lifecycle;
 mod log;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod presence;
 pub mod sqlite;
 
 use crate::model::{
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 pub use accounts::{AccountStore, NewCredential};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+pub use presence::{LastSeen, PresenceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,7 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + Send + Sync + 'static {
+pub trait Store: AccountStore + PresenceStore + Send + Sync + 'static {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

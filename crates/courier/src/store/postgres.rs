@@ -31,6 +31,7 @@
 //! gets a fresh connection: no restart needed.
 
 mod accounts;
+mod presence;
 
 use super::lifecycle::{self, Decorate};
 use super::log::MESSAGE_COLUMNS;

@@ -80,9 +80,13 @@ async fn a_conversation_shows_its_last_message_and_unread_state() {
     let other: Value = app
         .get_json(&format!("/api/conversations/{id}/other_participant"), &bob)
         .await;
+    // The seed's User, plus presence (an extension): alice has no stream open.
     assert_eq!(
         other,
-        json!({ "id": alice.id, "username": "alice", "avatarURL": null })
+        json!({
+            "id": alice.id, "username": "alice", "avatarURL": null,
+            "presence": "offline", "lastSeenAt": null,
+        })
     );
 }
 

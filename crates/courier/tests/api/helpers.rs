@@ -292,6 +292,36 @@ impl TestApp {
         self.get(&path, user).send().await.unwrap()
     }
 
+    /// `POST /api/conversations/{id}/typing`.
+    pub async fn typing(&self, user: &TestUser, conversation: &str) -> Response {
+        self.post(&format!("/api/conversations/{conversation}/typing"), user)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `PUT /api/presence {"state"}`: the client says it is `away` or `online`.
+    pub async fn report_presence(&self, user: &TestUser, state: &str) -> Response {
+        self.client
+            .put(self.url("/api/presence"))
+            .bearer_auth(&user.token)
+            .json(&json!({ "state": state }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `PATCH /api/me/settings` with `body`.
+    pub async fn update_settings(&self, user: &TestUser, body: Value) -> Response {
+        self.client
+            .patch(self.url("/api/me/settings"))
+            .bearer_auth(&user.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Opens `user`'s event stream, resuming after `last_event_id` if given.
     pub async fn stream(&self, user: &TestUser, last_event_id: Option<&str>) -> SseStream {
         let mut request = self
@@ -410,6 +440,33 @@ impl SseStream {
             let block = self.next_block(left).await?;
             if !block.data.is_empty() {
                 return Some(block);
+            }
+        }
+    }
+
+    /// The next event named `name` (skipping others); panics if none arrives in time.
+    pub async fn next_named(&mut self, name: &str) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self
+                .next_event(left)
+                .await
+                .unwrap_or_else(|| panic!("an `{name}` event in time"));
+            if event.event.as_deref() == Some(name) {
+                return event;
+            }
+        }
+    }
+
+    /// The next event that is not `presence` must be a message: its JSON.
+    pub async fn next_message_skipping_presence(&mut self) -> Value {
+        loop {
+            let event = self.next_event(PATIENCE).await.expect("a message in time");
+            match event.event.as_deref() {
+                Some("presence") => continue,
+                None => return event.json(),
+                Some(_) => panic!("expected a message, got {event:?}"),
             }
         }
     }

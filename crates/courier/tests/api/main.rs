@@ -12,6 +12,7 @@ mod helpers;
 mod lifecycle;
 mod messages;
 mod outage;
+mod presence;
 mod proxies;
 mod push;
 #[path = "../common/services.rs"]
@@ -21,3 +22,4 @@ mod stream;
 mod text;
 mod tls;
 mod tokens;
+mod typing;

@@ -22,7 +22,7 @@ impl TestApp {
         let (status, body) = self
             .group_call(
                 Method::PATCH,
-                "/api/settings",
+                "/api/me/settings",
                 user,
                 Some(json!({ "readReceipts": on })),
             )
@@ -118,11 +118,11 @@ async fn turning_receipts_off_hides_them_both_ways_live_in_conversations_and_on_
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
     let c = app.conversation_between(&alice, &bob).await;
-    let settings: Value = app.get_json("/api/settings", &bob).await;
-    assert_eq!(settings, json!({ "readReceipts": true }));
+    let settings: Value = app.get_json("/api/me/settings", &bob).await;
+    assert_eq!(settings["readReceipts"], true);
     assert_eq!(
-        app.set_read_receipts(&bob, false).await,
-        json!({ "readReceipts": false })
+        app.set_read_receipts(&bob, false).await["readReceipts"],
+        false
     );
 
     let mut alices = app.stream(&alice, None).await;
@@ -203,7 +203,7 @@ async fn settings_need_a_session_and_a_boolean_and_strangers_cannot_mark_read() 
     let c = app.conversation_between(&alice, &bob).await;
     let anonymous = app
         .client
-        .get(app.url("/api/settings"))
+        .get(app.url("/api/me/settings"))
         .send()
         .await
         .unwrap();
@@ -211,7 +211,7 @@ async fn settings_need_a_session_and_a_boolean_and_strangers_cannot_mark_read() 
     let (status, body) = app
         .group_call(
             Method::PATCH,
-            "/api/settings",
+            "/api/me/settings",
             &alice,
             Some(json!({ "readReceipts": "no" })),
         )

@@ -91,17 +91,35 @@ pub struct Node {
 }
 
 impl Node {
+    #[allow(dead_code)] // tests/deploy shares this file
     pub fn spawn(database_url: &str, nats_url: &str, heartbeat: &str) -> Self {
         Self::spawn_on(0, database_url, nats_url, heartbeat, &[])
     }
 
+    /// Spawns with extra command-line flags.
+    pub fn spawn_with(database_url: &str, nats_url: &str, heartbeat: &str, extra: &[&str]) -> Self {
+        Self::launch(0, database_url, nats_url, heartbeat, &[], extra)
+    }
+
     /// A node on `127.0.0.1:port` (0 picks one) with extra `COURIER_*` settings in `env`.
+    #[allow(dead_code)] // tests/deploy shares this file
     pub fn spawn_on(
         port: u16,
         database_url: &str,
         nats_url: &str,
         heartbeat: &str,
         env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(port, database_url, nats_url, heartbeat, env, &[])
+    }
+
+    fn launch(
+        port: u16,
+        database_url: &str,
+        nats_url: &str,
+        heartbeat: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_courier"));
@@ -120,6 +138,7 @@ impl Node {
             .args(["--token-secret", TOKEN_SECRET, "--heartbeat", heartbeat])
             .args(["--sse-retry", "100ms"])
             .envs(env.iter().copied())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         match std::env::var("TEST_LOG") {
@@ -172,10 +191,21 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(count: usize, database_url: &str, nats_url: &str, heartbeat: &str) -> Self {
+        Self::start_with(count, database_url, nats_url, heartbeat, &[])
+    }
+
+    /// Starts `count` nodes with extra command-line flags.
+    pub fn start_with(
+        count: usize,
+        database_url: &str,
+        nats_url: &str,
+        heartbeat: &str,
+        extra: &[&str],
+    ) -> Self {
         // Started together, as a deploy would: migrations race and must cope.
         let nodes = std::thread::scope(|s| {
             let handles: Vec<_> = (0..count)
-                .map(|_| s.spawn(|| Node::spawn(database_url, nats_url, heartbeat)))
+                .map(|_| s.spawn(|| Node::spawn_with(database_url, nats_url, heartbeat, extra)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -281,6 +311,8 @@ pub enum SseItem {
     /// A named change event (`conversation`, `member`): its cursor and data.
     Change(String, Value),
     Reset(String),
+    /// A named event without an id (typing, presence), when the stream asked for them.
+    Signal(String, Value),
 }
 
 /// One open `GET /api/messages` stream.
@@ -288,6 +320,7 @@ pub struct SseStream {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: Vec<u8>,
     connection: usize,
+    signals: bool,
 }
 
 impl SseStream {
@@ -313,7 +346,14 @@ impl SseStream {
             body: response.bytes_stream().boxed(),
             buffer: Vec::new(),
             connection,
+            signals: false,
         })
+    }
+
+    /// Also yields signals (named events without an id: typing, presence).
+    pub fn with_signals(mut self) -> Self {
+        self.signals = true;
+        self
     }
 
     /// The next message or reset; `None` when the stream ended or broke.
@@ -339,6 +379,10 @@ impl SseStream {
                     (Some(_), Some(cursor), Some(data)) => {
                         let json: Value = serde_json::from_str(&data).expect("event JSON");
                         return Some(SseItem::Change(cursor, json));
+                    }
+                    (Some(name), None, Some(data)) if self.signals => {
+                        let json: Value = serde_json::from_str(&data).expect("event JSON");
+                        return Some(SseItem::Signal(name.to_owned(), json));
                     }
                     (None, Some(cursor), Some(data)) => {
                         let json: Value = serde_json::from_str(&data).expect("event JSON");
@@ -452,6 +496,7 @@ impl Subscriber {
                                 last = Some(cursor);
                             }
                             Some(SseItem::Reset(reason)) => resets.lock().unwrap().push(reason),
+                            Some(SseItem::Signal(..)) => {}
                             None => break,
                         }
                     }

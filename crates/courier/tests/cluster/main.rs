@@ -7,6 +7,7 @@
 #![cfg(all(feature = "postgres", feature = "nats"))]
 
 mod harness;
+mod presence;
 #[path = "../common/services.rs"]
 mod reachable;
 #[path = "../contract/services.rs"]
@@ -129,6 +130,7 @@ async fn a_subscriber_that_reconnects_to_another_node_with_its_last_event_id_mis
             Some(SseItem::Message(m)) => got.push(m.id),
             Some(SseItem::Reset(reason)) => panic!("cursor refused on another node: {reason}"),
             Some(SseItem::Change(cursor, data)) => panic!("unexpected change {cursor}: {data}"),
+            Some(SseItem::Signal(..)) => unreachable!("signals were not asked for"),
             None => panic!("stream ended"),
         }
     }
@@ -733,7 +735,7 @@ async fn message_edits_deletes_and_reactions_reach_other_nodes_live_and_on_resum
         while got.len() < 3 {
             match tokio::time::timeout(DELIVERY, stream.next()).await.unwrap() {
                 Some(SseItem::Change(cursor, data)) => got.push((position_of(&cursor), data)),
-                Some(SseItem::Message(_)) => {}
+                Some(SseItem::Message(_) | SseItem::Signal(..)) => {}
                 Some(SseItem::Reset(why)) => panic!("reset: {why}"),
                 None => panic!("stream ended"),
             }

@@ -6,6 +6,7 @@
 //! database and its own NATS subject prefix. Tests that stop NATS start a private one.
 
 mod bus;
+mod presence;
 #[path = "../common/services.rs"]
 mod reachable;
 mod services;

@@ -3,6 +3,7 @@ import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { MESSAGE_LIMIT, charCount, compareIds, normaliseContent } from '../format.js';
 import * as notify from '../notify.js';
+import { presenceIndicator, seed } from '../presence.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
@@ -14,6 +15,7 @@ import { mountNotFound } from './not-found.js';
 const PAGE = 25;
 const COUNTER_FROM = MESSAGE_LIMIT - 80;
 const NEAR_BOTTOM = 48; // px of slack that still counts as "at the bottom"
+const TYPING_EVERY = 3000; // ms between "I'm typing" calls while the composer has input
 
 export function mountConversation(root, { params, me }) {
   const id = params.id;
@@ -37,6 +39,10 @@ export function mountConversation(root, { params, me }) {
 
   const heading = h('h1', { class: 'conv-title', tabindex: '-1', text: '…' });
   const headerAvatar = h('span', { class: 'conv-avatar' });
+  const headerStatus = h('p', { class: 'conv-status' });
+  let headerPresence = null;
+  const typers = new Map(); // user id -> { name, timer }
+  const typingLine = h('p', { class: 'typing-line', role: 'status', 'aria-live': 'polite' });
   const group = groupPanel(id, {
     onRenamed: (title) => {
       heading.textContent = title;
@@ -101,11 +107,12 @@ export function mountConversation(root, { params, me }) {
     h('header', { class: 'conv-header' },
       h('a', { href: '/', class: 'icon-button', 'aria-label': 'Back to conversations' }, icon('back')),
       headerAvatar,
-      heading,
+      h('div', { class: 'conv-heading' }, heading, headerStatus),
       muteButton,
       group.toggle),
     group.panel,
     h('div', { class: 'messages-wrap' }, scroller, pill),
+    typingLine,
     form,
   ));
 
@@ -244,8 +251,56 @@ export function mountConversation(root, { params, me }) {
         unseenBelow === 1 ? '1 new message' : `${unseenBelow} new messages`;
       pill.hidden = false;
     }
-    if (!msg.mine) markReadSoon();
+    if (!msg.mine) {
+      markReadSoon();
+      stopTyping(msg.senderId); // their message ends their typing
+    }
     updateSeenBy();
+  }
+
+  // ---- typing -----------------------------------------------------------------------------
+
+  function renderTyping() {
+    const names = [...typers.values()].map((t) => t.name);
+    let text = '';
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = `${names.length} people are typing…`;
+    typingLine.textContent = text;
+    typingLine.classList.toggle('active', Boolean(text));
+  }
+
+  function stopTyping(userId) {
+    const typer = typers.get(userId);
+    if (!typer) return;
+    clearTimeout(typer.timer);
+    typers.delete(userId);
+    renderTyping();
+  }
+
+  function onTyping(t) {
+    if (t.conversationId !== id) return;
+    if (!t.typing) {
+      stopTyping(t.userId);
+      return;
+    }
+    clearTimeout(typers.get(t.userId)?.timer);
+    const name = t.username || names.get(t.userId) || other?.username || 'Someone';
+    // It lapses unless renewed: the sender repeats the call while typing.
+    const timer = setTimeout(() => stopTyping(t.userId), t.expiresInMs || 6000);
+    typers.set(t.userId, { name, timer });
+    renderTyping();
+  }
+
+  let typingSentAt = 0;
+  function noteTyping() {
+    if (!textarea.value.trim()) return;
+    const now = Date.now();
+    if (now - typingSentAt < TYPING_EVERY) return;
+    typingSentAt = now;
+    api.typing(id).catch(() => {
+      // best effort: a 429 or a blip only costs the indicator
+    });
   }
 
   // ---- loading ----------------------------------------------------------------------------
@@ -271,6 +326,12 @@ export function mountConversation(root, { params, me }) {
       }
       heading.textContent = other.username;
       headerAvatar.replaceChildren(avatar(other, 'sm'));
+      if (conv.kind !== 'group' && conv.otherParticipant?.id) {
+        seed(conv.otherParticipant);
+        headerPresence?.dispose();
+        headerPresence = presenceIndicator(conv.otherParticipant.id);
+        headerStatus.replaceChildren(headerPresence.el);
+      }
       scroller.setAttribute('aria-label', `Messages with ${other.username}`);
       setPageTitle(other.username);
       const page = await api.messages(id); // also marks the conversation read
@@ -425,6 +486,7 @@ export function mountConversation(root, { params, me }) {
       const msg = await api.sendMessage(id, content, replyingTo?.id);
       if (!alive) return;
       setReply(null);
+      typingSentAt = 0; // the message ended it; the next keystroke starts anew
       textarea.value = '';
       autosize();
       updateCounter();
@@ -453,6 +515,7 @@ export function mountConversation(root, { params, me }) {
     if (error.textContent) showError('');
     autosize();
     updateCounter();
+    noteTyping();
   });
   form.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -511,6 +574,7 @@ export function mountConversation(root, { params, me }) {
     if (msg.conversationId === id) addLive(msg);
   });
   const offReset = stream.on('reset', catchUp);
+  const offTyping = stream.on('typing', onTyping);
   document.addEventListener('visibilitychange', onVisibility);
 
   // ---- a message's lifecycle ----------------------------------------------------------------
@@ -601,6 +665,9 @@ export function mountConversation(root, { params, me }) {
   function cleanup() {
     alive = false;
     closeMenus();
+    offTyping();
+    for (const t of typers.values()) clearTimeout(t.timer);
+    headerPresence?.dispose();
     offMessage();
     offChange();
     offReset();

@@ -3,6 +3,7 @@ import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { compareIds, fullTime, relativeTime } from '../format.js';
 import * as notify from '../notify.js';
+import { presenceIndicator, seed } from '../presence.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
@@ -61,6 +62,11 @@ export function mountHome(root, { me } = {}) {
 
   function makeRow(conv) {
     const other = displayPeer(conv);
+    // A direct conversation shows the other person's presence beside the name: a dot and
+    // "online" / "away" / "last seen …".
+    const person = conv.kind !== 'group' && conv.otherParticipant?.id ? conv.otherParticipant : null;
+    if (person) seed(person);
+    const indicator = person ? presenceIndicator(person.id) : null;
     const parts = {
       preview: h('span', { class: 'preview' }),
       time: h('time', { class: 'time' }),
@@ -72,16 +78,19 @@ export function mountHome(root, { me } = {}) {
       h('a', { href: `/c/${encodeURIComponent(conv.id)}`, class: 'conversation-link' },
         avatar(other),
         h('span', { class: 'row-body' },
-          h('span', { class: 'row-top' }, h('span', { class: 'name', text: other.username }), parts.time),
+          h('span', { class: 'row-top' },
+            h('span', { class: 'name-line' }, h('span', { class: 'name', text: other.username }), indicator?.el),
+            parts.time),
           h('span', { class: 'row-bottom' }, parts.preview, parts.badge, parts.marker),
         )));
-    const entry = { conv, li, parts };
+    const entry = { conv, li, parts, dispose: () => indicator?.dispose() };
     renderRow(entry);
     return entry;
   }
 
   function showList(conversations, { replace }) {
     if (replace) {
+      for (const entry of rows.values()) entry.dispose();
       rows.clear();
       list.replaceChildren();
     }
@@ -169,6 +178,7 @@ export function mountHome(root, { me } = {}) {
 
   return () => {
     alive = false;
+    for (const entry of rows.values()) entry.dispose();
     offMessage();
     offReset();
     offChange();

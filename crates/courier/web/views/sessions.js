@@ -28,6 +28,7 @@ export function mountSessions(root, { signOutEverywhere }) {
     h('p', { class: 'muted lead', text: 'The devices where you’re signed in to Courier. If you don’t recognise one, sign it out.' }),
     status,
     list,
+    privacySettings(),
     h('div', { class: 'danger-zone' },
       everywhere,
       h('p', { class: 'hint', text: 'Signs out every device, including this one.' })),
@@ -149,4 +150,36 @@ export function mountSessions(root, { signOutEverywhere }) {
     clearInterval(ticker);
     if (dialog.open) dialog.close();
   };
+}
+
+// Whether people who share a conversation with you see when you were last online.
+function privacySettings() {
+  const box = h('input', { type: 'checkbox', id: 'show-last-seen', name: 'showLastSeen', disabled: true });
+  const status = h('p', { class: 'hint', role: 'status' });
+  box.addEventListener('change', async () => {
+    box.disabled = true;
+    status.textContent = '';
+    try {
+      const settings = await api.updateSettings({ showLastSeen: box.checked });
+      box.checked = Boolean(settings.showLastSeen);
+      status.textContent = box.checked ? 'Others can see when you were last online.' : 'Your last-seen time is hidden.';
+    } catch (err) {
+      box.checked = !box.checked;
+      status.textContent = `Not saved. ${err.message}`;
+    } finally {
+      box.disabled = false;
+    }
+  });
+  api.settings()
+    .then((settings) => {
+      box.checked = Boolean(settings.showLastSeen);
+      box.disabled = false;
+    })
+    .catch((err) => {
+      status.textContent = `Couldn't load your settings. ${err.message}`;
+    });
+  return h('section', { class: 'privacy', 'aria-labelledby': 'privacy-title' },
+    h('h2', { id: 'privacy-title', text: 'Privacy' }),
+    h('div', { class: 'checkbox-field' }, box, h('label', { for: 'show-last-seen', text: 'Show when I was last online' })),
+    status);
 }

@@ -1,0 +1,338 @@
+//! `signals`: typing and presence must never slow messages. Message latency is measured as in
+//! `latency` (P pairs, open-loop rate R, from each message's scheduled send time to its
+//! arrival on the recipient's stream), in rounds that alternate:
+//! - **quiet**: messages only;
+//! - **loaded**: the same, plus a typing storm (every sender and receiver, 2P people, calls
+//!   `POST /typing` in their conversation once a second, so each receiver's stream also
+//!   carries its partner's typing events) and presence churn (C churn users, each in a direct
+//!   conversation with a receiver, open a stream, hold it H s, drop it and stay away G s:
+//!   C/(H+G) connects and as many disconnects per second; with G longer than the server's
+//!   `--presence-grace` every cycle is a real online → offline change announced to a
+//!   measured stream).
+//!
+//! Reports each round's p99, the median of the quiet and of the loaded p99s, their ratio, and
+//! messages lost (sent but never delivered) in any round.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use reqwest::Client;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::latency::{Pair, measure};
+use crate::client::{Nodes, SseStream, StreamTarget, bearer, conversations_many, login_many};
+use crate::report::{Report, spawn_progress};
+use crate::{Common, SignalsArgs};
+
+#[derive(Default)]
+struct LoadCounters {
+    typing_ok: AtomicU64,
+    typing_limited: AtomicU64,
+    typing_errors: AtomicU64,
+    connects: AtomicU64,
+    connect_errors: AtomicU64,
+    signal_events: AtomicU64,
+}
+
+struct Typist {
+    url: String,
+    auth: HeaderValue,
+}
+
+/// Runs the typing storm and the presence churn until `stop`.
+fn start_load(
+    client: &Client,
+    typists: &Arc<Vec<Typist>>,
+    churners: &Arc<Vec<StreamTarget>>,
+    args: &SignalsArgs,
+    counters: &Arc<LoadCounters>,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let every = Duration::from_secs_f64(1.0 / args.typing_rate);
+    for i in 0..typists.len() {
+        let (client, typists, counters, stop) = (
+            client.clone(),
+            typists.clone(),
+            counters.clone(),
+            stop.clone(),
+        );
+        // Phases spread evenly over the interval: a steady storm, not a pulse.
+        let phase = every.mul_f64(i as f64 / typists.len() as f64);
+        tasks.push(tokio::spawn(async move {
+            let t = &typists[i];
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let sent = client
+                    .post(&t.url)
+                    .header(AUTHORIZATION, t.auth.clone())
+                    .send()
+                    .await;
+                let counter = match sent.map(|r| r.status().as_u16()) {
+                    Ok(204) => &counters.typing_ok,
+                    Ok(429) => &counters.typing_limited,
+                    _ => &counters.typing_errors,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let (hold, gap) = (
+        Duration::from_secs_f64(args.churn_hold),
+        Duration::from_secs_f64(args.churn_gap),
+    );
+    let cycle = hold + gap;
+    for i in 0..churners.len() {
+        let (client, churners, counters, stop) = (
+            client.clone(),
+            churners.clone(),
+            counters.clone(),
+            stop.clone(),
+        );
+        let phase = cycle.mul_f64(i as f64 / churners.len() as f64);
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(phase) => {}
+            }
+            loop {
+                let until = tokio::time::Instant::now() + hold;
+                match SseStream::connect(&client, &churners[i], None).await {
+                    Ok(mut stream) => {
+                        counters.connects.fetch_add(1, Ordering::Relaxed);
+                        loop {
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                _ = tokio::time::sleep_until(until) => break,
+                                event = stream.next_event() => match event {
+                                    Ok(Some(ev)) if ev.event.is_some() => {
+                                        counters.signal_events.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Ok(Some(_)) => {}
+                                    _ => break,
+                                },
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Dropped: the stream is closed; away for the gap.
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(gap) => {}
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+fn p99(point: &Value) -> Option<f64> {
+    point
+        .pointer("/e2e_from_scheduled/p99_us")
+        .and_then(Value::as_f64)
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
+}
+
+pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
+    crate::raise_nofile();
+    let client = crate::client::http_client(None)?;
+    let urls = common.base_urls();
+    let nodes = Nodes::new(&client, &urls)?;
+    let prefix = common.prefix();
+    let p = args.pairs;
+    eprintln!(
+        "signals: prefix {prefix}, {p} pairs at {} msg/s, {}s per round, {} rounds; load: {} typists at {}/s, {} churn users ({}s on, {}s off)",
+        args.rate,
+        args.duration,
+        args.rounds,
+        2 * p,
+        args.typing_rate,
+        args.churn_users,
+        args.churn_hold,
+        args.churn_gap
+    );
+    let senders = login_many(
+        &nodes,
+        (0..p).map(|i| format!("{prefix}_s{i}")).collect(),
+        32,
+    )
+    .await?;
+    let receivers = login_many(
+        &nodes,
+        (0..p).map(|i| format!("{prefix}_r{i}")).collect(),
+        32,
+    )
+    .await?;
+    let churn = login_many(
+        &nodes,
+        (0..args.churn_users)
+            .map(|i| format!("{prefix}_c{i}"))
+            .collect(),
+        32,
+    )
+    .await?;
+    let convs = conversations_many(
+        &nodes,
+        senders
+            .iter()
+            .zip(&receivers)
+            .map(|(s, r)| (s.token.clone(), r.username.clone()))
+            .collect(),
+        32,
+    )
+    .await?;
+    // Each churn user shares a conversation with a receiver: their comings and goings are
+    // announced on the measured streams.
+    conversations_many(
+        &nodes,
+        churn
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.token.clone(), receivers[i % p].username.clone()))
+            .collect(),
+        32,
+    )
+    .await?;
+    let pairs: Vec<Pair> = (0..p)
+        .map(|i| {
+            Ok(Pair {
+                post: nodes
+                    .get(i + 1)
+                    .messages_target(&convs[i], &senders[i].token)?,
+                stream: nodes.get(i).stream_target(&receivers[i].token)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut typists = Vec::with_capacity(2 * p);
+    for (i, conv) in convs.iter().enumerate() {
+        for (node, who) in [(i + 1, &senders[i]), (i, &receivers[i])] {
+            typists.push(Typist {
+                url: nodes
+                    .get(node)
+                    .url(&format!("/api/conversations/{conv}/typing")),
+                auth: bearer(&who.token)?,
+            });
+        }
+    }
+    let typists = Arc::new(typists);
+    let churners: Arc<Vec<StreamTarget>> = Arc::new(
+        churn
+            .iter()
+            .enumerate()
+            .map(|(i, c)| nodes.get(i).stream_target(&c.token))
+            .collect::<Result<_>>()?,
+    );
+
+    let duration = Duration::from_secs_f64(args.duration);
+    let grace = Duration::from_secs_f64(args.grace);
+    let settle = Duration::from_secs_f64(args.settle);
+    let (mut quiet, mut loaded, mut load) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let label = format!("quiet {}", round + 1);
+        let point = measure(&client, &pairs, &[args.rate], duration, grace, &label).await?;
+        quiet.extend(point);
+        tokio::time::sleep(settle).await;
+
+        let counters = Arc::new(LoadCounters::default());
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let tasks = start_load(&client, &typists, &churners, args, &counters, &stop);
+        let prog = {
+            let counters = counters.clone();
+            spawn_progress(format!("load {}", round + 1), move || {
+                format!(
+                    "typing ok={} limited={} errors={} connects={} signals seen by churners={}",
+                    counters.typing_ok.load(Ordering::Relaxed),
+                    counters.typing_limited.load(Ordering::Relaxed),
+                    counters.typing_errors.load(Ordering::Relaxed),
+                    counters.connects.load(Ordering::Relaxed),
+                    counters.signal_events.load(Ordering::Relaxed),
+                )
+            })
+        };
+        // Let the storm and the churn reach their steady rate before measuring.
+        tokio::time::sleep(settle).await;
+        let label = format!("loaded {}", round + 1);
+        let point = measure(&client, &pairs, &[args.rate], duration, grace, &label).await;
+        stop.cancel();
+        prog.abort();
+        for task in tasks {
+            let _ = task.await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        load.push(json!({
+            "seconds": (secs * 10.0).round() / 10.0,
+            "typing_calls_per_s": ((get(&counters.typing_ok) + get(&counters.typing_limited) + get(&counters.typing_errors)) as f64 / secs).round(),
+            "typing_ok": get(&counters.typing_ok),
+            "typing_limited": get(&counters.typing_limited),
+            "typing_errors": get(&counters.typing_errors),
+            "stream_connects_per_s": (get(&counters.connects) as f64 / secs).round(),
+            "stream_connect_errors": get(&counters.connect_errors),
+            "signals_seen_by_churn_streams": get(&counters.signal_events),
+        }));
+        loaded.extend(point?);
+        // The churn's last streams go offline after the server's grace period.
+        tokio::time::sleep(settle).await;
+    }
+
+    let quiet_p99 = median(quiet.iter().filter_map(p99).collect());
+    let loaded_p99 = median(loaded.iter().filter_map(p99).collect());
+    let lost: u64 = quiet
+        .iter()
+        .chain(&loaded)
+        .filter_map(|pt| pt["lost"].as_u64())
+        .sum();
+    let ratio = match (quiet_p99, loaded_p99) {
+        (Some(q), Some(l)) if q > 0.0 => Some((l / q * 1000.0).round() / 1000.0),
+        _ => None,
+    };
+    eprintln!(
+        "signals: message p99 quiet {quiet_p99:?} µs, loaded {loaded_p99:?} µs, ratio {ratio:?}, lost {lost}"
+    );
+    let report = Report {
+        scenario: "signals".into(),
+        base_url: common.base_url.clone(),
+        params: json!({
+            "pairs": p, "rate": args.rate, "duration_s": args.duration, "rounds": args.rounds,
+            "typists": 2 * p, "typing_rate": args.typing_rate, "churn_users": args.churn_users,
+            "churn_hold_s": args.churn_hold, "churn_gap_s": args.churn_gap,
+            "prefix": prefix, "base_urls": urls,
+        }),
+        figures: json!({
+            "quiet": quiet,
+            "loaded": loaded,
+            "load": load,
+            "p99_us_quiet_median": quiet_p99,
+            "p99_us_loaded_median": loaded_p99,
+            "lost": lost,
+        }),
+        ceiling: Value::Null,
+        ratios: json!({ "p99_loaded_vs_quiet": ratio }),
+    };
+    report.emit(common.out.as_deref())
+}
