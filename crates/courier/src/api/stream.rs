@@ -1,6 +1,6 @@
 //! `GET /api/messages`: the user's realtime stream, framed as Server-Sent Events.
 
-use super::extract::{AuthUser, query_param};
+use super::extract::{AppJson, AuthUser, query_param};
 use super::wire::{ChangeJson, DeliveredJson, MessageJson, PresenceJson, TypingJson};
 use super::{ApiError, ApiState};
 use crate::realtime::{Frame, Published};
@@ -10,14 +10,35 @@ use axum::extract::State;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::convert::Infallible;
 use std::sync::OnceLock;
 
 pub fn router() -> Router<ApiState> {
-    Router::new().route("/messages", get(stream_messages))
+    Router::new()
+        .route("/messages", get(stream_messages))
+        .route("/ack", post(acknowledge))
+}
+
+#[derive(serde::Deserialize)]
+struct AckBody {
+    #[serde(default)]
+    cursor: String,
+}
+
+/// `POST /api/ack {"cursor"}`: this device has processed its stream up to the cursor.
+async fn acknowledge(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppJson(body): AppJson<AckBody>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state
+        .messenger
+        .acknowledge(me.id, &me.session, &body.cursor)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 async fn stream_messages(

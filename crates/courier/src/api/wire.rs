@@ -1,8 +1,8 @@
 //! camelCase wire shapes of the seed API: string ids, RFC 3339 UTC times with milliseconds.
 
 use crate::model::{
-    Change, ConversationEvent, ConversationView, Member, Message, PresenceChange, Quote, Reaction,
-    Typing, User, UserId,
+    Change, ConversationEvent, ConversationView, Member, Message, MessageId, PresenceChange, Quote,
+    Reaction, Typing, User, UserId,
 };
 use crate::service::PresenceView;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -171,6 +171,19 @@ pub struct ConversationJson<'a> {
     /// conversation, groups of up to 20) where each has read to. Receipts are mutual.
     pub last_message_read_by: i64,
     pub read_positions: Option<Vec<ReadPositionJson>>,
+    /// Delivered receipts: how many other members have the last message on a device, and
+    /// (like `readPositions`) how far each has the conversation.
+    pub last_message_delivered_to: i64,
+    pub delivered_positions: Option<Vec<ReadPositionJson>>,
+}
+
+fn positions(all: &[(UserId, MessageId)]) -> Vec<ReadPositionJson> {
+    all.iter()
+        .map(|(user, message)| ReadPositionJson {
+            user_id: user.to_string(),
+            message_id: message.to_string(),
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -207,14 +220,9 @@ impl<'a> ConversationJson<'a> {
             history: c.history.as_str(),
             muted: c.muted,
             last_message_read_by: c.last_message_read_by,
-            read_positions: c.read_positions.as_ref().map(|all| {
-                all.iter()
-                    .map(|(user, message)| ReadPositionJson {
-                        user_id: user.to_string(),
-                        message_id: message.to_string(),
-                    })
-                    .collect()
-            }),
+            read_positions: c.read_positions.as_deref().map(positions),
+            last_message_delivered_to: c.last_message_delivered_to,
+            delivered_positions: c.delivered_positions.as_deref().map(positions),
         }
     }
 }

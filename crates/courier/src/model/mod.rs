@@ -88,6 +88,11 @@ pub struct ConversationView {
     /// Where each other member has read to (`READ_POSITIONS_MAX` members at most; `None`
     /// in lists and in larger groups, where only `last_message_read_by` is given).
     pub read_positions: Option<Vec<(UserId, MessageId)>>,
+    /// How many other members have the last message on a device (or have read it).
+    pub last_message_delivered_to: i64,
+    /// How far each other member has the conversation on a device; like `read_positions`,
+    /// only for one conversation of up to `READ_POSITIONS_MAX` members.
+    pub delivered_positions: Option<Vec<(UserId, MessageId)>>,
 }
 
 /// A conversation lists each member's read position up to this size; larger groups get only

@@ -20,9 +20,9 @@ pub use tokens::{Claims, TokenError, Tokens};
 
 use crate::bus::Bus;
 use crate::model::{
-    ChangeRequest, ConversationId, ConversationView, Emoji, Event, History, Member, Message,
-    MessageContent, MessageId, MessageOp, Op, Quote, Refusal, Role, Title, User, UserId, Username,
-    UsernameError,
+    ChangeRequest, ConversationId, ConversationView, Cursor, CursorError, Delivered, Emoji, Event,
+    EventKind, History, Member, Message, MessageContent, MessageId, MessageOp, Op, Quote, Refusal,
+    Role, Title, User, UserId, Username, UsernameError,
 };
 use crate::store::{Changed, NewMessage, Store, StoreError};
 use std::sync::Arc;
@@ -706,6 +706,41 @@ impl Messenger {
             .set_muted(me, conversation, muted)
             .await
             .map_err(ServiceError::from_store("conversation"))
+    }
+
+    /// A device of the caller has processed its stream up to `raw_cursor`: a delivered
+    /// receipt. Senders of messages it newly delivered hear of it live (an ephemeral event;
+    /// Conversation JSON holds the state for whoever reconnects).
+    pub async fn acknowledge(
+        &self,
+        me: UserId,
+        device: &str,
+        raw_cursor: &str,
+    ) -> ServiceResult<()> {
+        let cursor = Cursor::parse(raw_cursor).map_err(|e| ServiceError::invalid("cursor", e))?;
+        if cursor.instance != self.store.instance_id() {
+            return Err(ServiceError::invalid("cursor", CursorError::OtherServer));
+        }
+        let deliveries = self
+            .store
+            .acknowledge(me, device, cursor.position)
+            .await
+            .map_err(ServiceError::from_store("user"))?;
+        for delivery in deliveries {
+            let receipt = Delivered {
+                conversation_id: delivery.conversation,
+                user_id: me,
+                message_id: delivery.message,
+            };
+            let event = Arc::new(Event::signal(
+                EventKind::Delivered(receipt),
+                [delivery.sender],
+            ));
+            if let Err(e) = self.bus.publish(event).await {
+                tracing::debug!(error = %e, "delivered receipt not published; it is in the store");
+            }
+        }
+        Ok(())
     }
 
     /// The caller's own settings.

@@ -386,3 +386,90 @@ where
         .map(|row| Ok((row.text(0)?, super::log::user_at(row, 1)?)))
         .collect()
 }
+
+/// Per conversation and sender, the newest message from someone else that lies in
+/// `($2, $3]` of `$1`'s inbox.
+const NEWLY_DELIVERED: &str = "
+    SELECT m.conversation_id, m.sender_id, MAX(m.id)
+    FROM member_spans s
+    JOIN messages m ON m.conversation_id = s.conversation_id AND m.id >= s.from_position
+                   AND (s.to_position IS NULL OR m.id <= s.to_position)
+    WHERE s.user_id = $1 AND m.id > $2 AND m.id <= $3 AND m.sender_id <> $1
+    GROUP BY m.conversation_id, m.sender_id";
+
+/// `Store::acknowledge` on either backend, in one transaction: the device's row, the person's
+/// delivered position (only forward), then what moved.
+pub async fn acknowledge<DB>(
+    conn: &mut DB::Connection,
+    user: UserId,
+    device: &str,
+    position: MessageId,
+    now: i64,
+) -> Result<Vec<crate::store::Delivery>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    // Takes the person's row lock first (a no-op update: PostgreSQL locks the row, SQLite's
+    // immediate transaction already holds the file), so two devices acknowledging at once
+    // cannot both report the same deliveries.
+    sqlx::query::<DB>("UPDATE users SET delivered_position = delivered_position WHERE id = $1")
+        .bind(user.0)
+        .execute(&mut *conn)
+        .await?;
+    // Nobody acknowledges what is not in their inbox yet.
+    let head = sqlx::query::<DB>(super::log::INBOX_HEAD)
+        .bind(user.0)
+        .fetch_one(&mut *conn)
+        .await?
+        .int(0)?;
+    let position = position.0.min(head);
+    sqlx::query::<DB>(
+        "INSERT INTO device_acks (user_id, device, position, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, device) DO UPDATE SET
+             position = CASE WHEN excluded.position > device_acks.position
+                             THEN excluded.position ELSE device_acks.position END,
+             updated_at = excluded.updated_at",
+    )
+    .bind(user.0)
+    .bind(device.to_owned())
+    .bind(position)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let before = sqlx::query::<DB>("SELECT delivered_position FROM users WHERE id = $1")
+        .bind(user.0)
+        .fetch_one(&mut *conn)
+        .await?
+        .int(0)?;
+    if position <= before {
+        return Ok(Vec::new());
+    }
+    sqlx::query::<DB>("UPDATE users SET delivered_position = $2 WHERE id = $1")
+        .bind(user.0)
+        .bind(position)
+        .execute(&mut *conn)
+        .await?;
+    let rows = sqlx::query::<DB>(NEWLY_DELIVERED)
+        .bind(user.0)
+        .bind(before)
+        .bind(position)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(crate::store::Delivery {
+                conversation: ConversationId(row.int(0)?),
+                sender: UserId(row.int(1)?),
+                message: MessageId(row.int(2)?),
+            })
+        })
+        .collect()
+}

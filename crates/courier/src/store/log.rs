@@ -118,6 +118,8 @@ where
         muted: row.int(10)? != 0,
         last_message_read_by: row.int(20)?,
         read_positions: None,
+        last_message_delivered_to: row.int(21)?,
+        delivered_positions: None,
     })
 }
 
@@ -144,6 +146,16 @@ pub const READ_POSITIONS: &str = "
     WHERE o.conversation_id = $1 AND o.user_id <> $2 AND ou.read_receipts <> 0
       AND (SELECT me.read_receipts FROM users me WHERE me.id = $2) <> 0
     ORDER BY o.last_read_message_id DESC, o.user_id LIMIT $3";
+
+/// How far each other member of `$1` (not `$2`) has the conversation on a device (delivered,
+/// or read), at most `$3`.
+pub const DELIVERED_POSITIONS: &str = "
+    SELECT o.user_id,
+           CASE WHEN ou.delivered_position > o.last_read_message_id
+                THEN ou.delivered_position ELSE o.last_read_message_id END
+    FROM participants o JOIN users ou ON ou.id = o.user_id
+    WHERE o.conversation_id = $1 AND o.user_id <> $2
+    ORDER BY o.user_id LIMIT $3";
 
 /// `$2`'s read marker in `$1`, the conversation's newest message (0 if none), and whether
 /// `$2` shares read receipts.
@@ -247,7 +259,8 @@ pub const INBOX_CHANGES: &str = "
 /// Columns: 0 id, 1 kind, 2 title, 3 member_count, 4 history, 5 role, 6 last read seq,
 /// 7..=9 the other participant (direct only), 10 muted, 11 the last message's seq,
 /// 12..=19 the last message (`MESSAGE_COLUMNS`), 20 how many other members have read it (0
-/// when the viewer does not share read receipts: receipts are mutual).
+/// when the viewer does not share read receipts: receipts are mutual), 21 how many have it on
+/// a device (delivered; reading counts).
 pub const CONVERSATION_VIEW: &str = "
     SELECT c.id, c.kind, c.title, c.member_count, c.history, p.role,
            COALESCE(r.seq, 0),
@@ -258,7 +271,11 @@ pub const CONVERSATION_VIEW: &str = "
            (SELECT COUNT(*) FROM participants o JOIN users ou ON ou.id = o.user_id
             WHERE o.conversation_id = c.id AND o.user_id <> p.user_id AND ou.read_receipts <> 0
               AND o.last_read_message_id >= c.last_message_id
-              AND (SELECT me.read_receipts FROM users me WHERE me.id = p.user_id) <> 0)
+              AND (SELECT me.read_receipts FROM users me WHERE me.id = p.user_id) <> 0),
+           (SELECT COUNT(*) FROM participants o JOIN users ou ON ou.id = o.user_id
+            WHERE o.conversation_id = c.id AND o.user_id <> p.user_id
+              AND (ou.delivered_position >= c.last_message_id
+                   OR o.last_read_message_id >= c.last_message_id))
     FROM participants p
     JOIN conversations c ON c.id = p.conversation_id
     LEFT JOIN users u ON c.kind = 'direct' AND u.id =

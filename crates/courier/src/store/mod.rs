@@ -77,6 +77,14 @@ pub struct PushTarget {
     pub hide_content: bool,
 }
 
+/// Messages of `sender` in `conversation` up to `message` just reached a device of `user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub conversation: ConversationId,
+    pub sender: UserId,
+    pub message: MessageId,
+}
+
 /// A committed change event and who receives it (the members at its position).
 #[derive(Debug, Clone)]
 pub struct Changed {
@@ -153,6 +161,16 @@ pub trait Store: AccountStore + PresenceStore + Send + Sync + 'static {
         conversation: ConversationId,
         muted: bool,
     ) -> StoreResult<()>;
+    /// Records that `device` of `user` has received their stream up to `position` (clamped to
+    /// their inbox head). When that moves the person's delivered position, returns what it
+    /// newly delivered: per conversation and sender, the newest such message (senders other
+    /// than the user only).
+    async fn acknowledge(
+        &self,
+        user: UserId,
+        device: &str,
+        position: MessageId,
+    ) -> StoreResult<Vec<Delivery>>;
     /// Whether the user shares read receipts (and so sees others').
     async fn read_receipts(&self, user: UserId) -> StoreResult<bool>;
     async fn set_read_receipts(&self, user: UserId, on: bool) -> StoreResult<()>;

@@ -381,6 +381,19 @@ impl Store for SqliteStore {
                     .map(|(u, m)| (UserId(u), MessageId(m)))
                     .collect(),
             );
+            let delivered: Vec<(i64, i64)> = sqlx::query_as(log::DELIVERED_POSITIONS)
+                .bind(id.0)
+                .bind(viewer.0)
+                .bind(READ_POSITIONS_MAX)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+            view.delivered_positions = Some(
+                delivered
+                    .into_iter()
+                    .map(|(u, m)| (UserId(u), MessageId(m)))
+                    .collect(),
+            );
         }
         Ok(view)
     }
@@ -520,6 +533,25 @@ impl Store for SqliteStore {
             Ok(_) => Ok(()),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    async fn acknowledge(
+        &self,
+        user: UserId,
+        device: &str,
+        position: MessageId,
+    ) -> StoreResult<Vec<super::Delivery>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
+        let delivered =
+            lifecycle::acknowledge::<sqlx::Sqlite>(&mut tx, user, device, position, now_ms())
+                .await
+                .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(delivered)
     }
 
     async fn read_receipts(&self, user: UserId) -> StoreResult<bool> {
