@@ -110,6 +110,8 @@ export const api = {
   deleteMessage: (id, messageId) => request('DELETE', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`),
   react: (id, messageId, emoji, on) =>
     request(on ? 'PUT' : 'DELETE', `/api/conversations/${enc(id)}/messages/${enc(messageId)}/reactions/${enc(emoji)}`),
+  // This device has loaded the conversations: everything up to now is delivered to it.
+  ackNow: () => request('POST', '/api/ack', {}, { quiet401: true }),
   markRead: (id) => request('POST', `/api/conversations/${enc(id)}/read_messages`),
   typing: (id) => request('POST', `/api/conversations/${enc(id)}/typing`),
   reportPresence: (state) => request('PUT', '/api/presence', { state }),

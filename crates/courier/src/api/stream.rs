@@ -25,10 +25,11 @@ pub fn router() -> Router<ApiState> {
 #[derive(serde::Deserialize)]
 struct AckBody {
     #[serde(default)]
-    cursor: String,
+    cursor: Option<String>,
 }
 
-/// `POST /api/ack {"cursor"}`: this device has processed its stream up to the cursor.
+/// `POST /api/ack {"cursor"}`: this device has processed its stream up to the cursor; without
+/// a cursor, it has just loaded the user's conversations and so has everything up to now.
 async fn acknowledge(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -36,7 +37,7 @@ async fn acknowledge(
 ) -> Result<axum::http::StatusCode, ApiError> {
     state
         .messenger
-        .acknowledge(me.id, &me.session, &body.cursor)
+        .acknowledge(me.id, &me.session, body.cursor.as_deref())
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -708,22 +708,30 @@ impl Messenger {
             .map_err(ServiceError::from_store("conversation"))
     }
 
-    /// A device of the caller has processed its stream up to `raw_cursor`: a delivered
-    /// receipt. Senders of messages it newly delivered hear of it live (an ephemeral event;
+    /// A device of the caller has processed its stream up to `raw_cursor` (without one: it
+    /// has just loaded the conversations, so everything up to now): a delivered receipt.
+    /// Senders of messages it newly delivered hear of it live (an ephemeral event;
     /// Conversation JSON holds the state for whoever reconnects).
     pub async fn acknowledge(
         &self,
         me: UserId,
         device: &str,
-        raw_cursor: &str,
+        raw_cursor: Option<&str>,
     ) -> ServiceResult<()> {
-        let cursor = Cursor::parse(raw_cursor).map_err(|e| ServiceError::invalid("cursor", e))?;
-        if cursor.instance != self.store.instance_id() {
-            return Err(ServiceError::invalid("cursor", CursorError::OtherServer));
-        }
+        // The store clamps a position to the inbox head.
+        let position = match raw_cursor {
+            None => MessageId(i64::MAX),
+            Some(raw) => {
+                let cursor = Cursor::parse(raw).map_err(|e| ServiceError::invalid("cursor", e))?;
+                if cursor.instance != self.store.instance_id() {
+                    return Err(ServiceError::invalid("cursor", CursorError::OtherServer));
+                }
+                cursor.position
+            }
+        };
         let deliveries = self
             .store
-            .acknowledge(me, device, cursor.position)
+            .acknowledge(me, device, position)
             .await
             .map_err(ServiceError::from_store("user"))?;
         for delivery in deliveries {

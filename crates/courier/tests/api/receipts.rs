@@ -221,3 +221,150 @@ async fn settings_need_a_session_and_a_boolean_and_strangers_cannot_mark_read() 
     let stranger = app.post(&path, &eve).send().await.unwrap();
     assert_eq!(stranger.status(), StatusCode::NOT_FOUND);
 }
+
+impl TestApp {
+    async fn ack(&self, user: &TestUser, cursor: &str) -> (StatusCode, Value) {
+        self.group_call(
+            Method::POST,
+            "/api/ack",
+            user,
+            Some(json!({ "cursor": cursor })),
+        )
+        .await
+    }
+}
+
+/// The next `delivered` signal, skipping everything else.
+async fn next_delivered(stream: &mut SseStream) -> SseEvent {
+    loop {
+        let event = stream.next_event(PATIENCE).await.expect("an event in time");
+        if event.event.as_deref() == Some("delivered") {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_acknowledged_stream_position_tells_the_sender_once_and_is_kept_as_state() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let c = app.conversation_between(&alice, &bob).await;
+    let mut alices = app.stream(&alice, None).await;
+    let mut bobs = app.stream(&bob, None).await;
+    let sent = app.send_message(&alice, &c, "arrived?").await;
+    let got = bobs.next_message().await;
+    assert_eq!(got["id"], sent["id"]);
+    let cursor = bobs.last_id.clone().expect("the message's cursor");
+
+    let (status, body) = app.ack(&bob, &cursor).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let delivered = next_delivered(&mut alices).await;
+    assert_eq!(
+        delivered.id, None,
+        "a delivered receipt is a signal, not a log entry"
+    );
+    let data = delivered.json();
+    assert_eq!(data["conversationId"], c.as_str());
+    assert_eq!(data["userId"], bob.id.as_str());
+    assert_eq!(data["messageId"], sent["id"]);
+    let view = app.conversation_json(&alice, &c).await;
+    assert_eq!(view["lastMessageDeliveredTo"], 1);
+    assert_eq!(view["lastMessageReadBy"], 0, "delivered is not read");
+    assert_eq!(
+        view["deliveredPositions"],
+        json!([{ "userId": bob.id, "messageId": sent["id"] }])
+    );
+
+    // The same position again (another tab of the same browser) tells nobody anything.
+    assert_eq!(app.ack(&bob, &cursor).await.0, StatusCode::NO_CONTENT);
+    app.send_message(&bob, &c, "marker").await;
+    loop {
+        let event = alices.next_event(PATIENCE).await.unwrap();
+        assert_ne!(event.event.as_deref(), Some("delivered"), "{event:?}");
+        if event.event.is_none() {
+            assert_eq!(event.json()["content"], "marker");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_acknowledgement_past_the_inbox_counts_only_what_was_there() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let c = app.conversation_between(&alice, &bob).await;
+    app.send_message(&alice, &c, "first").await;
+    let mut bobs = app.stream(&bob, None).await;
+    let open = bobs.next_block(PATIENCE).await.unwrap().id.unwrap();
+    let instance = open.rsplit_once('-').unwrap().0.to_owned();
+    let (status, _) = app.ack(&bob, &format!("{instance}-999999")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    app.send_message(&alice, &c, "later").await;
+    let view = app.conversation_json(&alice, &c).await;
+    assert_eq!(
+        view["lastMessageDeliveredTo"], 0,
+        "the future was not acknowledged"
+    );
+
+    for bad in ["", "nonsense", "other-5", &format!("{instance}-x")] {
+        let (status, body) = app.ack(&bob, bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {body}");
+        assert!(body["errors"]["cursor"].is_string(), "{body}");
+    }
+    let anonymous = app
+        .client
+        .post(app.url("/api/ack"))
+        .json(&json!({ "cursor": open }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_group_counts_the_members_who_have_a_message_on_a_device() {
+    let app = spawn_app().await;
+    let owner = app.login("owner").await;
+    let ann = app.login("ann").await;
+    let ben = app.login("ben").await;
+    let group = app.create_group(&owner, &[&ann, &ben], "Ticks").await;
+    let g = group["id"].as_str().unwrap();
+    let mut owners = app.stream(&owner, None).await;
+    let mut anns = app.stream(&ann, None).await;
+    let mut bens = app.stream(&ben, None).await;
+    let sent = app.send_message(&owner, g, "roll call").await;
+    for (person, stream) in [(&ann, &mut anns), (&ben, &mut bens)] {
+        loop {
+            let event = stream.next_event(PATIENCE).await.unwrap();
+            if event.event.is_none() {
+                break;
+            }
+        }
+        let cursor = stream.last_id.clone().unwrap();
+        assert_eq!(app.ack(person, &cursor).await.0, StatusCode::NO_CONTENT);
+        let delivered = next_delivered(&mut owners).await.json();
+        assert_eq!(delivered["userId"], person.id.as_str());
+        assert_eq!(delivered["messageId"], sent["id"]);
+    }
+    let view = app.conversation_json(&owner, g).await;
+    assert_eq!(view["lastMessageDeliveredTo"], 2);
+}
+
+#[tokio::test]
+async fn an_acknowledgement_without_a_cursor_covers_everything_up_to_now() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let c = app.conversation_between(&alice, &bob).await;
+    let sent = app.send_message(&alice, &c, "while you were away").await;
+    let mut alices = app.stream(&alice, None).await;
+    // Bob's app has just loaded his conversations: it has that message.
+    let (status, body) = app
+        .group_call(Method::POST, "/api/ack", &bob, Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let delivered = next_delivered(&mut alices).await.json();
+    assert_eq!(delivered["messageId"], sent["id"]);
+}

@@ -30,6 +30,7 @@ export function mountConversation(root, { params, me }) {
   // Receipts: where each other member has read to, and (groups past 20) only how many have
   // read the newest message. Delivered positions arrive the same way.
   const readBy = new Map(); // user id -> message id
+  const deliveredTo = new Map(); // user id -> message id (on one of their devices)
   let memberCount = 2;
   let lastReadByCount = 0;
   let unseenBelow = 0;
@@ -152,11 +153,20 @@ export function mountConversation(root, { params, me }) {
     const others = Math.max(memberCount - 1, 1);
     let read = 0;
     for (const pos of readBy.values()) if (idNum(pos) >= at) read += 1;
+    let delivered = 0;
+    for (const [user, pos] of deliveredTo) {
+      if (idNum(pos) >= at || idNum(readBy.get(user) ?? '0') >= at) delivered += 1;
+    }
     if (!isGroup) {
-      return read > 0 ? { state: 'read', label: 'Read' } : { state: 'sent', label: 'Sent' };
+      if (read > 0) return { state: 'read', label: 'Read' };
+      return delivered > 0 ? { state: 'delivered', label: 'Delivered' } : { state: 'sent', label: 'Sent' };
     }
     if (read >= others) return { state: 'read', label: 'Read by everyone' };
-    return { state: 'sent', label: read > 0 ? `Read by ${read} of ${others}` : 'Sent' };
+    const readText = read > 0 ? `, read by ${read}` : '';
+    if (delivered > 0) {
+      return { state: 'delivered', label: `Delivered to ${delivered} of ${others}${readText}` };
+    }
+    return { state: 'sent', label: `Sent${readText}` };
   }
 
   function updateReceipts() {
@@ -190,6 +200,13 @@ export function mountConversation(root, { params, me }) {
     seenBy.textContent = names.length
       ? `Seen by ${names.join(', ')}${count > names.length ? ` and ${count - names.length} more` : ''}`
       : `Seen by ${count}`;
+  }
+
+  function onDelivered(d) {
+    if (d.conversationId !== id) return;
+    const before = deliveredTo.get(d.userId);
+    if (!before || idNum(d.messageId) > idNum(before)) deliveredTo.set(d.userId, d.messageId);
+    updateReceipts();
   }
 
   function onRead(change) {
@@ -317,6 +334,8 @@ export function mountConversation(root, { params, me }) {
       lastReadByCount = conv.lastMessageReadBy || 0;
       readBy.clear();
       for (const r of conv.readPositions || []) readBy.set(r.userId, r.messageId);
+      deliveredTo.clear();
+      for (const d of conv.deliveredPositions || []) deliveredTo.set(d.userId, d.messageId);
       if (conv.kind === 'group') {
         isGroup = true;
         group.toggle.hidden = false;
@@ -336,6 +355,7 @@ export function mountConversation(root, { params, me }) {
       setPageTitle(other.username);
       const page = await api.messages(id); // also marks the conversation read
       if (!alive) return;
+      api.ackNow().catch(() => {}); // and has reached this device
       const frag = document.createDocumentFragment();
       for (const msg of [...page].reverse()) {
         if (shown.has(msg.id)) continue;
@@ -574,6 +594,7 @@ export function mountConversation(root, { params, me }) {
     if (msg.conversationId === id) addLive(msg);
   });
   const offReset = stream.on('reset', catchUp);
+  const offDelivered = stream.on('delivered', onDelivered);
   const offTyping = stream.on('typing', onTyping);
   document.addEventListener('visibilitychange', onVisibility);
 
@@ -665,6 +686,7 @@ export function mountConversation(root, { params, me }) {
   function cleanup() {
     alive = false;
     closeMenus();
+    offDelivered();
     offTyping();
     for (const t of typers.values()) clearTimeout(t.timer);
     headerPresence?.dispose();

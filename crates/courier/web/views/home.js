@@ -113,6 +113,8 @@ export function mountHome(root, { me } = {}) {
       if (!alive) return;
       status.textContent = '';
       showList(conversations || [], { replace });
+      // This device now has every conversation's newest message: delivered receipts.
+      if (replace) api.ackNow().catch(() => {});
     } catch (err) {
       if (alive) status.textContent = `Couldn't load conversations. ${err.message}`;
     }
