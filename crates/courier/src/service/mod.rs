@@ -381,7 +381,7 @@ impl Messenger {
         message: MessageId,
         raw_content: &str,
     ) -> ServiceResult<Message> {
-        self.conversation(me, conversation).await?;
+        self.ensure_member(me, conversation).await?;
         let content = MessageContent::parse(raw_content, self.max_message_chars)
             .map_err(|e| ServiceError::invalid("content", e))?;
         let op = MessageOp::Edit {
@@ -412,7 +412,7 @@ impl Messenger {
         raw_emoji: &str,
         on: bool,
     ) -> ServiceResult<()> {
-        self.conversation(me, conversation).await?;
+        self.ensure_member(me, conversation).await?;
         let emoji = Emoji::parse(raw_emoji).map_err(|e| ServiceError::invalid("emoji", e))?;
         self.message_op(me, conversation, message, MessageOp::React { emoji, on })
             .await
@@ -442,6 +442,16 @@ impl Messenger {
             .reactors(me, conversation, message, 1000)
             .await
             .map_err(ServiceError::from_store("message"))
+    }
+
+    /// 404 unless `me` is a member: checked before parsing input, so a stranger learns
+    /// nothing from a validation error. One indexed row, not the whole Conversation view.
+    async fn ensure_member(&self, me: UserId, conversation: ConversationId) -> ServiceResult<()> {
+        self.store
+            .read_marker(me, conversation)
+            .await
+            .map(|_| ())
+            .map_err(ServiceError::from_store("conversation"))
     }
 
     async fn message_op(
@@ -518,7 +528,7 @@ impl Messenger {
         usernames: &[String],
     ) -> ServiceResult<Vec<User>> {
         // A stranger learns nothing, not even which usernames exist.
-        self.conversation(me, conversation).await?;
+        self.ensure_member(me, conversation).await?;
         if usernames.is_empty() {
             return Err(ServiceError::invalid("usernames", "Usernames required"));
         }
@@ -586,7 +596,7 @@ impl Messenger {
         conversation: ConversationId,
         user: UserId,
     ) -> ServiceResult<User> {
-        self.conversation(me, conversation).await?;
+        self.ensure_member(me, conversation).await?;
         self.store
             .user(user)
             .await
