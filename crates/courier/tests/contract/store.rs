@@ -777,14 +777,14 @@ async fn batched_session_touches_move_forward_and_skip_revoked_sessions(backend:
         .await
         .unwrap();
     store.touch_sessions(&[]).await.unwrap();
-    let seen = |id: &str| store.active_session(id, now);
-    assert_eq!(seen(&a).await.unwrap().last_seen_at, later);
-    assert_eq!(
-        seen(&b).await.unwrap().last_seen_at,
-        now,
-        "never moves backwards"
-    );
-    assert!(matches!(seen(&c).await, Err(StoreError::NotFound)));
+    let a = store.active_session(&a, now).await.unwrap();
+    assert_eq!(a.last_seen_at, later);
+    let b = store.active_session(&b, now).await.unwrap();
+    assert_eq!(b.last_seen_at, now, "never moves backwards");
+    assert!(matches!(
+        store.active_session(&c, now).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn an_oauth_flow_is_spent_once_on_every_node_and_purged_after_expiry(backend: &StoreBackend) {
