@@ -138,10 +138,12 @@ impl Accounts {
                     let mut touched = accounts.touched.lock().unwrap_or_else(|e| e.into_inner());
                     touched.drain().collect()
                 };
-                if !due.is_empty()
-                    && let Err(e) = accounts.store.touch_sessions(&due).await
-                {
-                    tracing::warn!(error = %e, sessions = due.len(), "could not record session activity");
+                // In chunks: one statement of thousands of rows would hold SQLite's writer
+                // (and the sends queued behind it) for milliseconds.
+                for chunk in due.chunks(crate::store::TOUCH_CHUNK) {
+                    if let Err(e) = accounts.store.touch_sessions(chunk).await {
+                        tracing::warn!(error = %e, sessions = chunk.len(), "could not record session activity");
+                    }
                 }
                 if last {
                     break;
