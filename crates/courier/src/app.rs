@@ -142,6 +142,7 @@ impl App {
             account_settings(&config),
         ));
         accounts.watch_revocations();
+        accounts.write_touches(shutdown.clone());
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Tls::Files {
                 resolver: CertResolver::open(cert.clone(), key.clone())?,

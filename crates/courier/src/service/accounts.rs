@@ -16,9 +16,14 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
 
 /// `last_seen` is written at most this often per session, so reads stay reads.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// Session touches are written at most this often, all in one statement, off the request:
+/// thousands of sessions signed in together come due together, and one write each would
+/// queue on the database (SQLite's one writer) beside the sends.
+const WRITE_TOUCHES: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a session found active is trusted without asking the store again. A revocation
 /// evicts it at once on every node (the bus carries it, see `watch_revocations`); this delay
 /// only bounds staleness if that bus event is lost.
@@ -81,6 +86,8 @@ pub struct Accounts {
     hashing: Hashing,
     /// Sessions recently found active: id → (user, expiry, when checked).
     trusted: std::sync::Mutex<HashMap<String, Trusted>>,
+    /// Sessions seen active and due a touch, not yet written (see `write_touches`).
+    touched: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
     /// Verified against when the account does not exist, so timing tells nothing.
     dummy_hash: tokio::sync::OnceCell<String>,
 }
@@ -107,8 +114,42 @@ impl Accounts {
             settings,
             checks: AtomicU64::new(0),
             trusted: Default::default(),
+            touched: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Writes the session activity `authenticate` recorded, every `WRITE_TOUCHES` and once
+    /// more at `shutdown`. Runs until then or until `self` is dropped.
+    pub fn write_touches(self: &Arc<Self>, shutdown: CancellationToken) {
+        let accounts = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(WRITE_TOUCHES);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let last = tokio::select! {
+                    _ = shutdown.cancelled() => true,
+                    _ = every.tick() => false,
+                };
+                let Some(accounts) = accounts.upgrade() else {
+                    break;
+                };
+                let due: Vec<(String, DateTime<Utc>)> = {
+                    let mut touched = accounts.touched.lock().unwrap_or_else(|e| e.into_inner());
+                    touched.drain().collect()
+                };
+                // In chunks: one statement of thousands of rows would hold SQLite's writer
+                // (and the sends queued behind it) for milliseconds.
+                for chunk in due.chunks(crate::store::TOUCH_CHUNK) {
+                    if let Err(e) = accounts.store.touch_sessions(chunk).await {
+                        tracing::warn!(error = %e, sessions = chunk.len(), "could not record session activity");
+                    }
+                }
+                if last {
+                    break;
+                }
+            }
+        });
     }
 
     /// Keeps the session cache honest across nodes: a revocation heard on the bus (from any
@@ -369,10 +410,10 @@ impl Accounts {
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::Unauthorized),
             Err(e) => return Err(ServiceError::from_store("session")(e)),
         };
-        if now - record.last_seen_at > TOUCH_EVERY
-            && let Err(e) = self.store.touch_session(&session, now, None).await
-        {
-            tracing::warn!(error = %e, "could not record session activity");
+        if now - record.last_seen_at > TOUCH_EVERY {
+            // Written by `write_touches` within a second.
+            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            touched.insert(session.clone(), now);
         }
         self.trust(&session, user, record.expires_at);
         Ok(Authenticated { user, session })

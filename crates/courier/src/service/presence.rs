@@ -269,20 +269,21 @@ impl Presence {
                         state.recent_offline.retain(|_, at| *at > written_before);
                         std::mem::take(&mut state.gone)
                     };
-                    if !gone.is_empty()
-                        && let Err(e) = store.touch_last_seen(&gone).await
-                    {
-                        tracing::warn!(error = %e, "recording last seen failed");
+                    // In chunks, so the sends queued behind each one wait ~1 ms at most.
+                    for chunk in gone.chunks(crate::store::TOUCH_CHUNK) {
+                        if let Err(e) = store.touch_last_seen(chunk).await {
+                            tracing::warn!(error = %e, "recording last seen failed");
+                        }
                     }
                 }
                 _ = refresh.tick() => {
                     let now = Utc::now();
                     let online: Vec<(UserId, DateTime<Utc>)> = self.lock().local.iter()
                         .filter(|(_, u)| u.streams > 0).map(|(id, _)| (*id, now)).collect();
-                    if !online.is_empty()
-                        && let Err(e) = store.touch_last_seen(&online).await
-                    {
-                        tracing::warn!(error = %e, "refreshing last seen failed");
+                    for chunk in online.chunks(crate::store::TOUCH_CHUNK) {
+                        if let Err(e) = store.touch_last_seen(chunk).await {
+                            tracing::warn!(error = %e, "refreshing last seen failed");
+                        }
                     }
                 }
             }

@@ -41,6 +41,9 @@ pub trait AccountStore: Send + Sync {
         now: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
     ) -> StoreResult<()>;
+    /// Records activity of many sessions in one statement; a time never moves back, and
+    /// revoked or unknown sessions are skipped.
+    async fn touch_sessions(&self, seen: &[(String, DateTime<Utc>)]) -> StoreResult<()>;
     /// The user's active sessions, most recently seen first.
     async fn sessions(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>>;
     /// Revokes one of the user's sessions, or all of them when `id` is `None`; returns the ids revoked.

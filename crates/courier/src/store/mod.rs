@@ -23,6 +23,10 @@ pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
+/// Rows per bookkeeping statement (`touch_sessions`, `touch_last_seen`): SQLite writes about
+/// 300 such rows a millisecond, and the sends queued behind a statement wait for it.
+pub const TOUCH_CHUNK: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The row does not exist, or the caller may not see it.

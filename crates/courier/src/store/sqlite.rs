@@ -24,11 +24,12 @@ use crate::model::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, SqliteExecutor};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,9 +57,12 @@ pub struct SqliteStore {
     _lock: Option<std::fs::File>,
     writer: mpsc::Sender<WriteJob>,
     instance: String,
+    /// Shared with the writer, which invalidates what its changes make stale.
+    members: Arc<presence::MemberCache>,
 }
 
-/// What the one writer task commits: sends (grouped) and group changes (one at a time).
+/// What the one writer task commits: sends (grouped), group changes (one at a time), and
+/// bookkeeping writes (session and last-seen touches, all of a turn in one transaction).
 enum WriteJob {
     Send {
         new: NewMessage,
@@ -67,6 +71,15 @@ enum WriteJob {
     Change {
         request: ChangeRequest,
         reply: oneshot::Sender<StoreResult<Option<Changed>>>,
+    },
+    /// One statement. It runs on the writer's connection because a write from a pool
+    /// connection would take SQLite's one write lock: the writer's next `BEGIN IMMEDIATE`
+    /// then meets `SQLITE_BUSY` and sleeps in the busy handler (1, 2, 5, 10… ms), so a
+    /// bookkeeping write cost queued sends milliseconds, and under load up to a second.
+    Exec {
+        sql: &'static str,
+        args: SqliteArguments,
+        reply: oneshot::Sender<StoreResult<()>>,
     },
 }
 
@@ -110,13 +123,25 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
         let (writer, jobs) = mpsc::channel(writer::MAX_GROUP * 4);
-        tokio::spawn(writer::run(conn, jobs));
+        let members = Arc::new(presence::MemberCache::default());
+        tokio::spawn(writer::run(conn, jobs, members.clone()));
         Ok(Self {
             pool,
             _lock: lock,
             writer,
             instance,
+            members,
         })
+    }
+
+    /// Runs one write statement on the writer's connection (see `WriteJob::Exec`).
+    async fn write(&self, sql: &'static str, args: SqliteArguments) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob::Exec { sql, args, reply })
+            .await
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 }
 
@@ -180,6 +205,10 @@ fn now_ms() -> i64 {
 
 fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn encode(e: sqlx::error::BoxDynError) -> StoreError {
+    classify(sqlx::Error::Encode(e))
 }
 
 fn other(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -351,6 +380,7 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
+        self.members.invalidate(Some(ConversationId(id)));
         Ok((ConversationId(id), true))
     }
 

@@ -174,3 +174,49 @@ async fn a_stranger_gets_404_on_typing() {
         sent["id"]
     );
 }
+
+#[tokio::test]
+async fn a_removed_member_can_no_longer_type_and_an_added_one_can_at_once() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let carol = app.login("carol").await;
+    let dave = app.login("dave").await;
+    let group: Value = app
+        .post("/api/conversations", &alice)
+        .json(&json!({ "usernames": ["bob", "carol"], "title": "team" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = group["id"].as_str().unwrap();
+    // Typing before the change: the members are now known (and may be cached).
+    assert_eq!(app.typing(&bob, id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.typing(&dave, id).await.status(), StatusCode::NOT_FOUND);
+
+    let removed = app
+        .client
+        .delete(app.url(&format!("/api/conversations/{id}/members/{}", bob.id)))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(removed.status().is_success(), "{}", removed.status());
+    let added = app
+        .post(&format!("/api/conversations/{id}/members"), &alice)
+        .json(&json!({ "usernames": ["dave"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success(), "{}", added.status());
+
+    assert_eq!(app.typing(&bob, id).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.typing(&dave, id).await.status(), StatusCode::NO_CONTENT);
+    let mut carol_stream = app.stream(&carol, None).await;
+    assert_eq!(app.typing(&dave, id).await.status(), StatusCode::NO_CONTENT);
+    let typing = carol_stream.next_named("typing").await.json();
+    assert_eq!(typing["userId"], dave.id);
+    assert_eq!(typing["username"], "dave");
+}

@@ -56,6 +56,7 @@ store_contract!(
     heads_track_the_newest_positions,
     purging_forgets_old_idempotency_keys_and_dead_sessions,
     an_oauth_flow_is_spent_once_on_every_node_and_purged_after_expiry,
+    batched_session_touches_move_forward_and_skip_revoked_sessions,
     credentials_are_a_password_or_an_identity,
     an_entry_reaches_exactly_the_members_at_its_position,
     resume_across_membership_changes_reads_the_same_in_any_page_size,
@@ -736,6 +737,54 @@ async fn purging_forgets_old_idempotency_keys_and_dead_sessions(backend: &StoreB
     assert!(!again.replayed, "a forgotten key creates a new message");
     assert_ne!(again.message.id, first.message.id);
     assert!(store.active_session(&live, now).await.is_ok());
+}
+
+async fn batched_session_touches_move_forward_and_skip_revoked_sessions(backend: &StoreBackend) {
+    use chrono::{DateTime, TimeDelta, Utc};
+    let store = &*backend.store;
+    let alice = user(store, "alice").await;
+    let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let (a, b, c) = (
+        format!("{:032x}", 1),
+        format!("{:032x}", 2),
+        format!("{:032x}", 3),
+    );
+    for id in [&a, &b, &c] {
+        store
+            .create_session(&courier::model::Session {
+                id: id.clone(),
+                user: alice.id,
+                device: "test".into(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + TimeDelta::days(1),
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_sessions(alice.id, Some(&c), now)
+        .await
+        .unwrap();
+    let later = now + TimeDelta::minutes(2);
+    store
+        .touch_sessions(&[
+            (a.clone(), later),
+            (b.clone(), now - TimeDelta::minutes(5)),
+            (c.clone(), later),
+            ("unknown".into(), later),
+        ])
+        .await
+        .unwrap();
+    store.touch_sessions(&[]).await.unwrap();
+    let a = store.active_session(&a, now).await.unwrap();
+    assert_eq!(a.last_seen_at, later);
+    let b = store.active_session(&b, now).await.unwrap();
+    assert_eq!(b.last_seen_at, now, "never moves backwards");
+    assert!(matches!(
+        store.active_session(&c, now).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn an_oauth_flow_is_spent_once_on_every_node_and_purged_after_expiry(backend: &StoreBackend) {

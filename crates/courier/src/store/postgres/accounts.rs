@@ -193,6 +193,22 @@ impl AccountStore for PgStore {
         Ok(())
     }
 
+    async fn touch_sessions(&self, seen: &[(String, DateTime<Utc>)]) -> StoreResult<()> {
+        let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+        let times: Vec<i64> = seen.iter().map(|(_, at)| at.timestamp_millis()).collect();
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = GREATEST(sessions.last_seen_at, s.at)
+             FROM unnest($1::TEXT[], $2::BIGINT[]) AS s (id, at)
+             WHERE sessions.id = s.id AND sessions.revoked_at IS NULL",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
     async fn sessions(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions

@@ -1,13 +1,13 @@
 //! `AccountStore` for `SqliteStore`; twin of `postgres/accounts.rs`.
 
-use super::{SqliteStore, classify, now_ms, time, user_at};
+use super::{SqliteStore, classify, encode, now_ms, time, user_at};
 use crate::model::{Session, User, UserId, Username};
 use crate::store::log::shared;
 use crate::store::{AccountStore, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments, Row};
 
 const SESSION_COLUMNS: &str = "id, user_id, device, created_at, last_seen_at, expires_at";
 
@@ -144,6 +144,8 @@ impl AccountStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(classify)?;
+        // Cached member lists show avatars.
+        self.members.invalidate(None);
         Ok(())
     }
 
@@ -184,17 +186,35 @@ impl AccountStore for SqliteStore {
         now: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
-        sqlx::query(
+        let mut args = SqliteArguments::default();
+        args.add(now.timestamp_millis()).map_err(encode)?;
+        args.add(expires_at.map(|t| t.timestamp_millis()))
+            .map_err(encode)?;
+        args.add(id.to_owned()).map_err(encode)?;
+        self.write(
             "UPDATE sessions SET last_seen_at = ?, expires_at = COALESCE(?, expires_at)
              WHERE id = ? AND revoked_at IS NULL",
+            args,
         )
-        .bind(now.timestamp_millis())
-        .bind(expires_at.map(|t| t.timestamp_millis()))
-        .bind(id)
-        .execute(&self.pool)
         .await
-        .map_err(classify)?;
-        Ok(())
+    }
+
+    async fn touch_sessions(&self, seen: &[(String, DateTime<Utc>)]) -> StoreResult<()> {
+        let pairs: Vec<(&str, i64)> = seen
+            .iter()
+            .map(|(id, at)| (id.as_str(), at.timestamp_millis()))
+            .collect();
+        let mut args = SqliteArguments::default();
+        args.add(serde_json::to_string(&pairs).unwrap_or_default())
+            .map_err(encode)?;
+        self.write(
+            "UPDATE sessions SET last_seen_at = MAX(sessions.last_seen_at, s.at)
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at
+                   FROM json_each(?1)) AS s
+             WHERE sessions.id = s.id AND sessions.revoked_at IS NULL",
+            args,
+        )
+        .await
     }
 
     async fn sessions(&self, user: UserId, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {

@@ -13,6 +13,7 @@
 //! a removal is judged by the membership after it. A committed change drops the cached
 //! members of its conversation and moves the recipients' cached heads to its position.
 
+use super::presence::MemberCache;
 use super::{MESSAGE_COLUMNS, WriteJob, message_at, now_ms, time};
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
@@ -60,29 +61,72 @@ type Send = (
     tokio::sync::oneshot::Sender<StoreResult<Appended>>,
 );
 
-pub(super) async fn run(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<WriteJob>) {
+type Exec = (
+    &'static str,
+    SqliteArguments,
+    tokio::sync::oneshot::Sender<StoreResult<()>>,
+);
+
+pub(super) async fn run(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    members: Arc<MemberCache>,
+) {
     let mut caches = Caches::default();
     let mut queued = Vec::with_capacity(MAX_GROUP);
     let mut sends: Vec<Send> = Vec::with_capacity(MAX_GROUP);
+    let mut execs: Vec<Exec> = Vec::new();
     while jobs.recv_many(&mut queued, MAX_GROUP).await > 0 {
         for job in queued.drain(..) {
             match job {
                 WriteJob::Send { new, reply } => sends.push((new, reply)),
+                WriteJob::Exec { sql, args, reply } => execs.push((sql, args, reply)),
                 WriteJob::Change { request, reply } => {
                     flush(&mut conn, &mut caches, &mut sends).await;
-                    let result = match commit_change(&mut conn, &mut caches, &request).await {
-                        Ok(result) => result,
-                        Err(e) => {
-                            caches = Caches::default();
-                            tracing::error!(error = %e, "change commit failed");
-                            Err(StoreError::Unavailable(e.to_string().into()))
-                        }
-                    };
+                    let result =
+                        match commit_change(&mut conn, &mut caches, &members, &request).await {
+                            Ok(result) => result,
+                            Err(e) => {
+                                caches = Caches::default();
+                                tracing::error!(error = %e, "change commit failed");
+                                Err(StoreError::Unavailable(e.to_string().into()))
+                            }
+                        };
                     let _ = reply.send(result);
                 }
             }
         }
         flush(&mut conn, &mut caches, &mut sends).await;
+        // After the sends: bookkeeping never delays a message it queued beside.
+        run_execs(&mut conn, &mut execs).await;
+    }
+}
+
+/// Runs the turn's bookkeeping statements in one transaction (one sync for all of them).
+async fn run_execs(conn: &mut SqliteConnection, execs: &mut Vec<Exec>) {
+    if execs.is_empty() {
+        return;
+    }
+    let result: Result<(), sqlx::Error> = async {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        for (sql, args, _) in execs.iter_mut() {
+            let args = std::mem::take(args);
+            sqlx::query_with(sqlx::AssertSqlSafe(*sql), args)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    let reason = result.err().map(|e| {
+        tracing::warn!(error = %e, size = execs.len(), "bookkeeping write failed");
+        e.to_string()
+    });
+    for (_, _, reply) in execs.drain(..) {
+        let _ = reply.send(match &reason {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Unavailable(reason.clone().into())),
+        });
     }
 }
 
@@ -229,6 +273,7 @@ async fn commit_group(
 async fn commit_change(
     conn: &mut SqliteConnection,
     caches: &mut Caches,
+    members: &MemberCache,
     request: &ChangeRequest,
 ) -> Result<StoreResult<Option<Changed>>, sqlx::Error> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -272,6 +317,7 @@ async fn commit_change(
     // reactions are frequent and leave them alone).
     if !plan.add.is_empty() || !plan.remove.is_empty() {
         caches.members.remove(&conversation);
+        members.invalidate(Some(conversation));
     }
     for r in &recipients {
         caches.heads.insert(r.user, MessageId(position));
