@@ -12,6 +12,11 @@
 //! commit one at a time, in order between the send groups around them, so a send queued after
 //! a removal is judged by the membership after it. A committed change drops the cached
 //! members of its conversation and moves the recipients' cached heads to its position.
+//!
+//! Bookkeeping writes (session and last-seen touches) come through it too, and run after the
+//! turn's sends, all of a turn in one transaction: on a pool connection they would hold the
+//! write lock when the next group begins, and SQLite's busy handler sleeps in whole
+//! milliseconds. Group changes also invalidate the store's member cache (`MemberCache`).
 
 use super::presence::MemberCache;
 use super::{MESSAGE_COLUMNS, WriteJob, message_at, now_ms, time};
