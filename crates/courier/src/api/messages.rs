@@ -6,7 +6,7 @@ use super::wire::{MessageJson, UserJson};
 use super::{ApiError, ApiState, BeforeQuery};
 use crate::model::{ConversationId, MessageId};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -29,7 +29,7 @@ pub fn router() -> Router<ApiState> {
         )
         .route(
             "/conversations/{id}/messages/{message}/reactions/{emoji}",
-            put(react).delete(unreact),
+            put(react).delete(react),
         )
 }
 
@@ -129,28 +129,18 @@ async fn delete_message(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `PUT` adds the caller's reaction, `DELETE` takes it back; both are idempotent.
 async fn react(
     State(state): State<ApiState>,
     me: AuthUser,
+    method: Method,
     AppPath((conversation, message, emoji)): AppPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (conversation, message) = message_ids((conversation, message))?;
+    let on = method == Method::PUT;
     state
         .messenger
-        .react(me.id, conversation, message, &emoji, true)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn unreact(
-    State(state): State<ApiState>,
-    me: AuthUser,
-    AppPath((conversation, message, emoji)): AppPath<(String, String, String)>,
-) -> Result<StatusCode, ApiError> {
-    let (conversation, message) = message_ids((conversation, message))?;
-    state
-        .messenger
-        .react(me.id, conversation, message, &emoji, false)
+        .react(me.id, conversation, message, &emoji, on)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -473,3 +473,92 @@ where
         })
         .collect()
 }
+
+/// Whether `user` shares read receipts; `None` for an unknown user.
+pub async fn read_receipts<DB>(
+    pool: &sqlx::Pool<DB>,
+    user: UserId,
+) -> Result<Option<bool>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    let row = sqlx::query::<DB>("SELECT read_receipts FROM users WHERE id = $1")
+        .bind(user.0)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| sqlx::Row::try_get::<i64, _>(&r, 0).map(|on| on != 0))
+        .transpose()
+}
+
+pub async fn set_read_receipts<DB>(
+    pool: &sqlx::Pool<DB>,
+    user: UserId,
+    on: bool,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    sqlx::query::<DB>("UPDATE users SET read_receipts = $2 WHERE id = $1")
+        .bind(user.0)
+        .bind(i64::from(on))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// `READ_MARKER` for `viewer` in `conversation`: marker, newest message, shares receipts;
+/// `None` unless they are a member.
+pub async fn read_marker<DB>(
+    pool: &sqlx::Pool<DB>,
+    viewer: UserId,
+    conversation: ConversationId,
+) -> Result<Option<(MessageId, MessageId, bool)>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    let row = sqlx::query::<DB>(super::log::READ_MARKER)
+        .bind(conversation.0)
+        .bind(viewer.0)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        let int = |at: usize| sqlx::Row::try_get::<i64, _>(&r, at);
+        Ok((MessageId(int(0)?), MessageId(int(1)?), int(2)? != 0))
+    })
+    .transpose()
+}
+
+/// `ADVANCE_READ_MARKER`: moves `viewer`'s marker in `conversation` forward to `to`.
+pub async fn advance_read_marker<DB>(
+    pool: &sqlx::Pool<DB>,
+    viewer: UserId,
+    conversation: ConversationId,
+    to: MessageId,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    sqlx::query::<DB>(super::log::ADVANCE_READ_MARKER)
+        .bind(conversation.0)
+        .bind(viewer.0)
+        .bind(to.0)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -534,23 +534,16 @@ impl Store for PgStore {
     }
 
     async fn read_receipts(&self, user: UserId) -> StoreResult<bool> {
-        let on: i64 = sqlx::query_scalar("SELECT read_receipts FROM users WHERE id = $1")
-            .bind(user.0)
-            .fetch_optional(&self.pool)
+        lifecycle::read_receipts(&self.pool, user)
             .await
             .map_err(classify)?
-            .ok_or(StoreError::NotFound)?;
-        Ok(on != 0)
+            .ok_or(StoreError::NotFound)
     }
 
     async fn set_read_receipts(&self, user: UserId, on: bool) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET read_receipts = $2 WHERE id = $1")
-            .bind(user.0)
-            .bind(i64::from(on))
-            .execute(&self.pool)
+        lifecycle::set_read_receipts(&self.pool, user, on)
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify)
     }
 
     async fn read_marker(
@@ -558,14 +551,10 @@ impl Store for PgStore {
         viewer: UserId,
         conversation: ConversationId,
     ) -> StoreResult<(MessageId, MessageId, bool)> {
-        let (marker, newest, shares): (i64, i64, i64) = sqlx::query_as(log::READ_MARKER)
-            .bind(conversation.0)
-            .bind(viewer.0)
-            .fetch_optional(&self.pool)
+        lifecycle::read_marker(&self.pool, viewer, conversation)
             .await
             .map_err(classify)?
-            .ok_or(StoreError::NotFound)?;
-        Ok((MessageId(marker), MessageId(newest), shares != 0))
+            .ok_or(StoreError::NotFound)
     }
 
     async fn advance_read_marker(
@@ -574,14 +563,9 @@ impl Store for PgStore {
         conversation: ConversationId,
         to: MessageId,
     ) -> StoreResult<()> {
-        sqlx::query(log::ADVANCE_READ_MARKER)
-            .bind(conversation.0)
-            .bind(viewer.0)
-            .bind(to.0)
-            .execute(&self.pool)
+        lifecycle::advance_read_marker(&self.pool, viewer, conversation, to)
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify)
     }
 
     async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId> {
