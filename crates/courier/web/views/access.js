@@ -287,7 +287,7 @@ function devLoginForm(onSignedIn, { alone }) {
   const title = h('h2', { id: 'dev-login-title', class: alone ? 'visually-hidden' : 'dev-title', text: 'Development sign-in' });
   const hint = alone
     ? `Development sign-in: any username, no password. ${USERNAME_HINT}`
-    : `For development only: any username, no password. ${USERNAME_HINT}`;
+    : 'For development only: any username, no password.';
   const form = alone
     ? h('form', { class: 'stack', novalidate: true, 'aria-labelledby': 'dev-login-title' },
       title,
