@@ -282,7 +282,7 @@ function devLoginForm(onSignedIn, { alone }) {
   });
   const error = h('p', { id: 'login-error', class: 'field-error', role: 'alert' });
   const button = h('button', {
-    type: 'submit', class: alone ? 'button button-block' : 'button button-secondary', text: alone ? 'Sign in' : 'Sign in without a password',
+    type: 'submit', class: alone ? 'button button-block' : 'button button-secondary', text: alone ? 'Sign in' : 'Sign in (dev)',
   });
   const title = h('h2', { id: 'dev-login-title', class: alone ? 'visually-hidden' : 'dev-title', text: 'Development sign-in' });
   const hint = alone
