@@ -55,6 +55,8 @@ function refreshBanner() {
   const cut = session.offline || stream.streamState() === 'reconnecting';
   if (navigator.onLine === false && (cut || session.user)) {
     setBanner('offline', "You're offline. Messages you send will go out when you're back online.");
+  } else if (session.offline === 'server') {
+    setBanner('reconnecting', 'The server is temporarily unavailable, retrying…');
   } else if (cut) {
     setBanner('reconnecting', "Can't reach the server, retrying…");
   } else {
