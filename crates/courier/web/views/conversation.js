@@ -517,9 +517,9 @@ export function mountConversation(root, { params, me }) {
     return scroller.scrollTop < LOAD_OLDER_WITHIN;
   }
 
-  // Short pages leave no room to scroll: fetch until the history fills the view or ends.
+  // Pages too short to scroll: fetch until the history fills the view or ends.
   async function fillViewport() {
-    for (let pages = 0; pages < 20 && alive && hasMore && scroller.scrollHeight <= scroller.clientHeight + LOAD_OLDER_WITHIN; pages++) {
+    for (let pages = 0; pages < 20 && alive && hasMore && scroller.scrollHeight <= scroller.clientHeight; pages++) {
       await loadOlder();
     }
   }
@@ -696,12 +696,16 @@ export function mountConversation(root, { params, me }) {
     scrollToBottom();
     textarea.focus();
   });
+  let lastScrollTop = 0;
   scroller.addEventListener('scroll', () => {
     if (!pill.hidden && atBottom()) {
       unseenBelow = 0;
       pill.hidden = true;
     }
-    if (hasMore && !loadingOlder && nearTop() && other) loadOlder().then(() => alive && nearTop() && hasMore && loadOlder());
+    // Only a scroll upwards fetches: jumping to the newest message never does.
+    const upwards = scroller.scrollTop < lastScrollTop;
+    lastScrollTop = scroller.scrollTop;
+    if (upwards && hasMore && !loadingOlder && nearTop() && other) loadOlder().then(() => alive && nearTop() && hasMore && loadOlder());
   }, { passive: true });
 
   // Membership and title changes of this conversation: a system line; leaving ends the view.
@@ -742,8 +746,22 @@ export function mountConversation(root, { params, me }) {
     }
   });
   const offMessage = stream.on('message', (msg) => {
-    if (msg.conversationId === id) addLive(msg);
+    if (msg.conversationId !== id) return;
+    if (msg.mine) hideEchoed(msg);
+    addLive(msg);
   });
+
+  // The stream can bring my own message before the send's answer does: the stored copy shows,
+  // its pending bubble steps aside (it comes back if the send still fails).
+  function hideEchoed(msg) {
+    for (const entry of outbox.pending(id)) {
+      const li = pendingShown.get(entry.key);
+      if (entry.state === 'sending' && entry.content === msg.content && li && !li.hidden) {
+        li.hidden = true;
+        return;
+      }
+    }
+  }
   const offReset = stream.on('reset', catchUp);
   const offDelivered = stream.on('delivered', onDelivered);
   const offTyping = stream.on('typing', onTyping);
