@@ -278,6 +278,11 @@ describe('everyday use', { timeout: 300_000 }, () => {
       assert.equal(await reply.evaluate((li) => li.classList.contains('grouped')), false);
       assert.equal(await bubbleFor(page, 'Story part 40').evaluate((li) => li.classList.contains('group-last')), true);
       await page.screenshot({ path: path.join(SCREENSHOTS, 'history-dividers.png') });
+
+      // Opening the conversation around an older message (for links from search and quotes).
+      const early = await bubbleFor(page, 'Story part 3').getAttribute('data-id');
+      await page.goto(`/c/${conv.id}?message=${early}`);
+      await page.locator('.message.highlight', { hasText: 'Story part 3' }).waitFor();
     } finally {
       await context.close();
     }

@@ -244,7 +244,6 @@ export function mountConversation(root, { params, me }) {
     data.set(msg.id, msg);
     return bubbleNode(msg, ctx);
   }
-  const messageNode = renderMessage;
 
   function rerender(msg) {
     const li = shown.get(msg.id);
@@ -322,7 +321,7 @@ export function mountConversation(root, { params, me }) {
   // Inserts in id order. Live messages land at the end, so this is O(1) in the common case.
   function insert(msg) {
     if (shown.has(msg.id)) return false;
-    const li = messageNode(msg);
+    const li = renderMessage(msg);
     shown.set(msg.id, li);
     let after = list.lastElementChild;
     while (after && (!after.dataset.id || compareIds(after.dataset.id, msg.id) > 0)) after = after.previousElementSibling;
@@ -468,7 +467,7 @@ export function mountConversation(root, { params, me }) {
     const frag = document.createDocumentFragment();
     for (const msg of [...page].reverse()) {
       if (shown.has(msg.id)) continue;
-      const li = messageNode(msg);
+      const li = renderMessage(msg);
       shown.set(msg.id, li);
       frag.append(li);
     }
@@ -620,12 +619,10 @@ export function mountConversation(root, { params, me }) {
     autosize();
     updateCounter();
     showError('');
-    const entry = outbox.enqueue(id, content, replyTo);
-    showPending(entry);
+    const entry = outbox.enqueue(id, content, replyTo); // its bubble appears through onChange
     scrollToBottom();
     return entry;
   }
-  const send = composerSend;
 
   // ---- the outbox's bubbles -------------------------------------------------------------------
 
@@ -678,7 +675,7 @@ export function mountConversation(root, { params, me }) {
     // Shift+Enter is a new line everywhere; plain Enter sends unless this device says otherwise.
     if (!event.shiftKey && enterSends()) {
       event.preventDefault();
-      send();
+      composerSend();
     }
   });
   textarea.addEventListener('input', () => {
@@ -689,7 +686,7 @@ export function mountConversation(root, { params, me }) {
   });
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    send();
+    composerSend();
   });
   olderButton.addEventListener('click', () => loadOlder());
   pill.addEventListener('click', () => {
