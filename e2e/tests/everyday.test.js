@@ -23,7 +23,8 @@ const MIXED = 'The meeting is in room 4, قاعة الاجتماعات, at 10.';
 const MINE_RTL = 'سأصل بعد قليل.';
 
 const rowFor = (page, name) => page.locator('.conversation-row', { has: page.locator('.name', { hasText: new RegExp(`^${name}$`) }) });
-const bubbleFor = (page, text) => page.locator('.message-list .message', { has: page.locator('.content', { hasText: text }) });
+const exactly = (text) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+const bubbleFor = (page, text) => page.locator('.message-list .message', { has: page.locator('.content', { hasText: exactly(text) }) });
 
 // The focused element, and whether it draws a focus outline.
 function focusState(page) {
