@@ -303,7 +303,10 @@ fn a_flag_beats_its_environment_variable_which_beats_the_settings_file() {
     assert_eq!(port, in_file, "the file's value, over the default");
     let first: serde_json::Value =
         serde_json::from_str(&log).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {log}"));
-    assert!(first["level"].is_string() && first["message"].is_string(), "{first}");
+    assert!(
+        first["level"].is_string() && first["message"].is_string(),
+        "{first}"
+    );
 
     let (port, _) = listening_port(&base, &[("COURIER_LISTEN", "127.0.0.1:0")]);
     assert_ne!(port, in_file, "the environment, over the file");

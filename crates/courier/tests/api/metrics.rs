@@ -110,7 +110,6 @@ async fn metrics_count_requests_by_route_template_streams_and_sign_in_failures()
             );
         }
     }
-
 }
 
 #[tokio::test]
