@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app and the JSON/SSE API.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Copy the SQLite database to a file, consistently, also while the server runs.
     Backup(BackupArgs),
     /// Put a backup in place of the SQLite database (the server must be stopped).

@@ -4,7 +4,7 @@ use courier::config::{Command, LogFormat, ServeConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match courier::config::parse_cli().command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Backup(args) => courier::ops::backup(&args).await,
         Command::Restore(args) => courier::ops::restore(&args).await,
     }

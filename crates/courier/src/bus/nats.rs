@@ -83,13 +83,17 @@ impl NatsBus {
             })
             .event_callback({
                 let generation = generation.clone();
+                // The first `Connected` is the initial connection, not a reconnect.
+                let connected_before = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 move |event| {
                     let generation = generation.clone();
+                    let connected_before = connected_before.clone();
                     async move {
                         match event {
                             async_nats::Event::Connected => {
-                                // The first connection is made before this callback runs.
-                                metrics::counter!("courier_nats_reconnects_total").increment(1);
+                                if connected_before.swap(true, Ordering::SeqCst) {
+                                    metrics::counter!("courier_nats_reconnects_total").increment(1);
+                                }
                                 tracing::info!("NATS connected");
                             }
                             async_nats::Event::Disconnected => {

@@ -118,7 +118,7 @@ mod tests {
         let mut all = vec!["courier", "serve"];
         all.extend_from_slice(args);
         try_parse_from(all).map(|cli| match cli.command {
-            Command::Serve(config) => config,
+            Command::Serve(config) => *config,
             other => panic!("{other:?}"),
         })
     }

@@ -162,3 +162,47 @@ fn promtool() -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// The value of one sample line (`name{labels} value`), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn streams_closed_by_signing_out_and_by_shutdown_are_counted_by_reason() {
+    let mut app = spawn_app_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let (signed_out, shutdown) = (
+        r#"courier_streams_closed_total{reason="signed_out"}"#,
+        r#"courier_streams_closed_total{reason="shutdown"}"#,
+    );
+    let before = scrape(&app).await;
+    let alice = app.login("alice").await;
+    let mut stream = app.stream(&alice, None).await;
+    let out = app.post("/api/logout", &alice).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let event = stream.next_named("signed-out").await;
+    assert_eq!(event.event.as_deref(), Some("signed-out"));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while sample(&scrape(&app).await, signed_out) <= sample(&before, signed_out) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "signed_out not counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let bob = app.login("bob").await;
+    let _open = app.stream(&bob, None).await;
+    let before = scrape(&app).await;
+    app.stop().await;
+    // The metrics listener stops with its server; the recorder is the process's: read it
+    // through another server.
+    let other = spawn_app_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let after = scrape(&other).await;
+    assert!(
+        sample(&after, shutdown) > sample(&before, shutdown),
+        "shutdown not counted:\n{after}"
+    );
+}
