@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod metrics;
+mod notify;
 mod serve;
 
 /// Streams end on shutdown; this bounds how long the rest may take.
@@ -48,6 +50,8 @@ pub struct App {
     tls: Option<Tls>,
     /// For waiting on its background work at shutdown.
     messenger: Arc<Messenger>,
+    /// `--metrics-listen`, bound.
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
 }
 
 enum Tls {
@@ -190,6 +194,14 @@ impl App {
                 HeaderValue::from_static("max-age=31536000"),
             ));
         }
+        let metrics = match config.metrics_listen {
+            Some(addr) => {
+                let handle = metrics::recorder();
+                router = router.layer(axum::middleware::from_fn(metrics::track));
+                Some((metrics::bind(addr).await?, handle))
+            }
+            None => None,
+        };
         let max_connections = config.max_connections.resolve(open_files_limit());
         tracing::info!(
             max_connections = ?max_connections,
@@ -212,6 +224,7 @@ impl App {
             },
             tls,
             messenger: background,
+            metrics,
         })
     }
 
@@ -224,6 +237,13 @@ impl App {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served (`--metrics-listen`), when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// Cancelling this token shuts the server down, as a signal does.
@@ -245,8 +265,12 @@ impl App {
                     _ = signal => shutdown.cancel(),
                     _ = shutdown.cancelled() => {}
                 }
+                notify::notify("STOPPING=1");
             }
         });
+        if let Some((listener, handle)) = self.metrics {
+            tokio::spawn(metrics::serve(listener, handle, shutdown.clone()));
+        }
         let acceptor = match self.tls {
             None => None,
             Some(Tls::Files {
@@ -261,6 +285,7 @@ impl App {
                 true,
             )?),
         };
+        notify::notify("READY=1");
         serve::serve(
             self.listener,
             self.router,

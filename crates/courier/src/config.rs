@@ -1,5 +1,10 @@
 //! Configuration: one clap struct. Every flag has an env var `COURIER_…` and a default; the
-//! doc comments below are `--help` and docs/config.md.
+//! doc comments below are `--help` and docs/config.md. A TOML file (`--config`) may set any
+//! of them too; see `file` for the order in which they win.
+
+mod file;
+
+pub use file::parse_cli;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt;
@@ -21,11 +26,74 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app and the JSON/SSE API.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
+    /// Copy the SQLite database to a file, consistently, also while the server runs.
+    Backup(BackupArgs),
+    /// Put a backup in place of the SQLite database (the server must be stopped).
+    Restore(RestoreArgs),
+}
+
+/// Which database `backup` and `restore` work on: the server's own settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Settings file (TOML); its `data-dir` and `database-url` are used.
+    #[arg(long, env = "COURIER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Directory holding the SQLite database.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./courier-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH`. Default: `<data-dir>/courier.db`.
+    #[arg(long, env = "COURIER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The SQLite file, or an error for a PostgreSQL URL (back that up with pg_dump).
+    pub fn sqlite_path(&self) -> Result<PathBuf, String> {
+        match self.database_url.as_deref() {
+            None => Ok(self.data_dir.join("courier.db")),
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+                let path = path.split('?').next().unwrap_or(path);
+                Ok(PathBuf::from(path))
+            }
+            Some(_) => Err(
+                "this is for SQLite; back up PostgreSQL with pg_dump and restore with pg_restore (docs/deploy.md)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupArgs {
+    /// The backup file to write; it must not exist yet.
+    #[arg(long)]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup file (made by `courier backup`).
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Clone, Parser)]
 pub struct ServeConfig {
+    /// Settings file (TOML): every flag below is a key, named as the flag without its `--`
+    /// (`max-body-bytes = 65536`). A flag given on the command line wins over its environment
+    /// variable, which wins over the file, which wins over the default.
+    #[arg(long, env = "COURIER_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on. Port 0 picks a free port.
     #[arg(long, env = "COURIER_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
@@ -316,9 +384,25 @@ pub struct ServeConfig {
     )]
     pub oidc: Vec<OidcProvider>,
 
+    /// Serve Prometheus metrics at `http://<this address>/metrics`, on a listener of its own
+    /// (keep it private: it is not behind the reverse proxy). Default: off.
+    #[arg(long, env = "COURIER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log filter, in `tracing` env-filter syntax.
     #[arg(long, env = "COURIER_LOG", default_value = "info,sqlx=warn")]
     pub log: String,
+
+    /// Log line format: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl ServeConfig {
@@ -398,6 +482,48 @@ pub fn reference_markdown() -> String {
             "| `--{long}` | `{env}` | {default} | {} |\n",
             help.replace('|', "\\|")
         ));
+    }
+    out
+}
+
+/// The settings-file example in docs/config.md: every key, commented out, at its default.
+pub fn file_example() -> String {
+    use clap::CommandFactory;
+    let mut out = String::from(
+        "# courier.toml: every key is optional; the commented value is the default.\n",
+    );
+    for arg in ServeConfig::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" || long == "config" || arg.is_hide_set() {
+            continue;
+        }
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let value = |v: &str| {
+            let bare = v.parse::<f64>().is_ok() || v == "true" || v == "false";
+            if bare { v.to_owned() } else { format!("{v:?}") }
+        };
+        let line = if let Some(delimiter) = arg.get_value_delimiter() {
+            let items: Vec<String> = defaults
+                .iter()
+                .flat_map(|d| d.split(delimiter))
+                .filter(|d| !d.is_empty())
+                .map(value)
+                .collect();
+            format!("{long} = [{}]", items.join(", "))
+        } else {
+            match defaults.as_slice() {
+                [one] => format!("{long} = {}", value(one)),
+                _ if matches!(arg.get_action(), clap::ArgAction::SetTrue) => {
+                    format!("{long} = false")
+                }
+                _ => format!("{long} = …  (no default)"),
+            }
+        };
+        out.push_str(&format!("# {line}\n"));
     }
     out
 }
@@ -583,8 +709,12 @@ mod tests {
         );
     }
 
+    /// Both docs tests rewrite docs/config.md under UPDATE_DOCS: one at a time.
+    static DOCS_FILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn docs_config_md_lists_every_flag_as_the_code_documents_it() {
+        let _one_at_a_time = DOCS_FILE.lock().unwrap_or_else(|e| e.into_inner());
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md");
         let doc = std::fs::read_to_string(path).unwrap_or_default();
         let (start, end) = ("<!-- flags:start -->\n", "<!-- flags:end -->");
@@ -597,6 +727,25 @@ mod tests {
         }
         assert!(
             doc.contains(&format!("{start}{reference}{end}")),
+            "docs/config.md is stale: run `UPDATE_DOCS=1 cargo test -p courier docs_config_md`"
+        );
+    }
+
+    #[test]
+    fn docs_config_md_shows_every_settings_file_key_as_the_code_knows_it() {
+        let _one_at_a_time = DOCS_FILE.lock().unwrap_or_else(|e| e.into_inner());
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        let (start, end) = ("<!-- file:start -->\n```toml\n", "```\n<!-- file:end -->");
+        let example = file_example();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let (head, rest) = doc.split_once(start).expect("file start marker");
+            let (_, tail) = rest.split_once(end).expect("file end marker");
+            std::fs::write(path, format!("{head}{start}{example}{end}{tail}")).unwrap();
+            return;
+        }
+        assert!(
+            doc.contains(&format!("{start}{example}{end}")),
             "docs/config.md is stale: run `UPDATE_DOCS=1 cargo test -p courier docs_config_md`"
         );
     }

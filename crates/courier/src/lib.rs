@@ -8,6 +8,7 @@ pub mod app;
 pub mod bus;
 pub mod config;
 pub mod model;
+pub mod ops;
 pub mod realtime;
 pub mod service;
 pub mod store;

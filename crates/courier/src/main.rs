@@ -1,13 +1,18 @@
-use clap::Parser;
 use courier::app::App;
-use courier::config::{Cli, Command};
+use courier::config::{Command, LogFormat, ServeConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cli {
-        command: Command::Serve(config),
-    } = Cli::parse();
-    courier::telemetry::init(&config.log, std::io::stderr);
+    match courier::config::parse_cli().command {
+        Command::Serve(config) => serve(*config).await,
+        Command::Backup(args) => courier::ops::backup(&args).await,
+        Command::Restore(args) => courier::ops::restore(&args).await,
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let json = config.log_format == LogFormat::Json;
+    courier::telemetry::init_as(&config.log, json, std::io::stderr);
     tracing::info!(?config, "starting");
     let app = App::build(config).await?;
     // Scripts and tests read this line to find the port.

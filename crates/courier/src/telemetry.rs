@@ -5,16 +5,30 @@ use tracing::Span;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Installs the global subscriber. Safe to call twice (the second call is ignored).
+/// Installs the global subscriber, writing text lines. Safe to call twice (the second call is
+/// ignored).
 pub fn init<W>(filter: &str, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    init_as(filter, false, writer);
+}
+
+/// `init`, writing one JSON object per line when `json` (`--log-format json`, for log
+/// shippers): the message, level, target, time and the fields of the event and its spans.
+pub fn init_as<W>(filter: &str, json: bool, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .try_init();
+        .with_writer(writer);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// The span for one request, with the query's `token` value hidden.

@@ -13,6 +13,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("realtime", &["model", "store", "bus", "service"]),
     ("api", &["model", "service", "realtime"]),
     ("config", &[]),
+    ("ops", &["config", "store"]),
     ("telemetry", &[]),
     ("web", &[]),
     ("tls", &[]),

@@ -242,3 +242,82 @@ fn a_second_process_on_the_same_sqlite_file_stops_at_start_up() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another courier process"), "{err}");
 }
+
+/// Starts `courier ARGS…` with `env`, returns the port it listens on and its first stderr line.
+fn listening_port(args: &[&str], env: &[(&str, &str)]) -> (u16, String) {
+    let mut child = courier()
+        .args(args)
+        .env_remove("COURIER_LISTEN")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("courier starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut log)
+        .unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no address line: {line:?}"));
+    (port, log)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_flag_beats_its_environment_variable_which_beats_the_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (in_file, by_flag) = (free_port(), free_port());
+    let file = dir.path().join("courier.toml");
+    std::fs::write(
+        &file,
+        format!("listen = \"127.0.0.1:{in_file}\"\nlog-format = \"json\"\npush = false\n"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let base = [
+        "serve",
+        "--config",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+
+    let (port, log) = listening_port(&base, &[]);
+    assert_eq!(port, in_file, "the file's value, over the default");
+    let first: serde_json::Value =
+        serde_json::from_str(&log).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {log}"));
+    assert!(
+        first["level"].is_string() && first["message"].is_string(),
+        "{first}"
+    );
+
+    let (port, _) = listening_port(&base, &[("COURIER_LISTEN", "127.0.0.1:0")]);
+    assert_ne!(port, in_file, "the environment, over the file");
+
+    let flag = format!("127.0.0.1:{by_flag}");
+    let mut with_flag = base.to_vec();
+    with_flag.extend(["--listen", &flag]);
+    let (port, _) = listening_port(&with_flag, &[("COURIER_LISTEN", "127.0.0.1:0")]);
+    assert_eq!(port, by_flag, "the flag, over the environment and the file");
+
+    let env_file = [("COURIER_CONFIG", file.to_str().unwrap())];
+    let (port, _) = listening_port(&["serve", "--data-dir", data.to_str().unwrap()], &env_file);
+    assert_eq!(port, in_file, "COURIER_CONFIG names the file too");
+}

@@ -112,7 +112,8 @@ async fn sign_in(
     let signed_in = state
         .accounts
         .sign_in(&body.username, &body.password, &device(&headers), ip)
-        .await?;
+        .await
+        .inspect_err(count_sign_in_failure)?;
     Ok(signed_in_response(
         &state,
         &headers,
@@ -335,4 +336,14 @@ pub(super) fn session_cookies(
         }
     }
     AppendHeaders(headers)
+}
+
+/// `courier_sign_in_failures_total`, by a reason from a fixed set.
+fn count_sign_in_failure(error: &ServiceError) {
+    let reason = match error {
+        ServiceError::Invalid { .. } => "credentials",
+        ServiceError::TooManyRequests(_) => "rate_limited",
+        _ => "other",
+    };
+    metrics::counter!("courier_sign_in_failures_total", "reason" => reason).increment(1);
 }

@@ -150,7 +150,10 @@ impl Drop for Unsubscribe {
 #[async_trait]
 impl Bus for LocalBus {
     async fn publish(&self, event: Arc<Event>) -> Result<(), BusError> {
+        let started = std::time::Instant::now();
         self.deliver(&event);
+        metrics::histogram!("courier_bus_publish_duration_seconds", "bus" => "local")
+            .record(started.elapsed());
         Ok(())
     }
 

@@ -83,11 +83,19 @@ impl NatsBus {
             })
             .event_callback({
                 let generation = generation.clone();
+                // The first `Connected` is the initial connection, not a reconnect.
+                let connected_before = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 move |event| {
                     let generation = generation.clone();
+                    let connected_before = connected_before.clone();
                     async move {
                         match event {
-                            async_nats::Event::Connected => tracing::info!("NATS connected"),
+                            async_nats::Event::Connected => {
+                                if connected_before.swap(true, Ordering::SeqCst) {
+                                    metrics::counter!("courier_nats_reconnects_total").increment(1);
+                                }
+                                tracing::info!("NATS connected");
+                            }
                             async_nats::Event::Disconnected => {
                                 tracing::warn!("NATS disconnected; streams fall back to the store")
                             }
@@ -167,12 +175,15 @@ impl Bus for NatsBus {
         // This node's streams first: they never wait on NATS.
         self.local.deliver(&event);
         let payload = serde_json::to_vec(&*event).map_err(unavailable)?;
-        match tokio::time::timeout(
+        let started = std::time::Instant::now();
+        let published = tokio::time::timeout(
             PUBLISH_WAIT,
             self.client.publish(self.subject.clone(), payload.into()),
         )
-        .await
-        {
+        .await;
+        metrics::histogram!("courier_bus_publish_duration_seconds", "bus" => "nats")
+            .record(started.elapsed());
+        match published {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(BusError::Unavailable(

@@ -206,10 +206,17 @@ impl Realtime {
             heartbeat,
             shutdown: self.shutdown.clone(),
             done: false,
+            ended: End::ClientGone,
             _slot: slot,
         };
         Ok(futures::stream::unfold(state, |mut s| async move {
             let frame = s.next_frame().await?;
+            if matches!(
+                frame,
+                Frame::Message { .. } | Frame::Change { .. } | Frame::Signal { .. }
+            ) {
+                metrics::counter!("courier_stream_events_delivered_total").increment(1);
+            }
             Some((frame, s))
         }))
     }
@@ -245,7 +252,39 @@ struct UserStream {
     heartbeat: Interval,
     shutdown: CancellationToken,
     done: bool,
+    /// Why the stream ended, for the `courier_streams_closed_total` metric.
+    ended: End,
     _slot: StreamSlot,
+}
+
+/// Why a stream ended; a stream dropped while still running was closed by its client.
+#[derive(Clone, Copy)]
+enum End {
+    ClientGone,
+    SlowReader,
+    SignedOut,
+    Shutdown,
+    Error,
+}
+
+impl UserStream {
+    fn end(&mut self, why: End) {
+        self.done = true;
+        self.ended = why;
+    }
+}
+
+impl Drop for UserStream {
+    fn drop(&mut self) {
+        let reason = match self.ended {
+            End::ClientGone => "client_gone",
+            End::SlowReader => "slow_reader",
+            End::SignedOut => "signed_out",
+            End::Shutdown => "shutdown",
+            End::Error => "error",
+        };
+        metrics::counter!("courier_streams_closed_total", "reason" => reason).increment(1);
+    }
 }
 
 impl UserStream {
@@ -264,13 +303,13 @@ impl UserStream {
             let gap_deadline = self.gap_deadline;
             tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => self.done = true,
+                _ = self.shutdown.cancelled() => self.end(End::Shutdown),
                 _ = tokio::time::sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {
                     self.read_store_instead();
                 }
                 event = self.subscription.next() => match event {
                     // The bus dropped us (buffer full) or is gone: end; the client resumes.
-                    None => self.done = true,
+                    None => self.end(End::SlowReader),
                     Some(event) => self.on_event(event),
                 },
                 _ = self.heartbeat.tick() => {
@@ -288,7 +327,7 @@ impl UserStream {
         if let EventKind::SessionsRevoked(sessions) = &event.kind {
             if sessions.contains(&self.session) {
                 self.pending.push_back(Frame::SignedOut);
-                self.done = true;
+                self.end(End::SignedOut);
             }
             return;
         }
@@ -368,7 +407,7 @@ impl UserStream {
         {
             Err(StoreError::NotFound) => {
                 self.pending.push_back(Frame::SignedOut);
-                self.done = true;
+                self.end(End::SignedOut);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "session check failed; will retry");
@@ -394,7 +433,7 @@ impl UserStream {
             Err(e) => {
                 // End the stream rather than skip: the client resumes from its cursor.
                 tracing::warn!(error = %e, "replay failed; closing stream");
-                self.done = true;
+                self.end(End::Error);
             }
         }
     }
@@ -438,6 +477,7 @@ impl StreamSlot {
         presence
             .enter(user, session, max)
             .ok_or(OpenError::TooManyStreams(max))?;
+        metrics::gauge!("courier_streams_open").increment(1.0);
         Ok(Self {
             presence: presence.clone(),
             user,
@@ -449,5 +489,6 @@ impl StreamSlot {
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.presence.leave(self.user, &self.session);
+        metrics::gauge!("courier_streams_open").decrement(1.0);
     }
 }

@@ -265,3 +265,10 @@ pub trait Store: AccountStore + PresenceStore + Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<Member>>;
 }
+
+/// Records one group commit for the `courier_store_commit_*` metrics (see `app::metrics`).
+pub(crate) fn record_commit(store: &'static str, started: std::time::Instant, size: usize) {
+    metrics::histogram!("courier_store_commit_duration_seconds", "store" => store)
+        .record(started.elapsed());
+    metrics::histogram!("courier_store_commit_group_size", "store" => store).record(size as f64);
+}

@@ -21,6 +21,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: Client,
     pub data_dir: tempfile::TempDir,
     pub config: ServeConfig,
@@ -57,9 +59,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
     start(config, data_dir).await
 }
 
-async fn start(config: ServeConfig, data_dir: tempfile::TempDir) -> TestApp {
+/// Starts a server with exactly `config`, owning `data_dir` (for a data directory prepared
+/// beforehand: a restored backup, an upgrade fixture).
+pub async fn start(config: ServeConfig, data_dir: tempfile::TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run(std::future::pending()));
     let client = Client::builder()
@@ -68,6 +73,7 @@ async fn start(config: ServeConfig, data_dir: tempfile::TempDir) -> TestApp {
         .expect("client");
     TestApp {
         addr,
+        metrics_addr,
         client,
         data_dir,
         config,

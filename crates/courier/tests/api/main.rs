@@ -2,6 +2,7 @@
 
 mod accounts;
 mod auth;
+mod backup;
 mod connections;
 mod conversations;
 mod dev_login;
@@ -11,6 +12,7 @@ mod groups;
 mod helpers;
 mod lifecycle;
 mod messages;
+mod metrics;
 mod openapi;
 mod outage;
 mod presence;
@@ -24,3 +26,4 @@ mod text;
 mod tls;
 mod tokens;
 mod typing;
+mod upgrade;

@@ -164,7 +164,10 @@ pub(super) async fn write_loop(pool: PgPool, mut jobs: mpsc::Receiver<WriteJob>)
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
         let news: Vec<&NewMessage> = group.iter().map(|job| &job.new).collect();
-        let results = match commit_group(&pool, &news).await {
+        let started = std::time::Instant::now();
+        let committed = commit_group(&pool, &news).await;
+        crate::store::record_commit("postgres", started, news.len());
+        let results = match committed {
             Ok(results) => results,
             // One bad send must not fail its neighbours: retry them one by one, unless the
             // database is gone or the COMMIT itself failed (its outcome is then unknown, and a

@@ -141,7 +141,10 @@ async fn flush(conn: &mut SqliteConnection, caches: &mut Caches, sends: &mut Vec
         return;
     }
     let news: Vec<&NewMessage> = sends.iter().map(|(new, _)| new).collect();
-    match commit_group(conn, caches, &news).await {
+    let started = std::time::Instant::now();
+    let committed = commit_group(conn, caches, &news).await;
+    crate::store::record_commit("sqlite", started, news.len());
+    match committed {
         Ok(results) => {
             for ((_, reply), result) in sends.drain(..).zip(results) {
                 let _ = reply.send(result);
