@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod admin;
 mod serve;
 
 /// Streams end on shutdown; this bounds how long the rest may take.
@@ -318,6 +319,12 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         },
+        members_can_invite: config.members_can_invite,
+        invite_max_lifetime: chrono::TimeDelta::from_std(config.invite_max_lifetime)
+            .unwrap_or(chrono::TimeDelta::days(30)),
+        invite_max_uses: i64::from(config.invite_max_uses.max(1)),
+        password_link_lifetime: chrono::TimeDelta::from_std(config.password_link_lifetime)
+            .unwrap_or(chrono::TimeDelta::hours(1)),
     }
 }
 

@@ -22,6 +22,36 @@ pub struct Cli {
 pub enum Command {
     /// Serve the web app and the JSON/SSE API.
     Serve(ServeConfig),
+    /// Administer accounts without a browser (opens the database itself).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `courier admin …`: account administration for installs without a browser.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a password account, printing nothing secret. The password is read from standard
+    /// input (one line) unless COURIER_NEW_PASSWORD is set.
+    CreateUser(CreateUser),
+}
+
+#[derive(Parser)]
+pub struct CreateUser {
+    /// The new account's username.
+    #[arg(long)]
+    pub username: String,
+    /// Make the account a server admin (also ends first-run setup).
+    #[arg(long, default_value_t = false)]
+    pub admin: bool,
+    /// Directory of the SQLite database (as for `serve`).
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./courier-data")]
+    pub data_dir: PathBuf,
+    /// Database URL (as for `serve`).
+    #[arg(long, env = "COURIER_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Shortest accepted password, in characters (as for `serve`).
+    #[arg(long, env = "COURIER_PASSWORD_MIN_LENGTH", default_value_t = 10)]
+    pub password_min_length: usize,
 }
 
 #[derive(Clone, Parser)]
@@ -196,6 +226,22 @@ pub struct ServeConfig {
     )]
     pub invite_codes: Vec<String>,
 
+    /// Members, not only the server's admin, may create invite links in the app.
+    #[arg(long, env = "COURIER_MEMBERS_CAN_INVITE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub members_can_invite: bool,
+
+    /// Longest lifetime of an invite link made in the app.
+    #[arg(long, env = "COURIER_INVITE_MAX_LIFETIME", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub invite_max_lifetime: Duration,
+
+    /// Most accounts one invite link may admit.
+    #[arg(long, env = "COURIER_INVITE_MAX_USES", default_value_t = 100)]
+    pub invite_max_uses: u32,
+
+    /// How long a one-time password link (admin reset) stays usable.
+    #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub password_link_lifetime: Duration,
+
     /// Shortest accepted password, in characters.
     #[arg(long, env = "COURIER_PASSWORD_MIN_LENGTH", default_value_t = 10)]
     pub password_min_length: usize,
@@ -341,6 +387,20 @@ impl ServeConfig {
                 .is_some_and(|url| url.to_ascii_lowercase().starts_with("https://"));
             self.listen.ip().is_loopback() && !https
         })
+    }
+}
+
+impl fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("username", &self.username)
+            .field("admin", &self.admin)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .finish_non_exhaustive()
     }
 }
 

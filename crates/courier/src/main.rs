@@ -4,9 +4,10 @@ use courier::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cli {
-        command: Command::Serve(config),
-    } = Cli::parse();
+    let config = match Cli::parse().command {
+        Command::Serve(config) => config,
+        Command::Admin(command) => return courier::app::admin::run(command).await,
+    };
     courier::telemetry::init(&config.log, std::io::stderr);
     tracing::info!(?config, "starting");
     let app = App::build(config).await?;
