@@ -118,7 +118,6 @@ describe('People and their accounts in the browser', { timeout: 180_000 }, () =>
 
   it('bob deletes his account: he is signed out, and his message stays with the admin', async () => {
     const { page } = bob;
-    await composer(page).count(); // no-op: bob is on settings
     await page.goto('/');
     await page.locator('.conversation-row').filter({ hasText: 'admin' }).first().click();
     await composer(page).fill('goodbye from bob');
