@@ -170,6 +170,17 @@ impl App {
         .context("configuring sign-in providers")?;
         let oauth = Arc::new(oauth);
         oauth.warm_up();
+        if let Some(smtp) = &config.smtp_url {
+            let public_url = config.public_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{scheme}://{}",
+                    listener.local_addr().unwrap_or(config.listen)
+                )
+            });
+            let mailer = crate::service::Mailer::new(smtp, &config.smtp_from, &public_url)
+                .map_err(anyhow::Error::msg)?;
+            accounts.set_mailer(mailer);
+        }
         let state = ApiState {
             messenger,
             realtime,

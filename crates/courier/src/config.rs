@@ -242,6 +242,20 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = humantime::parse_duration)]
     pub password_link_lifetime: Duration,
 
+    /// SMTP server for "forgot password" mail: `smtp://host:port` (plain, e.g. a local relay),
+    /// `smtp://user:pass@host?tls=required` (STARTTLS) or `smtps://user:pass@host` (TLS).
+    /// Unset: no mail, and only the admin's reset links reset passwords.
+    #[arg(long, env = "COURIER_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The From address of that mail, e.g. `Courier <courier@chat.example.org>`.
+    #[arg(
+        long,
+        env = "COURIER_SMTP_FROM",
+        default_value = "Courier <courier@localhost>"
+    )]
+    pub smtp_from: String,
+
     /// Shortest accepted password, in characters.
     #[arg(long, env = "COURIER_PASSWORD_MIN_LENGTH", default_value_t = 10)]
     pub password_min_length: usize,
@@ -414,6 +428,7 @@ impl fmt::Debug for ServeConfig {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("dev_login", &self.dev_login_enabled())
             .field("token_secret", &self.token_secret)
             .field("max_message_chars", &self.max_message_chars)

@@ -129,5 +129,7 @@ export const api = {
   revokeInvite: (id) => request('DELETE', `/api/invites/${enc(id)}`),
   checkInvite: (code) => request('POST', '/api/invites/check', { code }, { quiet401: true }),
   passwordLink: (username) => request('POST', '/api/admin/password_links', { username }),
+  setEmail: (email) => request('PUT', '/api/account/email', { email }),
+  forgotPassword: (email) => request('POST', '/api/password_forgot', { email }, { quiet401: true }),
   resetPassword: (token, newPassword) => request('POST', '/api/password_reset', { token, newPassword }, { quiet401: true }),
 };

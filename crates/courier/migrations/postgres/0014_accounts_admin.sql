@@ -7,6 +7,10 @@ ALTER TABLE users ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT FALSE;
 -- and their messages keep a sender.
 ALTER TABLE users ADD COLUMN deleted_at BIGINT;
 
+-- Where "forgot password" mail goes (lower case); optional, unique.
+ALTER TABLE users ADD COLUMN email TEXT;
+CREATE UNIQUE INDEX users_by_email ON users (email);
+
 -- At most one row: written in the same transaction as the first account with a credential,
 -- who becomes the admin. Two racing first-run setups collide on the primary key, so there is
 -- exactly one admin, on every node.

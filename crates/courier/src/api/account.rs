@@ -25,11 +25,15 @@ pub fn router() -> Router<ApiState> {
         .route("/invites/{id}", delete(revoke_invite))
         .route("/admin/password_links", post(admin_password_link))
         .route("/password_reset", post(reset_password))
+        .route("/password_forgot", post(forgot_password))
+        .route("/account/email", axum::routing::put(set_email))
 }
 
 async fn setup_status(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let needed = state.accounts.setup_needed().await?;
-    Ok(Json(json!({ "needed": needed })))
+    Ok(Json(
+        json!({ "needed": needed, "passwordMail": state.accounts.mail_enabled() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -64,6 +68,8 @@ async fn account(State(state): State<ApiState>, me: AuthUser) -> Result<Json<Val
     Ok(Json(json!({
         "isAdmin": flags.is_admin,
         "hasPassword": flags.has_password,
+        "email": state.accounts.email(me.id).await?,
+        "passwordMail": state.accounts.mail_enabled(),
         "mayInvite": state.accounts.may_invite(me.id).await?,
     })))
 }
@@ -269,4 +275,34 @@ async fn reset_password(
         .reset_password(&body.token, &body.new_password, ip)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct EmailBody {
+    #[serde(default)]
+    email: String,
+}
+
+async fn set_email(
+    State(state): State<ApiState>,
+    me: AuthUser,
+    AppJson(body): AppJson<EmailBody>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.set_email(me.id, &body.email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Always the same answer, whether or not an account has the address.
+async fn forgot_password(
+    State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
+    AppJson(body): AppJson<EmailBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.accounts.forgot_password(&body.email, ip).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "message": "If an account has this address, a link to reset its password is on its way. It works once, within the hour."
+        })),
+    ))
 }

@@ -100,6 +100,8 @@ pub struct Accounts {
     touched: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
     /// Verified against when the account does not exist, so timing tells nothing.
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// "Forgot password" mail, when `--smtp-url` is set (see `set_mailer`).
+    mailer: std::sync::OnceLock<Arc<crate::service::Mailer>>,
 }
 
 impl Accounts {
@@ -126,6 +128,7 @@ impl Accounts {
             trusted: Default::default(),
             touched: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
+            mailer: std::sync::OnceLock::new(),
         }
     }
 

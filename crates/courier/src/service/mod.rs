@@ -4,6 +4,7 @@
 //! domain errors; status codes belong to `api`.
 
 mod accounts;
+mod mail;
 mod oauth;
 pub mod presence;
 pub mod push;
@@ -16,6 +17,7 @@ pub use accounts::{
     AccountSettings, Accounts, Authenticated, FRESH_SIGN_IN, InviteState, PasswordLink, SignedIn,
     Signup,
 };
+pub use mail::Mailer;
 pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,

@@ -88,6 +88,12 @@ pub trait PeopleStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<UserId>;
 
+    /// Sets or clears the address for "forgot password" mail; `Conflict("email")` when taken.
+    async fn set_email(&self, user: UserId, email: Option<&str>) -> StoreResult<()>;
+    /// The address and username of a live (not deleted) account, by address.
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<(UserId, String)>>;
+    async fn email_of(&self, user: UserId) -> StoreResult<Option<String>>;
+
     /// Deletes an account: credentials, push subscriptions and unused links go, the row stays
     /// (marked deleted, its username reserved). `remove_content` turns the person's messages
     /// into tombstones.

@@ -618,3 +618,179 @@ async fn a_passwordless_account_is_deleted_only_right_after_signing_in() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT, "a fresh sign-in");
     assert_eq!(app.auth_status(&dev).await, StatusCode::UNAUTHORIZED);
 }
+
+/// A real SMTP server for the test: `python3 -m aiosmtpd -n` prints every mail it receives.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    received: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl SmtpSink {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut child = std::process::Command::new("python3")
+            .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let received = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take()?;
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        // Ready once it accepts connections.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self {
+                    child,
+                    port,
+                    received,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    fn mail(&self) -> String {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn forgot_password_mails_a_one_time_link_through_smtp_and_answers_alike_for_strangers() {
+    let Some(smtp) = SmtpSink::start() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "aiosmtpd is missing (pip install aiosmtpd)"
+        );
+        return;
+    };
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let app = spawn_app_with(move |c| {
+        c.signup = SignupMode::Open;
+        c.smtp_url = Some(smtp_url);
+        c.smtp_from = "Courier <courier@example.org>".into();
+    })
+    .await;
+    let alice = as_user(sign_up(&app, "alice", None).await).await;
+    let bad = app
+        .client
+        .put(app.url("/api/account/email"))
+        .bearer_auth(&alice.token)
+        .json(&json!({ "email": "not an address" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let set = app
+        .client
+        .put(app.url("/api/account/email"))
+        .bearer_auth(&alice.token)
+        .json(&json!({ "email": "Alice@Example.org" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::NO_CONTENT);
+
+    let stranger = post_json(
+        &app,
+        "/api/password_forgot",
+        json!({ "email": "nobody@example.org" }),
+    )
+    .await;
+    let (stranger_status, stranger_body) = (stranger.status(), stranger.text().await.unwrap());
+    let known = post_json(
+        &app,
+        "/api/password_forgot",
+        json!({ "email": "alice@example.org" }),
+    )
+    .await;
+    assert_eq!(known.status(), stranger_status);
+    assert_eq!(known.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        known.text().await.unwrap(),
+        stranger_body,
+        "the same answer either way"
+    );
+
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let token = loop {
+        let mail = smtp.mail();
+        if let Some(at) = mail.find("#reset=") {
+            break mail[at + 7..at + 7 + 32].to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mail arrived: {mail}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mail = smtp.mail();
+    assert!(mail.contains("alice@example.org"), "{mail}");
+    assert!(
+        !mail.contains("nobody@example.org"),
+        "no mail to a stranger"
+    );
+
+    let used = post_json(
+        &app,
+        "/api/password_reset",
+        json!({ "token": token, "newPassword": OTHER_PASSWORD }),
+    )
+    .await;
+    assert_eq!(used.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.auth_status(&alice).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        sign_in(&app, "alice", OTHER_PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    let again = post_json(
+        &app,
+        "/api/password_reset",
+        json!({ "token": token, "newPassword": "amber-signal-orchard-62" }),
+    )
+    .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "single use"
+    );
+}
+
+#[tokio::test]
+async fn without_smtp_forgot_password_is_not_offered() {
+    let app = spawn_app().await;
+    let response = post_json(
+        &app,
+        "/api/password_forgot",
+        json!({ "email": "a@example.org" }),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

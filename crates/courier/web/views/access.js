@@ -2,6 +2,7 @@ import { api } from '../api.js';
 import { h } from '../dom.js';
 import { charCount } from '../format.js';
 import { setPageTitle } from '../title.js';
+import { forgotPasswordLink } from './account.js';
 
 const FALLBACK = { devLogin: true, password: false, signup: 'closed', providers: [] };
 const DEFAULT_MIN_LENGTH = 10;
@@ -205,9 +206,10 @@ function signInForm(onSignedIn) {
   };
   const formError = h('p', { class: 'form-error', role: 'alert' });
   const button = h('button', { type: 'submit', class: 'button button-block', text: 'Sign in' });
-  const element = h('form', { class: 'stack', novalidate: true, 'aria-label': 'Sign in with a password' },
+  const form = h('form', { class: 'stack', novalidate: true, 'aria-label': 'Sign in with a password' },
     fields.username.element, fields.password.element, formError, button);
-  wireForm(element, {
+  const element = h('div', { class: 'stack' }, form, forgotPasswordLink());
+  wireForm(form, {
     fields, button, busyText: 'Signing in…', formError, onSignedIn,
     validate: () => ({
       username: fields.username.input.value.trim() ? '' : 'Enter your username.',

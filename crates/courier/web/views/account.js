@@ -106,6 +106,7 @@ export function mountSettings(root, { me, onDeleted }) {
   api.account().then((account) => {
     if (!alive) return;
     const parts = [];
+    if (account.passwordMail) parts.push(emailSection(account.email));
     if (account.mayInvite) parts.push(invitesSection(account.isAdmin));
     if (account.isAdmin) parts.push(resetLinkSection());
     adminArea.replaceChildren(...parts);
@@ -128,6 +129,31 @@ function passwordSection() {
       next.input.value = '';
       return result.signedOut ? `Password changed. ${result.signedOut} other session(s) signed out.` : 'Password changed.';
     }));
+}
+
+function emailSection(current) {
+  const email = labelled('account-email', 'Email for password resets', { type: 'email', autocomplete: 'email', value: current || '' });
+  return h('section', { class: 'card stack', 'aria-labelledby': 'email-title' },
+    h('h2', { id: 'email-title', text: 'Email' }),
+    h('p', { class: 'muted', text: 'Only used to send you a link if you forget your password.' }),
+    form('Email address', [email], 'Save', async () => {
+      await api.setEmail(email.input.value.trim());
+      return 'Saved.';
+    }));
+}
+
+// "Forgot your password?" on the access page, when the server can send mail.
+export function forgotPasswordLink() {
+  const holder = h('div', { class: 'forgot' });
+  api.setupStatus().then((status) => {
+    if (!status.passwordMail) return;
+    const email = labelled('forgot-email', 'Your email address', { type: 'email', autocomplete: 'email' });
+    const details = h('details', {},
+      h('summary', { text: 'Forgot your password?' }),
+      form('Reset my password by email', [email], 'Send me a link', async () => (await api.forgotPassword(email.input.value.trim())).message));
+    holder.replaceChildren(details);
+  }).catch(() => {});
+  return holder;
 }
 
 function invitesSection(isAdmin) {

@@ -395,6 +395,78 @@ impl Accounts {
         Ok(())
     }
 
+    /// Turns on "forgot password" mail (set once, when the public address is known).
+    pub fn set_mailer(&self, mailer: crate::service::Mailer) {
+        let _ = self.mailer.set(std::sync::Arc::new(mailer));
+    }
+
+    pub fn mail_enabled(&self) -> bool {
+        self.mailer.get().is_some()
+    }
+
+    pub async fn email(&self, user: UserId) -> ServiceResult<Option<String>> {
+        self.store
+            .email_of(user)
+            .await
+            .map_err(ServiceError::from_store("user"))
+    }
+
+    /// Sets (or, with an empty one, clears) where "forgot password" mail goes.
+    pub async fn set_email(&self, user: UserId, raw: &str) -> ServiceResult<()> {
+        let email = raw.trim().to_lowercase();
+        let email = if email.is_empty() {
+            None
+        } else {
+            let (local, domain) = email.split_once('@').unwrap_or_default();
+            let valid = email.len() <= 254
+                && !local.is_empty()
+                && domain.contains('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && email.parse::<lettre::Address>().is_ok();
+            if !valid {
+                return Err(ServiceError::invalid(
+                    "email",
+                    "Enter an email address like name@example.org",
+                ));
+            }
+            Some(email)
+        };
+        self.store
+            .set_email(user, email.as_deref())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    ServiceError::invalid("email", "Another account uses this address")
+                }
+                e => ServiceError::from_store("user")(e),
+            })
+    }
+
+    /// "Forgot password": mails a one-time link to the account with this address, if any. The
+    /// answer (and its timing: the mail goes out in the background) is the same either way.
+    #[tracing::instrument(skip_all)]
+    pub async fn forgot_password(&self, raw_email: &str, ip: IpAddr) -> ServiceResult<()> {
+        let Some(mailer) = self.mailer.get().cloned() else {
+            return Err(ServiceError::NotFound("password reset by email"));
+        };
+        self.limit(None, ip)?;
+        let email = raw_email.trim().to_lowercase();
+        let found = self
+            .store
+            .user_by_email(&email)
+            .await
+            .map_err(ServiceError::from_store("user"))?;
+        if let Some((user, username)) = found {
+            let link = self.password_link(user).await?;
+            tokio::spawn(async move {
+                if let Err(e) = mailer.send_reset_link(&email, &username, &link.token).await {
+                    tracing::warn!(error = %e, "could not send a password reset mail");
+                }
+            });
+        }
+        Ok(())
+    }
+
     /// Deletes the account after confirming with the password, or, without one, a sign-in in
     /// the last `FRESH_SIGN_IN`. Sessions end and streams close at once; the row stays so the
     /// username stays reserved and messages keep their sender ("deleted account").

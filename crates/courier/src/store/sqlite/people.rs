@@ -201,6 +201,42 @@ impl PeopleStore for SqliteStore {
         Ok(UserId(user))
     }
 
+    async fn set_email(&self, user: UserId, email: Option<&str>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET email = ? WHERE id = ?")
+            .bind(email)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match classify(e) {
+                StoreError::Other(e) if e.to_string().to_lowercase().contains("unique") => {
+                    StoreError::Conflict("email")
+                }
+                e => e,
+            })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<(UserId, String)>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, username FROM users WHERE email = ? AND deleted_at IS NULL")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(row.map(|(id, name)| (UserId(id), name)))
+    }
+
+    async fn email_of(&self, user: UserId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT email FROM users WHERE id = ?")
+            .bind(user.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
     async fn delete_account(
         &self,
         user: UserId,
@@ -214,7 +250,7 @@ impl PeopleStore for SqliteStore {
             .await
             .map_err(classify)?;
         let marked = sqlx::query(
-            "UPDATE users SET deleted_at = ?1, is_admin = 0, avatar_url = NULL
+            "UPDATE users SET deleted_at = ?1, is_admin = 0, avatar_url = NULL, email = NULL
              WHERE id = ?2 AND deleted_at IS NULL",
         )
         .bind(now)
