@@ -29,7 +29,8 @@ describe('People and their accounts in the browser', { timeout: 180_000 }, () =>
   }
 
   before(async () => {
-    server = await new CourierServer({ args: ['--dev-login=false'] }).start();
+    // Bob signs in many times in a minute here; the attempt limit has its own tests.
+    server = await new CourierServer({ args: ['--dev-login=false', '--login-attempts-per-account', '30'] }).start();
     browser = await launchBrowser();
   });
 
