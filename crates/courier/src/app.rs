@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod admin;
 pub mod metrics;
 mod notify;
 mod serve;
@@ -173,6 +174,17 @@ impl App {
         .context("configuring sign-in providers")?;
         let oauth = Arc::new(oauth);
         oauth.warm_up();
+        if let Some(smtp) = &config.smtp_url {
+            let public_url = config.public_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{scheme}://{}",
+                    listener.local_addr().unwrap_or(config.listen)
+                )
+            });
+            let mailer = crate::service::Mailer::new(smtp, &config.smtp_from, &public_url)
+                .map_err(anyhow::Error::msg)?;
+            accounts.set_mailer(mailer);
+        }
         let state = ApiState {
             messenger,
             realtime,
@@ -343,6 +355,12 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         },
+        members_can_invite: config.members_can_invite,
+        invite_max_lifetime: chrono::TimeDelta::from_std(config.invite_max_lifetime)
+            .unwrap_or(chrono::TimeDelta::days(30)),
+        invite_max_uses: i64::from(config.invite_max_uses.max(1)),
+        password_link_lifetime: chrono::TimeDelta::from_std(config.password_link_lifetime)
+            .unwrap_or(chrono::TimeDelta::hours(1)),
     }
 }
 

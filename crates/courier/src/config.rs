@@ -31,6 +31,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Put a backup in place of the SQLite database (the server must be stopped).
     Restore(RestoreArgs),
+    /// Administer accounts without a browser (opens the database itself).
+    #[command(subcommand)]
+    Admin(AdminCommand),
 }
 
 /// Which database `backup` and `restore` work on: the server's own settings.
@@ -84,6 +87,33 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+/// `courier admin …`: account administration for installs without a browser.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a password account, printing nothing secret. The password is read from standard
+    /// input (one line) unless COURIER_NEW_PASSWORD is set.
+    CreateUser(CreateUser),
+}
+
+#[derive(Parser)]
+pub struct CreateUser {
+    /// The new account's username.
+    #[arg(long)]
+    pub username: String,
+    /// Make the account a server admin (also ends first-run setup).
+    #[arg(long, default_value_t = false)]
+    pub admin: bool,
+    /// Directory of the SQLite database (as for `serve`).
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./courier-data")]
+    pub data_dir: PathBuf,
+    /// Database URL (as for `serve`).
+    #[arg(long, env = "COURIER_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Shortest accepted password, in characters (as for `serve`).
+    #[arg(long, env = "COURIER_PASSWORD_MIN_LENGTH", default_value_t = 10)]
+    pub password_min_length: usize,
 }
 
 #[derive(Clone, Parser)]
@@ -264,6 +294,36 @@ pub struct ServeConfig {
     )]
     pub invite_codes: Vec<String>,
 
+    /// Members, not only the server's admin, may create invite links in the app.
+    #[arg(long, env = "COURIER_MEMBERS_CAN_INVITE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub members_can_invite: bool,
+
+    /// Longest lifetime of an invite link made in the app.
+    #[arg(long, env = "COURIER_INVITE_MAX_LIFETIME", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub invite_max_lifetime: Duration,
+
+    /// Most accounts one invite link may admit.
+    #[arg(long, env = "COURIER_INVITE_MAX_USES", default_value_t = 100)]
+    pub invite_max_uses: u32,
+
+    /// How long a one-time password link (admin reset) stays usable.
+    #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub password_link_lifetime: Duration,
+
+    /// SMTP server for "forgot password" mail: `smtp://host:port` (plain, e.g. a local relay),
+    /// `smtp://user:pass@host?tls=required` (STARTTLS) or `smtps://user:pass@host` (TLS).
+    /// Unset: no mail, and only the admin's reset links reset passwords.
+    #[arg(long, env = "COURIER_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The From address of that mail, e.g. `Courier <courier@chat.example.org>`.
+    #[arg(
+        long,
+        env = "COURIER_SMTP_FROM",
+        default_value = "Courier <courier@localhost>"
+    )]
+    pub smtp_from: String,
+
     /// Shortest accepted password, in characters.
     #[arg(long, env = "COURIER_PASSWORD_MIN_LENGTH", default_value_t = 10)]
     pub password_min_length: usize,
@@ -428,6 +488,20 @@ impl ServeConfig {
     }
 }
 
+impl fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("username", &self.username)
+            .field("admin", &self.admin)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServeConfig")
@@ -438,6 +512,7 @@ impl fmt::Debug for ServeConfig {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("dev_login", &self.dev_login_enabled())
             .field("token_secret", &self.token_secret)
             .field("max_message_chars", &self.max_message_chars)

@@ -7,6 +7,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => serve(*config).await,
         Command::Backup(args) => courier::ops::backup(&args).await,
         Command::Restore(args) => courier::ops::restore(&args).await,
+        Command::Admin(command) => courier::app::admin::run(command).await,
     }
 }
 

@@ -119,4 +119,19 @@ export const api = {
   reportPresence: (state) => request('PUT', '/api/presence', { state }),
   settings: () => request('GET', '/api/me/settings'),
   updateSettings: (changes) => request('PATCH', '/api/me/settings', changes),
+  // Accounts (views/account.js): setup, invites, passwords, leaving.
+  setupStatus: () => request('GET', '/api/setup', undefined, { quiet401: true }),
+  setup: (username, password) => request('POST', '/api/setup', { username, password }, { quiet401: true }),
+  account: () => request('GET', '/api/account'),
+  changePassword: (currentPassword, newPassword, signOutOthers) =>
+    request('POST', '/api/account/password', { currentPassword, newPassword, signOutOthers }),
+  deleteAccount: (password, removeMessages) => request('DELETE', '/api/account', { password, removeMessages }),
+  invites: () => request('GET', '/api/invites'),
+  createInvite: (expiresInHours, maxUses) => request('POST', '/api/invites', { expiresInHours, maxUses }),
+  revokeInvite: (id) => request('DELETE', `/api/invites/${enc(id)}`),
+  checkInvite: (code) => request('POST', '/api/invites/check', { code }, { quiet401: true }),
+  passwordLink: (username) => request('POST', '/api/admin/password_links', { username }),
+  setEmail: (email) => request('PUT', '/api/account/email', { email }),
+  forgotPassword: (email) => request('POST', '/api/password_forgot', { email }, { quiet401: true }),
+  resetPassword: (token, newPassword) => request('POST', '/api/password_reset', { token, newPassword }, { quiet401: true }),
 };

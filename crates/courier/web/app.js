@@ -12,6 +12,7 @@ import * as presence from './presence.js';
 import * as outbox from './outbox.js';
 import { clearUnseen, noteIncoming, resetUnseen, setPageTitle } from './title.js';
 import { mountAccess } from './views/access.js';
+import { mountReset, mountSettings, mountSetup, takeFragment } from './views/account.js';
 import { mountConversation } from './views/conversation.js';
 import { mountHome } from './views/home.js';
 import { mountNotFound } from './views/not-found.js';
@@ -26,7 +27,9 @@ const banner = document.getElementById('connection-status');
 // offline: false, 'network' (no answer at all) or 'server' (503: the server or its database is
 // having a blip; never a reason to show the sign-in page).
 // notice: why the access page is showing (the session ended elsewhere), until the next sign-in.
-const session = { user: undefined, offline: false, notice: '' };
+const session = { user: undefined, offline: false, notice: '', setup: false };
+// A one-time password link (`/#reset=…`), read once and taken out of the address.
+let resetToken = takeFragment('reset');
 const ENDED = 'You’ve been signed out. Sign in again to continue.';
 let unmount = () => {};
 let retryTimer = 0;
@@ -74,6 +77,8 @@ function renderTopbar(path) {
       ? h('div', { class: 'me' },
         h('a', { href: '/sessions', class: 'topbar-link', title: 'Your signed-in devices', 'aria-current': path === '/sessions' ? 'page' : null },
           icon('devices'), h('span', { class: 'topbar-link-text', text: 'Sessions' })),
+        h('a', { href: '/settings', class: 'topbar-link', title: 'Your account', 'aria-current': path === '/settings' ? 'page' : null },
+          h('span', { class: 'topbar-link-text', text: 'Settings' })),
         avatar(user, 'sm'),
         h('span', { class: 'me-name', text: user.username }),
         h('button', { type: 'button', class: 'topbar-link sign-out', title: 'Sign out of this device', onclick: confirmSignOut },
@@ -140,7 +145,7 @@ function route(path) {
   unmount = () => {};
   renderTopbar(path);
   const params = match('/c/:id', path);
-  if (session.user && (path === '/' || params)) {
+  if (session.user && !resetToken && (path === '/' || params)) {
     showInShell(params);
   } else {
     closeShell();
@@ -157,6 +162,12 @@ function route(path) {
 function routeElsewhere(path) {
   if (session.user === undefined) {
     unmount = mountOffline(main);
+  } else if (resetToken) {
+    unmount = mountReset(main, { token: resetToken, onDone: () => { resetToken = ''; signedOut({ goHome: true }); rerender(); } });
+  } else if (!session.user && session.setup) {
+    unmount = mountSetup(main, { onSignedIn: (user) => { session.setup = false; if (user) onSignedIn(user); else rerender(); } });
+  } else if (path === '/settings') {
+    unmount = session.user ? mountSettings(main, { me: session.user, onDeleted: signedOutForGood }) : mountAccessHere();
   } else if (path === '/' || match('/c/:id', path)) {
     unmount = mountAccessHere();
   } else if (path === '/sessions') {
@@ -230,6 +241,12 @@ async function signOut() {
   signedOut({ goHome: true });
 }
 
+// The account was deleted: its sessions are gone, so this tab simply shows the access page.
+function signedOutForGood() {
+  stream.stopStream({ signOut: true });
+  signedOut({ goHome: true, notice: 'Your account was deleted.' });
+}
+
 async function signOutEverywhere() {
   leaving = true;
   try {
@@ -257,6 +274,9 @@ async function identify() {
     }
     session.user = null;
     session.offline = false;
+    // Development servers (dev login on) keep their access page; real ones show setup.
+    session.setup = await Promise.all([api.setupStatus(), api.providers()])
+      .then(([setup, providers]) => setup.needed && !providers.devLogin, () => false);
   }
   refreshBanner();
   if (session.user) {

@@ -1,5 +1,6 @@
 //! HTTP API: one `router()` per resource, the shared state, errors and wire shapes.
 
+mod account;
 mod auth;
 mod conversations;
 mod error;
@@ -117,6 +118,7 @@ struct BeforeQuery {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(auth::router(state.settings.dev_login.enabled))
+        .merge(account::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(oauth::router())

@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
+mod people;
+pub use people::{FRESH_SIGN_IN, InviteState, PasswordLink};
+
 /// `last_seen` is written at most this often per session, so reads stay reads.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// Session touches are written at most this often, all in one statement, off the request:
@@ -56,6 +59,13 @@ pub struct AccountSettings {
     pub dev_logins_per_ip: Option<NonZeroU32>,
     /// Password hashes computed at once (each holds 19 MiB while it runs); at least 1.
     pub hash_concurrency: usize,
+    /// Members, not only the admin, may create invite links.
+    pub members_can_invite: bool,
+    /// Longest lifetime and most uses of an invite link.
+    pub invite_max_lifetime: chrono::TimeDelta,
+    pub invite_max_uses: i64,
+    /// How long a one-time password link stays usable.
+    pub password_link_lifetime: chrono::TimeDelta,
 }
 
 /// Who a request comes from.
@@ -90,6 +100,8 @@ pub struct Accounts {
     touched: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
     /// Verified against when the account does not exist, so timing tells nothing.
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// "Forgot password" mail, when `--smtp-url` is set (see `set_mailer`).
+    mailer: std::sync::OnceLock<Arc<crate::service::Mailer>>,
 }
 
 impl Accounts {
@@ -116,6 +128,7 @@ impl Accounts {
             trusted: Default::default(),
             touched: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
+            mailer: std::sync::OnceLock::new(),
         }
     }
 
@@ -220,6 +233,9 @@ impl Accounts {
                 "This account signs in with a password or a provider",
             ));
         }
+        if self.flags(user.id).await?.deleted {
+            return Err(ServiceError::Forbidden("This account was deleted"));
+        }
         self.open_session(user, device).await
     }
 
@@ -237,19 +253,7 @@ impl Accounts {
         }
         self.limit(None, ip)?;
         let username = parse_username(raw_username)?;
-        let invite = match &self.settings.signup {
-            Signup::Open => None,
-            Signup::Closed => return Err(ServiceError::Forbidden("Sign-up is closed")),
-            Signup::Invite(codes) => match invite.map(str::trim) {
-                Some(code) if codes.contains(code) => Some(code),
-                _ => {
-                    return Err(ServiceError::invalid(
-                        "invite",
-                        "A valid invite code is required",
-                    ));
-                }
-            },
-        };
+        let admission = self.admission(invite)?;
         let password = Password::parse(
             raw_password,
             self.settings.password_min_len,
@@ -257,11 +261,17 @@ impl Accounts {
         )
         .map_err(|e| ServiceError::invalid("password", e))?;
         let hash = self.hashing.hash(password).await?;
-        let user = self
+        let user = match self
             .store
-            .create_account(&username, None, NewCredential::Password { hash }, invite)
+            .create_account_as(&username, None, NewCredential::Password { hash }, admission)
             .await
-            .map_err(ServiceError::from_store("user"))?;
+        {
+            Ok(user) => user,
+            Err(StoreError::Conflict("invite link")) => {
+                return Err(self.invite_refusal(invite.unwrap_or_default()).await);
+            }
+            Err(e) => return Err(ServiceError::from_store("user")(e)),
+        };
         self.open_session(user, device).await
     }
 

@@ -4,13 +4,20 @@
 //! domain errors; status codes belong to `api`.
 
 mod accounts;
+mod mail;
 mod oauth;
 pub mod presence;
 pub mod push;
 mod signals;
 mod tokens;
 
-pub use accounts::{AccountSettings, Accounts, Authenticated, SignedIn, Signup};
+/// Account records the API shows as they are.
+pub use crate::store::{AccountFlags, Invite};
+pub use accounts::{
+    AccountSettings, Accounts, Authenticated, FRESH_SIGN_IN, InviteState, PasswordLink, SignedIn,
+    Signup,
+};
+pub use mail::Mailer;
 pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,

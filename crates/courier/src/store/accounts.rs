@@ -2,6 +2,7 @@
 //! Every `Store` is also an `AccountStore`; the twins live beside each store.
 
 use super::StoreResult;
+use super::people::Admission;
 use crate::model::{Session, User, UserId, Username};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +24,22 @@ pub trait AccountStore: Send + Sync {
         avatar_url: Option<&str>,
         credential: NewCredential,
         invite: Option<&str>,
+    ) -> StoreResult<User> {
+        let admission = match invite {
+            Some(code) => Admission::Code(code),
+            None => Admission::Open,
+        };
+        self.create_account_as(username, avatar_url, credential, admission)
+            .await
+    }
+    /// Creates a user with a credential, let in by `admission` (see `Admission` for the
+    /// conflicts). The first account with a credential becomes the server admin.
+    async fn create_account_as(
+        &self,
+        username: &Username,
+        avatar_url: Option<&str>,
+        credential: NewCredential,
+        admission: Admission<'_>,
     ) -> StoreResult<User>;
     /// The user linked to an identity, if any.
     async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<User>>;

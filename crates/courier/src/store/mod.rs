@@ -6,6 +6,7 @@
 mod accounts;
 mod lifecycle;
 mod log;
+mod people;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod presence;
@@ -18,6 +19,7 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
+pub use people::{AccountFlags, Admission, Invite, PeopleStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
@@ -97,7 +99,7 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + PresenceStore + Send + Sync + 'static {
+pub trait Store: AccountStore + PeopleStore + PresenceStore + Send + Sync + 'static {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

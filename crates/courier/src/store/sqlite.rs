@@ -7,6 +7,7 @@
 
 mod accounts;
 pub mod backup;
+mod people;
 mod presence;
 mod writer;
 

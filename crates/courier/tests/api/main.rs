@@ -1,6 +1,7 @@
 //! HTTP integration suite: the real server on a random port, spoken to as a client would.
 
 mod accounts;
+mod accounts_people;
 mod auth;
 mod backup;
 mod connections;

@@ -12,6 +12,7 @@ mod presence;
 mod reachable;
 #[path = "../contract/services.rs"]
 mod services;
+mod setup;
 
 use harness::*;
 use std::collections::BTreeSet;

@@ -2,6 +2,7 @@ import { api } from '../api.js';
 import { h } from '../dom.js';
 import { charCount } from '../format.js';
 import { setPageTitle } from '../title.js';
+import { forgotPasswordLink } from './account.js';
 
 const FALLBACK = { devLogin: true, password: false, signup: 'closed', providers: [] };
 const DEFAULT_MIN_LENGTH = 10;
@@ -187,7 +188,9 @@ function passwordPanel({ heading, config, onSignedIn }) {
   const element = h('div', { class: 'password-panel' });
 
   const signIn = signInForm(onSignedIn);
-  const signUp = signupMode === 'closed' ? null : signUpForm(onSignedIn, { minLength, invite: signupMode === 'invite' });
+  // An invite link carries its code in the fragment (`/#invite=…`), which never reaches the server.
+  const invited = new URLSearchParams(location.hash.slice(1)).get('invite') || '';
+  const signUp = signupMode === 'closed' ? null : signUpForm(onSignedIn, { minLength, invite: signupMode === 'invite', code: invited });
 
   function show(mode, { focus = true } = {}) {
     const form = mode === 'signup' && signUp ? signUp : signIn;
@@ -198,10 +201,12 @@ function passwordPanel({ heading, config, onSignedIn }) {
         h('button', { type: 'button', class: 'link-button', text: 'Sign in', onclick: () => show('signin') }))
       : h('p', { class: 'switch' }, 'New to Courier? ',
         h('button', { type: 'button', class: 'link-button', text: 'Create an account', onclick: () => show('signup') }));
-    element.replaceChildren(...[form.element, switcher].filter(Boolean));
+    const closed = signUp ? null
+      : h('p', { class: 'hint signup-closed', text: 'New accounts are by invitation only here. Ask the server’s admin for an invite link, or for an account.' });
+    element.replaceChildren(...[form.element, switcher, closed].filter(Boolean));
     if (focus) form.firstField.focus();
   }
-  show('signin', { focus: false });
+  show(invited && signUp ? 'signup' : 'signin', { focus: false });
   return { element, firstField: signIn.firstField };
 }
 
@@ -215,9 +220,10 @@ function signInForm(onSignedIn) {
   };
   const formError = h('p', { class: 'form-error', role: 'alert' });
   const button = h('button', { type: 'submit', class: 'button button-block', text: 'Sign in' });
-  const element = h('form', { class: 'stack', novalidate: true, 'aria-label': 'Sign in with a password' },
+  const form = h('form', { class: 'stack', novalidate: true, 'aria-label': 'Sign in with a password' },
     fields.username.element, fields.password.element, formError, button);
-  wireForm(element, {
+  const element = h('div', { class: 'stack' }, form, forgotPasswordLink());
+  wireForm(form, {
     fields, button, busyText: 'Signing in…', formError, onSignedIn,
     validate: () => ({
       username: fields.username.input.value.trim() ? '' : 'Enter your username.',
@@ -229,7 +235,7 @@ function signInForm(onSignedIn) {
   return { element, firstField: fields.username.input };
 }
 
-function signUpForm(onSignedIn, { minLength, invite }) {
+function signUpForm(onSignedIn, { minLength, invite, code = '' }) {
   const fields = {
     username: field({
       id: 'signup-username', label: 'Username', required: true, maxlength: String(USERNAME_MAX),
@@ -247,6 +253,10 @@ function signUpForm(onSignedIn, { minLength, invite }) {
       id: 'signup-invite', label: 'Invite code', required: true, autocomplete: 'off',
       autocapitalize: 'none', spellcheck: 'false', hint: 'Sign-up here is by invitation. Ask a member for a code.',
     });
+    if (code) {
+      fields.invite.input.value = code;
+      checkInvite(code, fields.invite);
+    }
   }
   const formError = h('p', { class: 'form-error', role: 'alert' });
   const button = h('button', { type: 'submit', class: 'button button-block', text: 'Create account' });
@@ -270,6 +280,16 @@ function signUpForm(onSignedIn, { minLength, invite }) {
     describeError: (err) => (err.status === 403 ? 'Sign-up is closed on this server.' : commonErrors(err)),
   });
   return { element, firstField: fields.username.input };
+}
+
+// A spent, expired or revoked invite link says so before anyone fills in the form.
+async function checkInvite(code, inviteField) {
+  try {
+    const result = await api.checkInvite(code);
+    if (!result.valid) inviteField.setError(result.message);
+  } catch {
+    // the sign-up itself will explain
+  }
 }
 
 // Development sign-in: any username, no password. On its own when it's the only method, else

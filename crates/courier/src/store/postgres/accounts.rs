@@ -3,7 +3,7 @@
 use super::{PgStore, classify, now_ms, time, user_at};
 use crate::model::{Session, User, UserId, Username};
 use crate::store::log::shared;
-use crate::store::{AccountStore, NewCredential, StoreError, StoreResult};
+use crate::store::{AccountStore, Admission, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -24,15 +24,29 @@ fn session_at(row: &PgRow) -> Result<Session, sqlx::Error> {
 
 #[async_trait]
 impl AccountStore for PgStore {
-    async fn create_account(
+    async fn create_account_as(
         &self,
         username: &Username,
         avatar_url: Option<&str>,
         credential: NewCredential,
-        invite: Option<&str>,
+        admission: Admission<'_>,
     ) -> StoreResult<User> {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The first account with a credential takes the one setup row (see migration 0014).
+        let first = sqlx::query(
+            "INSERT INTO server_setup (single, user_id, done_at) VALUES (TRUE, NULL, $1)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected()
+            == 1;
+        if admission == Admission::Setup && !first {
+            return Err(StoreError::Conflict("setup"));
+        }
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO users (username, skeleton, avatar_url, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING RETURNING id",
@@ -45,7 +59,7 @@ impl AccountStore for PgStore {
         .await
         .map_err(classify)?;
         let id = id.ok_or(StoreError::Conflict("username"))?;
-        if let Some(code) = invite {
+        if let Admission::Code(code) = admission {
             let spent = sqlx::query(
                 "INSERT INTO spent_invites (code, user_id, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT (code) DO NOTHING",
@@ -58,6 +72,34 @@ impl AccountStore for PgStore {
             .map_err(classify)?;
             if spent.rows_affected() == 0 {
                 return Err(StoreError::Conflict("invite"));
+            }
+        }
+        if let Admission::Link(code) = admission {
+            let used = sqlx::query(
+                "UPDATE invites SET uses = uses + 1
+                 WHERE code = $1 AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses",
+            )
+            .bind(code)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if used.rows_affected() == 0 {
+                return Err(StoreError::Conflict("invite link"));
+            }
+        }
+        if first || admission == Admission::Admin {
+            sqlx::query("UPDATE users SET is_admin = TRUE WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if first {
+                sqlx::query("UPDATE server_setup SET user_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
             }
         }
         let written = match credential {

@@ -3,7 +3,7 @@
 use super::{SqliteStore, classify, encode, now_ms, time, user_at};
 use crate::model::{Session, User, UserId, Username};
 use crate::store::log::shared;
-use crate::store::{AccountStore, NewCredential, StoreError, StoreResult};
+use crate::store::{AccountStore, Admission, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
@@ -24,12 +24,12 @@ fn session_at(row: &SqliteRow) -> Result<Session, sqlx::Error> {
 
 #[async_trait]
 impl AccountStore for SqliteStore {
-    async fn create_account(
+    async fn create_account_as(
         &self,
         username: &Username,
         avatar_url: Option<&str>,
         credential: NewCredential,
-        invite: Option<&str>,
+        admission: Admission<'_>,
     ) -> StoreResult<User> {
         let now = now_ms();
         let mut tx = self
@@ -37,6 +37,20 @@ impl AccountStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(classify)?;
+        // The first account with a credential takes the one setup row (see migration 0014).
+        let first = sqlx::query(
+            "INSERT INTO server_setup (single, user_id, done_at) VALUES (1, NULL, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected()
+            == 1;
+        if admission == Admission::Setup && !first {
+            return Err(StoreError::Conflict("setup"));
+        }
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO users (username, skeleton, avatar_url, created_at) VALUES (?, ?, ?, ?)
              ON CONFLICT DO NOTHING RETURNING id",
@@ -49,7 +63,7 @@ impl AccountStore for SqliteStore {
         .await
         .map_err(classify)?;
         let id = id.ok_or(StoreError::Conflict("username"))?;
-        if let Some(code) = invite {
+        if let Admission::Code(code) = admission {
             let spent = sqlx::query(
                 "INSERT INTO spent_invites (code, user_id, created_at) VALUES (?, ?, ?)
                  ON CONFLICT (code) DO NOTHING",
@@ -62,6 +76,34 @@ impl AccountStore for SqliteStore {
             .map_err(classify)?;
             if spent.rows_affected() == 0 {
                 return Err(StoreError::Conflict("invite"));
+            }
+        }
+        if let Admission::Link(code) = admission {
+            let used = sqlx::query(
+                "UPDATE invites SET uses = uses + 1
+                 WHERE code = ? AND revoked_at IS NULL AND expires_at > ? AND uses < max_uses",
+            )
+            .bind(code)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if used.rows_affected() == 0 {
+                return Err(StoreError::Conflict("invite link"));
+            }
+        }
+        if first || admission == Admission::Admin {
+            sqlx::query("UPDATE users SET is_admin = 1 WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if first {
+                sqlx::query("UPDATE server_setup SET user_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
             }
         }
         let written = match credential {

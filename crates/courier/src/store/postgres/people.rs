@@ -1,0 +1,283 @@
+//! `PeopleStore` for `PgStore`; twin of `sqlite/people.rs`.
+
+use super::{PgStore, classify, now_ms, time};
+use crate::model::UserId;
+use crate::store::{AccountFlags, Invite, PeopleStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+const INVITE_COLUMNS: &str =
+    "id, code, created_by, created_at, expires_at, max_uses, uses, revoked_at";
+
+fn invite_at(row: &PgRow) -> Result<Invite, sqlx::Error> {
+    Ok(Invite {
+        id: row.try_get(0)?,
+        code: row.try_get(1)?,
+        created_by: UserId(row.try_get(2)?),
+        created_at: time(row.try_get(3)?),
+        expires_at: time(row.try_get(4)?),
+        max_uses: row.try_get(5)?,
+        uses: row.try_get(6)?,
+        revoked_at: row.try_get::<Option<i64>, _>(7)?.map(time),
+    })
+}
+
+#[async_trait]
+impl PeopleStore for PgStore {
+    async fn setup_done(&self) -> StoreResult<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM server_setup)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn account_flags(&self, user: UserId) -> StoreResult<AccountFlags> {
+        let row = sqlx::query(
+            "SELECT is_admin, deleted_at IS NOT NULL,
+                    EXISTS (SELECT 1 FROM passwords WHERE user_id = users.id)
+             FROM users WHERE id = $1",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(AccountFlags {
+            is_admin: row.try_get(0).map_err(classify)?,
+            deleted: row.try_get(1).map_err(classify)?,
+            has_password: row.try_get(2).map_err(classify)?,
+        })
+    }
+
+    async fn create_invite(
+        &self,
+        created_by: UserId,
+        code: &str,
+        expires_at: DateTime<Utc>,
+        max_uses: i64,
+    ) -> StoreResult<Invite> {
+        let sql = format!(
+            "INSERT INTO invites (code, created_by, created_at, expires_at, max_uses)
+             VALUES ($1, $2, $3, $4, $5) RETURNING {INVITE_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(code)
+            .bind(created_by.0)
+            .bind(now_ms())
+            .bind(expires_at.timestamp_millis())
+            .bind(max_uses)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        invite_at(&row).map_err(classify)
+    }
+
+    async fn invites(&self, created_by: Option<UserId>) -> StoreResult<Vec<Invite>> {
+        let sql = format!(
+            "SELECT {INVITE_COLUMNS} FROM invites WHERE $1::BIGINT IS NULL OR created_by = $1
+             ORDER BY id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(created_by.map(|u| u.0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(invite_at)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn invite(&self, code: &str) -> StoreResult<Invite> {
+        let sql = format!("SELECT {INVITE_COLUMNS} FROM invites WHERE code = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(code)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        invite_at(&row).map_err(classify)
+    }
+
+    async fn revoke_invite(
+        &self,
+        id: i64,
+        created_by: Option<UserId>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE invites SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE id = $2 AND ($3::BIGINT IS NULL OR created_by = $3)",
+        )
+        .bind(now.timestamp_millis())
+        .bind(id)
+        .bind(created_by.map(|u| u.0))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn password_hash_of(&self, user: UserId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT hash FROM passwords WHERE user_id = $1")
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn set_password(&self, user: UserId, hash: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO passwords (user_id, hash, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET hash = $2, updated_at = $3",
+        )
+        .bind(user.0)
+        .bind(hash)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn create_password_link(
+        &self,
+        user: UserId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO password_links (token_hash, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user.0)
+        .bind(now_ms())
+        .bind(expires_at.timestamp_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn spend_password_link(
+        &self,
+        token_hash: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserId> {
+        let now = now.timestamp_millis();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let user: Option<i64> = sqlx::query_scalar(
+            "UPDATE password_links SET used_at = $1
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
+               AND user_id IN (SELECT id FROM users WHERE deleted_at IS NULL)
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let user = user.ok_or(StoreError::NotFound)?;
+        sqlx::query(
+            "INSERT INTO passwords (user_id, hash, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET hash = $2, updated_at = $3",
+        )
+        .bind(user)
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(UserId(user))
+    }
+
+    async fn set_email(&self, user: UserId, email: Option<&str>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+            .bind(email)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match classify(e) {
+                StoreError::Other(e) if e.to_string().to_lowercase().contains("unique") => {
+                    StoreError::Conflict("email")
+                }
+                e => e,
+            })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<(UserId, String)>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, username FROM users WHERE email = $1 AND deleted_at IS NULL",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.map(|(id, name)| (UserId(id), name)))
+    }
+
+    async fn email_of(&self, user: UserId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(user.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn delete_account(
+        &self,
+        user: UserId,
+        remove_content: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let now = now.timestamp_millis();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let marked = sqlx::query(
+            "UPDATE users SET deleted_at = $1, is_admin = FALSE, avatar_url = NULL, email = NULL
+             WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if marked.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        for sql in [
+            "DELETE FROM passwords WHERE user_id = $1",
+            "DELETE FROM identities WHERE user_id = $1",
+            "DELETE FROM push_subscriptions WHERE user_id = $1",
+            "DELETE FROM password_links WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        if remove_content {
+            sqlx::query(
+                "UPDATE messages SET content = '', deleted_at = $1
+                 WHERE sender_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(now)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
+}
