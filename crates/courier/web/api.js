@@ -102,8 +102,12 @@ export const api = {
   setRole: (id, userId, role) => request('PATCH', `/api/conversations/${enc(id)}/members/${enc(userId)}`, { role }),
   messages: (id, before) =>
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
-  sendMessage: (id, content, replyTo) =>
-    request('POST', `/api/conversations/${enc(id)}/messages`, replyTo ? { content, replyTo } : { content }),
+  sendMessage: (id, content, replyTo, attachments) =>
+    request('POST', `/api/conversations/${enc(id)}/messages`, {
+      content,
+      ...(replyTo ? { replyTo } : {}),
+      ...(attachments?.length ? { attachments } : {}),
+    }),
   message: (id, messageId) => request('GET', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`),
   editMessage: (id, messageId, content) =>
     request('PATCH', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`, { content }),

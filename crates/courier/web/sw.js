@@ -4,13 +4,14 @@
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v8';
+const CACHE = 'courier-shell-v9';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
   '/',
   '/index.html',
   '/app.css',
+  '/attachments.css',
   '/app.js',
   '/api.js',
   '/avatar.js',
@@ -24,6 +25,7 @@ const SHELL = [
   '/stream-worker.js',
   '/title.js',
   '/views/access.js',
+  '/views/attachments.js',
   '/views/conversation.js',
   '/views/group-panel.js',
   '/views/message-view.js',

@@ -9,6 +9,7 @@ mod oauth;
 mod presence;
 mod push;
 mod stream;
+pub mod uploads;
 mod users;
 mod wire;
 
@@ -16,7 +17,7 @@ pub use error::{ApiError, BodyTimedOut};
 
 use crate::model::TrustedProxies;
 use crate::realtime::Realtime;
-use crate::service::{Accounts, Messenger, OAuth, Signals};
+use crate::service::{Accounts, Messenger, OAuth, Signals, Uploads};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -36,6 +37,7 @@ pub struct ApiState {
     pub accounts: Arc<Accounts>,
     pub oauth: Arc<OAuth>,
     pub signals: Arc<Signals>,
+    pub uploads: Arc<Uploads>,
     pub settings: Arc<ApiSettings>,
 }
 
@@ -123,6 +125,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(push::router())
         .merge(stream::router())
         .merge(users::router())
+        .merge(uploads::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             (

@@ -107,6 +107,8 @@ pub struct MessageJson<'a> {
     pub deleted_at: Option<String>,
     pub reply_to: Option<QuoteJson>,
     pub reactions: &'a [Reaction],
+    /// Extension: files sent with it (see `api::uploads`).
+    pub attachments: Vec<super::uploads::AttachmentJson>,
 }
 
 #[derive(Serialize)]
@@ -147,6 +149,7 @@ impl<'a> MessageJson<'a> {
             deleted_at: m.deleted_at.as_ref().map(time),
             reply_to: m.quote.as_deref().map(Into::into),
             reactions: &m.reactions,
+            attachments: m.attachments.iter().map(Into::into).collect(),
         }
     }
 }

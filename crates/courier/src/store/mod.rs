@@ -10,6 +10,8 @@ mod log;
 pub mod postgres;
 pub mod presence;
 pub mod sqlite;
+pub mod files;
+pub mod uploads;
 
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, ConversationView, LogEntry, Member, Message,
@@ -22,6 +24,8 @@ pub use accounts::{AccountStore, NewCredential};
 pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
+pub use files::{FileStore, TempUpload};
+pub use uploads::{Claimed, MAX_ATTACHMENTS, NewUpload, StoredUpload, UploadStore};
 
 /// Rows per bookkeeping statement (`touch_sessions`, `touch_last_seen`): SQLite writes about
 /// 300 such rows a millisecond, and the sends queued behind a statement wait for it.
@@ -59,6 +63,8 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// A message of the same conversation that this one answers (checked by the caller).
     pub reply_to: Option<MessageId>,
+    /// The token under which the sender claimed this message's uploads (see `uploads`).
+    pub attachment_claim: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +103,7 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + PresenceStore + Send + Sync + 'static {
+pub trait Store: AccountStore + PresenceStore + UploadStore + Send + Sync + 'static {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

@@ -23,3 +23,5 @@ mod text;
 mod tls;
 mod tokens;
 mod typing;
+mod uploads;
+mod uploads_s3;

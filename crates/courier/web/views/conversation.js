@@ -7,6 +7,7 @@ import { presenceIndicator, seed } from '../presence.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle } from '../title.js';
+import { composerAttachments } from './attachments.js';
 import { groupPanel } from './group-panel.js';
 import { closeMenus, messageNode as bubbleNode, refill, ticks } from './message-view.js';
 import { displayPeer } from './home.js';
@@ -103,6 +104,9 @@ export function mountConversation(root, { params, me }) {
       counter,
       h('p', { id: 'composer-hint', class: 'visually-hidden', text: 'Enter sends. Shift+Enter starts a new line.' })),
   );
+  const files = composerAttachments({ dropTarget: form, textarea, onError: (text) => showError(text) });
+  form.querySelector('.composer-row').prepend(files.button, files.input);
+  form.prepend(files.tray);
 
   root.replaceChildren(h('div', { class: 'conversation' },
     h('header', { class: 'conv-header' },
@@ -491,7 +495,12 @@ export function mountConversation(root, { params, me }) {
   async function send() {
     if (sending) return;
     const content = normaliseContent(textarea.value);
-    if (!content) {
+    if (files.busy()) {
+      showError('Wait for the files to finish uploading, or remove them.');
+      return;
+    }
+    const attachments = files.ids();
+    if (!content && !attachments.length) {
       showError('Write something before sending.');
       return;
     }
@@ -503,8 +512,9 @@ export function mountConversation(root, { params, me }) {
     sendButton.disabled = true;
     form.setAttribute('aria-busy', 'true');
     try {
-      const msg = await api.sendMessage(id, content, replyingTo?.id);
+      const msg = await api.sendMessage(id, content, replyingTo?.id, attachments);
       if (!alive) return;
+      files.clear();
       setReply(null);
       typingSentAt = 0; // the message ended it; the next keystroke starts anew
       textarea.value = '';
@@ -515,7 +525,7 @@ export function mountConversation(root, { params, me }) {
     } catch (err) {
       if (!alive) return;
       showError(err.status === 422
-        ? err.body?.errors?.content || err.body?.errors?.replyTo || err.message
+        ? err.body?.errors?.content || err.body?.errors?.replyTo || err.body?.errors?.attachments || err.message
         : `Not sent. ${err.message}`);
     } finally {
       sending = false;
