@@ -106,7 +106,11 @@ pub struct ServeConfig {
     /// Settings for `--object-store-url` as `key=value`, overriding the `AWS_*` variables,
     /// e.g. `endpoint=http://minio:9000,allow_http=true,region=eu-west-1` (keys as
     /// `object_store`'s `AmazonS3ConfigKey`: `access_key_id`, `secret_access_key`, …).
-    #[arg(long = "object-store-option", env = "COURIER_OBJECT_STORE_OPTIONS", value_delimiter = ',')]
+    #[arg(
+        long = "object-store-option",
+        env = "COURIER_OBJECT_STORE_OPTIONS",
+        value_delimiter = ','
+    )]
     pub object_store_options: Vec<String>,
 
     /// Interval between SSE heartbeat comments.

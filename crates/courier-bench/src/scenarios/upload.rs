@@ -77,7 +77,11 @@ pub async fn run(common: &Common, args: &UploadArgs) -> Result<()> {
                     }
                     Ok(r) => {
                         if errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                            eprintln!("[upload] first error: {} {}", r.status(), r.text().await.unwrap_or_default());
+                            eprintln!(
+                                "[upload] first error: {} {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            );
                         }
                     }
                     Err(e) => {
@@ -98,7 +102,10 @@ pub async fn run(common: &Common, args: &UploadArgs) -> Result<()> {
     progress.abort();
     let done = ok.load(Ordering::Relaxed);
     if done == 0 {
-        bail!("no upload succeeded ({} errors)", errors.load(Ordering::Relaxed));
+        bail!(
+            "no upload succeeded ({} errors)",
+            errors.load(Ordering::Relaxed)
+        );
     }
     let per_s = done as f64 / elapsed;
     let report = Report {

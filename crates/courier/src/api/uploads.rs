@@ -89,7 +89,9 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let name = query.name.unwrap_or_default();
-    let stream = body.into_data_stream().map_err(|e| -> BodyError { Box::new(e) });
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| -> BodyError { Box::new(e) });
     let attachment = state
         .uploads
         .receive(me.id, &name, declared, length, stream)
@@ -138,9 +140,15 @@ async fn serve(
     let (content_type, disposition) = if thumbnail {
         ("image/jpeg".to_owned(), "inline".to_owned())
     } else if a.is_image() {
-        (a.content_type.clone(), content_disposition("inline", &a.name))
+        (
+            a.content_type.clone(),
+            content_disposition("inline", &a.name),
+        )
     } else {
-        (a.content_type.clone(), content_disposition("attachment", &a.name))
+        (
+            a.content_type.clone(),
+            content_disposition("attachment", &a.name),
+        )
     };
     let mut response = Response::builder()
         .header(CONTENT_TYPE, content_type)
@@ -287,7 +295,10 @@ mod tests {
         assert_eq!(parse_range("bytes=0-9", 100), RangeRequest::Part(0, 10));
         assert_eq!(parse_range("bytes=90-", 100), RangeRequest::Part(90, 100));
         assert_eq!(parse_range("bytes=-10", 100), RangeRequest::Part(90, 100));
-        assert_eq!(parse_range("bytes=50-500", 100), RangeRequest::Part(50, 100));
+        assert_eq!(
+            parse_range("bytes=50-500", 100),
+            RangeRequest::Part(50, 100)
+        );
         assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Whole);

@@ -30,7 +30,9 @@ impl Attachment {
 
 /// An upload's id: 128 random bits as 32 lowercase hex digits. Knowing one grants nothing
 /// (every download checks who asks), but it also reveals nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct UploadId(String);
 
@@ -370,11 +372,17 @@ mod tests {
     #[test]
     fn sniffing_ignores_names_and_finds_text() {
         assert_eq!(Kind::sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Kind::Png);
-        assert_eq!(Kind::sniff("héllo wörld\n".as_bytes()), Kind::Other("text/plain"));
+        assert_eq!(
+            Kind::sniff("héllo wörld\n".as_bytes()),
+            Kind::Other("text/plain")
+        );
         assert_eq!(Kind::sniff(&[0, 1, 2, 3, 255]), Kind::Unknown);
         assert!(declared_type_lies("image/png", Kind::Other("text/plain")));
         assert!(!declared_type_lies("image/jpg", Kind::Jpeg));
-        assert!(!declared_type_lies("application/pdf", Kind::Other("text/plain")));
+        assert!(!declared_type_lies(
+            "application/pdf",
+            Kind::Other("text/plain")
+        ));
         assert!(name_lies("cat.PNG", Kind::Other("text/plain")));
         assert!(!name_lies("notes.txt", Kind::Png));
     }

@@ -299,8 +299,15 @@ impl Messenger {
         idempotency_key: Option<String>,
         reply_to: Option<MessageId>,
     ) -> ServiceResult<Message> {
-        self.send_with_attachments(me, conversation, raw_content, idempotency_key, reply_to, &[])
-            .await
+        self.send_with_attachments(
+            me,
+            conversation,
+            raw_content,
+            idempotency_key,
+            reply_to,
+            &[],
+        )
+        .await
     }
 
     /// `send_message` with uploads (ids from `POST /api/uploads`) attached, in the order

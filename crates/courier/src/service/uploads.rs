@@ -188,11 +188,13 @@ impl Uploads {
             attachment.width = image.width;
             attachment.height = image.height;
             attachment.thumbnail = image.thumbnail.is_some();
-            self.store_blob(&hash, attachment.size, Blob::Bytes(image.bytes)).await?;
+            self.store_blob(&hash, attachment.size, Blob::Bytes(image.bytes))
+                .await?;
             let thumb = match image.thumbnail {
                 Some(thumb) => {
                     let thumb_hash = hex::encode(Sha256::digest(&thumb));
-                    self.store_blob(&thumb_hash, thumb.len() as i64, Blob::Bytes(thumb)).await?;
+                    self.store_blob(&thumb_hash, thumb.len() as i64, Blob::Bytes(thumb))
+                        .await?;
                     Some(thumb_hash)
                 }
                 None => None,
@@ -200,7 +202,8 @@ impl Uploads {
             (hash, thumb)
         } else {
             let hash = hex::encode(hasher.finalize());
-            self.store_blob(&hash, size as i64, Blob::File(temp)).await?;
+            self.store_blob(&hash, size as i64, Blob::File(temp))
+                .await?;
             (hash, None)
         };
         let upload = NewUpload {
@@ -235,12 +238,7 @@ impl Uploads {
     /// The file `viewer` asks for: their own upload, or one attached to a message they may
     /// read now (membership and history rules, asked of the store on every request).
     /// `NotFound` for everything else, so a stranger learns nothing.
-    pub async fn open(
-        &self,
-        viewer: UserId,
-        id: &str,
-        thumbnail: bool,
-    ) -> ServiceResult<Download> {
+    pub async fn open(&self, viewer: UserId, id: &str, thumbnail: bool) -> ServiceResult<Download> {
         let not_found = || ServiceError::NotFound("upload");
         let id = UploadId::parse(id).ok_or_else(not_found)?;
         let StoredUpload {
@@ -461,8 +459,13 @@ fn thumbnail_jpeg(image: &image::DynamicImage) -> image::ImageResult<Vec<u8>> {
     let mut rgb = image::RgbImage::new(small.width(), small.height());
     for (x, y, p) in small.enumerate_pixels() {
         let [r, g, b, a] = p.0;
-        let over_white = |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
-        rgb.put_pixel(x, y, image::Rgb([over_white(r), over_white(g), over_white(b)]));
+        let over_white =
+            |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
+        rgb.put_pixel(
+            x,
+            y,
+            image::Rgb([over_white(r), over_white(g), over_white(b)]),
+        );
     }
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80).encode_image(&rgb)?;

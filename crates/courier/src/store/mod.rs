@@ -4,13 +4,13 @@
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
 mod accounts;
+pub mod files;
 mod lifecycle;
 mod log;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod presence;
 pub mod sqlite;
-pub mod files;
 pub mod uploads;
 
 use crate::model::{
@@ -20,11 +20,11 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
+pub use files::{FileStore, TempUpload};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use files::{FileStore, TempUpload};
 pub use uploads::{Claimed, MAX_ATTACHMENTS, NewUpload, StoredUpload, UploadStore};
 
 /// Rows per bookkeeping statement (`touch_sessions`, `touch_last_seen`): SQLite writes about

@@ -78,7 +78,8 @@ pub trait UploadStore: Send + Sync {
     async fn drop_blob(&self, hash: &str, used_before: i64) -> StoreResult<bool>;
 }
 
-pub const USAGE: &str = "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads WHERE owner_id = $1";
+pub const USAGE: &str =
+    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads WHERE owner_id = $1";
 
 pub const TOUCH_BLOB: &str = "
     INSERT INTO blobs (hash, size, used_at) VALUES ($1, $2, $3)
@@ -134,7 +135,8 @@ pub fn claim_states_sql(ids: usize) -> String {
 pub const RELEASE: &str = "UPDATE uploads SET claim = NULL WHERE claim = $1 AND message_id IS NULL";
 
 /// Run by the stores' writers inside a send's transaction.
-pub const ATTACH: &str = "UPDATE uploads SET message_id = $1 WHERE claim = $2 AND message_id IS NULL";
+pub const ATTACH: &str =
+    "UPDATE uploads SET message_id = $1 WHERE claim = $2 AND message_id IS NULL";
 
 /// Run by `lifecycle::write` when a message is deleted: its files are no longer anyone's.
 pub const DETACH: &str = "DELETE FROM uploads WHERE message_id = $1";
@@ -176,9 +178,7 @@ pub fn attachment_from(row: AttachmentRow) -> Option<Attachment> {
     })
 }
 
-pub fn group_attachments(
-    rows: Vec<(AttachmentRow, i64)>,
-) -> HashMap<MessageId, Vec<Attachment>> {
+pub fn group_attachments(rows: Vec<(AttachmentRow, i64)>) -> HashMap<MessageId, Vec<Attachment>> {
     let mut by_message: HashMap<MessageId, Vec<Attachment>> = HashMap::new();
     for (row, message) in rows {
         if let Some(a) = attachment_from(row) {

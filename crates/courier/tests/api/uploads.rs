@@ -32,7 +32,13 @@ impl TestApp {
         .unwrap()
     }
 
-    pub async fn upload(&self, user: &TestUser, name: &str, declared: &str, bytes: Vec<u8>) -> Value {
+    pub async fn upload(
+        &self,
+        user: &TestUser,
+        name: &str,
+        declared: &str,
+        bytes: Vec<u8>,
+    ) -> Value {
         let response = self.upload_raw(user, name, declared, bytes).await;
         assert_eq!(response.status(), StatusCode::CREATED, "upload {name}");
         response.json().await.unwrap()
@@ -60,7 +66,10 @@ impl TestApp {
     /// Files stored under the data directory (blobs and thumbnails), and leftover temporaries.
     fn stored_files(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let root = self.data_dir.path().join("uploads");
-        (files_under(&root.join("blobs")), files_under(&root.join("tmp")))
+        (
+            files_under(&root.join("blobs")),
+            files_under(&root.join("tmp")),
+        )
     }
 
     async fn wait_for_files(&self, blobs: usize) {
@@ -100,7 +109,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// A 640×480 JPEG with an EXIF segment (a camera model and GPS-ish text) right after SOI.
 fn photo_with_exif() -> Vec<u8> {
-    let image = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
         .encode_image(&image)
@@ -140,7 +151,9 @@ async fn a_file_is_uploaded_sent_and_downloaded_by_the_other_member() {
     let mut stream = app.stream(&bob, None).await;
 
     let bytes = text_file(5000);
-    let upload = app.upload(&alice, "notes.txt", "text/plain", bytes.clone()).await;
+    let upload = app
+        .upload(&alice, "notes.txt", "text/plain", bytes.clone())
+        .await;
     assert_eq!(upload["name"], "notes.txt");
     assert_eq!(upload["size"], 5000);
     assert_eq!(upload["type"], "text/plain");
@@ -149,11 +162,25 @@ async fn a_file_is_uploaded_sent_and_downloaded_by_the_other_member() {
     assert_eq!(upload["url"], format!("/api/uploads/{id}"));
 
     // Not sent yet: only its owner can fetch it.
-    assert_eq!(app.download(&alice, &format!("/api/uploads/{id}")).await.status(), StatusCode::OK);
-    assert_eq!(app.download(&bob, &format!("/api/uploads/{id}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.download(&alice, &format!("/api/uploads/{id}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.download(&bob, &format!("/api/uploads/{id}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 
     let response = app.send_with(&alice, &c, "", &[&upload]).await;
-    assert_eq!(response.status(), StatusCode::CREATED, "a message of files alone may have no text");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "a message of files alone may have no text"
+    );
     let sent: Value = response.json().await.unwrap();
     assert_eq!(sent["content"], "");
     assert_eq!(sent["attachments"][0]["id"], id.as_str());
@@ -168,9 +195,19 @@ async fn a_file_is_uploaded_sent_and_downloaded_by_the_other_member() {
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     assert_eq!(headers[CONTENT_TYPE], "text/plain");
-    assert!(headers[CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment; filename=\"notes.txt\""));
+    assert!(
+        headers[CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"notes.txt\"")
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert!(headers[CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("sandbox"));
+    assert!(
+        headers[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["accept-ranges"], "bytes");
     assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
@@ -199,11 +236,11 @@ async fn ranges_are_served_and_unsatisfiable_ones_refused() {
     let app = spawn_app().await;
     let alice = app.login("alice").await;
     let bytes = text_file(1000);
-    let upload = app.upload(&alice, "a.txt", "text/plain", bytes.clone()).await;
+    let upload = app
+        .upload(&alice, "a.txt", "text/plain", bytes.clone())
+        .await;
     let path = format!("/api/uploads/{}", upload["id"].as_str().unwrap());
-    let ranged = |range: &'static str| {
-        app.get(&path, &alice).header("range", range).send()
-    };
+    let ranged = |range: &'static str| app.get(&path, &alice).header("range", range).send();
 
     let response = ranged("bytes=100-199").await.unwrap();
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
@@ -228,7 +265,14 @@ async fn an_image_loses_its_metadata_and_gets_a_thumbnail() {
     let photo = photo_with_exif();
     assert!(photo.windows(6).any(|w| w == b"SECRET"));
     // The declared type is vague and the name has no extension: the content decides.
-    let upload = app.upload(&alice, "IMG_0001", "application/octet-stream", photo.clone()).await;
+    let upload = app
+        .upload(
+            &alice,
+            "IMG_0001",
+            "application/octet-stream",
+            photo.clone(),
+        )
+        .await;
     assert_eq!(upload["type"], "image/jpeg");
     assert_eq!(upload["width"], 640);
     assert_eq!(upload["height"], 480);
@@ -237,23 +281,38 @@ async fn an_image_loses_its_metadata_and_gets_a_thumbnail() {
 
     let response = app.download(&alice, &format!("/api/uploads/{id}")).await;
     assert_eq!(response.headers()[CONTENT_TYPE], "image/jpeg");
-    assert!(response.headers()[CONTENT_DISPOSITION].to_str().unwrap().starts_with("inline"));
+    assert!(
+        response.headers()[CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
     let served = response.bytes().await.unwrap();
-    assert!(!served.windows(6).any(|w| w == b"SECRET"), "EXIF is stripped");
+    assert!(
+        !served.windows(6).any(|w| w == b"SECRET"),
+        "EXIF is stripped"
+    );
     assert_eq!(served.len() as i64, upload["size"].as_i64().unwrap());
     let decoded = image::load_from_memory(&served).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (640, 480));
 
-    let response = app.download(&alice, &format!("/api/uploads/{id}/thumbnail")).await;
+    let response = app
+        .download(&alice, &format!("/api/uploads/{id}/thumbnail"))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[CONTENT_TYPE], "image/jpeg");
     let thumb = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
     assert_eq!((thumb.width(), thumb.height()), (320, 240));
 
     // A transparent PNG works too.
-    let upload = app.upload(&alice, "dot.png", "image/png", png(40, 20)).await;
+    let upload = app
+        .upload(&alice, "dot.png", "image/png", png(40, 20))
+        .await;
     assert_eq!(upload["type"], "image/png");
-    assert_eq!((upload["width"].as_i64(), upload["height"].as_i64()), (Some(40), Some(20)));
+    assert_eq!(
+        (upload["width"].as_i64(), upload["height"].as_i64()),
+        (Some(40), Some(20))
+    );
 }
 
 #[tokio::test]
@@ -272,16 +331,28 @@ async fn strangers_and_members_who_cannot_read_the_message_get_404() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{group}");
     let g = group["id"].as_str().unwrap().to_owned();
-    let upload = app.upload(&alice, "plan.txt", "text/plain", text_file(10)).await;
+    let upload = app
+        .upload(&alice, "plan.txt", "text/plain", text_file(10))
+        .await;
     let id = upload["id"].as_str().unwrap();
-    assert_eq!(app.send_with(&alice, &g, "the plan", &[&upload]).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.send_with(&alice, &g, "the plan", &[&upload])
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     let path = format!("/api/uploads/{id}");
 
     assert_eq!(app.download(&bob, &path).await.status(), StatusCode::OK);
     let (status, body) = error_of(app.download(&carol, &path).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
-    assert_eq!(app.download(&carol, "/api/uploads/not-an-id").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.download(&carol, "/api/uploads/not-an-id")
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 
     // Carol joins later: under joined history the message (and its file) is not hers.
     let (status, _) = app
@@ -293,14 +364,25 @@ async fn strangers_and_members_who_cannot_read_the_message_get_404() {
         )
         .await;
     assert!(status.is_success(), "{status}");
-    assert_eq!(app.download(&carol, &path).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.download(&carol, &path).await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     // Bob leaves: checked on every request, so his access ends with his membership.
     let (status, _) = app
-        .group_call(reqwest::Method::POST, &format!("/api/conversations/{g}/leave"), &bob, None)
+        .group_call(
+            reqwest::Method::POST,
+            &format!("/api/conversations/{g}/leave"),
+            &bob,
+            None,
+        )
         .await;
     assert!(status.is_success(), "{status}");
-    assert_eq!(app.download(&bob, &path).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.download(&bob, &path).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -313,12 +395,20 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     let alice = app.login("alice").await;
 
     // Oversized, declared by Content-Length: refused before reading.
-    let (status, body) = error_of(app.upload_raw(&alice, "big.txt", "text/plain", text_file(10_001)).await).await;
+    let (status, body) = error_of(
+        app.upload_raw(&alice, "big.txt", "text/plain", text_file(10_001))
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(body["error"].as_str().unwrap().contains("10000 bytes"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("10000 bytes"),
+        "{body}"
+    );
 
     // Oversized without a length (chunked): refused while streaming.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(text_file(1000))).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(text_file(1000))).collect();
     let response = app
         .post("/api/uploads?name=big.txt", &alice)
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
@@ -329,14 +419,31 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Zero bytes.
-    let (status, body) = error_of(app.upload_raw(&alice, "empty.txt", "text/plain", Vec::new()).await).await;
+    let (status, body) = error_of(
+        app.upload_raw(&alice, "empty.txt", "text/plain", Vec::new())
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["errors"]["file"].as_str().unwrap().contains("empty"), "{body}");
+    assert!(
+        body["errors"]["file"].as_str().unwrap().contains("empty"),
+        "{body}"
+    );
 
     // A type that lies: a .png name and image/png declared, text inside. Refused.
-    let (status, body) = error_of(app.upload_raw(&alice, "cat.png", "image/png", text_file(100)).await).await;
+    let (status, body) = error_of(
+        app.upload_raw(&alice, "cat.png", "image/png", text_file(100))
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["errors"]["file"].as_str().unwrap().contains("text/plain"), "{body}");
+    assert!(
+        body["errors"]["file"]
+            .as_str()
+            .unwrap()
+            .contains("text/plain"),
+        "{body}"
+    );
     // An image signature with garbage after it is not an image either.
     let mut fake = b"\x89PNG\r\n\x1a\n".to_vec();
     fake.extend(text_file(100));
@@ -346,9 +453,15 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     app.wait_for_files(0).await;
 
     // The quota: two files fit, the third does not.
-    app.upload(&alice, "1.txt", "text/plain", text_file(10_000)).await;
-    app.upload(&alice, "2.txt", "text/plain", text_file(9_999)).await;
-    let (status, body) = error_of(app.upload_raw(&alice, "3.txt", "text/plain", text_file(9_998)).await).await;
+    app.upload(&alice, "1.txt", "text/plain", text_file(10_000))
+        .await;
+    app.upload(&alice, "2.txt", "text/plain", text_file(9_999))
+        .await;
+    let (status, body) = error_of(
+        app.upload_raw(&alice, "3.txt", "text/plain", text_file(9_998))
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(body["error"].as_str().unwrap().contains("quota"), "{body}");
     app.wait_for_files(2).await;
@@ -360,7 +473,9 @@ async fn sends_with_bad_upload_ids_are_refused_and_store_nothing() {
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
     let c = app.conversation_between(&alice, &bob).await;
-    let mine = app.upload(&alice, "a.txt", "text/plain", text_file(10)).await;
+    let mine = app
+        .upload(&alice, "a.txt", "text/plain", text_file(10))
+        .await;
     let bobs = app.upload(&bob, "b.txt", "text/plain", text_file(20)).await;
 
     let unknown = json!({ "id": "0123456789abcdef0123456789abcdef" });
@@ -381,10 +496,18 @@ async fn sends_with_bad_upload_ids_are_refused_and_store_nothing() {
     assert!(history.is_empty(), "nothing was sent: {history:?}");
 
     // Refusals released the claim: the upload still attaches, once.
-    assert_eq!(app.send_with(&alice, &c, "", &[&mine]).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.send_with(&alice, &c, "", &[&mine]).await.status(),
+        StatusCode::CREATED
+    );
     let (status, body) = error_of(app.send_with(&alice, &c, "again", &[&mine]).await).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["errors"]["attachments"].as_str().unwrap().contains("already attached"));
+    assert!(
+        body["errors"]["attachments"]
+            .as_str()
+            .unwrap()
+            .contains("already attached")
+    );
 
     // Without files a message still needs text.
     let (status, _) = error_of(app.send_message_raw(&alice, &c, "  ").await).await;
@@ -397,7 +520,9 @@ async fn a_retried_send_with_its_key_keeps_its_attachments() {
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
     let c = app.conversation_between(&alice, &bob).await;
-    let file = app.upload(&alice, "a.txt", "text/plain", text_file(10)).await;
+    let file = app
+        .upload(&alice, "a.txt", "text/plain", text_file(10))
+        .await;
     let send = || {
         app.post(&format!("/api/conversations/{c}/messages"), &alice)
             .header("idempotency-key", "k-1")
@@ -423,25 +548,49 @@ async fn identical_files_are_stored_once_and_go_with_the_last_message_using_them
     let bob = app.login("bob").await;
     let c = app.conversation_between(&alice, &bob).await;
     let same = text_file(3000);
-    let a = app.upload(&alice, "a.txt", "text/plain", same.clone()).await;
+    let a = app
+        .upload(&alice, "a.txt", "text/plain", same.clone())
+        .await;
     let b = app.upload(&bob, "b.txt", "text/plain", same).await;
     app.wait_for_files(1).await;
 
-    let first: Value = app.send_with(&alice, &c, "one", &[&a]).await.json().await.unwrap();
-    let second: Value = app.send_with(&bob, &c, "two", &[&b]).await.json().await.unwrap();
+    let first: Value = app
+        .send_with(&alice, &c, "one", &[&a])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second: Value = app
+        .send_with(&bob, &c, "two", &[&b])
+        .await
+        .json()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     app.wait_for_files(1).await;
 
     let delete = |user: &TestUser, m: &Value| {
         app.client
-            .delete(app.url(&format!("/api/conversations/{c}/messages/{}", m["id"].as_str().unwrap())))
+            .delete(app.url(&format!(
+                "/api/conversations/{c}/messages/{}",
+                m["id"].as_str().unwrap()
+            )))
             .bearer_auth(&user.token)
             .send()
     };
-    assert_eq!(delete(&alice, &first).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete(&alice, &first).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
     let gone = format!("/api/uploads/{}", a["id"].as_str().unwrap());
-    assert_eq!(app.download(&bob, &gone).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.download(&alice, &gone).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.download(&bob, &gone).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.download(&alice, &gone).await.status(),
+        StatusCode::NOT_FOUND
+    );
     let history: Vec<Value> = app.messages(&bob, &c, None).await.json().await.unwrap();
     let tomb = history.iter().find(|m| m["id"] == first["id"]).unwrap();
     assert_eq!(tomb["attachments"], json!([]));
@@ -451,7 +600,10 @@ async fn identical_files_are_stored_once_and_go_with_the_last_message_using_them
     let kept = format!("/api/uploads/{}", b["id"].as_str().unwrap());
     assert_eq!(app.download(&alice, &kept).await.status(), StatusCode::OK);
 
-    assert_eq!(delete(&bob, &second).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete(&bob, &second).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
     app.wait_for_files(0).await;
 }
 
@@ -463,12 +615,17 @@ async fn an_upload_no_message_takes_is_removed_after_the_grace_period() {
     })
     .await;
     let alice = app.login("alice").await;
-    let upload = app.upload(&alice, "photo.png", "image/png", png(400, 400)).await;
+    let upload = app
+        .upload(&alice, "photo.png", "image/png", png(400, 400))
+        .await;
     app.wait_for_files(2).await; // the image and its thumbnail
     let path = format!("/api/uploads/{}", upload["id"].as_str().unwrap());
     assert_eq!(app.download(&alice, &path).await.status(), StatusCode::OK);
     app.wait_for_files(0).await;
-    assert_eq!(app.download(&alice, &path).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.download(&alice, &path).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -487,11 +644,20 @@ async fn an_interrupted_upload_leaves_no_file_and_no_row() {
     // The server has begun writing the temporary file.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while app.stored_files().1.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the upload never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(socket);
     app.wait_for_files(0).await;
     // No row counts against the quota: a full 100 kB upload still fits under 150 kB.
-    app.upload(&alice, "whole.bin", "application/octet-stream", text_file(100_000)).await;
+    app.upload(
+        &alice,
+        "whole.bin",
+        "application/octet-stream",
+        text_file(100_000),
+    )
+    .await;
 }

@@ -48,7 +48,10 @@ async fn start_moto() -> Option<Moto> {
         if client.get(&moto.url).send().await.is_ok() {
             return Some(moto);
         }
-        assert!(tokio::time::Instant::now() < deadline, "moto_server did not start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "moto_server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -64,7 +67,11 @@ async fn files_live_in_object_storage_and_go_when_their_message_does() {
         .send()
         .await
         .unwrap();
-    assert!(created.status().is_success(), "create bucket: {}", created.status());
+    assert!(
+        created.status().is_success(),
+        "create bucket: {}",
+        created.status()
+    );
 
     let endpoint = moto.url.clone();
     let app = spawn_app_with(move |c| {
@@ -86,7 +93,12 @@ async fn files_live_in_object_storage_and_go_when_their_message_does() {
 
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let upload = app
-        .upload(&alice, "data.bin", "application/octet-stream", bytes.clone())
+        .upload(
+            &alice,
+            "data.bin",
+            "application/octet-stream",
+            bytes.clone(),
+        )
         .await;
     let id = upload["id"].as_str().unwrap().to_owned();
     let sent = app
@@ -101,7 +113,11 @@ async fn files_live_in_object_storage_and_go_when_their_message_does() {
     let path = format!("/api/uploads/{id}");
     let response = app.get(&path, &bob).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let etag = response.headers()["etag"].to_str().unwrap().trim_matches('"').to_owned();
+    let etag = response.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
     assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
     let response = app
         .get(&path, &bob)
@@ -146,10 +162,16 @@ async fn files_live_in_object_storage_and_go_when_their_message_does() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.get(&path, &bob).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&path, &bob).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while exists().await {
-        assert!(tokio::time::Instant::now() < deadline, "the object outlived its last message");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the object outlived its last message"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
