@@ -97,8 +97,8 @@ describe('Attachments in the browser', { timeout: 180_000 }, () => {
     await bob.page.keyboard.press('Escape');
     await eventually(async () => (await dialog.count()) === 0, { message: 'Escape to close the lightbox' });
     assert.equal(await image.evaluate((el) => el === document.activeElement), true, 'focus returns to the image');
-    assert.deepEqual(alice.page.problems, []);
-    assert.deepEqual(bob.page.problems, []);
+    // The signed-out first load's 401 is expected; nothing else (no CSP violation, no error).
+    for (const p of [alice.page, bob.page]) assert.deepEqual(p.problems.filter((t) => !/401/.test(t)), []);
   });
 
   it('an upload in progress can be cancelled and leaves nothing on the server', async () => {

@@ -167,10 +167,10 @@ async fn serve(
             .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     };
     if matches(IF_NONE_MATCH) {
-        return Ok(response
+        return response
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())
-            .map_err(internal)?);
+            .map_err(internal);
     }
     let size = if thumbnail {
         None
