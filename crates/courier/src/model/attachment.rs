@@ -191,13 +191,17 @@ pub fn strip_metadata(kind: Kind, bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// Drops APP1–APP15 (EXIF, XMP, IPTC, maker notes) except an ICC profile in APP2 and Adobe's
 /// colour transform in APP14, and every COM segment. Everything from the start of scan on is
-/// kept as it is.
+/// kept as it is. A camera's orientation is not private and without it a phone's photo shows
+/// sideways, so a rotated photo keeps a minimal EXIF segment holding only that.
 fn strip_jpeg(b: &[u8]) -> Option<Vec<u8>> {
     if !b.starts_with(&[0xFF, 0xD8]) {
         return None;
     }
     let mut out = Vec::with_capacity(b.len());
     out.extend_from_slice(&b[..2]);
+    if let Some(orientation) = jpeg_orientation(b).filter(|o| (2..=8).contains(o)) {
+        out.extend_from_slice(&orientation_segment(orientation));
+    }
     let mut at = 2;
     loop {
         // Fill bytes (0xFF repeated) may precede a marker.
@@ -240,6 +244,66 @@ fn strip_jpeg(b: &[u8]) -> Option<Vec<u8>> {
         }
         at = end;
     }
+}
+
+/// The EXIF orientation (1–8) of a JPEG, if its APP1 segment has one.
+pub fn jpeg_orientation(b: &[u8]) -> Option<u16> {
+    let mut at = 2;
+    while at + 4 <= b.len() && b[at] == 0xFF {
+        let marker = b[at + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([b[at + 2], b[at + 3]]));
+        let payload = b.get(at + 4..at + 2 + len)?;
+        if marker == 0xE1 && payload.starts_with(b"Exif\0\0") {
+            return tiff_orientation(&payload[6..]);
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+fn tiff_orientation(t: &[u8]) -> Option<u16> {
+    let big = match t.get(..2)? {
+        b"MM" => true,
+        b"II" => false,
+        _ => return None,
+    };
+    let u16_at = |i: usize| {
+        let b: [u8; 2] = t.get(i..i + 2)?.try_into().ok()?;
+        Some(if big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let u32_at = |i: usize| {
+        let b: [u8; 4] = t.get(i..i + 4)?.try_into().ok()?;
+        Some(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let ifd = u32_at(4)? as usize;
+    let count = usize::from(u16_at(ifd)?);
+    (0..count.min(512)).find_map(|i| {
+        let entry = ifd + 2 + i * 12;
+        (u16_at(entry)? == 0x0112).then(|| u16_at(entry + 8))?
+    })
+}
+
+/// An APP1 segment with an EXIF block holding only the orientation tag.
+fn orientation_segment(orientation: u16) -> Vec<u8> {
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    exif.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1]);
+    exif.extend_from_slice(&orientation.to_be_bytes());
+    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut segment = vec![0xFF, 0xE1];
+    segment.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    segment.extend_from_slice(&exif);
+    segment
 }
 
 /// Drops text chunks (`tEXt`, `zTXt`, `iTXt`), `eXIf` and `tIME`.
@@ -410,6 +474,23 @@ mod tests {
             ]
         );
         assert_eq!(strip_metadata(Kind::Jpeg, b"not a jpeg"), None);
+    }
+
+    #[test]
+    fn a_rotated_photo_keeps_only_its_orientation() {
+        let mut exif = b"Exif\0\0II\x2a\0\x08\0\0\0\x02\0".to_vec();
+        exif.extend_from_slice(&[0x10, 0x01, 2, 0, 6, 0, 0, 0, 26, 0, 0, 0]); // Model
+        exif.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0]); // Orientation 6
+        exif.extend_from_slice(&[0, 0, 0, 0]);
+        exif.extend_from_slice(b"Phone\0");
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        jpeg.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+        jpeg.extend_from_slice(&exif);
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0, 2, 1, 2, 0xFF, 0xD9]);
+        assert_eq!(jpeg_orientation(&jpeg), Some(6));
+        let stripped = strip_metadata(Kind::Jpeg, &jpeg).unwrap();
+        assert!(!stripped.windows(5).any(|w| w == b"Phone"));
+        assert_eq!(jpeg_orientation(&stripped), Some(6));
     }
 
     #[test]

@@ -15,8 +15,8 @@ mod text;
 mod username;
 
 pub use attachment::{
-    Attachment, Kind as FileKind, UploadId, clean_name, declared_type_lies, name_lies,
-    strip_metadata,
+    Attachment, Kind as FileKind, UploadId, clean_name, declared_type_lies, jpeg_orientation,
+    name_lies, strip_metadata,
 };
 pub use content::{ContentError, MessageContent};
 pub use cursor::{Cursor, CursorError};
