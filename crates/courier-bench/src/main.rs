@@ -39,6 +39,8 @@ enum Cmd {
     Signals(SignalsArgs),
     /// C password sign-ins at once: the server's peak RSS while it hashes them.
     Signin(SigninArgs),
+    /// C uploaders POST files of S bytes to /api/uploads back to back for T seconds.
+    Upload(UploadArgs),
     /// The machine's ceiling: a minimal axum server measured with the same client code.
     Ceiling(CeilingArgs),
     /// Write an SVG of latency against offered rate from JSON-lines result files.
@@ -107,6 +109,21 @@ pub struct SendArgs {
     /// Concurrent senders (C), each in its own conversation.
     #[arg(short = 'c', long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Timed window in seconds (T).
+    #[arg(short = 'd', long, default_value_t = 10.0)]
+    pub duration: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent uploaders (C), each its own user.
+    #[arg(short = 'c', long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Bytes per file (S).
+    #[arg(short = 's', long, default_value_t = 1_000_000)]
+    pub size: usize,
     /// Timed window in seconds (T).
     #[arg(short = 'd', long, default_value_t = 10.0)]
     pub duration: f64,
@@ -397,6 +414,10 @@ async fn main() -> Result<()> {
         Cmd::Fanout(mut a) => {
             fill(&mut a.common)?;
             scenarios::fanout::run(&a.common, &a).await
+        }
+        Cmd::Upload(mut a) => {
+            fill(&mut a.common)?;
+            scenarios::upload::run(&a.common, &a).await
         }
         Cmd::Ceiling(mut a) => {
             fill(&mut a.common)?;

@@ -11,9 +11,9 @@ use crate::service::presence::{Presence, PresenceSettings};
 use crate::service::push::{PushSettings, Pusher, VapidKey};
 use crate::service::{
     AccountSettings, Accounts, Messenger, OAuth, OAuthSettings, ProviderKind, ProviderSettings,
-    Signals, Signup, Tokens,
+    Signals, Signup, Tokens, UploadSettings, Uploads,
 };
-use crate::store::{SqliteOptions, SqliteStore, Store};
+use crate::store::{FileStore, SqliteOptions, SqliteStore, Store};
 use crate::telemetry;
 use crate::tls::{self, CertResolver};
 use crate::web;
@@ -123,7 +123,9 @@ impl App {
             let pusher = Pusher::new(store.clone(), presence.clone(), key, settings);
             messenger = messenger.with_pusher(Arc::new(pusher));
         }
-        let messenger = Arc::new(messenger);
+        let uploads = Arc::new(open_uploads(&config, store.clone())?);
+        uploads.spawn_sweeper(shutdown.clone());
+        let messenger = Arc::new(messenger.with_uploads(uploads.clone()));
         let background = messenger.clone();
         let limits = StreamLimits {
             heartbeat: config.heartbeat,
@@ -191,6 +193,7 @@ impl App {
             accounts,
             oauth,
             signals,
+            uploads,
             settings: Arc::new(ApiSettings {
                 dev_login: DevLogin::new(dev_login, config.dev_login == Some(true)),
                 token_lifetime: config.token_lifetime,
@@ -330,6 +333,26 @@ fn spawn_janitor(messenger: Arc<Messenger>, shutdown: CancellationToken) {
             }
         }
     });
+}
+
+/// Files under the data directory, or in object storage with `--object-store-url`.
+fn open_uploads(config: &ServeConfig, store: Arc<dyn Store>) -> anyhow::Result<Uploads> {
+    let files = match &config.object_store_url {
+        Some(url) => FileStore::object_store(url, &config.object_store_options, &config.data_dir)
+            .map_err(anyhow::Error::msg)
+            .context("opening --object-store-url")?,
+        None => FileStore::local(&config.data_dir).context("creating the uploads directory")?,
+    };
+    Ok(Uploads::new(
+        store,
+        Arc::new(files),
+        UploadSettings {
+            max_bytes: config.max_upload_bytes,
+            quota_bytes: config.upload_quota_bytes,
+            grace: config.upload_grace,
+            sweep_every: config.upload_sweep_every,
+        },
+    ))
 }
 
 fn account_settings(config: &ServeConfig) -> AccountSettings {

@@ -176,6 +176,41 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest uploaded file, in bytes (`POST /api/uploads`; counted as it streams, 413 past it).
+    #[arg(long, env = "COURIER_MAX_UPLOAD_BYTES", default_value_t = 25 * 1000 * 1000)]
+    pub max_upload_bytes: u64,
+
+    /// Most bytes of files one person may keep stored (their uploads, sent or not); 0 for no
+    /// limit. An upload past it gets 413.
+    #[arg(long, env = "COURIER_UPLOAD_QUOTA_BYTES", default_value_t = 1000 * 1000 * 1000)]
+    pub upload_quota_bytes: u64,
+
+    /// How long an upload that no message has taken is kept before it is deleted.
+    #[arg(long, env = "COURIER_UPLOAD_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub upload_grace: Duration,
+
+    /// How often unused uploads and files no message needs any more are removed.
+    #[arg(long, env = "COURIER_UPLOAD_SWEEP_EVERY", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub upload_sweep_every: Duration,
+
+    /// Store uploaded files in S3-compatible object storage (`s3://bucket[/prefix]`) instead
+    /// of under the data directory; needed when several nodes serve one database. Endpoint,
+    /// region and credentials come from the standard `AWS_ENDPOINT`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_ALLOW_HTTP=true` for a plain-HTTP
+    /// endpoint) environment variables.
+    #[arg(long, env = "COURIER_OBJECT_STORE_URL")]
+    pub object_store_url: Option<String>,
+
+    /// Settings for `--object-store-url` as `key=value`, overriding the `AWS_*` variables,
+    /// e.g. `endpoint=http://minio:9000,allow_http=true,region=eu-west-1` (keys as
+    /// `object_store`'s `AmazonS3ConfigKey`: `access_key_id`, `secret_access_key`, …).
+    #[arg(
+        long = "object-store-option",
+        env = "COURIER_OBJECT_STORE_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub object_store_options: Vec<String>,
+
     /// Interval between SSE heartbeat comments.
     #[arg(long, env = "COURIER_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
@@ -519,6 +554,22 @@ impl fmt::Debug for ServeConfig {
             .field("max_group_members", &self.max_group_members)
             .field("edit_window", &self.edit_window)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("upload_quota_bytes", &self.upload_quota_bytes)
+            .field("upload_grace", &self.upload_grace)
+            .field("upload_sweep_every", &self.upload_sweep_every)
+            .field(
+                "object_store_url",
+                &self.object_store_url.as_deref().map(redact_url),
+            )
+            .field(
+                "object_store_options",
+                &self
+                    .object_store_options
+                    .iter()
+                    .map(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k))
+                    .collect::<Vec<_>>(),
+            )
             .field("heartbeat", &self.heartbeat)
             .field("stream_buffer", &self.stream_buffer)
             .field("public_url", &self.public_url)

@@ -103,9 +103,12 @@ export const api = {
   messages: (id, before) =>
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
   // `key`: the Idempotency-Key, the same on every retry of one send, so it is stored once.
-  sendMessage: (id, content, replyTo, key) =>
-    request('POST', `/api/conversations/${enc(id)}/messages`, replyTo ? { content, replyTo } : { content },
-      key ? { headers: { 'Idempotency-Key': key } } : {}),
+  sendMessage: (id, content, replyTo, key, attachments) =>
+    request('POST', `/api/conversations/${enc(id)}/messages`, {
+      content,
+      ...(replyTo ? { replyTo } : {}),
+      ...(attachments?.length ? { attachments } : {}),
+    }, key ? { headers: { 'Idempotency-Key': key } } : {}),
   message: (id, messageId) => request('GET', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`),
   editMessage: (id, messageId, content) =>
     request('PATCH', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`, { content }),

@@ -84,12 +84,13 @@ export function pending(conversationId) {
   return entries.filter((e) => e.conversationId === conversationId);
 }
 
-export function enqueue(conversationId, content, replyTo = null) {
+export function enqueue(conversationId, content, replyTo = null, attachments = []) {
   const entry = {
     key: crypto.randomUUID(),
     conversationId,
     content,
     replyTo: replyTo ? { id: replyTo.id, preview: replyTo.preview ?? '', sender: replyTo.sender ?? null } : null,
+    attachments,
     createdAt: new Date().toISOString(),
     state: 'queued',
     error: '',
@@ -120,7 +121,7 @@ export function discard(key) {
 }
 
 function describe(err) {
-  return err.body?.errors?.content || err.body?.errors?.replyTo || err.message;
+  return err.body?.errors?.content || err.body?.errors?.replyTo || err.body?.errors?.attachments || err.message;
 }
 
 export async function flush() {
@@ -135,7 +136,7 @@ export async function flush() {
       change(next, { state: 'sending' });
       let message;
       try {
-        message = await api.sendMessage(next.conversationId, next.content, next.replyTo?.id, next.key);
+        message = await api.sendMessage(next.conversationId, next.content, next.replyTo?.id, next.key, next.attachments);
       } catch (err) {
         if (owner !== account) return;
         if (err.unavailable || err.status === 429 || err.status === 401) {

@@ -8,3 +8,4 @@ pub mod resume;
 pub mod send;
 pub mod signals;
 pub mod signin;
+pub mod upload;

@@ -41,6 +41,9 @@ struct SendBody {
     /// The id of a message of the same conversation that this one answers.
     #[serde(default)]
     reply_to: Option<String>,
+    /// Upload ids (`POST /api/uploads`) to attach, in order.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -86,7 +89,7 @@ async fn send_message(
         };
     let message = state
         .messenger
-        .send_message(me.id, id, &content, key, reply_to)
+        .send_with_attachments(me.id, id, &content, key, reply_to, &body.attachments)
         .await?;
     Ok((StatusCode::CREATED, Json(MessageJson::new(&message, me.id))).into_response())
 }

@@ -11,6 +11,7 @@ mod openapi;
 mod presence;
 mod push;
 mod stream;
+pub mod uploads;
 mod users;
 mod wire;
 
@@ -18,7 +19,7 @@ pub use error::{ApiError, BodyTimedOut};
 
 use crate::model::TrustedProxies;
 use crate::realtime::Realtime;
-use crate::service::{Accounts, Messenger, OAuth, Signals};
+use crate::service::{Accounts, Messenger, OAuth, Signals, Uploads};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -38,6 +39,7 @@ pub struct ApiState {
     pub accounts: Arc<Accounts>,
     pub oauth: Arc<OAuth>,
     pub signals: Arc<Signals>,
+    pub uploads: Arc<Uploads>,
     pub settings: Arc<ApiSettings>,
 }
 
@@ -127,6 +129,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(stream::router())
         .merge(users::router())
         .route("/openapi.json", get(openapi::openapi_json))
+        .merge(uploads::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             (

@@ -111,6 +111,8 @@ pub struct MessageJson<'a> {
     pub reply_to: Option<QuoteJson>,
     #[schema(value_type = Vec<super::openapi::ReactionJson>)]
     pub reactions: &'a [Reaction],
+    /// Extension: files sent with it (see `api::uploads`).
+    pub attachments: Vec<super::uploads::AttachmentJson>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -151,6 +153,7 @@ impl<'a> MessageJson<'a> {
             deleted_at: m.deleted_at.as_ref().map(time),
             reply_to: m.quote.as_deref().map(Into::into),
             reactions: &m.reactions,
+            attachments: m.attachments.iter().map(Into::into).collect(),
         }
     }
 }

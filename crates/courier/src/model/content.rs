@@ -48,6 +48,14 @@ impl MessageContent {
         Ok(Self(out))
     }
 
+    /// As `parse`, but no text at all is allowed: a message that carries attachments.
+    pub fn parse_optional(raw: &str, max_chars: usize) -> Result<Self, ContentError> {
+        match Self::parse(raw, max_chars) {
+            Err(ContentError::Empty) => Ok(Self(String::new())),
+            other => other,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,5 +1,6 @@
 //! Domain types with no I/O: ids, parsed inputs, the commit-order cursor and bus events.
 
+mod attachment;
 mod content;
 mod cursor;
 mod event;
@@ -13,6 +14,10 @@ mod signal;
 mod text;
 mod username;
 
+pub use attachment::{
+    Attachment, Kind as FileKind, UploadId, clean_name, declared_type_lies, jpeg_orientation,
+    name_lies, strip_metadata,
+};
 pub use content::{ContentError, MessageContent};
 pub use cursor::{Cursor, CursorError};
 pub use event::{Delivered, Event, EventKind, LogEntry, Recipient};
@@ -64,6 +69,9 @@ pub struct Message {
     /// Per emoji, in the order they were first used; `mine` is the viewer's.
     #[serde(default)]
     pub reactions: Vec<Reaction>,
+    /// Files sent with it, in the order the sender gave them; empty once deleted.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 /// A conversation as one participant sees it.

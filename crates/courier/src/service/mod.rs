@@ -10,6 +10,7 @@ pub mod presence;
 pub mod push;
 mod signals;
 mod tokens;
+pub mod uploads;
 
 /// Account records the API shows as they are.
 pub use crate::store::{AccountFlags, Invite};
@@ -24,6 +25,7 @@ pub use oauth::{
 };
 pub use signals::{PresenceSettingsView, PresenceView, Signals, TYPING_LAPSE};
 pub use tokens::{Claims, TokenError, Tokens};
+pub use uploads::{BodyError, Download, UploadError, UploadSettings, Uploads};
 
 use crate::bus::Bus;
 use crate::model::{
@@ -120,6 +122,7 @@ pub struct Messenger {
     edit_window: Option<chrono::TimeDelta>,
     pusher: Option<Arc<push::Pusher>>,
     signals: Option<Arc<Signals>>,
+    uploads: Option<Arc<Uploads>>,
 }
 
 impl Messenger {
@@ -137,7 +140,14 @@ impl Messenger {
             edit_window: None,
             pusher: None,
             signals: None,
+            uploads: None,
         }
+    }
+
+    /// Lets sends carry uploaded files.
+    pub fn with_uploads(mut self, uploads: Arc<Uploads>) -> Self {
+        self.uploads = Some(uploads);
+        self
     }
 
     pub fn with_edit_window(mut self, window: Option<std::time::Duration>) -> Self {
@@ -296,8 +306,34 @@ impl Messenger {
         idempotency_key: Option<String>,
         reply_to: Option<MessageId>,
     ) -> ServiceResult<Message> {
-        let content = MessageContent::parse(raw_content, self.max_message_chars)
-            .map_err(|e| ServiceError::invalid("content", e))?;
+        self.send_with_attachments(
+            me,
+            conversation,
+            raw_content,
+            idempotency_key,
+            reply_to,
+            &[],
+        )
+        .await
+    }
+
+    /// `send_message` with uploads (ids from `POST /api/uploads`) attached, in the order
+    /// given. A message that carries files may have no text.
+    pub async fn send_with_attachments(
+        &self,
+        me: UserId,
+        conversation: ConversationId,
+        raw_content: &str,
+        idempotency_key: Option<String>,
+        reply_to: Option<MessageId>,
+        attachments: &[String],
+    ) -> ServiceResult<Message> {
+        let content = if attachments.is_empty() {
+            MessageContent::parse(raw_content, self.max_message_chars)
+        } else {
+            MessageContent::parse_optional(raw_content, self.max_message_chars)
+        }
+        .map_err(|e| ServiceError::invalid("content", e))?;
         if idempotency_key
             .as_ref()
             .is_some_and(|k| k.is_empty() || k.len() > 255)
@@ -311,18 +347,41 @@ impl Messenger {
             Some(id) => Some(self.quote_for_reply(me, conversation, id).await?),
             None => None,
         };
+        let attachment_claim = match (&self.uploads, attachments.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                return Err(ServiceError::invalid(
+                    "attachments",
+                    "this server does not take attachments",
+                ));
+            }
+            (Some(uploads), false) => {
+                uploads
+                    .claim(me, attachments, idempotency_key.as_deref())
+                    .await?
+            }
+        };
         let new = NewMessage {
             conversation,
             sender: me,
             content,
             idempotency_key,
             reply_to,
+            attachment_claim: attachment_claim.clone(),
         };
-        let mut appended = self
-            .store
-            .append_message(new)
-            .await
-            .map_err(ServiceError::from_store("conversation"))?;
+        let appended = self.store.append_message(new).await;
+        if let (Err(_), Some(uploads), Some(claim)) = (&appended, &self.uploads, &attachment_claim)
+        {
+            uploads.release(claim).await;
+        }
+        let mut appended = appended.map_err(ServiceError::from_store("conversation"))?;
+        if attachment_claim.is_some() {
+            appended.message.attachments = self
+                .store
+                .attachments_of(appended.message.id)
+                .await
+                .map_err(ServiceError::from_store("message"))?;
+        }
         appended.message.quote = quote
             .filter(|_| appended.message.reply_to.is_some())
             .map(Box::new);

@@ -98,6 +98,11 @@ where
                 .bind(id.0)
                 .execute(&mut *conn)
                 .await?;
+            // Its files go with it (the blobs themselves once no upload names them).
+            sqlx::query::<DB>(super::uploads::DETACH)
+                .bind(id.0)
+                .execute(&mut *conn)
+                .await?;
             let scrubbed = serde_json::to_string(&Change::Edited {
                 message_id: *id,
                 content: None,
@@ -207,6 +212,12 @@ where
         .filter(|m| m.deleted_at.is_none())
         .map(|m| m.id.0)
         .collect();
+    if !live.is_empty() {
+        let mut files = super::uploads::attachments(pool, &live).await?;
+        for m in messages.iter_mut() {
+            m.attachments = files.remove(&m.id).unwrap_or_default();
+        }
+    }
     if what == Decorate::All && !live.is_empty() {
         let mut reactions = reactions(pool, viewer, &live).await?;
         for m in messages.iter_mut() {

@@ -75,6 +75,7 @@ where
         reply_to: row.opt_int(at + 7)?.map(MessageId),
         quote: None,
         reactions: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
 mod accounts;
+pub mod files;
 mod lifecycle;
 mod log;
 mod people;
@@ -11,6 +12,7 @@ mod people;
 pub mod postgres;
 pub mod presence;
 pub mod sqlite;
+pub mod uploads;
 
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, ConversationView, LogEntry, Member, Message,
@@ -20,10 +22,12 @@ use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
 pub use people::{AccountFlags, Admission, Invite, PeopleStore};
+pub use files::{FileStore, TempUpload};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
+pub use uploads::{Claimed, MAX_ATTACHMENTS, NewUpload, StoredUpload, UploadStore};
 
 /// Rows per bookkeeping statement (`touch_sessions`, `touch_last_seen`): SQLite writes about
 /// 300 such rows a millisecond, and the sends queued behind a statement wait for it.
@@ -61,6 +65,8 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// A message of the same conversation that this one answers (checked by the caller).
     pub reply_to: Option<MessageId>,
+    /// The token under which the sender claimed this message's uploads (see `uploads`).
+    pub attachment_claim: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +105,7 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + PeopleStore + PresenceStore + Send + Sync + 'static {
+pub trait Store: AccountStore + PeopleStore + PresenceStore + UploadStore + Send + Sync + 'static {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

@@ -198,6 +198,8 @@ async fn backfill_skeletons(pool: &PgPool) -> StoreResult<()> {
     Ok(())
 }
 
+super::uploads::upload_store!(PgStore, sqlx::Postgres);
+
 #[async_trait]
 impl Store for PgStore {
     fn instance_id(&self) -> &str {

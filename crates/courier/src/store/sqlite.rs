@@ -256,6 +256,8 @@ async fn is_participant(
     .ok_or(StoreError::NotFound)
 }
 
+super::uploads::upload_store!(SqliteStore, sqlx::Sqlite);
+
 #[async_trait]
 impl Store for SqliteStore {
     fn instance_id(&self) -> &str {

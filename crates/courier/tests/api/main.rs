@@ -28,3 +28,5 @@ mod tls;
 mod tokens;
 mod typing;
 mod upgrade;
+mod uploads;
+mod uploads_s3;

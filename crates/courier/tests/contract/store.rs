@@ -92,6 +92,7 @@ fn new_message(conversation: ConversationId, sender: UserId, text: &str) -> NewM
         content: MessageContent::parse(text, 480).expect("content"),
         idempotency_key: None,
         reply_to: None,
+        attachment_claim: None,
     }
 }
 

@@ -17,6 +17,7 @@ import { presenceIndicator, seed } from '../presence.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
 import { setPageTitle, setViewing } from '../title.js';
+import { composerAttachments } from './attachments.js';
 import { groupPanel } from './group-panel.js';
 import { closeMenus, messageNode as bubbleNode, pendingNode, refill, ticks } from './message-view.js';
 import { displayPeer } from './home.js';
@@ -125,6 +126,9 @@ export function mountConversation(root, { params, me }) {
         text: enterSends() ? 'Enter sends. Shift+Enter starts a new line.' : 'Enter starts a new line. The send button sends.',
       })),
   );
+  const files = composerAttachments({ dropTarget: form, textarea, onError: (text) => showError(text) });
+  form.querySelector('.composer-row').prepend(files.button, files.input);
+  form.prepend(files.tray);
 
   root.replaceChildren(h('div', { class: 'conversation' },
     h('header', { class: 'conv-header' },
@@ -602,7 +606,12 @@ export function mountConversation(root, { params, me }) {
   // outbox; whatever is typed from here on stays in the composer.
   function composerSend() {
     const content = normaliseContent(textarea.value);
-    if (!content) {
+    if (files.busy()) {
+      showError('Wait for the files to finish uploading, or remove them.');
+      return null;
+    }
+    const attachments = files.ids();
+    if (!content && !attachments.length) {
       showError('Write something before sending.');
       return null;
     }
@@ -619,7 +628,9 @@ export function mountConversation(root, { params, me }) {
     autosize();
     updateCounter();
     showError('');
-    const entry = outbox.enqueue(id, content, replyTo); // its bubble appears through onChange
+    // The files are on the server already: the queued send carries their upload ids.
+    const entry = outbox.enqueue(id, content, replyTo, attachments); // its bubble appears through onChange
+    files.clear();
     scrollToBottom();
     return entry;
   }

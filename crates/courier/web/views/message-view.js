@@ -4,6 +4,7 @@
 
 import { h } from '../dom.js';
 import { clockTime, fullTime, linkParts } from '../format.js';
+import { attachmentsNode } from './attachments.js';
 
 // Offered first in the picker: the ones people use most (Slack's and WhatsApp's defaults).
 export const FREQUENT = ['👍', '❤️', '😂', '😮', '😢', '🙏', '🎉', '👀'];
@@ -33,7 +34,7 @@ function fill(li, msg, ctx) {
     : null;
   const body = deleted
     ? h('p', { class: 'content tombstone', text: msg.mine ? 'You deleted this message' : 'This message was deleted' })
-    : content(msg.content);
+    : (msg.content || !msg.attachments?.length ? content(msg.content) : null);
   const edited = msg.editedAt && !deleted
     ? h('span', { class: 'edited', title: `Edited ${fullTime(msg.editedAt)}`, text: '(edited)' })
     : null;
@@ -42,6 +43,7 @@ function fill(li, msg, ctx) {
     h('span', { class: 'visually-hidden', text: `${who}: ` }),
     msg.replyTo ? quote(msg.replyTo, ctx) : null,
     body,
+    deleted ? null : attachmentsNode(msg),
     h('span', { class: 'meta' },
       edited,
       h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: clockTime(msg.createdAt) }),

@@ -231,6 +231,7 @@ struct Accepted {
     seq: i64,
     message: Message,
     key: Option<String>,
+    attachment_claim: Option<String>,
 }
 
 /// What an earlier send with the same key left: its conversation and, if still stored, its message.
@@ -316,6 +317,7 @@ async fn commit_group(
                 ..Default::default()
             },
             key: new.idempotency_key.clone(),
+            attachment_claim: new.attachment_claim.clone(),
         });
         if let Some(key) = new.idempotency_key.as_deref() {
             keyed.insert((new.sender, key), index);
@@ -567,7 +569,16 @@ async fn write_rows(
     .bind(position)
     .bind(seqs)
     .bind(replies)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    for row in rows {
+        if let Some(claim) = &row.attachment_claim {
+            sqlx::query(crate::store::uploads::ATTACH)
+                .bind(row.message.id.0)
+                .bind(claim)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
     Ok(())
 }

@@ -59,6 +59,7 @@ struct Row {
     seq: i64,
     message: Message,
     key: Option<String>,
+    attachment_claim: Option<String>,
 }
 
 type Send = (
@@ -259,6 +260,7 @@ async fn commit_group(
             seq,
             message,
             key: new.idempotency_key.clone(),
+            attachment_claim: new.attachment_claim.clone(),
         });
     }
     if !rows.is_empty() {
@@ -475,6 +477,15 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
     sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
         .execute(&mut *conn)
         .await?;
+    for row in rows {
+        if let Some(claim) = &row.attachment_claim {
+            sqlx::query(crate::store::uploads::ATTACH)
+                .bind(row.message.id.0)
+                .bind(claim)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
 
     // Rows are in id order, so the last write per key wins with the newest id.
     let last_by_conversation: HashMap<i64, i64> = rows
