@@ -34,7 +34,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 /// An attachment on the wire: in the upload's answer and in message JSON.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttachmentJson {
     pub id: String,
@@ -73,6 +73,10 @@ struct UploadQuery {
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/uploads", tag = "messages",
+    params(("name" = Option<String>, Query, description = "The file's name")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
+    responses((status = 201, description = "Stored; attach it to a send by id", body = AttachmentJson), (status = 413, description = "Over --max-upload-bytes or the quota"), (status = 422, description = "Empty, or a type that contradicts the content")))]
 async fn upload(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -109,6 +113,9 @@ async fn upload(
     Ok((StatusCode::CREATED, Json(AttachmentJson::from(&attachment))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/uploads/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Upload id"), ("Range" = Option<String>, Header, description = "One byte range")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>), (status = 304, description = "Not modified"), (status = 404, description = "No such upload, or not yours to see"), (status = 416, description = "The range is outside the file")))]
 async fn download(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -118,6 +125,9 @@ async fn download(
     serve(state, me, &id, false, &headers).await
 }
 
+#[utoipa::path(get, path = "/api/uploads/{id}/thumbnail", tag = "messages",
+    params(("id" = String, Path, description = "Upload id")),
+    responses((status = 200, description = "A JPEG thumbnail", content_type = "image/jpeg", body = Vec<u8>), (status = 304, description = "Not modified"), (status = 404, description = "No thumbnail, or not yours to see")))]
 async fn thumbnail(
     State(state): State<ApiState>,
     me: AuthUser,
