@@ -3,7 +3,7 @@
 
 use super::extract::{AppJson, AppPath, AppQuery, AuthUser, parse_id};
 use super::wire::{MessageJson, UserJson};
-use super::{ApiError, ApiState, BeforeQuery};
+use super::{ApiError, ApiState};
 use crate::model::{ConversationId, MessageId};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -41,6 +41,13 @@ struct SendBody {
     /// The id of a message of the same conversation that this one answers.
     #[serde(default)]
     reply_to: Option<String>,
+}
+
+/// A history page: older than `before`, or (search's jump) around one message.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+    around: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -179,9 +186,15 @@ async fn list_messages(
     State(state): State<ApiState>,
     me: AuthUser,
     AppPath(id): AppPath<String>,
-    AppQuery(query): AppQuery<BeforeQuery>,
+    AppQuery(query): AppQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
+    if let Some(around) = query.around.as_deref() {
+        if query.before.is_some() {
+            return Err(ApiError::BadRequest("use before or around, not both".into()));
+        }
+        return super::search::around_page(&state, me.id, id, around).await;
+    }
     let before = query
         .before
         .as_deref()

@@ -8,6 +8,7 @@ mod messages;
 mod oauth;
 mod presence;
 mod push;
+mod search;
 mod stream;
 mod users;
 mod wire;
@@ -121,6 +122,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(oauth::router())
         .merge(presence::router())
         .merge(push::router())
+        .merge(search::router())
         .merge(stream::router())
         .merge(users::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })

@@ -9,6 +9,7 @@ mod log;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod presence;
+pub mod search;
 pub mod sqlite;
 
 use crate::model::{
@@ -21,6 +22,7 @@ pub use accounts::{AccountStore, NewCredential};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
+pub use search::{SearchHit, SearchRequest, SearchStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Rows per bookkeeping statement (`touch_sessions`, `touch_last_seen`): SQLite writes about
@@ -97,7 +99,7 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + PresenceStore + Send + Sync + 'static {
+pub trait Store: AccountStore + PresenceStore + SearchStore + Send + Sync + 'static {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

@@ -27,6 +27,7 @@
 
 mod accounts;
 mod presence;
+mod search;
 mod writer;
 
 use super::lifecycle::{self, Decorate};

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod presence;
+mod search;
 mod writer;
 
 use super::lifecycle::{self, Decorate};
