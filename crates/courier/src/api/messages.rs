@@ -191,7 +191,9 @@ async fn list_messages(
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
     if let Some(around) = query.around.as_deref() {
         if query.before.is_some() {
-            return Err(ApiError::BadRequest("use before or around, not both".into()));
+            return Err(ApiError::BadRequest(
+                "use before or around, not both".into(),
+            ));
         }
         return super::search::around_page(&state, me.id, id, around).await;
     }

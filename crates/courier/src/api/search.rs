@@ -81,7 +81,8 @@ async fn search(
         .before
         .as_deref()
         .map(|b| {
-            MessageId::parse(b).ok_or_else(|| ApiError::BadRequest("before must be a message id".into()))
+            MessageId::parse(b)
+                .ok_or_else(|| ApiError::BadRequest("before must be a message id".into()))
         })
         .transpose()?;
     let request = SearchRequest {

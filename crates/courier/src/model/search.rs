@@ -314,10 +314,7 @@ mod tests {
     #[test]
     fn words_phrases_exclusions_and_from() {
         let query = q(r#"Lunch "next Friday" -pizza -"fish soup" from:@Bob"#);
-        assert_eq!(
-            query.required,
-            vec![w(&["lunch"]), w(&["next", "friday"])]
-        );
+        assert_eq!(query.required, vec![w(&["lunch"]), w(&["next", "friday"])]);
         assert_eq!(query.excluded, vec![w(&["pizza"]), w(&["fish", "soup"])]);
         assert_eq!(query.from.as_deref(), Some("Bob"));
         assert_eq!(
@@ -332,7 +329,10 @@ mod tests {
 
     #[test]
     fn accents_and_case_fold_away() {
-        assert_eq!(words("Crème BRÛLÉE, Ærø Straße"), w(&["creme", "brulee", "ærø", "straße"]));
+        assert_eq!(
+            words("Crème BRÛLÉE, Ærø Straße"),
+            w(&["creme", "brulee", "ærø", "straße"])
+        );
         assert_eq!(index_text("Ελληνικά Ёлка"), "ελληνικα елка");
         // Devanagari vowel signs are part of the word, not accents.
         assert_eq!(words("नमस्ते"), w(&["नमस्ते"]));
@@ -372,7 +372,8 @@ mod tests {
                 ),
             }
         }
-        assert_eq!(q("NEAR(a b)").fts5_match(), r#"("near" AND "a" AND "b")"#);
+        // Words joined by punctuation must stay together, as a phrase.
+        assert_eq!(q("NEAR(a b)").fts5_match(), r#"("near a" AND "b")"#);
         assert_eq!(q("\"open ended").required, vec![w(&["open", "ended"])]);
         assert_eq!(q("e-mail").required, vec![w(&["e", "mail"])]);
     }
@@ -400,9 +401,18 @@ mod tests {
         assert_eq!(
             parts,
             vec![
-                Segment { text: "<b>Le ".into(), hit: false },
-                Segment { text: "Café".into(), hit: true },
-                Segment { text: "</b> ouvre".into(), hit: false },
+                Segment {
+                    text: "<b>Le ".into(),
+                    hit: false
+                },
+                Segment {
+                    text: "Café".into(),
+                    hit: true
+                },
+                Segment {
+                    text: "</b> ouvre".into(),
+                    hit: false
+                },
             ]
         );
     }

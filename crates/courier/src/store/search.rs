@@ -27,8 +27,8 @@
 //! out on purpose: its scores change as the corpus grows, so a relevance cursor would repeat
 //! or skip hits, and it must score every match where newest-first can stop at the page.
 
-use super::log::{Columns, message_at, user_at};
 use super::StoreResult;
+use super::log::{Columns, message_at, user_at};
 use super::{Store, StoreError};
 use crate::model::{ConversationId, Message, MessageId, SearchQuery, User, UserId, Username};
 use async_trait::async_trait;
@@ -57,8 +57,7 @@ pub struct SearchHit {
 #[async_trait]
 pub trait SearchStore: Send + Sync {
     /// The viewer's visible messages matching the request, newest first.
-    async fn search(&self, viewer: UserId, request: &SearchRequest)
-    -> StoreResult<Vec<SearchHit>>;
+    async fn search(&self, viewer: UserId, request: &SearchRequest) -> StoreResult<Vec<SearchHit>>;
     /// Up to `each_side` messages older than `around`, `around` itself and up to `each_side`
     /// newer, newest first, decorated like a history page; `NotFound` unless the viewer is a
     /// member who may read `around`.
@@ -178,9 +177,7 @@ where
     } else {
         query.push("messages m ");
     }
-    query.push(
-        "JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = ",
-    );
+    query.push("JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = ");
     query.push_bind(viewer.0);
     query.push(
         " JOIN users u ON u.id = m.sender_id JOIN conversations c ON c.id = m.conversation_id
@@ -197,16 +194,25 @@ where
         };
     }
     if let Some(conversation) = request.conversation {
-        query.push(" AND m.conversation_id = ").push_bind(conversation.0);
+        query
+            .push(" AND m.conversation_id = ")
+            .push_bind(conversation.0);
     }
     if let Some(sender) = sender {
         query.push(" AND m.sender_id = ").push_bind(sender.0);
     }
+    // On SQLite the FTS table's own rowid (= message id) orders and bounds the page, so FTS5
+    // walks its doclists newest first and stops at the page instead of sorting every match.
+    let id = if words && matches!(dialect, Dialect::Sqlite) {
+        "s.rowid"
+    } else {
+        "m.id"
+    };
     if let Some(before) = request.before {
-        query.push(" AND m.id < ").push_bind(before.0);
+        query.push(format!(" AND {id} < ")).push_bind(before.0);
     }
     query
-        .push(" ORDER BY m.id DESC LIMIT ")
+        .push(format!(" ORDER BY {id} DESC LIMIT "))
         .push_bind(i64::from(request.limit));
     let rows = query.build().fetch_all(pool).await?;
     rows.iter()

@@ -133,7 +133,8 @@ async fn joined_history_hides_earlier_messages_from_search() {
             .await;
         assert_eq!(status, StatusCode::CREATED);
         let g = group["id"].as_str().unwrap();
-        app.send_message(&alice, g, &format!("{history} zebra before")).await;
+        app.send_message(&alice, g, &format!("{history} zebra before"))
+            .await;
         let (status, _) = app
             .group_call(
                 Method::POST,
@@ -143,12 +144,20 @@ async fn joined_history_hides_earlier_messages_from_search() {
             )
             .await;
         assert!(status.is_success());
-        app.send_message(&bob, g, &format!("{history} zebra after")).await;
+        app.send_message(&bob, g, &format!("{history} zebra after"))
+            .await;
         let (status, page) = app
-            .search_raw(&dave, &[("q", &format!("zebra {history}")), ("conversationId", g)])
+            .search_raw(
+                &dave,
+                &[("q", &format!("zebra {history}")), ("conversationId", g)],
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(page["results"].as_array().unwrap().len(), visible, "{history}: {page}");
+        assert_eq!(
+            page["results"].as_array().unwrap().len(),
+            visible,
+            "{history}: {page}"
+        );
     }
 }
 
@@ -160,7 +169,9 @@ async fn phrases_exclusions_from_and_accents() {
     let c = app.conversation_between(&alice, &bob).await;
     let red_car = id(&app.send_message(&alice, &c, "a red car is parked").await);
     let car_red = id(&app.send_message(&bob, &c, "the car is red").await);
-    let cafe = id(&app.send_message(&bob, &c, "Rendez-vous au Café Crème").await);
+    let cafe = id(&app
+        .send_message(&bob, &c, "Rendez-vous au Café Crème")
+        .await);
     let tokyo = id(&app.send_message(&alice, &c, "明日は東京都に行きます").await);
     let newest_first = |mut v: Vec<String>| {
         v.sort_by_key(|s| std::cmp::Reverse(s.parse::<i64>().unwrap()));
@@ -170,12 +181,24 @@ async fn phrases_exclusions_from_and_accents() {
         app.found(&alice, "red car").await,
         newest_first(vec![red_car.clone(), car_red.clone()])
     );
-    assert_eq!(app.found(&alice, "\"red car\"").await, vec![red_car.clone()]);
-    assert_eq!(app.found(&alice, "car -parked").await, vec![car_red.clone()]);
-    assert_eq!(app.found(&alice, "car from:bob").await, vec![car_red.clone()]);
+    assert_eq!(
+        app.found(&alice, "\"red car\"").await,
+        vec![red_car.clone()]
+    );
+    assert_eq!(
+        app.found(&alice, "car -parked").await,
+        vec![car_red.clone()]
+    );
+    assert_eq!(
+        app.found(&alice, "car from:bob").await,
+        vec![car_red.clone()]
+    );
     assert_eq!(app.found(&alice, "car from:@ALICE").await, vec![red_car]);
     assert!(app.found(&alice, "car from:nobody").await.is_empty());
-    assert_eq!(app.found(&alice, "from:bob").await, newest_first(vec![car_red, cafe.clone()]));
+    assert_eq!(
+        app.found(&alice, "from:bob").await,
+        newest_first(vec![car_red, cafe.clone()])
+    );
     // Accents fold both ways.
     assert_eq!(app.found(&alice, "cafe creme").await, vec![cafe.clone()]);
     assert_eq!(app.found(&alice, "CRÈME").await, vec![cafe]);
@@ -204,7 +227,12 @@ async fn deleted_messages_are_never_found_and_edits_are_found_by_their_new_text(
     assert!(status.is_success(), "{status}");
     assert!(app.found(&bob, "hunter2").await.is_empty());
     assert!(app.found(&alice, "password").await.is_empty());
-    assert!(app.found(&alice, "from:alice").await.iter().all(|m| *m != gone));
+    assert!(
+        app.found(&alice, "from:alice")
+            .await
+            .iter()
+            .all(|m| *m != gone)
+    );
 
     let (status, _) = app
         .group_call(
@@ -229,9 +257,34 @@ async fn hostile_queries_get_400_or_results_never_500() {
     app.send_message(&alice, &c, "near the start, or not").await;
     let long = "x".repeat(300);
     for q in [
-        "\"", "\"\"", "-", "--", "*", "NEAR(a b)", "near", "a OR", "AND", "NOT x", "title:x",
-        "^start", "col : x", "x*", "(", ")", "'", "\\", "!x & y | z", "x <-> y", "{a b}",
-        "\u{202E}rtl", "-\"near\"", "from:", "from:\"", "%", "_", &long,
+        "\"",
+        "\"\"",
+        "-",
+        "--",
+        "*",
+        "NEAR(a b)",
+        "near",
+        "a OR",
+        "AND",
+        "NOT x",
+        "title:x",
+        "^start",
+        "col : x",
+        "x*",
+        "(",
+        ")",
+        "'",
+        "\\",
+        "!x & y | z",
+        "x <-> y",
+        "{a b}",
+        "\u{202E}rtl",
+        "-\"near\"",
+        "from:",
+        "from:\"",
+        "%",
+        "_",
+        &long,
     ] {
         let (status, body) = app.search_raw(&alice, &[("q", q)]).await;
         assert!(
@@ -267,7 +320,9 @@ async fn pages_are_stable_while_new_messages_arrive() {
     let c = app.conversation_between(&alice, &bob).await;
     let mut sent = Vec::new();
     for i in 0..30 {
-        sent.push(id(&app.send_message(&alice, &c, &format!("report number {i}")).await));
+        sent.push(id(&app
+            .send_message(&alice, &c, &format!("report number {i}"))
+            .await));
     }
     let (_, first) = app.search_raw(&bob, &[("q", "report")]).await;
     let first_ids: Vec<&str> = first["results"]
@@ -309,7 +364,10 @@ async fn history_around_a_message_shows_both_sides_to_members_only() {
     }
     let target = &sent[20];
     let page: Vec<Value> = app
-        .get_json(&format!("/api/conversations/{c}/messages?around={target}"), &bob)
+        .get_json(
+            &format!("/api/conversations/{c}/messages?around={target}"),
+            &bob,
+        )
         .await;
     let ids: Vec<String> = page.iter().map(id).collect();
     // Newest first: 12 newer, the message, 12 older.
@@ -317,8 +375,14 @@ async fn history_around_a_message_shows_both_sides_to_members_only() {
     expected.reverse();
     assert_eq!(ids, expected);
     for (who, path) in [
-        (&eve, format!("/api/conversations/{c}/messages?around={target}")),
-        (&bob, format!("/api/conversations/{c}/messages?around=999999")),
+        (
+            &eve,
+            format!("/api/conversations/{c}/messages?around={target}"),
+        ),
+        (
+            &bob,
+            format!("/api/conversations/{c}/messages?around=999999"),
+        ),
         (&bob, format!("/api/conversations/{c}/messages?around=zz")),
     ] {
         let response = app.get(&path, who).send().await.unwrap();

@@ -11,6 +11,7 @@ import { groupPanel } from './group-panel.js';
 import { closeMenus, messageNode as bubbleNode, refill, ticks } from './message-view.js';
 import { displayPeer } from './home.js';
 import { mountNotFound } from './not-found.js';
+import { aroundTarget, latestOffer } from './search-view.js';
 
 const PAGE = 25;
 const COUNTER_FROM = MESSAGE_LIMIT - 80;
@@ -20,6 +21,9 @@ const TYPING_EVERY = 3000; // ms between "I'm typing" calls while the composer h
 export function mountConversation(root, { params, me }) {
   const id = params.id;
   let alive = true;
+  // Opened from a search hit: the history around that message, without the newest messages.
+  const target = aroundTarget();
+  let detached = false;
   let other = null;
   let isGroup = false;
   let myRole = 'member';
@@ -258,6 +262,12 @@ export function mountConversation(root, { params, me }) {
   }
 
   function addLive(msg, { own = false } = {}) {
+    // Newer messages are not loaded around a search hit: "Jump to latest" shows them (and one's
+    // own send goes there at once).
+    if (detached) {
+      if (own) navigate(`/c/${encodeURIComponent(id)}`);
+      return;
+    }
     const wasAtBottom = atBottom();
     if (!insert(msg)) return;
     if (own || wasAtBottom) {
@@ -353,8 +363,11 @@ export function mountConversation(root, { params, me }) {
       }
       scroller.setAttribute('aria-label', `Messages with ${other.username}`);
       setPageTitle(other.username);
-      const page = await api.messages(id); // also marks the conversation read
+      // The newest page also marks the conversation read; a page around a hit does not.
+      const page = target ? await api.messagesAround(id, target) : await api.messages(id);
       if (!alive) return;
+      detached = Boolean(target) && page.filter((m) => compareIds(m.id, target) > 0).length >= PAGE / 2 - 1;
+      if (detached) scroller.append(latestOffer(id));
       api.ackNow().catch(() => {}); // and has reached this device
       const frag = document.createDocumentFragment();
       for (const msg of [...page].reverse()) {
@@ -369,7 +382,8 @@ export function mountConversation(root, { params, me }) {
       if (page.length && page.length < PAGE) olderStatus.textContent = 'This is the beginning of the conversation.';
       scroller.setAttribute('aria-busy', 'false');
       updateReceipts();
-      scrollToBottom();
+      if (target && shown.has(target)) jumpTo(target);
+      else scrollToBottom();
       textarea.focus();
     } catch (err) {
       if (!alive) return;

@@ -9,11 +9,7 @@ use async_trait::async_trait;
 
 #[async_trait]
 impl SearchStore for PgStore {
-    async fn search(
-        &self,
-        viewer: UserId,
-        request: &SearchRequest,
-    ) -> StoreResult<Vec<SearchHit>> {
+    async fn search(&self, viewer: UserId, request: &SearchRequest) -> StoreResult<Vec<SearchHit>> {
         let sender = match &request.query.from {
             None => None,
             Some(name) => match sender(self, name).await? {
