@@ -34,6 +34,14 @@ use crate::model::{ConversationId, Message, MessageId, SearchQuery, User, UserId
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
 
+/// Whether new sends are indexed. Always, except in a benchmark's control run, which sets the
+/// hidden environment variable `COURIER_BENCH_UNINDEXED_SENDS=1` to measure what indexing costs
+/// a send (SQLite only; such a server's new messages cannot be found).
+pub fn index_sends() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("COURIER_BENCH_UNINDEXED_SENDS").as_deref() != Ok("1"))
+}
+
 /// One search: the parsed query, optionally one conversation, the page.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {

@@ -472,7 +472,9 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
     sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
         .execute(&mut *conn)
         .await?;
-    index_rows(conn, rows).await?;
+    if crate::store::search::index_sends() {
+        index_rows(conn, rows).await?;
+    }
 
     // Rows are in id order, so the last write per key wins with the newest id.
     let last_by_conversation: HashMap<i64, i64> = rows
