@@ -76,15 +76,16 @@ impl SearchQuery {
                 (&body[..end], false, &body[end..])
             };
             rest = next.trim_start_matches(is_space);
-            if !quoted && !negated {
-                if let Some(name) = strip_prefix_ignore_case(raw, "from:") {
-                    let name = name.trim_start_matches('@');
-                    if name.is_empty() || name.chars().any(|c| c.is_control()) {
-                        return Err(QueryError::BadFrom);
-                    }
-                    query.from = Some(name.to_owned());
-                    continue;
+            if !quoted
+                && !negated
+                && let Some(name) = strip_prefix_ignore_case(raw, "from:")
+            {
+                let name = name.trim_start_matches('@');
+                if name.is_empty() || name.chars().any(|c| c.is_control()) {
+                    return Err(QueryError::BadFrom);
                 }
+                query.from = Some(name.to_owned());
+                continue;
             }
             let words = words(raw);
             if words.is_empty() {
