@@ -37,6 +37,8 @@ enum Cmd {
     Fanout(FanoutArgs),
     /// Message p99 over P pairs at rate R, alone and under a typing storm plus presence churn.
     Signals(SignalsArgs),
+    /// N messages over K conversations, then search p50/p99 for one-word and phrase queries.
+    Search(SearchArgs),
     /// C password sign-ins at once: the server's peak RSS while it hashes them.
     Signin(SigninArgs),
     /// C uploaders POST files of S bytes to /api/uploads back to back for T seconds.
@@ -148,6 +150,27 @@ pub struct LatencyArgs {
     /// Also write an SVG plot of latency vs offered rate.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Messages to seed (N).
+    #[arg(short = 'n', long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// Conversations of the searcher, one partner each (K).
+    #[arg(short = 'k', long, default_value_t = 1000)]
+    pub conversations: usize,
+    /// Concurrent seeding tasks (each posts to its share of the conversations).
+    #[arg(short = 'c', long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Queries per kind (one word, phrase), one at a time.
+    #[arg(short = 'q', long, default_value_t = 300)]
+    pub queries: usize,
+    /// Search an earlier run's corpus (same `--prefix`) without seeding.
+    #[arg(long)]
+    pub skip_seed: bool,
 }
 
 #[derive(Args, Debug)]
@@ -390,6 +413,10 @@ async fn main() -> Result<()> {
         Cmd::Send(mut a) => {
             fill(&mut a.common)?;
             scenarios::send::run(&a.common, &a).await
+        }
+        Cmd::Search(mut a) => {
+            fill(&mut a.common)?;
+            scenarios::search::run(&a.common, &a).await
         }
         Cmd::Latency(mut a) => {
             fill(&mut a.common)?;

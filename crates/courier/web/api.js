@@ -102,6 +102,11 @@ export const api = {
   setRole: (id, userId, role) => request('PATCH', `/api/conversations/${enc(id)}/members/${enc(userId)}`, { role }),
   messages: (id, before) =>
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
+  // Search (views/search-view.js): a page of hits, and the history around one message.
+  search: (q, before) =>
+    request('GET', `/api/search?q=${enc(q)}${before ? `&before=${enc(before)}` : ''}`),
+  messagesAround: (id, messageId) =>
+    request('GET', `/api/conversations/${enc(id)}/messages?around=${enc(messageId)}`),
   // `key`: the Idempotency-Key, the same on every retry of one send, so it is stored once.
   sendMessage: (id, content, replyTo, key, attachments) =>
     request('POST', `/api/conversations/${enc(id)}/messages`, {

@@ -18,6 +18,7 @@ import { mountHome } from './views/home.js';
 import { mountNotFound } from './views/not-found.js';
 import { mountOffline } from './views/offline.js';
 import { mountSessions } from './views/sessions.js';
+import { mountSearch, searchBox } from './views/search-view.js';
 
 const main = document.getElementById('main');
 const topbar = document.getElementById('topbar');
@@ -73,6 +74,7 @@ function renderTopbar(path) {
     h('a', { href: '/', class: 'brand', 'aria-label': 'Courier, home' },
       h('img', { src: '/icon.svg', alt: '', width: '28', height: '28' }),
       h('span', { text: 'Courier' })),
+    user ? searchBox() : null,
     user
       ? h('div', { class: 'me' },
         h('a', { href: '/sessions', class: 'topbar-link', title: 'Your signed-in devices', 'aria-current': path === '/sessions' ? 'page' : null },
@@ -170,6 +172,8 @@ function routeElsewhere(path) {
     unmount = session.user ? mountSettings(main, { me: session.user, onDeleted: signedOutForGood }) : mountAccessHere();
   } else if (path === '/' || match('/c/:id', path)) {
     unmount = mountAccessHere();
+  } else if (path === '/search') {
+    unmount = session.user ? mountSearch(main) : mountAccessHere();
   } else if (path === '/sessions') {
     unmount = session.user
       ? mountSessions(main, { signOutEverywhere })

@@ -5,6 +5,7 @@ pub mod fanout;
 pub mod idle;
 pub mod latency;
 pub mod resume;
+pub mod search;
 pub mod send;
 pub mod signals;
 pub mod signin;

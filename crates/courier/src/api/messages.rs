@@ -3,7 +3,7 @@
 
 use super::extract::{AppJson, AppPath, AppQuery, AuthUser, parse_id};
 use super::wire::{MessageJson, UserJson};
-use super::{ApiError, ApiState, BeforeQuery};
+use super::{ApiError, ApiState};
 use crate::model::{ConversationId, MessageId};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -44,6 +44,13 @@ struct SendBody {
     /// Upload ids (`POST /api/uploads`) to attach, in order.
     #[serde(default)]
     attachments: Vec<String>,
+}
+
+/// A history page: older than `before`, or (search's jump) around one message.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+    around: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -192,15 +199,23 @@ async fn reactors(
     Ok(Json(grouped).into_response())
 }
 
-#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "Conversation id"), ("before" = Option<String>, Query, description = "Page before this message id")),
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "Conversation id"), ("before" = Option<String>, Query, description = "Page before this message id"), ("around" = Option<String>, Query, description = "Up to 12 older and 12 newer messages around this one (marks nothing read)")),
     responses((status = 200, description = "Up to 25, newest first; the newest page marks the conversation read", body = Vec<MessageJson>), (status = 404, description = "Not found")))]
 async fn list_messages(
     State(state): State<ApiState>,
     me: AuthUser,
     AppPath(id): AppPath<String>,
-    AppQuery(query): AppQuery<BeforeQuery>,
+    AppQuery(query): AppQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
+    if let Some(around) = query.around.as_deref() {
+        if query.before.is_some() {
+            return Err(ApiError::BadRequest(
+                "use before or around, not both".into(),
+            ));
+        }
+        return super::search::around_page(&state, me.id, id, around).await;
+    }
     let before = query
         .before
         .as_deref()

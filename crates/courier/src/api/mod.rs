@@ -10,6 +10,7 @@ mod oauth;
 mod openapi;
 mod presence;
 mod push;
+mod search;
 mod stream;
 pub mod uploads;
 mod users;
@@ -126,6 +127,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(oauth::router())
         .merge(presence::router())
         .merge(push::router())
+        .merge(search::router())
         .merge(stream::router())
         .merge(users::router())
         .route("/openapi.json", get(openapi::openapi_json))

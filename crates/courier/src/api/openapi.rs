@@ -66,6 +66,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::stream::stream_messages,
         super::stream::acknowledge,
         super::uploads::upload,
+        super::search::search,
         super::uploads::download,
         super::uploads::thumbnail,
         openapi_json,
@@ -162,6 +163,14 @@ pub async fn openapi_json() -> axum::response::Response {
         body.as_str(),
     )
         .into_response()
+}
+
+/// One piece of a search hit's snippet: text, and whether it matched the query.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SegmentJson {
+    text: String,
+    hit: bool,
 }
 
 /// Shapes that handlers build with `json!`; schemathesis checks them against real answers.

@@ -9,6 +9,7 @@ mod ids;
 mod lifecycle;
 mod net;
 mod password;
+mod search;
 mod session;
 mod signal;
 mod text;
@@ -33,6 +34,7 @@ pub use lifecycle::{
 };
 pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};
+pub use search::{QueryError, SearchQuery, Segment, index_text, snippet};
 pub use session::Session;
 pub use signal::{PresenceChange, PresenceState, PresenceSync, Typing};
 pub use text::TextError;

@@ -8,6 +8,7 @@ mod mail;
 mod oauth;
 pub mod presence;
 pub mod push;
+mod search;
 mod signals;
 mod tokens;
 pub mod uploads;
@@ -23,6 +24,7 @@ pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,
 };
+pub use search::{AROUND_EACH_SIDE, SearchHit, SearchRequest};
 pub use signals::{PresenceSettingsView, PresenceView, Signals, TYPING_LAPSE};
 pub use tokens::{Claims, TokenError, Tokens};
 pub use uploads::{BodyError, Download, UploadError, UploadSettings, Uploads};

@@ -73,7 +73,7 @@ pub async fn write<DB>(
     now: i64,
 ) -> Result<(), sqlx::Error>
 where
-    DB: Database,
+    DB: super::search::Indexed,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
@@ -87,8 +87,10 @@ where
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
+            super::search::index_write::<DB>(conn, *id, Some(content)).await?;
         }
         MessageWrite::Delete { id } => {
+            super::search::index_write::<DB>(conn, *id, None).await?;
             sqlx::query::<DB>("UPDATE messages SET content = '', deleted_at = $2 WHERE id = $1")
                 .bind(id.0)
                 .bind(now)

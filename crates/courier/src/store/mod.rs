@@ -11,6 +11,7 @@ mod people;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod presence;
+pub mod search;
 pub mod sqlite;
 pub mod uploads;
 
@@ -26,6 +27,7 @@ pub use files::{FileStore, TempUpload};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
+pub use search::{SearchHit, SearchRequest, SearchStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use uploads::{Claimed, MAX_ATTACHMENTS, NewUpload, StoredUpload, UploadStore};
 
@@ -105,7 +107,9 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + PeopleStore + PresenceStore + UploadStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + PeopleStore + PresenceStore + SearchStore + UploadStore + Send + Sync + 'static
+{
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

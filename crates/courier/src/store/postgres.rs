@@ -28,6 +28,7 @@
 mod accounts;
 mod people;
 mod presence;
+mod search;
 mod writer;
 
 use super::lifecycle::{self, Decorate};

@@ -9,6 +9,7 @@ mod accounts;
 pub mod backup;
 mod people;
 mod presence;
+mod search;
 mod writer;
 
 use super::lifecycle::{self, Decorate};

@@ -22,6 +22,7 @@ mod push;
 #[path = "../common/services.rs"]
 mod reachable;
 mod receipts;
+mod search;
 mod stream;
 mod text;
 mod tls;

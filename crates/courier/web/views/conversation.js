@@ -22,6 +22,7 @@ import { groupPanel } from './group-panel.js';
 import { closeMenus, messageNode as bubbleNode, pendingNode, refill, ticks } from './message-view.js';
 import { displayPeer } from './home.js';
 import { mountNotFound } from './not-found.js';
+import { aroundTarget, latestOffer } from './search-view.js';
 
 const PAGE = 25;
 const GROUP_WITHIN = 5 * 60_000; // one sender's messages this close together form one group
@@ -34,6 +35,9 @@ const TYPING_EVERY = 3000; // ms between "I'm typing" calls while the composer h
 export function mountConversation(root, { params, me }) {
   const id = params.id;
   let alive = true;
+  // Opened from a search hit: the history around that message, without the newest messages.
+  const target = aroundTarget();
+  let detached = false;
   let other = null;
   let isGroup = false;
   let myRole = 'member';
@@ -337,6 +341,12 @@ export function mountConversation(root, { params, me }) {
   }
 
   function addLive(msg, { own = false } = {}) {
+    // Newer messages are not loaded around a search hit: "Jump to latest" shows them (and one's
+    // own send goes there at once).
+    if (detached) {
+      if (own) navigate(`/c/${encodeURIComponent(id)}`);
+      return;
+    }
     const wasAtBottom = atBottom();
     if (!insert(msg)) return;
     if (own || wasAtBottom) {
@@ -432,8 +442,11 @@ export function mountConversation(root, { params, me }) {
       }
       scroller.setAttribute('aria-label', `Messages with ${other.username}`);
       setPageTitle(other.username);
-      const page = await api.messages(id); // also marks the conversation read
+      // The newest page also marks the conversation read; a page around a hit does not.
+      const page = target ? await api.messagesAround(id, target) : await api.messages(id);
       if (!alive) return;
+      detached = Boolean(target) && page.filter((m) => compareIds(m.id, target) > 0).length >= PAGE / 2 - 1;
+      if (detached) scroller.append(latestOffer(id));
       api.ackNow().catch(() => {}); // and has reached this device
       for (const placeholder of list.querySelectorAll('.skeleton')) placeholder.remove();
       hasMore = page.length >= PAGE;
@@ -441,10 +454,11 @@ export function mountConversation(root, { params, me }) {
       empty.hidden = shown.size > 0 || pendingList.childElementCount > 0;
       scroller.setAttribute('aria-busy', 'false');
       updateReceipts();
-      scrollToBottom();
+      if (target && shown.has(target)) jumpTo(target);
+      else scrollToBottom();
       // A touch screen would raise its keyboard over the history: there the person taps the box.
       if (!touchScreen()) textarea.focus({ preventScroll: true });
-      await fillViewport();
+      if (!detached) await fillViewport();
       const wanted = new URLSearchParams(location.search).get('message');
       if (wanted && alive) jumpTo(wanted);
     } catch (err) {

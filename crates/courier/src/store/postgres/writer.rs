@@ -481,6 +481,10 @@ async fn write_rows(
     let conversations: Vec<i64> = rows.iter().map(|r| r.message.conversation_id.0).collect();
     let senders: Vec<i64> = rows.iter().map(|r| r.message.sender_id.0).collect();
     let contents: Vec<String> = rows.iter().map(|r| r.message.content.clone()).collect();
+    let search_words: Vec<String> = rows
+        .iter()
+        .map(|r| crate::model::index_text(&r.message.content))
+        .collect();
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
     let replies: Vec<Option<i64>> = rows
         .iter()
@@ -530,9 +534,11 @@ async fn write_rows(
     sqlx::query(
         "WITH m AS (
              INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq,
-                                   reply_to)
-             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
-                                  $5::BIGINT[], $17::BIGINT[], $18::BIGINT[])),
+                                   reply_to, search_words)
+             SELECT i, c, s, t, ca, sq, r, to_tsvector('simple', w)
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
+                         $5::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[])
+                  AS v (i, c, s, t, ca, sq, r, w)),
          c AS (
              UPDATE conversations SET last_message_id = v.id, last_position = v.id
              FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS v (conversation_id, id)
@@ -569,6 +575,7 @@ async fn write_rows(
     .bind(position)
     .bind(seqs)
     .bind(replies)
+    .bind(search_words)
     .execute(&mut *conn)
     .await?;
     for row in rows {

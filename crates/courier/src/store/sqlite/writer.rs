@@ -486,6 +486,9 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
                 .await?;
         }
     }
+    if crate::store::search::index_sends() {
+        index_rows(conn, rows).await?;
+    }
 
     // Rows are in id order, so the last write per key wins with the newest id.
     let last_by_conversation: HashMap<i64, i64> = rows
@@ -554,6 +557,24 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
             .execute(&mut *conn)
             .await?;
     }
+    Ok(())
+}
+
+/// Adds the group's messages to the search index (see `store::search`), one statement.
+async fn index_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
+    let mut args = SqliteArguments::default();
+    for row in rows {
+        args.add(row.message.id.0).map_err(sqlx::Error::Encode)?;
+        args.add(crate::model::index_text(&row.message.content))
+            .map_err(sqlx::Error::Encode)?;
+    }
+    let sql = format!(
+        "INSERT INTO message_search (rowid, words) VALUES {}",
+        placeholders(rows.len(), 2)
+    );
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
