@@ -29,6 +29,7 @@ pub fn router() -> Router<ApiState> {
         .route("/account/email", axum::routing::put(set_email))
 }
 
+#[utoipa::path(get, path = "/api/setup", tag = "auth", security(()), responses((status = 200, description = "`{needed, passwordMail}`: whether first-run setup is open", body = Object)))]
 async fn setup_status(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let needed = state.accounts.setup_needed().await?;
     Ok(Json(
@@ -36,7 +37,7 @@ async fn setup_status(State(state): State<ApiState>) -> Result<Json<Value>, ApiE
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SetupBody {
     #[serde(default)]
     username: String,
@@ -44,6 +45,7 @@ struct SetupBody {
     password: String,
 }
 
+#[utoipa::path(post, path = "/api/setup", tag = "auth", security(()), request_body = SetupBody, responses((status = 201, description = "The first account, a server admin, signed in", body = super::openapi::SignedInJson), (status = 409, description = "Setup is done"), (status = 422, description = "Bad username or weak password")))]
 async fn setup(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -63,6 +65,7 @@ async fn setup(
 }
 
 /// The signed-in person's account: what the settings page needs beyond `GET /api/auth_user`.
+#[utoipa::path(get, path = "/api/account", tag = "auth", responses((status = 200, description = "`{isAdmin, hasPassword, mayInvite, email, passwordMail}`", body = Object)))]
 async fn account(State(state): State<ApiState>, me: AuthUser) -> Result<Json<Value>, ApiError> {
     let flags = state.accounts.flags(me.id).await?;
     Ok(Json(json!({
@@ -74,7 +77,7 @@ async fn account(State(state): State<ApiState>, me: AuthUser) -> Result<Json<Val
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PasswordChange {
     #[serde(default)]
@@ -85,6 +88,7 @@ struct PasswordChange {
     sign_out_others: bool,
 }
 
+#[utoipa::path(post, path = "/api/account/password", tag = "auth", request_body = PasswordChange, responses((status = 200, description = "`{signedOut}`: how many other sessions ended", body = Object), (status = 422, description = "Wrong current password or a weak new one"), (status = 429, description = "Too many attempts")))]
 async fn change_password(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -105,7 +109,7 @@ async fn change_password(
     Ok(Json(json!({ "signedOut": signed_out })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DeleteAccount {
     #[serde(default)]
@@ -115,6 +119,7 @@ struct DeleteAccount {
     remove_messages: bool,
 }
 
+#[utoipa::path(delete, path = "/api/account", tag = "auth", request_body = DeleteAccount, responses((status = 204, description = "Deleted: sessions end, streams close"), (status = 403, description = "A fresh sign-in is needed"), (status = 422, description = "Wrong password")))]
 async fn delete_account(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -155,6 +160,7 @@ fn invite_json(invite: Invite) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/invites", tag = "auth", responses((status = 200, description = "Invite links, newest first", body = Vec<Object>), (status = 403, description = "Not allowed to invite")))]
 async fn list_invites(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -163,7 +169,7 @@ async fn list_invites(
     Ok(Json(invites.into_iter().map(invite_json).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NewInvite {
     #[serde(default = "default_hours")]
@@ -180,6 +186,7 @@ fn default_uses() -> i64 {
     1
 }
 
+#[utoipa::path(post, path = "/api/invites", tag = "auth", request_body = NewInvite, responses((status = 201, description = "The new invite link", body = Object), (status = 403, description = "Not allowed to invite"), (status = 422, description = "Bad expiry or uses")))]
 async fn create_invite(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -199,6 +206,7 @@ async fn create_invite(
     Ok((StatusCode::CREATED, Json(invite_json(invite))))
 }
 
+#[utoipa::path(delete, path = "/api/invites/{id}", tag = "auth", params(("id" = String, Path, description = "Invite id")), responses((status = 204, description = "Revoked"), (status = 404, description = "No such invite of yours")))]
 async fn revoke_invite(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -211,12 +219,13 @@ async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CodeBody {
     #[serde(default)]
     code: String,
 }
 
+#[utoipa::path(post, path = "/api/invites/check", tag = "auth", security(()), request_body = CodeBody, responses((status = 200, description = "`{state, valid, message}`", body = Object), (status = 429, description = "Too many checks")))]
 async fn check_invite(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -230,13 +239,14 @@ async fn check_invite(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UsernameBody {
     #[serde(default)]
     username: String,
 }
 
 /// A one-time link that sets the person's password, shown to the admin once.
+#[utoipa::path(post, path = "/api/admin/password_links", tag = "auth", request_body = UsernameBody, responses((status = 201, description = "A one-time password link, shown once", body = Object), (status = 403, description = "Not a server admin"), (status = 404, description = "No such user")))]
 async fn admin_password_link(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -256,7 +266,7 @@ async fn admin_password_link(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ResetBody {
     #[serde(default)]
@@ -265,6 +275,7 @@ struct ResetBody {
     new_password: String,
 }
 
+#[utoipa::path(post, path = "/api/password_reset", tag = "auth", security(()), request_body = ResetBody, responses((status = 204, description = "The password is set; every session ended"), (status = 422, description = "A spent, expired or unknown link, or a weak password"), (status = 429, description = "Too many attempts")))]
 async fn reset_password(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -277,12 +288,13 @@ async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EmailBody {
     #[serde(default)]
     email: String,
 }
 
+#[utoipa::path(put, path = "/api/account/email", tag = "auth", request_body = EmailBody, responses((status = 204, description = "Saved (empty clears it)"), (status = 422, description = "Malformed or taken")))]
 async fn set_email(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -293,6 +305,7 @@ async fn set_email(
 }
 
 /// Always the same answer, whether or not an account has the address.
+#[utoipa::path(post, path = "/api/password_forgot", tag = "auth", security(()), request_body = EmailBody, responses((status = 202, description = "The same answer whether or not the account exists", body = Object), (status = 404, description = "Mail is not set up"), (status = 429, description = "Too many requests")))]
 async fn forgot_password(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,

@@ -22,8 +22,8 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
-pub use people::{AccountFlags, Admission, Invite, PeopleStore};
 pub use files::{FileStore, TempUpload};
+pub use people::{AccountFlags, Admission, Invite, PeopleStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
 pub use presence::{LastSeen, PresenceStore};
