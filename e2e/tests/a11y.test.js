@@ -160,12 +160,13 @@ describe('axe-core finds no serious or critical violations', { timeout: 240_000 
     await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
     await server.stop();
     try {
-      await page.locator('#connection-status', { hasText: /reconnecting/i }).waitFor({ timeout: 15_000 });
+      await page.locator('#connection-status', { hasText: /can't reach the server, retrying/i }).waitFor({ timeout: 15_000 });
       await assertAccessible(page, 'conversation with the reconnecting banner');
       const offline = await context.newPage();
       await offline.goto('/');
-      await offline.locator('#connection-status', { hasText: /offline/i }).waitFor();
-      await offline.getByRole('heading', { name: "You're offline" }).waitFor();
+      // The browser is online: it is the server that can't be reached.
+      await offline.locator('#connection-status', { hasText: /can't reach the server/i }).waitFor();
+      await offline.getByRole('heading', { name: "Can't reach the server" }).waitFor();
       await assertAccessible(offline, 'offline page with its banner');
       await offline.close();
     } finally {

@@ -102,6 +102,7 @@ describe('Accounts and sessions in the browser', { timeout: 180_000 }, () => {
     await nikolai.send(conv.id, 'Welcome to Courier, Maria!');
 
     await topbarSignOut(page).click();
+    await page.getByRole('dialog', { name: 'Sign out?' }).getByRole('button', { name: 'Sign out' }).click(); // it asks first
     await accessHeading(page).waitFor();
     assert.equal(new URL(page.url()).pathname, '/');
     assert.equal(await page.locator('.notice').count(), 0, 'no "you were signed out" notice for a deliberate sign-out');
@@ -240,6 +241,7 @@ describe('The access page follows the server’s sign-in settings', { timeout: 1
     await signup.getByRole('button', { name: 'Create account' }).click();
     await page.getByRole('heading', { name: 'Conversations' }).waitFor();
     await page.locator('#topbar').getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('dialog', { name: 'Sign out?' }).getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in to Courier' }).waitFor();
 
     // Two attempts a minute for this account: the third is refused with 429, shown for the form.

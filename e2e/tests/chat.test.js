@@ -120,7 +120,7 @@ describe('Courier in the browser', { timeout: 180_000 }, () => {
     await waitForMessage(bob.page, link);
   });
 
-  it('a reload keeps the history, and "load older" pages past 25 messages', async () => {
+  it('a reload keeps the history, and scrolling up loads older pages past 25 messages', async () => {
     const ivy = await signIn(browser, server.url, 'ivy');
     try {
       const hank = await apiLogin(server.url, 'hank');
@@ -142,12 +142,13 @@ describe('Courier in the browser', { timeout: 180_000 }, () => {
       assert.equal(texts.length, 25);
       assert.equal(texts[0], 'History message 7');
 
-      await page.getByRole('button', { name: 'Load older messages' }).click();
+      await page.locator('.messages').evaluate((el) => { el.scrollTop = 0; });
       await waitForMessage(page, 'History message 1');
       texts = await messageTexts(page);
       assert.equal(texts.length, 31);
       assert.deepEqual(texts, [...Array.from({ length: 30 }, (_, i) => `History message ${i + 1}`), 'Got all of them, thanks']);
-      await eventually(async () => !(await page.getByRole('button', { name: 'Load older messages' }).isVisible()), { message: 'no more older pages' });
+      await page.getByText('This is the beginning of the conversation.').waitFor();
+      assert.equal(await page.getByRole('button', { name: 'Load older messages' }).count(), 0, 'no more older pages');
     } finally {
       await ivy.context.close();
     }
@@ -242,13 +243,14 @@ describe('Courier in the browser', { timeout: 180_000 }, () => {
     page.on('request', onRequest);
 
     await server.stop();
-    await status.filter({ hasText: /reconnecting/i }).waitFor({ timeout: 15_000 });
+    await status.filter({ hasText: /can't reach the server, retrying/i }).waitFor({ timeout: 15_000 });
     assert.equal(await status.getAttribute('role'), 'status');
 
-    // A reload while the server is down still shows the app, with an offline banner.
+    // A reload while the server is down still shows the app, with a banner saying the server,
+    // not the network, is the problem.
     const offline = await alice.context.newPage();
     await offline.goto(conversationPath);
-    await offline.locator('#connection-status', { hasText: /offline/i }).waitFor();
+    await offline.locator('#connection-status', { hasText: /can't reach the server/i }).waitFor();
     await offline.getByRole('link', { name: 'Courier, home' }).waitFor();
     await offline.close();
 

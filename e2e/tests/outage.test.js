@@ -32,8 +32,7 @@ describe('A server that answers 503', { timeout: 60_000 }, () => {
     await context.route('**/api/conversations*', unavailable);
     await page.reload();
     const status = page.locator('#connection-status');
-    await status.filter({ hasText: /reconnecting/i }).waitFor();
-    assert.match(await status.textContent(), /temporarily unavailable/i);
+    await status.filter({ hasText: /temporarily unavailable, retrying/i }).waitFor();
     assert.equal(await page.getByRole('heading', { name: 'Sign in to Courier' }).count(), 0, 'no sign-in page');
     assert.ok(
       (await context.cookies()).some((c) => c.name === 'courier_session'),
@@ -43,6 +42,6 @@ describe('A server that answers 503', { timeout: 60_000 }, () => {
     await context.unroute('**/api/auth_user');
     await context.unroute('**/api/conversations*');
     await page.getByRole('heading', { name: 'Conversations' }).waitFor({ timeout: 15_000 });
-    await status.filter({ hasText: /reconnecting/i }).waitFor({ state: 'hidden' });
+    await status.filter({ hasText: /retrying/i }).waitFor({ state: 'hidden' });
   });
 });

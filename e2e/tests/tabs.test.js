@@ -135,6 +135,7 @@ describe('many tabs of one person', { timeout: 240_000 }, () => {
       for (const tab of tabs) assert.equal(await transportOf(tab), transport);
 
       await tabs[2].locator('#topbar').getByRole('button', { name: 'Sign out' }).click();
+      await tabs[2].getByRole('dialog', { name: 'Sign out?' }).getByRole('button', { name: 'Sign out' }).click();
       for (const tab of tabs) {
         await tab.getByRole('heading', { name: 'Sign in to Courier' }).waitFor({ timeout: 5000 });
       }

@@ -41,8 +41,8 @@ export function csrfToken() {
   return '';
 }
 
-export async function request(method, path, body, { quiet401 = false } = {}) {
-  const headers = { Accept: 'application/json' };
+export async function request(method, path, body, { quiet401 = false, headers: extra = {} } = {}) {
+  const headers = { Accept: 'application/json', ...extra };
   if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = csrfToken();
   const init = { method, headers, credentials: 'same-origin' };
   if (body !== undefined) {
@@ -102,8 +102,10 @@ export const api = {
   setRole: (id, userId, role) => request('PATCH', `/api/conversations/${enc(id)}/members/${enc(userId)}`, { role }),
   messages: (id, before) =>
     request('GET', `/api/conversations/${enc(id)}/messages${before ? `?before=${enc(before)}` : ''}`),
-  sendMessage: (id, content, replyTo) =>
-    request('POST', `/api/conversations/${enc(id)}/messages`, replyTo ? { content, replyTo } : { content }),
+  // `key`: the Idempotency-Key, the same on every retry of one send, so it is stored once.
+  sendMessage: (id, content, replyTo, key) =>
+    request('POST', `/api/conversations/${enc(id)}/messages`, replyTo ? { content, replyTo } : { content },
+      key ? { headers: { 'Idempotency-Key': key } } : {}),
   message: (id, messageId) => request('GET', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`),
   editMessage: (id, messageId, content) =>
     request('PATCH', `/api/conversations/${enc(id)}/messages/${enc(messageId)}`, { content }),

@@ -1,5 +1,6 @@
 // Entry point: finds out who is signed in, owns the top bar, the connection banner and the stream,
-// and mounts one view per route.
+// and mounts one view per route. The list and a conversation share one shell (two panes from
+// 900 px, one at a time below): the list stays mounted, so it keeps its place and stays live.
 
 import { api, setUnauthorizedHandler } from './api.js';
 import { avatar } from './avatar.js';
@@ -8,7 +9,8 @@ import { match, navigate, rerender, startRouter } from './router.js';
 import * as stream from './stream.js';
 import { notifyIncoming } from './notify.js';
 import * as presence from './presence.js';
-import { noteIncoming } from './title.js';
+import * as outbox from './outbox.js';
+import { clearUnseen, noteIncoming, resetUnseen, setPageTitle } from './title.js';
 import { mountAccess } from './views/access.js';
 import { mountReset, mountSettings, mountSetup, takeFragment } from './views/account.js';
 import { mountConversation } from './views/conversation.js';
@@ -35,6 +37,15 @@ let firstRender = true;
 // This tab is signing out on purpose: the stream's own signed-out event is expected, not news.
 let leaving = false;
 
+// Focus rings on headings and regions moved to by the app only after Tab: a mouse or touch
+// user sees no ring, a keyboard user still sees where they are.
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Tab') document.documentElement.dataset.keyboard = 'true';
+}, { capture: true });
+document.addEventListener('pointerdown', () => {
+  delete document.documentElement.dataset.keyboard;
+}, { capture: true });
+
 function setBanner(kind, text) {
   banner.dataset.kind = kind || '';
   banner.replaceChildren();
@@ -42,13 +53,15 @@ function setBanner(kind, text) {
   banner.hidden = !kind;
 }
 
+// "You're offline" only when the browser says so; otherwise it is the server we can't reach.
 function refreshBanner() {
-  if (session.offline === 'server') {
-    setBanner('reconnecting', 'Reconnecting… the server is temporarily unavailable.');
-  } else if (session.offline) {
-    setBanner('offline', "You're offline. Courier can't reach the server; retrying…");
-  } else if (stream.streamState() === 'reconnecting') {
-    setBanner('reconnecting', 'Reconnecting…');
+  const cut = session.offline || stream.streamState() === 'reconnecting';
+  if (navigator.onLine === false && (cut || session.user)) {
+    setBanner('offline', "You're offline. Messages you send will go out when you're back online.");
+  } else if (session.offline === 'server') {
+    setBanner('reconnecting', 'The server is temporarily unavailable, retrying…');
+  } else if (cut) {
+    setBanner('reconnecting', "Can't reach the server, retrying…");
   } else {
     setBanner(null);
   }
@@ -68,7 +81,8 @@ function renderTopbar(path) {
           h('span', { class: 'topbar-link-text', text: 'Settings' })),
         avatar(user, 'sm'),
         h('span', { class: 'me-name', text: user.username }),
-        h('button', { type: 'button', class: 'icon-button', 'aria-label': 'Sign out', title: 'Sign out of this device', onclick: signOut }, icon('logout')))
+        h('button', { type: 'button', class: 'topbar-link sign-out', title: 'Sign out of this device', onclick: confirmSignOut },
+          icon('logout'), h('span', { class: 'topbar-link-text', text: 'Sign out' })))
       : null,
   ].filter(Boolean));
 }
@@ -77,11 +91,75 @@ function mountAccessHere() {
   return mountAccess(main, { onSignedIn, notice: session.notice });
 }
 
+// ---- the list and conversation shell ---------------------------------------------------------
+
+let shell = null; // { el, listPane, detailPane, unmountHome, unmountDetail, homeScroll }
+
+function openShell() {
+  if (shell) return shell;
+  const listPane = h('div', { class: 'list-pane' });
+  const detailPane = h('div', { class: 'detail-pane' });
+  const el = h('div', { class: 'chat-shell' }, listPane, detailPane);
+  main.replaceChildren(el);
+  shell = { el, listPane, detailPane, unmountHome: () => {}, unmountDetail: () => {}, homeScroll: 0 };
+  shell.unmountHome = mountHome(listPane, { me: session.user });
+  return shell;
+}
+
+function closeShell() {
+  if (!shell) return;
+  shell.unmountDetail();
+  shell.unmountHome();
+  shell = null;
+}
+
+function showInShell(params) {
+  const wasList = shell && shell.el.dataset.open !== 'conversation';
+  // One pane at a time: the page scrolls the list, so its place is kept for Back.
+  if (wasList) shell.homeScroll = window.scrollY;
+  openShell();
+  shell.unmountDetail();
+  shell.unmountDetail = () => {};
+  if (params) {
+    shell.el.dataset.open = 'conversation';
+    shell.unmountDetail = mountConversation(shell.detailPane, { params, me: session.user });
+    clearUnseen(params.id);
+  } else {
+    shell.el.dataset.open = 'list';
+    setPageTitle('');
+    shell.detailPane.replaceChildren(h('div', { class: 'detail-empty' },
+      h('p', { class: 'muted', text: 'Choose a conversation, or start a new one.' })));
+    if (!wasList) {
+      const y = shell.homeScroll;
+      requestAnimationFrame(() => window.scrollTo(0, y));
+    }
+  }
+  for (const link of shell.listPane.querySelectorAll('.conversation-link')) {
+    if (link.getAttribute('href') === location.pathname) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+}
+
 function route(path) {
   unmount();
   unmount = () => {};
   renderTopbar(path);
-  let params;
+  const params = match('/c/:id', path);
+  if (session.user && !resetToken && (path === '/' || params)) {
+    showInShell(params);
+  } else {
+    closeShell();
+    routeElsewhere(path);
+  }
+  // Move focus to the new page's heading so keyboard and screen reader users land on it.
+  if (!firstRender) {
+    const pane = shell ? (shell.el.dataset.open === 'conversation' ? shell.detailPane : shell.listPane) : main;
+    pane.querySelector('h1')?.focus({ preventScroll: true });
+  }
+  firstRender = false;
+}
+
+function routeElsewhere(path) {
   if (session.user === undefined) {
     unmount = mountOffline(main);
   } else if (resetToken) {
@@ -90,10 +168,8 @@ function route(path) {
     unmount = mountSetup(main, { onSignedIn: (user) => { session.setup = false; if (user) onSignedIn(user); else rerender(); } });
   } else if (path === '/settings') {
     unmount = session.user ? mountSettings(main, { me: session.user, onDeleted: signedOutForGood }) : mountAccessHere();
-  } else if (path === '/') {
-    unmount = session.user ? mountHome(main, { me: session.user }) : mountAccessHere();
-  } else if ((params = match('/c/:id', path))) {
-    unmount = session.user ? mountConversation(main, { params, me: session.user }) : mountAccessHere();
+  } else if (path === '/' || match('/c/:id', path)) {
+    unmount = mountAccessHere();
   } else if (path === '/sessions') {
     unmount = session.user
       ? mountSessions(main, { signOutEverywhere })
@@ -101,14 +177,12 @@ function route(path) {
   } else {
     unmount = mountNotFound(main);
   }
-  // Move focus to the new page's heading so keyboard and screen reader users land on it.
-  if (!firstRender) main.querySelector('h1')?.focus({ preventScroll: true });
-  firstRender = false;
 }
 
 function onSignedIn(user) {
   session.user = user;
   session.notice = '';
+  outbox.start(user.id);
   stream.startStream({ announce: true });
   presence.startReporting();
   rerender();
@@ -119,11 +193,37 @@ function signedOut({ goHome = false, notice = '' } = {}) {
   if (session.user === null) return;
   session.user = null;
   session.notice = notice;
+  outbox.stop();
+  resetUnseen();
+  closeShell();
   stream.stopStream();
   presence.stopReporting();
   refreshBanner();
   if (goHome) navigate('/');
   else rerender();
+}
+
+// Signing out asks first: one stray tap on a phone should not end the session.
+const signOutDialog = (() => {
+  const cancel = h('button', { type: 'submit', class: 'button button-secondary', value: 'cancel', text: 'Cancel' });
+  const dialog = h('dialog', { class: 'card dialog', 'aria-labelledby': 'sign-out-title', 'aria-describedby': 'sign-out-text' },
+    h('form', { method: 'dialog', class: 'stack' },
+      h('h2', { id: 'sign-out-title', text: 'Sign out?' }),
+      h('p', { id: 'sign-out-text', class: 'muted', text: 'You will need to sign in again on this device. Messages not sent yet stay here until you do.' }),
+      h('div', { class: 'dialog-actions' }, cancel,
+        h('button', { type: 'submit', class: 'button button-danger', value: 'confirm', text: 'Sign out' }))));
+  dialog.addEventListener('close', () => {
+    if (dialog.returnValue === 'confirm') signOut();
+    else topbar.querySelector('.sign-out')?.focus();
+  });
+  document.body.append(dialog);
+  return { dialog, cancel };
+})();
+
+function confirmSignOut() {
+  signOutDialog.dialog.returnValue = '';
+  signOutDialog.dialog.showModal();
+  signOutDialog.cancel.focus();
 }
 
 // Signing out on purpose. The cookie is shared, so every tab is signed out: the stream closes
@@ -180,6 +280,7 @@ async function identify() {
   }
   refreshBanner();
   if (session.user) {
+    outbox.start(session.user.id);
     stream.startStream();
     presence.startReporting();
   }
@@ -214,12 +315,18 @@ stream.on('signedIn', async () => {
 });
 stream.on('message', (msg) => {
   if (msg.mine) return;
-  noteIncoming();
+  noteIncoming(msg);
   notifyIncoming(msg);
 });
+// Read on another device (or here): that conversation no longer counts in the title.
+stream.on('change', (change) => {
+  if (change.change === 'read' && change.userId === session.user?.id) clearUnseen(change.conversationId);
+});
 window.addEventListener('online', () => {
+  refreshBanner();
   if (session.offline) identify();
 });
+window.addEventListener('offline', refreshBanner);
 
 registerServiceWorker();
 await identify();

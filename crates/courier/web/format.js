@@ -33,6 +33,27 @@ export function messageTime(iso, now = new Date()) {
   return `${day}, ${time}`;
 }
 
+// "9:46 PM": a bubble's time; the day is on the divider above it.
+export function clockTime(iso) {
+  return new Date(iso).toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' });
+}
+
+// A day divider: "Today", "Yesterday", "Monday, March 4", "Monday, March 4, 2024".
+export function dayLabel(iso, now = new Date()) {
+  const then = new Date(iso);
+  const days = Math.round((startOfDay(now) - startOfDay(then)) / DAY);
+  if (days === 0) return 'Today';
+  if (days === 1) return 'Yesterday';
+  const sameYear = then.getFullYear() === now.getFullYear();
+  return then.toLocaleDateString(undefined, {
+    weekday: 'long', month: 'long', day: 'numeric', year: sameYear ? undefined : 'numeric',
+  });
+}
+
+function startOfDay(date) {
+  return new Date(date.getFullYear(), date.getMonth(), date.getDate()).getTime();
+}
+
 export function fullTime(iso) {
   return new Date(iso).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 }

@@ -35,13 +35,13 @@ pub fn router(dev_login: bool) -> Router<ApiState> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     #[serde(default)]
     username: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PasswordBody {
     #[serde(default)]
     username: String,
@@ -51,6 +51,8 @@ struct PasswordBody {
     invite: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/login", tag = "auth", security(()), request_body = LoginBody,
+    responses((status = 200, description = "Signed in (dev login; the route exists only with --dev-login)", body = super::openapi::SignedInJson), (status = 403, description = "The account has a password or a provider identity"), (status = 404, description = "Dev login is off")))]
 async fn login(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -73,6 +75,8 @@ async fn login(
     ))
 }
 
+#[utoipa::path(post, path = "/api/signup", tag = "auth", security(()), request_body = PasswordBody,
+    responses((status = 201, description = "Account created and signed in", body = super::openapi::SignedInJson), (status = 403, description = "Sign-up is closed"), (status = 404, description = "Passwords are off"), (status = 422, description = "Taken name, weak password or bad invite")))]
 async fn sign_up(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -97,6 +101,8 @@ async fn sign_up(
     ))
 }
 
+#[utoipa::path(post, path = "/api/signin", tag = "auth", security(()), request_body = PasswordBody,
+    responses((status = 200, description = "Signed in", body = super::openapi::SignedInJson), (status = 404, description = "Passwords are off"), (status = 422, description = "Wrong username or password")))]
 async fn sign_in(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -135,6 +141,8 @@ pub(super) fn signed_in_response(
         .into_response()
 }
 
+#[utoipa::path(get, path = "/api/auth_user", tag = "auth",
+    responses((status = 200, description = "The signed-in user", body = UserJson), (status = 401, description = "Not signed in")))]
 async fn get_auth_user(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -148,6 +156,8 @@ async fn get_auth_user(
     Ok(Json(user.into()))
 }
 
+#[utoipa::path(post, path = "/api/refresh_token", tag = "auth",
+    responses((status = 200, description = "A fresh token for this session", body = super::openapi::TokenJson), (status = 401, description = "Not signed in")))]
 async fn refresh_token(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -171,6 +181,8 @@ async fn refresh_token(
 }
 
 /// Ends this session (when the request has one) and clears the browser's cookies.
+#[utoipa::path(post, path = "/api/logout", tag = "auth", security((), ("bearer" = []), ("session_cookie" = [])),
+    responses((status = 204, description = "This session has ended; the session cookies are cleared")))]
 async fn logout(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -186,6 +198,8 @@ async fn logout(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/sessions", tag = "auth",
+    responses((status = 200, description = "The caller's sessions", body = Vec<super::openapi::SessionJson>)))]
 async fn list_sessions(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -208,6 +222,8 @@ async fn list_sessions(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/sessions/{id}", tag = "auth", params(("id" = String, Path, description = "Session id (32 hex digits)")),
+    responses((status = 204, description = "That session is signed out"), (status = 404, description = "No such session of yours")))]
 async fn sign_out_session(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -230,6 +246,8 @@ async fn sign_out_session(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(delete, path = "/api/sessions", tag = "auth",
+    responses((status = 204, description = "Every session of the caller is signed out")))]
 async fn sign_out_everywhere(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -243,6 +261,8 @@ async fn sign_out_everywhere(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/providers", tag = "auth", security(()),
+    responses((status = 200, description = "How people can sign in here", body = super::openapi::ProvidersJson)))]
 async fn list_providers(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -46,7 +46,7 @@ pub fn router() -> Router<ApiState> {
 
 /// `{"username"}` opens the direct conversation (the seed); `{"usernames", "title",
 /// "history"?}` creates a group.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StartBody {
     #[serde(default)]
     username: Option<String>,
@@ -58,6 +58,8 @@ struct StartBody {
     history: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/conversations", tag = "conversations", request_body = StartBody,
+    responses((status = 201, description = "Created (a direct conversation, or a group with the caller as owner)", body = ConversationJson), (status = 302, description = "The pair already has a conversation: `Location`"), (status = 403, description = "A conversation with yourself"), (status = 404, description = "Unknown user"), (status = 422, description = "Invalid input")))]
 async fn start_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -93,6 +95,8 @@ async fn start_conversation(
     }
 }
 
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(("before" = Option<String>, Query, description = "Page after this conversation id")),
+    responses((status = 200, description = "Up to 25, newest last message first", body = Vec<ConversationJson>)))]
 async fn list_conversations(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -119,6 +123,8 @@ async fn list_conversations(
     Ok(Json(body).into_response())
 }
 
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "The conversation with its last message", body = ConversationJson), (status = 404, description = "Not found or not a member")))]
 async fn get_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -136,6 +142,8 @@ async fn get_conversation(
     Ok(Json(ConversationJson::with_presence(&conversation, me.id, view)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/conversations/{id}/other_participant", tag = "conversations", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, description = "The other person of a direct conversation", body = UserJson), (status = 404, description = "Not found, not a member, or a group")))]
 async fn get_other_participant(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -156,12 +164,14 @@ fn member_id(raw: &str) -> Result<UserId, ApiError> {
     parse_id(raw, UserId::parse, "member")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RenameBody {
     #[serde(default)]
     title: String,
 }
 
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "Conversation id")), request_body = RenameBody,
+    responses((status = 200, description = "Renamed", body = ConversationJson), (status = 403, description = "Not an admin"), (status = 404, description = "Not found"), (status = 409, description = "A direct conversation"), (status = 422, description = "Bad title")))]
 async fn rename_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -174,6 +184,9 @@ async fn rename_conversation(
 }
 
 /// `?after=<user id>&limit=N`: members in user id order.
+#[utoipa::path(get, path = "/api/conversations/{id}/members", tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id"), ("after" = Option<String>, Query, description = "Page after this user id"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "Members in user id order", body = Vec<MemberJson>), (status = 404, description = "Not found"), (status = 422, description = "Bad after or limit")))]
 async fn list_members(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -198,12 +211,14 @@ async fn list_members(
     Ok(Json(members.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UsernamesBody {
     #[serde(default)]
     usernames: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/members", tag = "conversations", params(("id" = String, Path, description = "Conversation id")), request_body = UsernamesBody,
+    responses((status = 200, description = "The users added", body = Vec<UserJson>), (status = 403, description = "Not an admin"), (status = 404, description = "Not found"), (status = 409, description = "Already members, or a direct conversation"), (status = 422, description = "Unknown usernames or over the size limit")))]
 async fn add_members(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -218,6 +233,8 @@ async fn add_members(
     Ok(Json(added.into_iter().map(Into::into).collect()))
 }
 
+#[utoipa::path(delete, path = "/api/conversations/{id}/members/{user}", tag = "conversations", params(("id" = String, Path, description = "Conversation id"), ("user" = String, Path, description = "User id")),
+    responses((status = 204, description = "Removed"), (status = 403, description = "Not allowed to remove them"), (status = 404, description = "Not a member"), (status = 409, description = "The last owner")))]
 async fn remove_member(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -229,12 +246,14 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RoleBody {
     #[serde(default)]
     role: String,
 }
 
+#[utoipa::path(patch, path = "/api/conversations/{id}/members/{user}", tag = "conversations", params(("id" = String, Path, description = "Conversation id"), ("user" = String, Path, description = "User id")), request_body = RoleBody,
+    responses((status = 200, description = "The member after the change", body = MemberJson), (status = 403, description = "Not the owner"), (status = 404, description = "Not found"), (status = 409, description = "Demoting the last owner"), (status = 422, description = "Bad role")))]
 async fn change_role(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -250,6 +269,8 @@ async fn change_role(
     Ok(Json(member.into()))
 }
 
+#[utoipa::path(put, path = "/api/conversations/{id}/mute", tag = "conversations", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "Muted on every device of the caller"), (status = 404, description = "Not found")))]
 async fn mute_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -260,6 +281,8 @@ async fn mute_conversation(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/conversations/{id}/mute", tag = "conversations", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "Unmuted"), (status = 404, description = "Not found")))]
 async fn unmute_conversation(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -270,6 +293,8 @@ async fn unmute_conversation(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/leave", tag = "conversations", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "Left"), (status = 404, description = "Not found"), (status = 409, description = "A direct conversation")))]
 async fn leave_conversation(
     State(state): State<ApiState>,
     me: AuthUser,

@@ -33,7 +33,7 @@ pub fn router() -> Router<ApiState> {
         )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SendBody {
     #[serde(default)]
@@ -43,7 +43,7 @@ struct SendBody {
     reply_to: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EditBody {
     #[serde(default)]
     content: Option<String>,
@@ -57,6 +57,9 @@ fn message_ids(ids: (String, String)) -> Result<(ConversationId, MessageId), Api
     ))
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/messages", tag = "messages",
+    params(("id" = String, Path, description = "Conversation id"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers the first send")), request_body = SendBody,
+    responses((status = 201, description = "Sent", body = MessageJson), (status = 404, description = "Not found"), (status = 422, description = "Empty or too long, or a bad replyTo")))]
 async fn send_message(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -88,6 +91,8 @@ async fn send_message(
     Ok((StatusCode::CREATED, Json(MessageJson::new(&message, me.id))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/conversations/{id}/messages/{message}", tag = "messages", params(("id" = String, Path, description = "Conversation id"), ("message" = String, Path, description = "Message id")),
+    responses((status = 200, description = "The message", body = MessageJson), (status = 404, description = "Not found")))]
 async fn one_message(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -101,6 +106,8 @@ async fn one_message(
     Ok(Json(MessageJson::new(&message, me.id)).into_response())
 }
 
+#[utoipa::path(patch, path = "/api/conversations/{id}/messages/{message}", tag = "messages", params(("id" = String, Path, description = "Conversation id"), ("message" = String, Path, description = "Message id")), request_body = EditBody,
+    responses((status = 200, description = "Edited", body = MessageJson), (status = 403, description = "Not the author, or past the edit window"), (status = 404, description = "Not found"), (status = 422, description = "Deleted, empty or too long")))]
 async fn edit_message(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -116,6 +123,8 @@ async fn edit_message(
     Ok(Json(MessageJson::new(&message, me.id)).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/conversations/{id}/messages/{message}", tag = "messages", params(("id" = String, Path, description = "Conversation id"), ("message" = String, Path, description = "Message id")),
+    responses((status = 204, description = "Deleted (idempotent)"), (status = 403, description = "Neither the author nor a group admin"), (status = 404, description = "Not found")))]
 async fn delete_message(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -130,6 +139,9 @@ async fn delete_message(
 }
 
 /// `PUT` adds the caller's reaction, `DELETE` takes it back; both are idempotent.
+#[utoipa::path(method(put, delete), path = "/api/conversations/{id}/messages/{message}/reactions/{emoji}", tag = "messages",
+    params(("id" = String, Path, description = "Conversation id"), ("message" = String, Path, description = "Message id"), ("emoji" = String, Path, description = "Exactly one emoji")),
+    responses((status = 204, description = "Reaction added (PUT) or removed (DELETE), idempotent"), (status = 404, description = "Not found"), (status = 422, description = "Not one emoji, a deleted message, or past the limits")))]
 async fn react(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -145,13 +157,15 @@ async fn react(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReactorsJson {
     emoji: String,
     users: Vec<UserJson>,
 }
 
 /// Who reacted with what: one entry per emoji (in the order first used), users oldest first.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages/{message}/reactions", tag = "messages", params(("id" = String, Path, description = "Conversation id"), ("message" = String, Path, description = "Message id")),
+    responses((status = 200, description = "Who reacted with what", body = Vec<ReactorsJson>), (status = 404, description = "Not found")))]
 async fn reactors(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -175,6 +189,8 @@ async fn reactors(
     Ok(Json(grouped).into_response())
 }
 
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "Conversation id"), ("before" = Option<String>, Query, description = "Page before this message id")),
+    responses((status = 200, description = "Up to 25, newest first; the newest page marks the conversation read", body = Vec<MessageJson>), (status = 404, description = "Not found")))]
 async fn list_messages(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -192,6 +208,8 @@ async fn list_messages(
     Ok(Json(body).into_response())
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/read_messages", tag = "messages", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "Marked read"), (status = 404, description = "Not found")))]
 async fn read_messages(
     State(state): State<ApiState>,
     me: AuthUser,

@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod messages;
 mod oauth;
+mod openapi;
 mod presence;
 mod push;
 mod stream;
@@ -125,6 +126,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(push::router())
         .merge(stream::router())
         .merge(users::router())
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             (

@@ -33,6 +33,9 @@ struct StartQuery {
     next: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/oauth/{provider}", tag = "auth", security(()),
+    params(("provider" = String, Path, description = "Provider id, e.g. github"), ("next" = Option<String>, Query, description = "Where to return after signing in (a local path)")),
+    responses((status = 302, description = "To the provider, with the flow cookie"), (status = 404, description = "Unknown provider"), (status = 503, description = "The provider cannot be reached")))]
 async fn start_sign_in(
     State(state): State<ApiState>,
     AppPath(provider): AppPath<String>,
@@ -57,6 +60,9 @@ async fn start_sign_in(
     }
 }
 
+#[utoipa::path(get, path = "/api/oauth/{provider}/callback", tag = "auth", security(()),
+    params(("provider" = String, Path, description = "Provider id"), ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)),
+    responses((status = 302, description = "Signed in (or refused): back to the app"), (status = 400, description = "Bad or missing flow state or code"), (status = 403, description = "The provider said no"), (status = 404, description = "Unknown provider"), (status = 503, description = "The provider cannot be reached")))]
 async fn finish_sign_in(
     State(state): State<ApiState>,
     AppPath(provider): AppPath<String>,

@@ -18,6 +18,8 @@ pub fn router() -> Router<ApiState> {
         .route("/me/settings", get(get_settings).patch(update_settings))
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/typing", tag = "realtime", params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "The other members' streams get `event: typing`"), (status = 404, description = "Not a member"), (status = 429, description = "Past the per-user limit")))]
 async fn send_typing(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -28,12 +30,14 @@ async fn send_typing(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PresenceBody {
     #[serde(default)]
     state: String,
 }
 
+#[utoipa::path(put, path = "/api/presence", tag = "realtime", request_body = PresenceBody,
+    responses((status = 204, description = "This session's client is away or back"), (status = 422, description = "Another state")))]
 async fn report_presence(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -48,20 +52,22 @@ async fn report_presence(
 
 /// A person's own settings: whether others see their last seen, and whether they share (and
 /// so see) read receipts.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SettingsJson {
     show_last_seen: bool,
     read_receipts: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SettingsBody {
     show_last_seen: Option<bool>,
     read_receipts: Option<bool>,
 }
 
+#[utoipa::path(get, path = "/api/me/settings", tag = "auth",
+    responses((status = 200, description = "The caller's privacy settings", body = SettingsJson)))]
 async fn get_settings(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -74,6 +80,8 @@ async fn get_settings(
     }))
 }
 
+#[utoipa::path(patch, path = "/api/me/settings", tag = "auth", request_body = SettingsBody,
+    responses((status = 200, description = "The settings after the change", body = SettingsJson), (status = 422, description = "Not a boolean")))]
 async fn update_settings(
     State(state): State<ApiState>,
     me: AuthUser,

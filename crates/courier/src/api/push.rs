@@ -18,6 +18,8 @@ pub fn router() -> Router<ApiState> {
         )
 }
 
+#[utoipa::path(get, path = "/api/push/vapid-public-key", tag = "push",
+    responses((status = 200, description = "The VAPID public key (base64url)", body = super::openapi::VapidKeyJson), (status = 404, description = "Push is off")))]
 async fn get_vapid_public_key(
     State(state): State<ApiState>,
     _me: AuthUser,
@@ -30,7 +32,7 @@ async fn get_vapid_public_key(
 }
 
 /// `PushSubscription.toJSON()` plus Courier's `hideContent`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SubscriptionBody {
     #[serde(default)]
@@ -41,7 +43,7 @@ struct SubscriptionBody {
     hide_content: bool,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct Keys {
     #[serde(default)]
     p256dh: String,
@@ -49,6 +51,8 @@ struct Keys {
     auth: String,
 }
 
+#[utoipa::path(post, path = "/api/push/subscriptions", tag = "push", request_body = SubscriptionBody,
+    responses((status = 201, description = "Subscribed"), (status = 422, description = "Not an https endpoint, or bad keys")))]
 async fn add_subscription(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -67,12 +71,14 @@ async fn add_subscription(
     Ok(StatusCode::CREATED)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EndpointBody {
     #[serde(default)]
     endpoint: String,
 }
 
+#[utoipa::path(delete, path = "/api/push/subscriptions", tag = "push", request_body = EndpointBody,
+    responses((status = 204, description = "Unsubscribed"), (status = 404, description = "Not yours")))]
 async fn remove_subscription(
     State(state): State<ApiState>,
     me: AuthUser,

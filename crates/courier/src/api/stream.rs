@@ -22,7 +22,7 @@ pub fn router() -> Router<ApiState> {
         .route("/ack", post(acknowledge))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 struct AckBody {
     #[serde(default)]
     cursor: Option<String>,
@@ -30,6 +30,8 @@ struct AckBody {
 
 /// `POST /api/ack {"cursor"}`: this device has processed its stream up to the cursor; without
 /// a cursor, it has just loaded the user's conversations and so has everything up to now.
+#[utoipa::path(post, path = "/api/ack", tag = "realtime", request_body = AckBody,
+    responses((status = 204, description = "This device has the stream up to the cursor"), (status = 422, description = "A malformed cursor or another server's")))]
 async fn acknowledge(
     State(state): State<ApiState>,
     me: AuthUser,
@@ -42,6 +44,9 @@ async fn acknowledge(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/messages", tag = "realtime",
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor"), ("token" = Option<String>, Query, description = "For EventSource clients that cannot set headers")),
+    responses((status = 200, description = "The event stream (see docs/api.md for the events)", content_type = "text/event-stream", body = String), (status = 406, description = "Accept is not text/event-stream"), (status = 429, description = "Too many streams")))]
 async fn stream_messages(
     State(state): State<ApiState>,
     me: AuthUser,

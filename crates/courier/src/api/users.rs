@@ -17,6 +17,8 @@ struct SearchQuery {
     search: String,
 }
 
+#[utoipa::path(get, path = "/api/usernames", tag = "conversations", params(("search" = String, Query, description = "A case-insensitive prefix")),
+    responses((status = 200, description = "Up to 5 usernames, the caller excluded", body = Vec<String>), (status = 422, description = "Empty search or control characters")))]
 async fn search_usernames(
     State(state): State<ApiState>,
     me: AuthUser,

@@ -7,12 +7,13 @@ use crate::model::{
 use crate::service::PresenceView;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 pub fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserJson {
     pub id: String,
@@ -21,9 +22,11 @@ pub struct UserJson {
     pub avatar_url: Option<String>,
     /// Extension, where a view asks for it: `online`, `away` or `offline`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub presence: Option<&'static str>,
     /// With `presence`: when an offline person was last connected, null if they hide it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub last_seen_at: Option<Option<String>>,
 }
 
@@ -50,7 +53,7 @@ impl UserJson {
 }
 
 /// `event: typing`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypingJson<'a> {
     pub conversation_id: String,
@@ -73,7 +76,7 @@ impl<'a> TypingJson<'a> {
 }
 
 /// `event: presence`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PresenceJson {
     pub user_id: String,
@@ -91,7 +94,7 @@ impl PresenceJson {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageJson<'a> {
     pub id: String,
@@ -106,10 +109,11 @@ pub struct MessageJson<'a> {
     pub edited_at: Option<String>,
     pub deleted_at: Option<String>,
     pub reply_to: Option<QuoteJson>,
+    #[schema(value_type = Vec<super::openapi::ReactionJson>)]
     pub reactions: &'a [Reaction],
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QuoteJson {
     pub id: String,
@@ -153,7 +157,7 @@ impl<'a> MessageJson<'a> {
 
 /// The seed's conversation plus `kind`, `title`, `memberCount`, `role`, `history` and an exact
 /// `unreadCount`. A group has no `otherParticipant` (null).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationJson<'a> {
     pub id: String,
@@ -186,7 +190,7 @@ fn positions(all: &[(UserId, MessageId)]) -> Vec<ReadPositionJson> {
         .collect()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadPositionJson {
     pub user_id: String,
@@ -227,7 +231,7 @@ impl<'a> ConversationJson<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberJson {
     pub user: UserJson,
@@ -246,7 +250,7 @@ impl From<Member> for MemberJson {
 }
 
 /// The data of a named change event (`event: conversation` or `event: member`).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeJson {
     pub conversation_id: String,
@@ -265,6 +269,7 @@ pub struct ChangeJson {
     pub message_id: Option<String>,
     /// An edit's new text; null once the message has been deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub content: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub emoji: Option<String>,
@@ -358,7 +363,7 @@ impl ChangeJson {
 
 /// `event: delivered` (no id): messages of the recipient in `conversationId` up to
 /// `messageId` are on a device of `userId`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveredJson {
     pub conversation_id: String,

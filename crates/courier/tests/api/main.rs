@@ -12,6 +12,7 @@ mod groups;
 mod helpers;
 mod lifecycle;
 mod messages;
+mod openapi;
 mod outage;
 mod presence;
 mod proxies;

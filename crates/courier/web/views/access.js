@@ -6,6 +6,20 @@ import { setPageTitle } from '../title.js';
 const FALLBACK = { devLogin: true, password: false, signup: 'closed', providers: [] };
 const DEFAULT_MIN_LENGTH = 10;
 
+// The server's rule (model/username.rs): 1–32 ASCII letters, digits, _ or -.
+export const USERNAME_MAX = 32;
+const USERNAME_RULE = /^[A-Za-z0-9_-]+$/;
+export const USERNAME_HINT = `Up to ${USERNAME_MAX} characters: letters A–Z without accents, digits, _ and -.`;
+
+// What is wrong with a username before the server is asked ('' when nothing).
+export function usernameProblem(raw, { empty = 'Choose a username.' } = {}) {
+  const name = raw.trim();
+  if (!name) return empty;
+  if ([...name].length > USERNAME_MAX) return `Use at most ${USERNAME_MAX} characters.`;
+  if (!USERNAME_RULE.test(name)) return 'Use only letters A–Z without accents, digits, _ and -.';
+  return '';
+}
+
 // Provider links start a full-page OAuth redirect; only same-origin paths are trusted.
 function providerHref(url) {
   return typeof url === 'string' && url.startsWith('/') && !url.startsWith('//') ? url : null;
@@ -198,7 +212,7 @@ function passwordPanel({ heading, config, onSignedIn }) {
 function signInForm(onSignedIn) {
   const fields = {
     username: field({
-      id: 'signin-username', label: 'Username', required: true, maxlength: '64',
+      id: 'signin-username', label: 'Username', required: true, maxlength: String(USERNAME_MAX),
       autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false',
     }),
     password: field({ id: 'signin-password', label: 'Password', type: 'password', required: true, autocomplete: 'current-password' }),
@@ -222,9 +236,9 @@ function signInForm(onSignedIn) {
 function signUpForm(onSignedIn, { minLength, invite, code = '' }) {
   const fields = {
     username: field({
-      id: 'signup-username', label: 'Username', required: true, maxlength: '64',
-      autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false',
-      hint: 'This is how people find you. You can’t change it later.',
+      id: 'signup-username', label: 'Username', required: true, maxlength: String(USERNAME_MAX),
+      autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', pattern: '[A-Za-z0-9_\\-]+',
+      hint: `${USERNAME_HINT} This is how people find you; you can’t change it later.`,
     }),
     password: field({
       id: 'signup-password', label: 'Password', type: 'password', required: true,
@@ -251,7 +265,7 @@ function signUpForm(onSignedIn, { minLength, invite, code = '' }) {
     validate: () => {
       const password = fields.password.input.value;
       return {
-        username: fields.username.input.value.trim() ? '' : 'Choose a username.',
+        username: usernameProblem(fields.username.input.value),
         password: !password ? 'Choose a password.'
           : charCount(password) < minLength ? `Use at least ${minLength} characters.` : '',
         invite: fields.invite && !fields.invite.input.value.trim() ? 'Enter your invite code.' : '',
@@ -277,24 +291,36 @@ async function checkInvite(code, inviteField) {
 }
 
 // Development sign-in: any username, no password. On its own when it's the only method, else
-// set apart below the real ones.
+// a separate, compact "Development sign-in" section (one row) below the real ones.
 function devLoginForm(onSignedIn, { alone }) {
   const input = h('input', {
     id: 'login-username', name: 'username', type: 'text', required: true,
     autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false',
-    'aria-describedby': 'login-hint login-error', maxlength: '64',
+    'aria-describedby': 'login-hint login-error', maxlength: String(USERNAME_MAX),
   });
   const error = h('p', { id: 'login-error', class: 'field-error', role: 'alert' });
-  const button = h('button', { type: 'submit', class: alone ? 'button button-block' : 'button button-secondary button-block', text: 'Sign in' });
+  const button = h('button', {
+    type: 'submit', class: alone ? 'button button-block' : 'button button-secondary', text: alone ? 'Sign in' : 'Sign in (dev)',
+  });
   const title = h('h2', { id: 'dev-login-title', class: alone ? 'visually-hidden' : 'dev-title', text: 'Development sign-in' });
-  const form = h('form', { class: alone ? 'stack' : 'stack dev-login', novalidate: true, 'aria-labelledby': 'dev-login-title' },
-    title,
-    h('label', { for: 'login-username', text: 'Username' }),
-    input,
-    h('p', { id: 'login-hint', class: 'hint', text: alone ? 'Development sign-in: any username, no password.' : 'Any username, no password. For development only.' }),
-    error,
-    button,
-  );
+  const hint = alone
+    ? `Development sign-in: any username, no password. ${USERNAME_HINT}`
+    : 'For development only: any username, no password.';
+  const form = alone
+    ? h('form', { class: 'stack', novalidate: true, 'aria-labelledby': 'dev-login-title' },
+      title,
+      h('label', { for: 'login-username', text: 'Username' }),
+      input,
+      h('p', { id: 'login-hint', class: 'hint', text: hint }),
+      error,
+      button)
+    : h('form', { class: 'stack dev-login', novalidate: true, 'aria-labelledby': 'dev-login-title' },
+      title,
+      h('p', { id: 'login-hint', class: 'hint', text: hint }),
+      h('label', { for: 'login-username', class: 'visually-hidden', text: 'Username' }),
+      h('div', { class: 'inline-field' }, input, button),
+      error);
+  const idleText = button.textContent;
   input.addEventListener('input', () => {
     error.textContent = '';
     input.removeAttribute('aria-invalid');
@@ -302,8 +328,9 @@ function devLoginForm(onSignedIn, { alone }) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const username = input.value.trim();
-    if (!username) {
-      error.textContent = 'Enter a username.';
+    const problem = usernameProblem(username, { empty: 'Enter a username.' });
+    if (problem) {
+      error.textContent = problem;
       input.setAttribute('aria-invalid', 'true');
       input.focus();
       return;
@@ -317,7 +344,7 @@ function devLoginForm(onSignedIn, { alone }) {
       error.textContent = err.status === 404 ? 'Development sign-in is turned off on this server.' : err.message;
       input.setAttribute('aria-invalid', 'true');
       button.disabled = false;
-      button.textContent = 'Sign in';
+      button.textContent = idleText;
       input.focus();
     }
   });

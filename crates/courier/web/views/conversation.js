@@ -1,18 +1,31 @@
+// One conversation: its history (pages loaded as the reader scrolls up, day dividers, messages
+// grouped by sender), live updates, receipts, typing, and the composer. Sending goes through
+// the outbox (outbox.js): the text leaves the composer at once as a pending bubble, so nothing
+// typed afterwards is touched, and a failed or queued send keeps its bubble until it is sent,
+// retried or deleted.
+// Hooks for other features: `renderMessage` (one bubble), `composerSend` (the send path) and
+// `jumpTo` (open around a message id; also `?message=<id>` in the address).
+
 import { api } from '../api.js';
 import { avatar } from '../avatar.js';
 import { h, icon } from '../dom.js';
-import { MESSAGE_LIMIT, charCount, compareIds, normaliseContent } from '../format.js';
+import { MESSAGE_LIMIT, charCount, compareIds, dayLabel, normaliseContent } from '../format.js';
 import * as notify from '../notify.js';
+import * as outbox from '../outbox.js';
+import { enterSends, touchScreen } from '../prefs.js';
 import { presenceIndicator, seed } from '../presence.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
-import { setPageTitle } from '../title.js';
+import { setPageTitle, setViewing } from '../title.js';
 import { groupPanel } from './group-panel.js';
-import { closeMenus, messageNode as bubbleNode, refill, ticks } from './message-view.js';
+import { closeMenus, messageNode as bubbleNode, pendingNode, refill, ticks } from './message-view.js';
 import { displayPeer } from './home.js';
 import { mountNotFound } from './not-found.js';
 
 const PAGE = 25;
+const GROUP_WITHIN = 5 * 60_000; // one sender's messages this close together form one group
+const LOAD_OLDER_WITHIN = 600; // px from the top at which the next older page is fetched
+const SKELETONS = 6;
 const COUNTER_FROM = MESSAGE_LIMIT - 80;
 const NEAR_BOTTOM = 48; // px of slack that still counts as "at the bottom"
 const TYPING_EVERY = 3000; // ms between "I'm typing" calls while the composer has input
@@ -37,8 +50,11 @@ export function mountConversation(root, { params, me }) {
   let readPending = false;
 
   setPageTitle('Conversation');
+  setViewing(id);
+  let hasMore = false; // older pages exist
+  let loadingOlder = null; // the promise of the page being fetched
 
-  const heading = h('h1', { class: 'conv-title', tabindex: '-1', text: '…' });
+  const heading = h('h1', { class: 'conv-title', tabindex: '-1', dir: 'auto', text: '…' });
   const headerAvatar = h('span', { class: 'conv-avatar' });
   const headerStatus = h('p', { class: 'conv-status' });
   let headerPresence = null;
@@ -70,22 +86,25 @@ export function mountConversation(root, { params, me }) {
     muteButton.textContent = muted ? 'Muted' : 'Mute';
     muteButton.title = muted ? 'No notifications for this conversation. Click to unmute.' : 'Stop notifications for this conversation';
   }
-  const olderButton = h('button', { type: 'button', class: 'button button-secondary button-small', hidden: true, text: 'Load older messages' });
+  // Older pages load on scroll; the button is for keyboards and screen readers.
+  const olderButton = h('button', { type: 'button', class: 'button button-secondary button-small older-button', hidden: true, text: 'Load older messages' });
   const olderStatus = h('p', { class: 'muted small', role: 'status' });
   const list = h('ol', { class: 'message-list' });
+  const pendingList = h('ol', { class: 'outbox-list', 'aria-label': 'Not sent yet' });
   const seenBy = h('p', { class: 'seen-by muted small', hidden: true, 'aria-live': 'polite' });
   const empty = h('p', { class: 'empty', hidden: true, text: 'No messages yet. Say hello!' });
   const scroller = h('div', { class: 'messages', tabindex: '0', role: 'log', 'aria-label': 'Messages', 'aria-busy': 'true' },
     h('div', { class: 'older' }, olderButton, olderStatus),
     list,
+    pendingList,
     seenBy,
     empty,
   );
   const pill = h('button', { type: 'button', class: 'new-pill', hidden: true }, icon('down'), h('span', { class: 'pill-text' }));
 
   const textarea = h('textarea', {
-    id: 'message-input', name: 'content', rows: '1', placeholder: 'Write a message…',
-    'aria-describedby': 'composer-hint composer-error composer-counter', enterkeyhint: 'send',
+    id: 'message-input', name: 'content', rows: '1', placeholder: 'Write a message…', dir: 'auto',
+    'aria-describedby': 'composer-hint composer-error composer-counter', enterkeyhint: enterSends() ? 'send' : 'enter',
   });
   const sendButton = h('button', { type: 'submit', class: 'send-button', 'aria-label': 'Send message' }, icon('send'));
   const error = h('p', { id: 'composer-error', class: 'field-error', role: 'alert' });
@@ -101,7 +120,10 @@ export function mountConversation(root, { params, me }) {
     h('div', { class: 'composer-meta' },
       error,
       counter,
-      h('p', { id: 'composer-hint', class: 'visually-hidden', text: 'Enter sends. Shift+Enter starts a new line.' })),
+      h('p', {
+        id: 'composer-hint', class: 'visually-hidden',
+        text: enterSends() ? 'Enter sends. Shift+Enter starts a new line.' : 'Enter starts a new line. The send button sends.',
+      })),
   );
 
   root.replaceChildren(h('div', { class: 'conversation' },
@@ -217,14 +239,66 @@ export function mountConversation(root, { params, me }) {
     updateReceipts();
   }
 
-  function messageNode(msg) {
+  // Render a message: the one place a bubble is made for this view.
+  function renderMessage(msg) {
     data.set(msg.id, msg);
     return bubbleNode(msg, ctx);
   }
 
   function rerender(msg) {
     const li = shown.get(msg.id);
-    if (li) refill(li, msg, ctx);
+    if (!li) return;
+    refill(li, msg, ctx);
+    arrange(li);
+  }
+
+  // ---- dividers and grouping ---------------------------------------------------------------
+
+  const dayOf = (msg) => new Date(msg.createdAt).toDateString();
+
+  // Does `li` continue the group of the message just above it?
+  function continues(above, li) {
+    if (!above || !li || !above.classList.contains('message') || !li.classList.contains('message')) return false;
+    const a = data.get(above.dataset.id);
+    const b = data.get(li.dataset.id);
+    if (!a || !b || a.mine !== b.mine || a.senderId !== b.senderId) return false;
+    const gap = new Date(b.createdAt) - new Date(a.createdAt);
+    return gap >= 0 && gap < GROUP_WITHIN && dayOf(a) === dayOf(b);
+  }
+
+  function previousMessage(li) {
+    let el = li.previousElementSibling;
+    while (el && !el.classList.contains('message')) el = el.previousElementSibling;
+    return el;
+  }
+
+  // A message's day divider (the first of each day) and its place in its sender's group.
+  function arrange(li) {
+    if (!li?.classList.contains('message')) return;
+    const msg = data.get(li.dataset.id);
+    if (!msg) return;
+    li.classList.toggle('grouped', continues(li.previousElementSibling, li));
+    li.classList.toggle('group-last', !continues(li, li.nextElementSibling));
+    const above = previousMessage(li);
+    const newDay = !above || dayOf(data.get(above.dataset.id) ?? msg) !== dayOf(msg);
+    const divider = li.querySelector(':scope > .day-divider');
+    if (newDay && !divider) {
+      li.prepend(h('div', { class: 'day-divider', role: 'separator' }, h('span', { text: dayLabel(msg.createdAt) })));
+    } else if (!newDay && divider) {
+      divider.remove();
+    } else if (divider) {
+      divider.firstChild.textContent = dayLabel(msg.createdAt);
+    }
+  }
+
+  function arrangeAll() {
+    for (const li of list.children) arrange(li);
+  }
+
+  function arrangeAround(li) {
+    arrange(previousMessage(li));
+    arrange(li);
+    arrange(li.nextElementSibling);
   }
 
   // A newer copy of a shown message (an edit's answer, a refetch): keep it and redraw.
@@ -247,12 +321,13 @@ export function mountConversation(root, { params, me }) {
   // Inserts in id order. Live messages land at the end, so this is O(1) in the common case.
   function insert(msg) {
     if (shown.has(msg.id)) return false;
-    const li = messageNode(msg);
+    const li = renderMessage(msg);
     shown.set(msg.id, li);
     let after = list.lastElementChild;
-    while (after && compareIds(after.dataset.id, msg.id) > 0) after = after.previousElementSibling;
+    while (after && (!after.dataset.id || compareIds(after.dataset.id, msg.id) > 0)) after = after.previousElementSibling;
     if (after) after.after(li);
     else list.prepend(li);
+    arrangeAround(li);
     empty.hidden = true;
     return true;
   }
@@ -356,21 +431,18 @@ export function mountConversation(root, { params, me }) {
       const page = await api.messages(id); // also marks the conversation read
       if (!alive) return;
       api.ackNow().catch(() => {}); // and has reached this device
-      const frag = document.createDocumentFragment();
-      for (const msg of [...page].reverse()) {
-        if (shown.has(msg.id)) continue;
-        const li = messageNode(msg);
-        shown.set(msg.id, li);
-        frag.append(li);
-      }
-      list.prepend(frag);
-      empty.hidden = shown.size > 0;
-      olderButton.hidden = page.length < PAGE;
-      if (page.length && page.length < PAGE) olderStatus.textContent = 'This is the beginning of the conversation.';
+      for (const placeholder of list.querySelectorAll('.skeleton')) placeholder.remove();
+      hasMore = page.length >= PAGE;
+      prependPage(page);
+      empty.hidden = shown.size > 0 || pendingList.childElementCount > 0;
       scroller.setAttribute('aria-busy', 'false');
       updateReceipts();
       scrollToBottom();
-      textarea.focus();
+      // A touch screen would raise its keyboard over the history: there the person taps the box.
+      if (!touchScreen()) textarea.focus({ preventScroll: true });
+      await fillViewport();
+      const wanted = new URLSearchParams(location.search).get('message');
+      if (wanted && alive) jumpTo(wanted);
     } catch (err) {
       if (!alive) return;
       if (err.status === 404 || err.status === 422) {
@@ -379,36 +451,75 @@ export function mountConversation(root, { params, me }) {
         return;
       }
       heading.textContent = 'Conversation';
+      for (const placeholder of list.querySelectorAll('.skeleton')) placeholder.remove();
       olderStatus.textContent = `Couldn't load this conversation. ${err.message}`;
     }
   }
 
-  async function loadOlder() {
-    const oldest = list.firstElementChild?.dataset.id;
-    if (!oldest) return;
+  function skeletons(count) {
+    return Array.from({ length: count }, (_, i) => h('li', {
+      class: `skeleton ${i % 3 === 1 ? 'mine' : 'theirs'}`, 'aria-hidden': 'true',
+    }, h('span', { class: 'skeleton-bubble' })));
+  }
+
+  // Puts a page (newest first, as the API sends it) above what is shown.
+  function prependPage(page) {
+    const frag = document.createDocumentFragment();
+    for (const msg of [...page].reverse()) {
+      if (shown.has(msg.id)) continue;
+      const li = renderMessage(msg);
+      shown.set(msg.id, li);
+      frag.append(li);
+    }
+    list.prepend(frag);
+    arrangeAll();
+    olderButton.hidden = !hasMore;
+    olderStatus.textContent = !hasMore && shown.size ? 'This is the beginning of the conversation.' : '';
+  }
+
+  function loadOlder() {
+    loadingOlder ||= fetchOlder().finally(() => {
+      loadingOlder = null;
+    });
+    return loadingOlder;
+  }
+
+  async function fetchOlder() {
+    const oldest = list.querySelector('.message')?.dataset.id;
+    if (!oldest || !hasMore) return;
     olderButton.disabled = true;
     scroller.setAttribute('aria-busy', 'true');
+    const placeholders = skeletons(2);
+    const fromBottom = () => scroller.scrollHeight - scroller.scrollTop;
+    let keep = fromBottom();
+    list.prepend(...placeholders);
+    scroller.scrollTop = scroller.scrollHeight - keep;
     try {
       const page = await api.messages(id, oldest);
       if (!alive) return;
-      const frag = document.createDocumentFragment();
-      for (const msg of [...page].reverse()) {
-        if (shown.has(msg.id)) continue;
-        const li = messageNode(msg);
-        shown.set(msg.id, li);
-        frag.append(li);
-      }
+      hasMore = page.length >= PAGE;
       // Keep the reader's place: grow the content above without moving what they see.
-      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-      list.prepend(frag);
-      scroller.scrollTop = scroller.scrollHeight - fromBottom;
-      olderButton.hidden = page.length < PAGE;
-      olderStatus.textContent = page.length < PAGE ? 'This is the beginning of the conversation.' : '';
+      keep = fromBottom();
+      for (const p of placeholders) p.remove();
+      prependPage(page);
+      scroller.scrollTop = scroller.scrollHeight - keep;
     } catch (err) {
+      for (const p of placeholders) p.remove();
       olderStatus.textContent = `Couldn't load older messages. ${err.message}`;
     } finally {
       olderButton.disabled = false;
       scroller.setAttribute('aria-busy', 'false');
+    }
+  }
+
+  function nearTop() {
+    return scroller.scrollTop < LOAD_OLDER_WITHIN;
+  }
+
+  // Pages too short to scroll: fetch until the history fills the view or ends.
+  async function fillViewport() {
+    for (let pages = 0; pages < 20 && alive && hasMore && scroller.scrollHeight <= scroller.clientHeight; pages++) {
+      await loadOlder();
     }
   }
 
@@ -487,48 +598,84 @@ export function mountConversation(root, { params, me }) {
     else textarea.removeAttribute('aria-invalid');
   }
 
-  let sending = false;
-  async function send() {
-    if (sending) return;
+  // The composer's send: exactly the text there now moves into a pending bubble and the
+  // outbox; whatever is typed from here on stays in the composer.
+  function composerSend() {
     const content = normaliseContent(textarea.value);
     if (!content) {
       showError('Write something before sending.');
-      return;
+      return null;
     }
     if (charCount(content) > MESSAGE_LIMIT) {
       showError(`Messages can be at most ${MESSAGE_LIMIT} characters.`);
-      return;
+      return null;
     }
-    sending = true;
-    sendButton.disabled = true;
-    form.setAttribute('aria-busy', 'true');
-    try {
-      const msg = await api.sendMessage(id, content, replyingTo?.id);
-      if (!alive) return;
-      setReply(null);
-      typingSentAt = 0; // the message ended it; the next keystroke starts anew
-      textarea.value = '';
-      autosize();
-      updateCounter();
-      showError('');
-      addLive(msg, { own: true });
-    } catch (err) {
-      if (!alive) return;
-      showError(err.status === 422
-        ? err.body?.errors?.content || err.body?.errors?.replyTo || err.message
-        : `Not sent. ${err.message}`);
-    } finally {
-      sending = false;
-      sendButton.disabled = false;
-      form.removeAttribute('aria-busy');
-      if (alive) textarea.focus();
-    }
+    const replyTo = replyingTo
+      ? { id: replyingTo.id, preview: replyingTo.content.slice(0, 100), sender: { username: ctx.who(replyingTo) } }
+      : null;
+    textarea.value = '';
+    setReply(null);
+    typingSentAt = 0; // the message ended it; the next keystroke starts anew
+    autosize();
+    updateCounter();
+    showError('');
+    const entry = outbox.enqueue(id, content, replyTo); // its bubble appears through onChange
+    scrollToBottom();
+    return entry;
   }
 
+  // ---- the outbox's bubbles -------------------------------------------------------------------
+
+  const pendingShown = new Map(); // outbox key -> <li>
+
+  const pendingActions = {
+    retry: (entry) => outbox.retry(entry.key),
+    discard: (entry) => {
+      if (outbox.discard(entry.key)) dropPending(entry.key);
+    },
+  };
+
+  function showPending(entry) {
+    if (entry.conversationId !== id) return;
+    const li = pendingNode(entry, pendingActions);
+    const old = pendingShown.get(entry.key);
+    if (old) old.replaceWith(li);
+    else pendingList.append(li);
+    pendingShown.set(entry.key, li);
+    empty.hidden = true;
+  }
+
+  function dropPending(key) {
+    pendingShown.get(key)?.remove();
+    pendingShown.delete(key);
+  }
+
+  function syncPending() {
+    const keys = new Set();
+    for (const entry of outbox.pending(id)) {
+      keys.add(entry.key);
+      showPending(entry);
+    }
+    for (const key of [...pendingShown.keys()]) if (!keys.has(key)) dropPending(key);
+  }
+
+  const offOutbox = outbox.onChange(({ type, entry, message }) => {
+    if (!entry) {
+      syncPending();
+      return;
+    }
+    if (entry.conversationId !== id) return;
+    if (type === 'changed') showPending(entry);
+    else dropPending(entry.key);
+    if (type === 'sent' && message && alive) addLive(message, { own: true });
+  });
+
   textarea.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    if (event.key !== 'Enter' || event.isComposing) return;
+    // Shift+Enter is a new line everywhere; plain Enter sends unless this device says otherwise.
+    if (!event.shiftKey && enterSends()) {
       event.preventDefault();
-      send();
+      composerSend();
     }
   });
   textarea.addEventListener('input', () => {
@@ -539,18 +686,23 @@ export function mountConversation(root, { params, me }) {
   });
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    send();
+    composerSend();
   });
-  olderButton.addEventListener('click', loadOlder);
+  olderButton.addEventListener('click', () => loadOlder());
   pill.addEventListener('click', () => {
     scrollToBottom();
     textarea.focus();
   });
+  let lastScrollTop = 0;
   scroller.addEventListener('scroll', () => {
     if (!pill.hidden && atBottom()) {
       unseenBelow = 0;
       pill.hidden = true;
     }
+    // Only a scroll upwards fetches: jumping to the newest message never does.
+    const upwards = scroller.scrollTop < lastScrollTop;
+    lastScrollTop = scroller.scrollTop;
+    if (upwards && hasMore && !loadingOlder && nearTop() && other) loadOlder().then(() => alive && nearTop() && hasMore && loadOlder());
   }, { passive: true });
 
   // Membership and title changes of this conversation: a system line; leaving ends the view.
@@ -591,8 +743,22 @@ export function mountConversation(root, { params, me }) {
     }
   });
   const offMessage = stream.on('message', (msg) => {
-    if (msg.conversationId === id) addLive(msg);
+    if (msg.conversationId !== id) return;
+    if (msg.mine) hideEchoed(msg);
+    addLive(msg);
   });
+
+  // The stream can bring my own message before the send's answer does: the stored copy shows,
+  // its pending bubble steps aside (it comes back if the send still fails).
+  function hideEchoed(msg) {
+    for (const entry of outbox.pending(id)) {
+      const li = pendingShown.get(entry.key);
+      if (entry.state === 'sending' && entry.content === msg.content && li && !li.hidden) {
+        li.hidden = true;
+        return;
+      }
+    }
+  }
   const offReset = stream.on('reset', catchUp);
   const offDelivered = stream.on('delivered', onDelivered);
   const offTyping = stream.on('typing', onTyping);
@@ -670,7 +836,7 @@ export function mountConversation(root, { params, me }) {
 
   // Shows a message, loading older pages until it is there (or history ends).
   async function jumpTo(messageId) {
-    for (let pages = 0; pages < 100 && !shown.has(messageId) && !olderButton.hidden && alive; pages++) {
+    for (let pages = 0; pages < 100 && !shown.has(messageId) && hasMore && alive; pages++) {
       await loadOlder();
     }
     const li = shown.get(messageId);
@@ -685,6 +851,8 @@ export function mountConversation(root, { params, me }) {
 
   function cleanup() {
     alive = false;
+    setViewing(null);
+    offOutbox();
     closeMenus();
     offDelivered();
     offTyping();
@@ -696,6 +864,8 @@ export function mountConversation(root, { params, me }) {
     document.removeEventListener('visibilitychange', onVisibility);
   }
 
+  list.append(...skeletons(SKELETONS));
+  syncPending();
   loadInitial();
   return cleanup;
 }

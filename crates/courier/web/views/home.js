@@ -6,7 +6,8 @@ import * as notify from '../notify.js';
 import { presenceIndicator, seed } from '../presence.js';
 import { navigate } from '../router.js';
 import * as stream from '../stream.js';
-import { setPageTitle } from '../title.js';
+import { preferencesPanel } from '../prefs.js';
+import { setPageTitle, viewingConversation } from '../title.js';
 
 const PAGE = 25;
 
@@ -30,14 +31,17 @@ export function mountHome(root, { me } = {}) {
     list,
     empty,
     more,
+    preferencesPanel(),
   ));
 
   function renderRow(entry) {
     const { conv, parts } = entry;
     const last = conv.lastMessage;
     parts.preview.replaceChildren();
+    // "You:" sits outside the preview, which takes its own text's direction: a right-to-left
+    // message is cut at its end, so its start shows.
+    parts.you.hidden = !last?.mine;
     if (last) {
-      if (last.mine) parts.preview.append(h('span', { class: 'preview-you', text: 'You: ' }));
       // Newlines collapse in the one-line preview.
       if (last.deletedAt) parts.preview.append(h('em', { text: 'Message deleted' }));
       else parts.preview.append(last.content.replace(/\s+/g, ' '));
@@ -68,20 +72,22 @@ export function mountHome(root, { me } = {}) {
     if (person) seed(person);
     const indicator = person ? presenceIndicator(person.id) : null;
     const parts = {
-      preview: h('span', { class: 'preview' }),
+      preview: h('span', { class: 'preview', dir: 'auto' }),
+      you: h('span', { class: 'preview-you', hidden: true, text: 'You:' }),
       time: h('time', { class: 'time' }),
       badge: h('span', { class: 'unread-count', 'aria-hidden': 'true', hidden: true }),
       markerText: h('span', { class: 'visually-hidden', text: 'Unread messages' }),
     };
     parts.marker = h('span', { class: 'unread-marker' }, parts.markerText);
+    const href = `/c/${encodeURIComponent(conv.id)}`;
     const li = h('li', { class: 'conversation-row', dataset: { id: conv.id } },
-      h('a', { href: `/c/${encodeURIComponent(conv.id)}`, class: 'conversation-link' },
+      h('a', { href, class: 'conversation-link', 'aria-current': location.pathname === href ? 'page' : null },
         avatar(other),
         h('span', { class: 'row-body' },
           h('span', { class: 'row-top' },
-            h('span', { class: 'name-line' }, h('span', { class: 'name', text: other.username }), indicator?.el),
+            h('span', { class: 'name-line' }, h('span', { class: 'name', dir: 'auto', text: other.username }), indicator?.el),
             parts.time),
-          h('span', { class: 'row-bottom' }, parts.preview, parts.badge, parts.marker),
+          h('span', { class: 'row-bottom' }, parts.you, parts.preview, parts.badge, parts.marker),
         )));
     const entry = { conv, li, parts, dispose: () => indicator?.dispose() };
     renderRow(entry);
@@ -133,11 +139,13 @@ export function mountHome(root, { me } = {}) {
       const prev = entry.conv.lastMessage;
       if (prev && compareIds(msg.id, prev.id) <= 0) return; // replayed or out of order
       entry.conv.lastMessage = msg;
-      if (!msg.mine) {
+      // The conversation open beside the list (and visible) is being read: no badge for it.
+      if (!msg.mine && viewingConversation() !== msg.conversationId) {
         entry.conv.hasUnreadMessages = true;
         entry.conv.unreadCount = (entry.conv.unreadCount || 0) + 1;
-      } else {
+      } else if (msg.mine) {
         entry.conv.unreadCount = 0;
+        entry.conv.hasUnreadMessages = false;
       }
       renderRow(entry);
       if (list.firstElementChild !== entry.li) list.prepend(entry.li);
@@ -167,9 +175,21 @@ export function mountHome(root, { me } = {}) {
   // receipts change nothing here.
   const offChange = stream.on('change', (change) => {
     if (change.change === 'reaction') return;
-    if (change.change === 'read' && change.userId !== me?.id) return;
+    if (change.change === 'read') {
+      if (change.userId === me?.id) markRead(change.conversationId);
+      return;
+    }
     load({ replace: true });
   });
+
+  // My own read, here or on another device: that row's badge goes, nothing else moves.
+  function markRead(conversationId) {
+    const entry = rows.get(conversationId);
+    if (!entry) return;
+    entry.conv.hasUnreadMessages = false;
+    entry.conv.unreadCount = 0;
+    renderRow(entry);
+  }
   const ticker = setInterval(() => {
     for (const { conv, parts } of rows.values()) {
       if (conv.lastMessage) parts.time.textContent = relativeTime(conv.lastMessage.createdAt);

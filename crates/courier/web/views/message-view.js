@@ -3,7 +3,7 @@
 // rebuilt from the message object whenever it changes; the conversation view owns the data.
 
 import { h } from '../dom.js';
-import { fullTime, linkParts, messageTime } from '../format.js';
+import { clockTime, fullTime, linkParts } from '../format.js';
 
 // Offered first in the picker: the ones people use most (Slack's and WhatsApp's defaults).
 export const FREQUENT = ['👍', '❤️', '😂', '😮', '😢', '🙏', '🎉', '👀'];
@@ -29,7 +29,7 @@ function fill(li, msg, ctx) {
   const deleted = Boolean(msg.deletedAt);
   li.classList.toggle('deleted', deleted);
   const sender = !msg.mine && ctx.isGroup()
-    ? h('span', { class: 'sender', 'aria-hidden': 'true', text: who })
+    ? h('span', { class: 'sender', 'aria-hidden': 'true', dir: 'auto', text: who })
     : null;
   const body = deleted
     ? h('p', { class: 'content tombstone', text: msg.mine ? 'You deleted this message' : 'This message was deleted' })
@@ -44,13 +44,36 @@ function fill(li, msg, ctx) {
     body,
     h('span', { class: 'meta' },
       edited,
-      h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: messageTime(msg.createdAt) }),
+      h('time', { datetime: msg.createdAt, title: fullTime(msg.createdAt), text: clockTime(msg.createdAt) }),
       msg.mine && !deleted ? ticks(ctx.receipt(msg)) : null));
   const row = h('div', { class: 'message-row' }, bubble);
   if (!deleted) row.append(actionsButton(li, msg, ctx));
   li.append(row);
   if (!deleted && msg.reactions?.length) li.append(reactions(msg, ctx));
   if (!deleted) longPress(bubble, () => openActions(li, msg, ctx));
+}
+
+// A message still in the outbox: its text, where it stands, and (unless on the wire) Retry and
+// Delete. actions = { retry(entry), discard(entry) }
+const PENDING_STATE = {
+  sending: 'Sending…',
+  queued: 'Not sent yet. Waiting for the server…',
+  failed: 'Not sent.',
+};
+export function pendingNode(entry, actions) {
+  const state = entry.state === 'failed' && entry.error ? `Not sent: ${entry.error}` : PENDING_STATE[entry.state] || PENDING_STATE.queued;
+  const buttons = entry.state === 'sending' ? null : h('span', { class: 'pending-actions' },
+    h('button', { type: 'button', class: 'link-button', text: 'Retry', onclick: () => actions.retry(entry) }),
+    h('button', { type: 'button', class: 'link-button', text: 'Delete', onclick: () => actions.discard(entry) }));
+  return h('li', { class: 'message mine pending', dataset: { key: entry.key, state: entry.state } },
+    h('div', { class: 'message-row' },
+      h('div', { class: 'bubble' },
+        entry.replyTo ? h('span', { class: 'quote' },
+          h('span', { class: 'quote-author', text: entry.replyTo.sender?.username ?? '' }),
+          h('span', { class: 'quote-text', dir: 'auto', text: entry.replyTo.preview })) : null,
+        content(entry.content),
+        h('span', { class: 'meta pending-state', role: 'status' }, h('span', { text: state })))),
+    buttons);
 }
 
 // Sent ✓, delivered ✓✓, read ✓✓ (in the accent colour): state and words from the view.
