@@ -10,8 +10,8 @@ use crate::realtime::{Realtime, StreamLimits};
 use crate::service::presence::{Presence, PresenceSettings};
 use crate::service::push::{PushSettings, Pusher, VapidKey};
 use crate::service::{
-    AccountSettings, Accounts, Messenger, OAuth, OAuthSettings, ProviderKind, ProviderSettings,
-    Signals, Signup, Tokens,
+    AccountSettings, Accounts, Admin, Messenger, OAuth, OAuthSettings, ProviderKind,
+    ProviderSettings, Signals, Signup, Tokens,
 };
 use crate::store::{SqliteOptions, SqliteStore, Store};
 use crate::telemetry;
@@ -31,6 +31,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod admin;
+mod control;
 mod serve;
 
 /// Streams end on shutdown; this bounds how long the rest may take.
@@ -49,6 +50,8 @@ pub struct App {
     tls: Option<Tls>,
     /// For waiting on its background work at shutdown.
     messenger: Arc<Messenger>,
+    /// The control socket's task; it removes the socket file as it ends.
+    control: Option<tokio::task::JoinHandle<()>>,
 }
 
 enum Tls {
@@ -170,10 +173,26 @@ impl App {
         .context("configuring sign-in providers")?;
         let oauth = Arc::new(oauth);
         oauth.warm_up();
+        let admin = Arc::new(Admin::new(
+            store.clone(),
+            accounts.clone(),
+            config.reports_per_hour,
+        ));
+        let mut control = None;
+        if config.control_socket {
+            let path = control::socket_path(&config.data_dir);
+            match control::listen(path.clone(), admin.clone(), shutdown.clone()).await {
+                Ok(task) => control = Some(task),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "no control socket; `courier admin` opens the database itself")
+                }
+            }
+        }
         let state = ApiState {
             messenger,
             realtime,
             accounts,
+            admin,
             oauth,
             signals,
             settings: Arc::new(ApiSettings {
@@ -213,6 +232,7 @@ impl App {
             },
             tls,
             messenger: background,
+            control,
         })
     }
 
@@ -273,6 +293,9 @@ impl App {
         .await;
         // Pushes in flight hold the store (and SQLite's one-process lock): let them end.
         self.messenger.finish(SHUTDOWN_GRACE).await;
+        if let Some(control) = self.control {
+            let _ = control.await;
+        }
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! domain errors; status codes belong to `api`.
 
 mod accounts;
+pub mod admin;
 mod oauth;
 pub mod presence;
 pub mod push;
@@ -11,11 +12,12 @@ mod signals;
 mod tokens;
 
 /// Account records the API shows as they are.
-pub use crate::store::{AccountFlags, Invite};
+pub use crate::store::{AccountFlags, AdminUser, Invite, Report};
 pub use accounts::{
     AccountSettings, Accounts, Authenticated, FRESH_SIGN_IN, InviteState, PasswordLink, SignedIn,
     Signup,
 };
+pub use admin::{Actor, Admin, AdminRequest};
 pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,

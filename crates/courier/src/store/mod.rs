@@ -4,6 +4,7 @@
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
 mod accounts;
+mod admin;
 mod lifecycle;
 mod log;
 mod people;
@@ -19,6 +20,7 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
+pub use admin::{AdminStore, AdminUser, Report};
 pub use people::{AccountFlags, Admission, Invite, PeopleStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
@@ -99,7 +101,9 @@ pub struct Changed {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + PeopleStore + PresenceStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + AdminStore + PeopleStore + PresenceStore + Send + Sync + 'static
+{
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;
     /// Cheap round trip for readiness checks.

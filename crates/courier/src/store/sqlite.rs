@@ -6,6 +6,7 @@
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
 
 mod accounts;
+mod admin;
 mod people;
 mod presence;
 mod writer;
