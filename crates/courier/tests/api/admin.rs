@@ -5,7 +5,7 @@ use crate::helpers::*;
 use courier::config::SignupMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::process::Command;
+use tokio::process::Command;
 
 const PASSWORD: &str = "violet-harbor-tractor-91";
 
@@ -66,7 +66,7 @@ async fn report(app: &TestApp, user: &TestUser, conversation: &str, message: &st
 async fn anyone_reports_a_message_they_can_see_once_and_only_admins_list_reports() {
     let app = spawn_app_with(|c| {
         c.signup = SignupMode::Open;
-        c.reports_per_hour = 3.try_into().unwrap();
+        c.reports_per_hour = 4.try_into().unwrap();
     })
     .await;
     let (root, alice, bob) = admin_and_people(&app).await;
@@ -141,7 +141,8 @@ async fn anyone_reports_a_message_they_can_see_once_and_only_admins_list_reports
     let all: Value = app.get_json("/api/admin/reports?all=true", &root).await;
     assert_eq!(all.as_array().unwrap().len(), 1);
 
-    // Resolved, it may be reported again; then the hourly limit (3) answers 429.
+    // Resolved, it may be reported again; then the hourly limit (4 attempts, the 409 included)
+    // answers 429.
     assert_eq!(
         report(&app, &alice, &conversation, message).await,
         StatusCode::CREATED
@@ -213,7 +214,7 @@ async fn disabling_an_account_closes_its_stream_and_refuses_sign_in_until_enable
     assert_eq!(sign_in(&app, "alice").await.status(), StatusCode::OK);
 }
 
-fn admin_cli(data_dir: &std::path::Path, database_url: Option<&str>, args: &[&str]) -> Value {
+async fn admin_cli(data_dir: &std::path::Path, database_url: Option<&str>, args: &[&str]) -> Value {
     let mut command = Command::new(env!("CARGO_BIN_EXE_courier"));
     command
         .arg("admin")
@@ -224,7 +225,11 @@ fn admin_cli(data_dir: &std::path::Path, database_url: Option<&str>, args: &[&st
         Some(url) => command.arg("--database-url").arg(url),
         None => command.env_remove("COURIER_DATABASE_URL"),
     };
-    let output = command.env_remove("COURIER_NATS_URL").output().unwrap();
+    let output = command
+        .env_remove("COURIER_NATS_URL")
+        .output()
+        .await
+        .unwrap();
     assert!(output.status.success(), "{args:?}: {output:?}");
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"))
 }
@@ -260,7 +265,7 @@ async fn the_admin_cli_works_against_a_running_and_a_stopped_server() {
     let mut stream = app.stream(&bob, None).await;
 
     // Running: through the socket.
-    let users = admin_cli(&dir, url, &["list-users"]);
+    let users = admin_cli(&dir, url, &["list-users"]).await;
     let names: Vec<&str> = users
         .as_array()
         .unwrap()
@@ -268,23 +273,23 @@ async fn the_admin_cli_works_against_a_running_and_a_stopped_server() {
         .map(|u| u["username"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["alice", "bob", "root"]);
-    let sessions = admin_cli(&dir, url, &["list-sessions", "--username", "bob"]);
+    let sessions = admin_cli(&dir, url, &["list-sessions", "--username", "bob"]).await;
     assert_eq!(sessions.as_array().unwrap().len(), 1);
-    let disabled = admin_cli(&dir, url, &["disable", "--username", "bob"]);
+    let disabled = admin_cli(&dir, url, &["disable", "--username", "bob"]).await;
     assert!(disabled["disabledAt"].is_string(), "{disabled}");
     stream.next_named("signed-out").await;
     assert_eq!(app.auth_status(&bob).await, StatusCode::UNAUTHORIZED);
     assert_eq!(sign_in(&app, "bob").await.status(), StatusCode::FORBIDDEN);
-    let reports = admin_cli(&dir, url, &["list-reports"]);
+    let reports = admin_cli(&dir, url, &["list-reports"]).await;
     assert_eq!(reports[0]["content"], "rude words");
     let report_id = reports[0]["id"].as_i64().unwrap().to_string();
-    admin_cli(&dir, url, &["resolve-report", "--id", &report_id]);
-    let link = admin_cli(&dir, url, &["reset-password", "--username", "alice"]);
+    admin_cli(&dir, url, &["resolve-report", "--id", &report_id]).await;
+    let link = admin_cli(&dir, url, &["reset-password", "--username", "alice"]).await;
     assert!(
         link["link"].as_str().unwrap().starts_with("/#reset="),
         "{link}"
     );
-    let invite = admin_cli(&dir, url, &["create-invite", "--max-uses", "2"]);
+    let invite = admin_cli(&dir, url, &["create-invite", "--max-uses", "2"]).await;
     assert_eq!(invite["maxUses"], 2);
 
     // Stopped: the CLI opens the database itself.
@@ -293,15 +298,15 @@ async fn the_admin_cli_works_against_a_running_and_a_stopped_server() {
         !dir.join("admin.sock").exists(),
         "the socket goes with the server"
     );
-    let reports = admin_cli(&dir, url, &["list-reports"]);
+    let reports = admin_cli(&dir, url, &["list-reports"]).await;
     assert_eq!(reports, json!([]), "resolved while running");
-    let invites = admin_cli(&dir, url, &["list-invites"]);
+    let invites = admin_cli(&dir, url, &["list-invites"]).await;
     assert_eq!(invites.as_array().unwrap().len(), 1);
-    admin_cli(&dir, url, &["enable", "--username", "bob"]);
-    admin_cli(&dir, url, &["make-admin", "--username", "alice"]);
-    let users = admin_cli(&dir, url, &["list-users", "--search", "ali"]);
+    admin_cli(&dir, url, &["enable", "--username", "bob"]).await;
+    admin_cli(&dir, url, &["make-admin", "--username", "alice"]).await;
+    let users = admin_cli(&dir, url, &["list-users", "--search", "ali"]).await;
     assert_eq!(users[0]["isAdmin"], true);
-    admin_cli(&dir, url, &["revoke-sessions", "--username", "alice"]);
+    admin_cli(&dir, url, &["revoke-sessions", "--username", "alice"]).await;
 
     let app = app.restart().await;
     assert_eq!(
@@ -346,7 +351,7 @@ async fn on_postgres_the_direct_cli_closes_streams_on_running_nodes_through_the_
         .arg(app.config.database_url.as_deref().unwrap())
         .arg("--nats-url")
         .arg(app.config.nats_url.as_deref().unwrap());
-    let output = command.output().unwrap();
+    let output = command.output().await.unwrap();
     assert!(output.status.success(), "{output:?}");
     assert!(!elsewhere.path().join("admin.sock").exists());
     stream.next_named("signed-out").await;
