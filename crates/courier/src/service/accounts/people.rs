@@ -305,17 +305,14 @@ impl Accounts {
             .password_hash_of(user)
             .await
             .map_err(ServiceError::from_store("user"))?;
-        match hash {
-            Some(hash) => {
-                if !self.hashing.verify(current.to_owned(), hash).await? {
-                    return Err(ServiceError::invalid(
-                        "currentPassword",
-                        "The current password is wrong",
-                    ));
-                }
-            }
-            // A provider account adds its first password: the session proves who it is.
-            None => {}
+        // Without a hash, a provider account adds its first password: the session proves who it is.
+        if let Some(hash) = hash
+            && !self.hashing.verify(current.to_owned(), hash).await?
+        {
+            return Err(ServiceError::invalid(
+                "currentPassword",
+                "The current password is wrong",
+            ));
         }
         let password = Password::parse(new, self.settings.password_min_len, &me.username)
             .map_err(|e| ServiceError::invalid("newPassword", e))?;
