@@ -57,6 +57,8 @@ pub enum AdminCommand {
     CreateInvite(Admin<InviteArgs>),
     /// List the invite links.
     ListInvites(Admin<NoArgs>),
+    /// Print everything about one person as JSON (a data-protection request).
+    ExportUser(Admin<UserArgs>),
     /// List reported messages (open ones unless --all).
     ListReports(Admin<ReportsArgs>),
     /// Resolve a report.

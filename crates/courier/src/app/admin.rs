@@ -96,6 +96,12 @@ fn request_of(command: AdminCommand) -> (AdminTarget, AdminRequest) {
             },
         ),
         C::ListInvites(a) => (a.target, R::ListInvites),
+        C::ExportUser(a) => (
+            a.target,
+            R::ExportUser {
+                username: a.args.username,
+            },
+        ),
         C::ListReports(a) => (a.target, R::ListReports { all: a.args.all }),
         C::ResolveReport(a) => (a.target, R::ResolveReport { id: a.args.id }),
     }

@@ -62,6 +62,9 @@ pub enum AdminRequest {
         max_uses: i64,
     },
     ListInvites,
+    ExportUser {
+        username: String,
+    },
     ListReports {
         all: bool,
     },
@@ -344,6 +347,7 @@ impl Admin {
                 let invites = self.accounts.invites(admin).await?;
                 Value::Array(invites.iter().map(invite_json).collect())
             }
+            R::ExportUser { username } => self.export(actor, &username).await?,
             R::ListReports { all } => {
                 let reports = self.reports(actor, all).await?;
                 Value::Array(reports.iter().map(report_json).collect())
@@ -353,6 +357,46 @@ impl Admin {
                 json!({ "resolved": id })
             }
         })
+    }
+}
+
+impl Admin {
+    /// One person's data as a data-protection request asks for it: profile, sessions (metadata,
+    /// never tokens), memberships, the messages they sent, their reactions and settings.
+    pub async fn export(&self, actor: Actor, raw: &str) -> ServiceResult<Value> {
+        let person = self.user_named(actor, raw).await?;
+        let user = self
+            .store
+            .user(person.id)
+            .await
+            .map_err(not_found("user"))?;
+        let sessions = self.accounts.sessions(person.id).await?;
+        let rows = self.store.export_rows(person.id).await.map_err(store)?;
+        let read_receipts = self.store.read_receipts(person.id).await.map_err(store)?;
+        let ms = |t: i64| chrono::DateTime::from_timestamp_millis(t);
+        Ok(json!({
+            "exportedAt": Utc::now(),
+            "profile": {
+                "id": person.id.0, "username": person.username, "avatarUrl": user.avatar_url,
+                "createdAt": person.created_at, "isAdmin": person.is_admin,
+                "deleted": person.deleted, "disabledAt": person.disabled_at,
+            },
+            "settings": { "readReceipts": read_receipts },
+            "sessions": sessions.iter().map(|s| json!({
+                "device": s.device, "createdAt": s.created_at,
+                "lastSeenAt": s.last_seen_at, "expiresAt": s.expires_at,
+            })).collect::<Vec<_>>(),
+            "memberships": rows.memberships.iter().map(|(c, kind, title, role)| json!({
+                "conversationId": c, "kind": kind, "title": title, "role": role,
+            })).collect::<Vec<_>>(),
+            "messages": rows.messages.iter().map(|(c, id, content, at, edited, deleted)| json!({
+                "conversationId": c, "id": id, "content": content, "createdAt": ms(*at),
+                "editedAt": edited.and_then(ms), "deletedAt": deleted.and_then(ms),
+            })).collect::<Vec<_>>(),
+            "reactions": rows.reactions.iter().map(|(m, emoji, at)| json!({
+                "messageId": m, "emoji": emoji, "createdAt": ms(*at),
+            })).collect::<Vec<_>>(),
+        }))
     }
 }
 

@@ -36,6 +36,16 @@ pub struct Report {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
+/// A person's own records, for a data-protection export: (conversation, kind, title, role),
+/// (conversation, message, content, created, edited, deleted) and (message, emoji, created),
+/// times in milliseconds since the epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportRows {
+    pub memberships: Vec<(i64, String, Option<String>, String)>,
+    pub messages: Vec<(i64, i64, String, i64, Option<i64>, Option<i64>)>,
+    pub reactions: Vec<(i64, String, i64)>,
+}
+
 #[async_trait]
 pub trait AdminStore: Send + Sync {
     /// Up to `limit` people whose username contains `search` (any case), by username.
@@ -58,6 +68,8 @@ pub trait AdminStore: Send + Sync {
     ) -> StoreResult<i64>;
     /// Newest first: open ones only, or all of them.
     async fn reports(&self, open_only: bool, limit: u32) -> StoreResult<Vec<Report>>;
+    /// Everything `user` sent, reacted and belongs to, oldest first.
+    async fn export_rows(&self, user: UserId) -> StoreResult<ExportRows>;
     /// Resolves an open report; `NotFound` when it is unknown or already resolved.
     async fn resolve_report(&self, id: i64, by: UserId, now: DateTime<Utc>) -> StoreResult<()>;
 }

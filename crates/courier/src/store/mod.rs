@@ -20,7 +20,7 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
-pub use admin::{AdminStore, AdminUser, Report};
+pub use admin::{AdminStore, AdminUser, ExportRows, Report};
 pub use people::{AccountFlags, Admission, Invite, PeopleStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};

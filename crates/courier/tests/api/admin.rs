@@ -302,6 +302,22 @@ async fn the_admin_cli_works_against_a_running_and_a_stopped_server() {
     assert_eq!(reports, json!([]), "resolved while running");
     let invites = admin_cli(&dir, url, &["list-invites"]).await;
     assert_eq!(invites.as_array().unwrap().len(), 1);
+    let export = admin_cli(&dir, url, &["export-user", "--username", "bob"]).await;
+    assert_eq!(export["profile"]["username"], "bob");
+    assert!(export["profile"]["disabledAt"].is_string(), "{export}");
+    assert_eq!(export["messages"][0]["content"], "rude words");
+    assert_eq!(export["messages"][0]["id"].to_string(), message);
+    assert_eq!(export["memberships"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        export["memberships"][0]["conversationId"].to_string(),
+        conversation
+    );
+    assert!(export["settings"]["readReceipts"].is_boolean());
+    assert!(export["sessions"].is_array());
+    assert!(
+        !export.to_string().contains(&bob.token),
+        "no tokens in an export"
+    );
     admin_cli(&dir, url, &["enable", "--username", "bob"]).await;
     admin_cli(&dir, url, &["make-admin", "--username", "alice"]).await;
     let users = admin_cli(&dir, url, &["list-users", "--search", "ali"]).await;

@@ -2,7 +2,7 @@
 
 use super::{SqliteStore, classify, time};
 use crate::model::{ConversationId, MessageId, UserId};
-use crate::store::{AdminStore, AdminUser, Report, StoreError, StoreResult};
+use crate::store::{AdminStore, AdminUser, ExportRows, Report, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -143,6 +143,39 @@ impl AdminStore for SqliteStore {
             .map(report_at)
             .collect::<Result<_, _>>()
             .map_err(classify)
+    }
+
+    async fn export_rows(&self, user: UserId) -> StoreResult<ExportRows> {
+        let memberships = sqlx::query_as(
+            "SELECT p.conversation_id, c.kind, c.title, p.role
+             FROM participants p JOIN conversations c ON c.id = p.conversation_id
+             WHERE p.user_id = ? ORDER BY p.conversation_id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let messages = sqlx::query_as(
+            "SELECT conversation_id, id, content, created_at, edited_at, deleted_at
+             FROM messages WHERE sender_id = ? ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let reactions = sqlx::query_as(
+            "SELECT message_id, emoji, created_at FROM reactions WHERE user_id = ?
+             ORDER BY created_at, message_id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(ExportRows {
+            memberships,
+            messages,
+            reactions,
+        })
     }
 
     async fn resolve_report(&self, id: i64, by: UserId, now: DateTime<Utc>) -> StoreResult<()> {
