@@ -39,10 +39,13 @@ pub struct Report {
 /// A person's own records, for a data-protection export: (conversation, kind, title, role),
 /// (conversation, message, content, created, edited, deleted) and (message, emoji, created),
 /// times in milliseconds since the epoch.
+/// (conversation, message, content, created, edited, deleted).
+pub type SentMessageRow = (i64, i64, String, i64, Option<i64>, Option<i64>);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportRows {
     pub memberships: Vec<(i64, String, Option<String>, String)>,
-    pub messages: Vec<(i64, i64, String, i64, Option<i64>, Option<i64>)>,
+    pub messages: Vec<SentMessageRow>,
     pub reactions: Vec<(i64, String, i64)>,
 }
 
