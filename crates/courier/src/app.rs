@@ -10,8 +10,8 @@ use crate::realtime::{Realtime, StreamLimits};
 use crate::service::presence::{Presence, PresenceSettings};
 use crate::service::push::{PushSettings, Pusher, VapidKey};
 use crate::service::{
-    AccountSettings, Accounts, Messenger, OAuth, OAuthSettings, ProviderKind, ProviderSettings,
-    Signals, Signup, Tokens, UploadSettings, Uploads,
+    AccountSettings, Accounts, Admin, Messenger, OAuth, OAuthSettings, ProviderKind,
+    ProviderSettings, Signals, Signup, Tokens, UploadSettings, Uploads,
 };
 use crate::store::{FileStore, SqliteOptions, SqliteStore, Store};
 use crate::telemetry;
@@ -33,6 +33,7 @@ use tower_http::trace::TraceLayer;
 pub mod admin;
 pub mod metrics;
 mod notify;
+mod control;
 mod serve;
 
 /// Streams end on shutdown; this bounds how long the rest may take.
@@ -53,6 +54,8 @@ pub struct App {
     messenger: Arc<Messenger>,
     /// `--metrics-listen`, bound.
     metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+    /// The control socket's task; it removes the socket file as it ends.
+    control: Option<tokio::task::JoinHandle<()>>,
 }
 
 enum Tls {
@@ -187,10 +190,26 @@ impl App {
                 .map_err(anyhow::Error::msg)?;
             accounts.set_mailer(mailer);
         }
+        let admin = Arc::new(Admin::new(
+            store.clone(),
+            accounts.clone(),
+            config.reports_per_hour,
+        ));
+        let mut control = None;
+        if config.control_socket {
+            let path = control::socket_path(&config.data_dir);
+            match control::listen(path.clone(), admin.clone(), shutdown.clone()).await {
+                Ok(task) => control = Some(task),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "no control socket; `courier admin` opens the database itself")
+                }
+            }
+        }
         let state = ApiState {
             messenger,
             realtime,
             accounts,
+            admin,
             oauth,
             signals,
             uploads,
@@ -240,6 +259,7 @@ impl App {
             tls,
             messenger: background,
             metrics,
+            control,
         })
     }
 
@@ -312,6 +332,9 @@ impl App {
         .await;
         // Pushes in flight hold the store (and SQLite's one-process lock): let them end.
         self.messenger.finish(SHUTDOWN_GRACE).await;
+        if let Some(control) = self.control {
+            let _ = control.await;
+        }
         Ok(())
     }
 }

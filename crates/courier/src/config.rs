@@ -23,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at startup: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app and the JSON/SSE API.
@@ -95,6 +97,118 @@ pub enum AdminCommand {
     /// Create a password account, printing nothing secret. The password is read from standard
     /// input (one line) unless COURIER_NEW_PASSWORD is set.
     CreateUser(CreateUser),
+    /// List people (JSON), optionally those whose username contains SEARCH.
+    ListUsers(Admin<SearchArgs>),
+    /// Disable an account: it is signed out everywhere and cannot sign in until enabled.
+    Disable(Admin<UserArgs>),
+    /// Enable a disabled account.
+    Enable(Admin<UserArgs>),
+    /// Make the account a server admin.
+    MakeAdmin(Admin<UserArgs>),
+    /// Take the server admin role away.
+    RevokeAdmin(Admin<UserArgs>),
+    /// Delete an account (its username stays reserved).
+    DeleteUser(Admin<DeleteArgs>),
+    /// Print a one-time link that sets the account's password (shown once).
+    ResetPassword(Admin<UserArgs>),
+    /// List the account's active sessions.
+    ListSessions(Admin<UserArgs>),
+    /// Sign the account out: one session (--session) or all of them.
+    RevokeSessions(Admin<RevokeArgs>),
+    /// Create an invite link.
+    CreateInvite(Admin<InviteArgs>),
+    /// List the invite links.
+    ListInvites(Admin<NoArgs>),
+    /// Print everything about one person as JSON (a data-protection request).
+    ExportUser(Admin<UserArgs>),
+    /// List reported messages (open ones unless --all).
+    ListReports(Admin<ReportsArgs>),
+    /// Resolve a report.
+    ResolveReport(Admin<ResolveArgs>),
+}
+
+/// Where `courier admin …` finds the server: its control socket in the data directory, or,
+/// when no server answers there, the database itself.
+#[derive(Debug, Clone, Parser)]
+pub struct AdminTarget {
+    /// Directory of the SQLite database and the control socket (as for `serve`).
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./courier-data")]
+    pub data_dir: PathBuf,
+    /// Database URL (as for `serve`).
+    #[arg(long, env = "COURIER_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// NATS URL (as for `serve`): with PostgreSQL and no local server, sign-outs reach other nodes through it.
+    #[arg(long, env = "COURIER_NATS_URL")]
+    pub nats_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Parser)]
+pub struct Admin<T: clap::Args> {
+    #[command(flatten)]
+    pub target: AdminTarget,
+    #[command(flatten)]
+    pub args: T,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct NoArgs {}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SearchArgs {
+    /// Part of a username, any case.
+    #[arg(long)]
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UserArgs {
+    /// The account's username.
+    #[arg(long)]
+    pub username: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeleteArgs {
+    /// The account's username.
+    #[arg(long)]
+    pub username: String,
+    /// Also turn every message the person sent into a deleted message.
+    #[arg(long, default_value_t = false)]
+    pub remove_messages: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RevokeArgs {
+    /// The account's username.
+    #[arg(long)]
+    pub username: String,
+    /// One session id (from list-sessions); all sessions when absent.
+    #[arg(long)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct InviteArgs {
+    /// Hours until the link expires.
+    #[arg(long, default_value_t = 168)]
+    pub expires_in_hours: i64,
+    /// How many accounts the link admits.
+    #[arg(long, default_value_t = 1)]
+    pub max_uses: i64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportsArgs {
+    /// Include resolved reports.
+    #[arg(long, default_value_t = false)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResolveArgs {
+    /// The report's id (from list-reports).
+    #[arg(long)]
+    pub id: i64,
 }
 
 #[derive(Parser)]
@@ -362,6 +476,14 @@ pub struct ServeConfig {
     /// Shortest accepted password, in characters.
     #[arg(long, env = "COURIER_PASSWORD_MIN_LENGTH", default_value_t = 10)]
     pub password_min_length: usize,
+
+    /// Messages one person may report per hour (beyond that: 429).
+    #[arg(long, env = "COURIER_REPORTS_PER_HOUR", default_value = "20")]
+    pub reports_per_hour: std::num::NonZeroU32,
+
+    /// Listen on `<data dir>/admin.sock` (mode 0600) for `courier admin …` commands.
+    #[arg(long, env = "COURIER_CONTROL_SOCKET", default_value_t = true, action = clap::ArgAction::Set)]
+    pub control_socket: bool,
 
     /// Password attempts allowed per minute for one account.
     #[arg(long, env = "COURIER_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value = "5")]

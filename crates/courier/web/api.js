@@ -141,5 +141,12 @@ export const api = {
   passwordLink: (username) => request('POST', '/api/admin/password_links', { username }),
   setEmail: (email) => request('PUT', '/api/account/email', { email }),
   forgotPassword: (email) => request('POST', '/api/password_forgot', { email }, { quiet401: true }),
+  // Moderation (views/moderation.js).
+  reportMessage: (id, messageId, reason) =>
+    request('POST', `/api/conversations/${enc(id)}/messages/${enc(messageId)}/report`, reason ? { reason } : {}),
+  adminUsers: (search) => request('GET', `/api/admin/users${search ? `?search=${enc(search)}` : ''}`),
+  setDisabled: (userId, disabled) => request('POST', `/api/admin/users/${enc(userId)}/${disabled ? 'disable' : 'enable'}`),
+  reports: () => request('GET', '/api/admin/reports'),
+  resolveReport: (id) => request('POST', `/api/admin/reports/${enc(id)}/resolve`),
   resetPassword: (token, newPassword) => request('POST', '/api/password_reset', { token, newPassword }, { quiet401: true }),
 };

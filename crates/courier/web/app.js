@@ -15,6 +15,7 @@ import { mountAccess } from './views/access.js';
 import { mountReset, mountSettings, mountSetup, takeFragment } from './views/account.js';
 import { mountConversation } from './views/conversation.js';
 import { mountHome } from './views/home.js';
+import { mountModeration } from './views/moderation.js';
 import { mountNotFound } from './views/not-found.js';
 import { mountOffline } from './views/offline.js';
 import { mountSessions } from './views/sessions.js';
@@ -79,6 +80,10 @@ function renderTopbar(path) {
       ? h('div', { class: 'me' },
         h('a', { href: '/sessions', class: 'topbar-link', title: 'Your signed-in devices', 'aria-current': path === '/sessions' ? 'page' : null },
           icon('devices'), h('span', { class: 'topbar-link-text', text: 'Sessions' })),
+        session.isAdmin
+          ? h('a', { href: '/moderation', class: 'topbar-link', title: 'Reports and people', 'aria-current': path === '/moderation' ? 'page' : null },
+            h('span', { class: 'topbar-link-text', text: 'Moderation' }))
+          : null,
         h('a', { href: '/settings', class: 'topbar-link', title: 'Your account', 'aria-current': path === '/settings' ? 'page' : null },
           h('span', { class: 'topbar-link-text', text: 'Settings' })),
         avatar(user, 'sm'),
@@ -174,6 +179,8 @@ function routeElsewhere(path) {
     unmount = mountAccessHere();
   } else if (path === '/search') {
     unmount = session.user ? mountSearch(main) : mountAccessHere();
+  } else if (path === '/moderation') {
+    unmount = session.user ? mountModeration(main) : mountAccessHere();
   } else if (path === '/sessions') {
     unmount = session.user
       ? mountSessions(main, { signOutEverywhere })
@@ -183,8 +190,19 @@ function routeElsewhere(path) {
   }
 }
 
+// Only decides whether the top bar offers the moderation page; the server checks each request.
+function learnRole(user) {
+  session.isAdmin = false;
+  api.account().then((account) => {
+    if (session.user !== user || !account.isAdmin) return;
+    session.isAdmin = true;
+    renderTopbar(location.pathname);
+  }).catch(() => {});
+}
+
 function onSignedIn(user) {
   session.user = user;
+  learnRole(user);
   session.notice = '';
   outbox.start(user.id);
   stream.startStream({ announce: true });
@@ -284,6 +302,7 @@ async function identify() {
   }
   refreshBanner();
   if (session.user) {
+    learnRole(session.user);
     outbox.start(session.user.id);
     stream.startStream();
     presence.startReporting();

@@ -1,6 +1,7 @@
 //! HTTP API: one `router()` per resource, the shared state, errors and wire shapes.
 
 mod account;
+mod admin;
 mod auth;
 mod conversations;
 mod error;
@@ -20,7 +21,7 @@ pub use error::{ApiError, BodyTimedOut};
 
 use crate::model::TrustedProxies;
 use crate::realtime::Realtime;
-use crate::service::{Accounts, Messenger, OAuth, Signals, Uploads};
+use crate::service::{Accounts, Admin, Messenger, OAuth, Signals, Uploads};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
@@ -38,6 +39,7 @@ pub struct ApiState {
     pub messenger: Arc<Messenger>,
     pub realtime: Arc<Realtime>,
     pub accounts: Arc<Accounts>,
+    pub admin: Arc<Admin>,
     pub oauth: Arc<OAuth>,
     pub signals: Arc<Signals>,
     pub uploads: Arc<Uploads>,
@@ -122,6 +124,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(auth::router(state.settings.dev_login.enabled))
         .merge(account::router())
+        .merge(admin::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(oauth::router())

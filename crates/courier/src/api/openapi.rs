@@ -82,6 +82,12 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::search::search,
         super::uploads::download,
         super::uploads::thumbnail,
+        super::admin::report_message,
+        super::admin::list_users,
+        super::admin::disable_user,
+        super::admin::enable_user,
+        super::admin::list_reports,
+        super::admin::resolve_report,
         openapi_json,
     ),
     components(schemas(ErrorJson, ReactionJson, wire::ChangeJson, wire::TypingJson, wire::PresenceJson, wire::DeliveredJson)),
@@ -93,6 +99,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "messages", description = "History, sending, read markers and a message's lifecycle"),
         (name = "realtime", description = "The event stream, delivery acknowledgements, typing and presence"),
         (name = "push", description = "Web Push subscriptions"),
+        (name = "moderation", description = "Reports and the server admin's people and reports"),
         (name = "meta", description = "This description"),
     )
 )]

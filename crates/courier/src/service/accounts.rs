@@ -478,6 +478,14 @@ impl Accounts {
         Ok(count)
     }
 
+    async fn is_disabled(&self, user: UserId) -> ServiceResult<bool> {
+        let found = self.store.admin_user(user).await;
+        Ok(found
+            .map_err(ServiceError::from_store("user"))?
+            .disabled_at
+            .is_some())
+    }
+
     fn is_trusted(&self, session: &str, user: UserId, now: DateTime<Utc>) -> bool {
         let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
         trusted
@@ -499,6 +507,11 @@ impl Accounts {
     }
 
     async fn open_session(&self, user: User, device: &str) -> ServiceResult<SignedIn> {
+        if self.is_disabled(user.id).await? {
+            return Err(ServiceError::Forbidden(
+                "This account is disabled; ask the server's admin",
+            ));
+        }
         let now = Utc::now();
         let session = Session {
             id: Session::new_id(),

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod mail;
+pub mod admin;
 mod oauth;
 pub mod presence;
 pub mod push;
@@ -14,12 +15,13 @@ mod tokens;
 pub mod uploads;
 
 /// Account records the API shows as they are.
-pub use crate::store::{AccountFlags, Invite};
+pub use crate::store::{AccountFlags, AdminUser, Invite, Report};
 pub use accounts::{
     AccountSettings, Accounts, Authenticated, FRESH_SIGN_IN, InviteState, PasswordLink, SignedIn,
     Signup,
 };
 pub use mail::Mailer;
+pub use admin::{Actor, Admin, AdminRequest};
 pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,

@@ -5,6 +5,7 @@
 
 mod accounts;
 pub mod files;
+mod admin;
 mod lifecycle;
 mod log;
 mod people;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
 pub use files::{FileStore, TempUpload};
+pub use admin::{AdminStore, AdminUser, ExportRows, Report};
 pub use people::{AccountFlags, Admission, Invite, PeopleStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
@@ -108,7 +110,15 @@ pub struct Changed {
 
 #[async_trait]
 pub trait Store:
-    AccountStore + PeopleStore + PresenceStore + SearchStore + UploadStore + Send + Sync + 'static
+    AccountStore
+    + AdminStore
+    + PeopleStore
+    + PresenceStore
+    + SearchStore
+    + UploadStore
+    + Send
+    + Sync
+    + 'static
 {
     /// A random id fixed when the database was created; it scopes stream cursors.
     fn instance_id(&self) -> &str;

@@ -26,6 +26,7 @@
 //! gets a fresh connection: no restart needed.
 
 mod accounts;
+mod admin;
 mod people;
 mod presence;
 mod search;

@@ -7,6 +7,7 @@
 
 mod accounts;
 pub mod backup;
+mod admin;
 mod people;
 mod presence;
 mod search;

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod accounts_people;
+mod admin;
 mod auth;
 mod backup;
 mod connections;

@@ -2,6 +2,7 @@
 // "(edited)", reaction chips, and an actions menu (react, reply, edit, delete). The bubble is
 // rebuilt from the message object whenever it changes; the conversation view owns the data.
 
+import { api } from '../api.js';
 import { h } from '../dom.js';
 import { clockTime, fullTime, linkParts } from '../format.js';
 import { attachmentsNode } from './attachments.js';
@@ -223,6 +224,7 @@ function openActions(li, msg, ctx) {
     picker,
     item('Reply', () => ctx.onReply(msg)),
     msg.mine ? item('Edit', () => editInPlace(li, msg, ctx)) : null,
+    msg.mine ? null : item('Report', () => reportMessage(msg)),
     ctx.canDelete(msg) ? item('Delete', () => {
       // A confirmation, since it cannot be undone.
       if (window.confirm('Delete this message for everyone? This cannot be undone.')) ctx.onDelete(msg);
@@ -235,6 +237,16 @@ function openActions(li, msg, ctx) {
   openMenu = menu;
   menuOwner = toggle;
   menu.querySelector('button')?.focus();
+}
+
+// Sends the message to the server's admins, with an optional reason.
+function reportMessage(msg) {
+  const reason = window.prompt('Report this message to the server’s admins. Why? (optional)', '');
+  if (reason === null) return;
+  api.reportMessage(msg.conversationId, msg.id, reason.trim())
+    .then(() => window.alert('Reported. The server’s admins will look at it.'))
+    .catch((e) => window.alert(e.status === 409 ? 'You have already reported this message.'
+      : e.status === 429 ? 'Too many reports; try again later.' : 'Could not report the message; try again.'));
 }
 
 function editInPlace(li, msg, ctx) {
