@@ -31,9 +31,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod admin;
+mod control;
 pub mod metrics;
 mod notify;
-mod control;
 mod serve;
 
 /// Streams end on shutdown; this bounds how long the rest may take.

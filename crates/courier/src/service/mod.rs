@@ -4,8 +4,8 @@
 //! domain errors; status codes belong to `api`.
 
 mod accounts;
-mod mail;
 pub mod admin;
+mod mail;
 mod oauth;
 pub mod presence;
 pub mod push;
@@ -20,8 +20,8 @@ pub use accounts::{
     AccountSettings, Accounts, Authenticated, FRESH_SIGN_IN, InviteState, PasswordLink, SignedIn,
     Signup,
 };
-pub use mail::Mailer;
 pub use admin::{Actor, Admin, AdminRequest};
+pub use mail::Mailer;
 pub use oauth::{
     CallbackParams, FLOW_LIFETIME, Finished, FlowSeal, FlowState, OAuth, OAuthError, OAuthSettings,
     ProviderKind, ProviderSettings, Started, safe_return_path,

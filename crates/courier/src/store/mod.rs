@@ -4,8 +4,8 @@
 //! every message with a smaller id is visible too. Realtime resume depends on it.
 
 mod accounts;
-pub mod files;
 mod admin;
+pub mod files;
 mod lifecycle;
 mod log;
 mod people;
@@ -23,8 +23,8 @@ use crate::model::{
 use async_trait::async_trait;
 
 pub use accounts::{AccountStore, NewCredential};
-pub use files::{FileStore, TempUpload};
 pub use admin::{AdminStore, AdminUser, ExportRows, Report};
+pub use files::{FileStore, TempUpload};
 pub use people::{AccountFlags, Admission, Invite, PeopleStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};

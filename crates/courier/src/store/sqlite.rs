@@ -6,8 +6,8 @@
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
 
 mod accounts;
-pub mod backup;
 mod admin;
+pub mod backup;
 mod people;
 mod presence;
 mod search;
