@@ -95,12 +95,12 @@ describe('keyboard only', { timeout: 120_000 }, () => {
     const history = await bob.call('GET', `/api/conversations/${new URL(page.url()).pathname.split('/').pop()}/messages`, undefined, [200]);
     assert.equal(history[0].content, 'Noon works, see you there');
 
-    // Back up to the top bar's "Sign out" (past the message log, the back link, Sessions, and
-    // on a wide screen the conversation list beside the conversation).
+    // Back up to the top bar's "Sign out" (past the composer's attach button, the message log,
+    // the back link, Sessions, and on a wide screen the conversation list beside it).
     const listStops = await page.locator('.list-pane').evaluate((el) => [...el.querySelectorAll('a[href], button, input, summary')]
       .filter((e) => e.checkVisibility()).length);
     const toSignOut = await pressUntil(page, 'Shift+Tab', 'Sign out');
-    assert.ok(toSignOut.length <= 6 + listStops, `"Sign out" is ${toSignOut.length} Shift+Tabs from the composer: ${toSignOut.join(' → ')}`);
+    assert.ok(toSignOut.length <= 7 + listStops, `"Sign out" is ${toSignOut.length} Shift+Tabs from the composer: ${toSignOut.join(' → ')}`);
     await page.keyboard.press('Enter');
     // It asks first, with the safe choice focused; Tab reaches the confirmation.
     await page.getByRole('dialog', { name: 'Sign out?' }).waitFor();

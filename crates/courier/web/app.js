@@ -82,10 +82,10 @@ function renderTopbar(path) {
           icon('devices'), h('span', { class: 'topbar-link-text', text: 'Sessions' })),
         session.isAdmin
           ? h('a', { href: '/moderation', class: 'topbar-link', title: 'Reports and people', 'aria-current': path === '/moderation' ? 'page' : null },
-            h('span', { class: 'topbar-link-text', text: 'Moderation' }))
+            icon('shield'), h('span', { class: 'topbar-link-text', text: 'Moderation' }))
           : null,
         h('a', { href: '/settings', class: 'topbar-link', title: 'Your account', 'aria-current': path === '/settings' ? 'page' : null },
-          h('span', { class: 'topbar-link-text', text: 'Settings' })),
+          icon('settings'), h('span', { class: 'topbar-link-text', text: 'Settings' })),
         avatar(user, 'sm'),
         h('span', { class: 'me-name', text: user.username }),
         h('button', { type: 'button', class: 'topbar-link sign-out', title: 'Sign out of this device', onclick: confirmSignOut },

@@ -4,7 +4,7 @@
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v9';
+const CACHE = 'courier-shell-v10';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
@@ -27,13 +27,16 @@ const SHELL = [
   '/stream-worker.js',
   '/title.js',
   '/views/access.js',
+  '/views/account.js',
   '/views/attachments.js',
   '/views/conversation.js',
   '/views/group-panel.js',
   '/views/message-view.js',
+  '/views/moderation.js',
   '/views/home.js',
   '/views/not-found.js',
   '/views/offline.js',
+  '/views/search-view.js',
   '/views/sessions.js',
   '/icon.svg',
   '/icon-192.png',

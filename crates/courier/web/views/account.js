@@ -54,6 +54,7 @@ export function mountSetup(root, { onSignedIn }) {
   setPageTitle('Set up Courier');
   const username = labelled('setup-username', 'Username', { type: 'text', autocomplete: 'username', autocapitalize: 'none', required: true });
   const password = labelled('setup-password', 'Password', { type: 'password', autocomplete: 'new-password', required: true });
+  const providersPart = h('div', { class: 'stack' });
   root.replaceChildren(h('div', { class: 'page page-narrow' },
     h('section', { class: 'card access', 'aria-labelledby': 'setup-title' },
       h('h1', { id: 'setup-title', tabindex: '-1', text: 'Set up Courier' }),
@@ -70,7 +71,19 @@ export function mountSetup(root, { onSignedIn }) {
           throw err;
         }
         return '';
-      }))));
+      }),
+      providersPart)));
+  // A server that signs people in through a provider can be set up that way too: the first
+  // account to sign in, whichever way, becomes the admin.
+  api.providers().then((config) => {
+    // Only same-site paths, as on the access page.
+    const providers = (config.providers || []).filter((p) => typeof p.url === 'string' && p.url.startsWith('/') && !p.url.startsWith('//'));
+    if (!providers.length) return;
+    providersPart.replaceChildren(
+      h('p', { class: 'muted', text: 'Or make the admin account by signing in with:' }),
+      h('div', { class: 'providers' }, providers.map((p) =>
+        h('a', { class: 'button button-secondary button-block', href: p.url, text: `Continue with ${p.name || p.id}` }))));
+  }).catch(() => {});
   queueMicrotask(() => username.input.focus());
   return () => {};
 }
