@@ -193,6 +193,7 @@ impl App {
         let admin = Arc::new(Admin::new(
             store.clone(),
             accounts.clone(),
+            messenger.clone(),
             config.reports_per_hour,
         ));
         let mut control = None;

@@ -125,6 +125,12 @@ pub enum AdminCommand {
     ListReports(Admin<ReportsArgs>),
     /// Resolve a report.
     ResolveReport(Admin<ResolveArgs>),
+    /// Delete one message, as its author would: members' apps drop the text live, search
+    /// forgets it, its files are released. Works in any conversation (the operator's override).
+    DeleteMessage(Admin<MessageArgs>),
+    /// Delete a whole conversation: every member is removed (their apps drop it live) and
+    /// every message is deleted as by delete-message.
+    DeleteConversation(Admin<ConversationArgs>),
 }
 
 /// Where `courier admin …` finds the server: its control socket in the data directory, or,
@@ -209,6 +215,20 @@ pub struct ResolveArgs {
     /// The report's id (from list-reports).
     #[arg(long)]
     pub id: i64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MessageArgs {
+    /// The conversation's id.
+    pub conversation_id: i64,
+    /// The message's id.
+    pub message_id: i64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConversationArgs {
+    /// The conversation's id.
+    pub conversation_id: i64,
 }
 
 #[derive(Parser)]

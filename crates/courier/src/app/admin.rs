@@ -9,7 +9,7 @@
 use super::open_store;
 use crate::bus::LocalBus;
 use crate::config::{AdminCommand, AdminTarget, CreateUser, ServeConfig};
-use crate::service::{Accounts, Actor, Admin, AdminRequest, Signup, Tokens};
+use crate::service::{Accounts, Actor, Admin, AdminRequest, Messenger, Signup, Tokens};
 use anyhow::{Context, bail};
 use std::sync::Arc;
 
@@ -104,6 +104,19 @@ fn request_of(command: AdminCommand) -> (AdminTarget, AdminRequest) {
         ),
         C::ListReports(a) => (a.target, R::ListReports { all: a.args.all }),
         C::ResolveReport(a) => (a.target, R::ResolveReport { id: a.args.id }),
+        C::DeleteMessage(a) => (
+            a.target,
+            R::DeleteMessage {
+                conversation_id: a.args.conversation_id,
+                message_id: a.args.message_id,
+            },
+        ),
+        C::DeleteConversation(a) => (
+            a.target,
+            R::DeleteConversation {
+                conversation_id: a.args.conversation_id,
+            },
+        ),
     }
 }
 
@@ -124,11 +137,18 @@ async fn execute(target: &AdminTarget, request: AdminRequest) -> anyhow::Result<
     let tokens = Tokens::new(&rand::random::<[u8; 32]>(), config.token_lifetime)?;
     let accounts = Arc::new(Accounts::new(
         store.clone(),
-        bus,
+        bus.clone(),
         tokens,
         super::account_settings(&config),
     ));
-    let admin = Admin::new(store, accounts, config.reports_per_hour);
+    // Deletes go through the messenger, so members' streams hear of them through this bus.
+    let messenger = Arc::new(Messenger::new(
+        store.clone(),
+        bus,
+        config.max_message_chars,
+        config.max_group_members,
+    ));
+    let admin = Admin::new(store, accounts, messenger, config.reports_per_hour);
     admin
         .execute(Actor::Operator, request)
         .await

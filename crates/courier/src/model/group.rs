@@ -258,6 +258,13 @@ pub enum ChangeRequest {
         conversation: ConversationId,
         message: MessageId,
         op: super::MessageOp,
+        authority: super::Authority,
+    },
+    /// Delete the whole conversation (the operator's, see `plan_close`); `actor` is the server
+    /// admin the log records.
+    Close {
+        actor: User,
+        conversation: ConversationId,
     },
 }
 

@@ -3,8 +3,8 @@
 //! under its write lock, asks `plan_message`, and writes what it answers.
 
 use super::{
-    Change, ConversationKind, MessageContent, MessageId, Plan, Refusal, Role, RosterEntry, User,
-    UserId,
+    Change, ConversationId, ConversationKind, MessageContent, MessageId, Plan, Refusal, Role,
+    RosterEntry, User, UserId,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -78,6 +78,21 @@ impl Emoji {
     }
 }
 
+/// On whose authority a message op is asked.
+///
+/// - `Member`: the actor's own standing in the conversation (author, group admin).
+/// - `ServerAdmin`: a server admin (`users.is_admin`) who is a member: may also delete anyone's
+///   message, in a group or a direct conversation. Not a member: 404 as for anyone.
+/// - `Operator`: the person at the machine (`courier admin`): needs no membership and may only
+///   delete. The log records the server admin it acts as (`Admin::acting_admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authority {
+    #[default]
+    Member,
+    ServerAdmin,
+    Operator,
+}
+
 /// A change to one message that someone asks for.
 #[derive(Debug, Clone)]
 pub enum MessageOp {
@@ -126,9 +141,13 @@ pub enum MessageWrite {
         emoji: String,
         on: bool,
     },
+    /// Tombstone every message of a conversation being deleted, as `Delete` does one.
+    Scrub {
+        conversation: ConversationId,
+    },
     /// Move a read marker forward (a receipt, also on the log).
     ReadUpTo {
-        conversation: super::ConversationId,
+        conversation: ConversationId,
         user: UserId,
         message: MessageId,
     },
@@ -137,19 +156,29 @@ pub enum MessageWrite {
 /// Decides a message op. `Err(None)`: the actor is not a member or cannot see the message
 /// (404 either way); `Ok(None)`: nothing to do (the same reaction twice, a delete repeated,
 /// an edit to the same text), so no event is written.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub fn plan_message(
     kind: ConversationKind,
     history_shared: bool,
     roster: &[RosterEntry],
     actor: &User,
+    authority: Authority,
     target: &Target,
     op: &MessageOp,
     now: DateTime<Utc>,
 ) -> Result<Option<(Plan, MessageWrite)>, Option<Refusal>> {
-    let me = roster.iter().find(|m| m.user == actor.id).ok_or(None)?;
-    if !history_shared && target.id < me.history_from {
-        return Err(None);
+    let me = roster.iter().find(|m| m.user == actor.id);
+    if authority == Authority::Operator {
+        if !matches!(op, MessageOp::Delete) {
+            return Err(Some(Refusal::NotAllowed(
+                "the operator can delete a message, not edit or react to it",
+            )));
+        }
+    } else {
+        let me = me.ok_or(None)?;
+        if !history_shared && target.id < me.history_from {
+            return Err(None);
+        }
     }
     // Only those who can read the message hear about it.
     let recipients: Vec<UserId> = roster
@@ -195,7 +224,9 @@ pub fn plan_message(
             )))
         }
         MessageOp::Delete => {
-            let moderator = kind == ConversationKind::Group && me.role >= Role::Admin;
+            let group_admin =
+                kind == ConversationKind::Group && me.is_some_and(|me| me.role >= Role::Admin);
+            let moderator = group_admin || authority != Authority::Member;
             if target.sender != actor.id && !moderator {
                 return Err(Some(Refusal::NotAllowed(
                     "only the author or a group admin can delete a message",
@@ -245,6 +276,26 @@ pub fn plan_message(
             )))
         }
     }
+}
+
+/// Deletes a whole conversation (the operator only, so no rule refuses it): one log entry
+/// removes every member, and every member receives it, so their apps drop the conversation
+/// live (a removal of yourself means "gone"); its messages are tombstoned as a delete does.
+/// `members` are the conversation's members now, as users.
+pub fn plan_close(conversation: ConversationId, members: Vec<User>) -> (Plan, MessageWrite) {
+    let ids: Vec<UserId> = members.iter().map(|u| u.id).collect();
+    (
+        Plan {
+            change: Change::Removed { users: members },
+            title: None,
+            add: Vec::new(),
+            remove: ids.clone(),
+            set_roles: Vec::new(),
+            recipients: ids,
+            member_count: 0,
+        },
+        MessageWrite::Scrub { conversation },
+    )
 }
 
 #[cfg(test)]
@@ -303,6 +354,7 @@ mod tests {
             true,
             &roster,
             &user(1),
+            Authority::Member,
             &target(1),
             &edit("hi", None),
             now,
@@ -315,22 +367,42 @@ mod tests {
             true,
             &roster,
             &user(2),
+            Authority::Member,
             &target(1),
             &edit("x", None),
             now,
         );
         assert!(matches!(refusal(theirs), Refusal::NotAllowed(_)));
         let late = edit("hi", Some(TimeDelta::minutes(1)));
-        let late = plan_message(g, true, &roster, &user(1), &target(1), &late, now);
+        let late = plan_message(
+            g,
+            true,
+            &roster,
+            &user(1),
+            Authority::Member,
+            &target(1),
+            &late,
+            now,
+        );
         assert!(matches!(refusal(late), Refusal::NotAllowed(_)));
         let off = edit("hi", Some(TimeDelta::zero()));
-        let off = plan_message(g, true, &roster, &user(1), &target(1), &off, now);
+        let off = plan_message(
+            g,
+            true,
+            &roster,
+            &user(1),
+            Authority::Member,
+            &target(1),
+            &off,
+            now,
+        );
         assert!(matches!(refusal(off), Refusal::NotAllowed(_)));
         let same = plan_message(
             g,
             true,
             &roster,
             &user(1),
+            Authority::Member,
             &target(1),
             &edit("hello", None),
             now,
@@ -349,6 +421,7 @@ mod tests {
                 true,
                 &roster,
                 &user(2),
+                Authority::Member,
                 &target(1),
                 &MessageOp::Delete,
                 now
@@ -360,6 +433,7 @@ mod tests {
             true,
             &roster,
             &user(1),
+            Authority::Member,
             &target(2),
             &MessageOp::Delete,
             now,
@@ -371,6 +445,7 @@ mod tests {
             true,
             &roster,
             &user(2),
+            Authority::Member,
             &target(1),
             &MessageOp::Delete,
             now,
@@ -379,10 +454,29 @@ mod tests {
         let mut gone = target(1);
         gone.deleted = true;
         assert_eq!(
-            plan_message(g, true, &roster, &user(1), &gone, &MessageOp::Delete, now).unwrap(),
+            plan_message(
+                g,
+                true,
+                &roster,
+                &user(1),
+                Authority::Member,
+                &gone,
+                &MessageOp::Delete,
+                now
+            )
+            .unwrap(),
             None
         );
-        let edit_gone = plan_message(g, true, &roster, &user(1), &gone, &edit("x", None), now);
+        let edit_gone = plan_message(
+            g,
+            true,
+            &roster,
+            &user(1),
+            Authority::Member,
+            &gone,
+            &edit("x", None),
+            now,
+        );
         assert_eq!(refusal(edit_gone), Refusal::MessageDeleted);
     }
 
@@ -395,13 +489,40 @@ mod tests {
             on: true,
         };
         let g = ConversationKind::Group;
-        let (plan, _) = plan_message(g, false, &roster, &user(1), &target(1), &react, now)
-            .unwrap()
-            .unwrap();
+        let (plan, _) = plan_message(
+            g,
+            false,
+            &roster,
+            &user(1),
+            Authority::Member,
+            &target(1),
+            &react,
+            now,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(plan.recipients, vec![UserId(1)]);
-        let later = plan_message(g, false, &roster, &user(2), &target(1), &react, now);
+        let later = plan_message(
+            g,
+            false,
+            &roster,
+            &user(2),
+            Authority::Member,
+            &target(1),
+            &react,
+            now,
+        );
         assert!(matches!(later, Err(None)));
-        let stranger = plan_message(g, true, &roster, &user(3), &target(1), &react, now);
+        let stranger = plan_message(
+            g,
+            true,
+            &roster,
+            &user(3),
+            Authority::Member,
+            &target(1),
+            &react,
+            now,
+        );
         assert!(matches!(stranger, Err(None)));
     }
 
@@ -417,18 +538,46 @@ mod tests {
         let mut t = target(1);
         t.actor_reacted = true;
         assert_eq!(
-            plan_message(g, true, &roster, &user(1), &t, &on("👍"), now).unwrap(),
+            plan_message(
+                g,
+                true,
+                &roster,
+                &user(1),
+                Authority::Member,
+                &t,
+                &on("👍"),
+                now
+            )
+            .unwrap(),
             None
         );
         let mut full = target(1);
         full.distinct_emoji = MAX_DISTINCT_REACTIONS;
-        let refused = plan_message(g, true, &roster, &user(1), &full, &on("👍"), now);
+        let refused = plan_message(
+            g,
+            true,
+            &roster,
+            &user(1),
+            Authority::Member,
+            &full,
+            &on("👍"),
+            now,
+        );
         assert!(matches!(refusal(refused), Refusal::TooManyReactions(_)));
         // An emoji already on the message is not a new distinct one.
         full.emoji_count = 3;
-        let (plan, _) = plan_message(g, true, &roster, &user(1), &full, &on("👍"), now)
-            .unwrap()
-            .unwrap();
+        let (plan, _) = plan_message(
+            g,
+            true,
+            &roster,
+            &user(1),
+            Authority::Member,
+            &full,
+            &on("👍"),
+            now,
+        )
+        .unwrap()
+        .unwrap();
         assert!(matches!(
             plan.change,
             Change::Reaction {
@@ -439,8 +588,110 @@ mod tests {
         ));
         let mut mine = target(1);
         mine.actor_reactions = MAX_REACTIONS_PER_PERSON;
-        let refused = plan_message(g, true, &roster, &user(1), &mine, &on("🎉"), now);
+        let refused = plan_message(
+            g,
+            true,
+            &roster,
+            &user(1),
+            Authority::Member,
+            &mine,
+            &on("🎉"),
+            now,
+        );
         assert!(matches!(refusal(refused), Refusal::TooManyReactions(_)));
+    }
+
+    #[test]
+    fn a_server_admin_member_deletes_any_message_and_the_operator_needs_no_membership() {
+        let roster = [member(1, Role::Member, 0), member(2, Role::Member, 20)];
+        let now = Utc::now();
+        let delete = MessageOp::Delete;
+        for kind in [ConversationKind::Group, ConversationKind::Direct] {
+            let admin = plan_message(
+                kind,
+                true,
+                &roster,
+                &user(2),
+                Authority::ServerAdmin,
+                &target(1),
+                &delete,
+                now,
+            );
+            let (plan, write) = admin.unwrap().unwrap();
+            assert_eq!(
+                plan.change,
+                Change::Deleted {
+                    message_id: MessageId(10)
+                }
+            );
+            assert_eq!(write, MessageWrite::Delete { id: MessageId(10) });
+            // The operator is in no roster, and still every member hears of it.
+            let operator = plan_message(
+                kind,
+                true,
+                &roster,
+                &user(9),
+                Authority::Operator,
+                &target(1),
+                &delete,
+                now,
+            );
+            let (plan, _) = operator.unwrap().unwrap();
+            assert_eq!(plan.recipients, vec![UserId(1), UserId(2)]);
+        }
+        let g = ConversationKind::Group;
+        // A server admin who is not a member gets the stranger's 404.
+        let stranger = plan_message(
+            g,
+            true,
+            &roster,
+            &user(9),
+            Authority::ServerAdmin,
+            &target(1),
+            &delete,
+            now,
+        );
+        assert!(matches!(stranger, Err(None)));
+        // Under joined history, neither a member's nor a server admin's reach goes back.
+        let hidden = plan_message(
+            g,
+            false,
+            &roster,
+            &user(2),
+            Authority::ServerAdmin,
+            &target(1),
+            &delete,
+            now,
+        );
+        assert!(matches!(hidden, Err(None)));
+        // The operator only deletes.
+        let edit = plan_message(
+            g,
+            true,
+            &roster,
+            &user(9),
+            Authority::Operator,
+            &target(1),
+            &edit("x", None),
+            now,
+        );
+        assert!(matches!(refusal(edit), Refusal::NotAllowed(_)));
+    }
+
+    #[test]
+    fn closing_a_conversation_removes_every_member_and_tells_them_all() {
+        let members = vec![user(1), user(2)];
+        let (plan, write) = plan_close(ConversationId(7), members.clone());
+        assert_eq!(plan.change, Change::Removed { users: members });
+        assert_eq!(plan.remove, vec![UserId(1), UserId(2)]);
+        assert_eq!(plan.recipients, vec![UserId(1), UserId(2)]);
+        assert_eq!(plan.member_count, 0);
+        assert_eq!(
+            write,
+            MessageWrite::Scrub {
+                conversation: ConversationId(7)
+            }
+        );
     }
 
     #[test]

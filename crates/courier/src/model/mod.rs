@@ -29,8 +29,8 @@ pub use group::{
 pub use ids::{ConversationId, MessageId, UserId};
 
 pub use lifecycle::{
-    Emoji, EmojiError, MAX_DISTINCT_REACTIONS, MAX_REACTIONS_PER_PERSON, MessageOp, MessageWrite,
-    Quote, Reaction, Target, plan_message,
+    Authority, Emoji, EmojiError, MAX_DISTINCT_REACTIONS, MAX_REACTIONS_PER_PERSON, MessageOp,
+    MessageWrite, Quote, Reaction, Target, plan_close, plan_message,
 };
 pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};

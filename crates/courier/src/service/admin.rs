@@ -11,7 +11,7 @@
 //! check, so a message they cannot see is 404, not 403). At most one open report per person
 //! and message (the store's unique index), and a per-person rate limit.
 
-use super::{Accounts, ServiceError, ServiceResult};
+use super::{Accounts, Messenger, ServiceError, ServiceResult};
 use crate::model::{ConversationId, MessageId, UserId, Username};
 use crate::store::{AdminUser, Report, Store, StoreError};
 use chrono::{TimeDelta, Utc};
@@ -71,6 +71,13 @@ pub enum AdminRequest {
     ResolveReport {
         id: i64,
     },
+    DeleteMessage {
+        conversation_id: i64,
+        message_id: i64,
+    },
+    DeleteConversation {
+        conversation_id: i64,
+    },
 }
 
 /// Who acts: an admin signed in to the web app, or the operator at the machine (the control
@@ -84,6 +91,7 @@ pub enum Actor {
 pub struct Admin {
     store: Arc<dyn Store>,
     accounts: Arc<Accounts>,
+    messenger: Arc<Messenger>,
     reports_per_person: DefaultKeyedRateLimiter<UserId>,
 }
 
@@ -91,11 +99,13 @@ impl Admin {
     pub fn new(
         store: Arc<dyn Store>,
         accounts: Arc<Accounts>,
+        messenger: Arc<Messenger>,
         reports_per_hour: NonZeroU32,
     ) -> Self {
         Self {
             store,
             accounts,
+            messenger,
             reports_per_person: DefaultKeyedRateLimiter::keyed(Quota::per_hour(reports_per_hour)),
         }
     }
@@ -269,6 +279,54 @@ impl Admin {
             .map_err(not_found("report"))
     }
 
+    /// Deletes a message. The operator may delete any message (acting, in the log, as the
+    /// oldest server admin); a signed-in admin only as a member may (`Messenger::delete_message`).
+    #[tracing::instrument(skip_all, fields(conversation = %conversation, message = %message))]
+    pub async fn delete_message(
+        &self,
+        actor: Actor,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> ServiceResult<()> {
+        match actor {
+            Actor::User(me) => {
+                self.messenger
+                    .delete_message(me, conversation, message)
+                    .await
+            }
+            Actor::Operator => {
+                let by = self.acting_admin(actor).await?;
+                self.messenger
+                    .delete_message_as_operator(by, conversation, message)
+                    .await?;
+                tracing::info!("message deleted by the operator");
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes a conversation (the operator only): see `Messenger::delete_conversation_as_operator`.
+    /// Answers how many members were removed.
+    #[tracing::instrument(skip_all, fields(conversation = %conversation))]
+    pub async fn delete_conversation(
+        &self,
+        actor: Actor,
+        conversation: ConversationId,
+    ) -> ServiceResult<usize> {
+        if actor != Actor::Operator {
+            return Err(ServiceError::Forbidden(
+                "Only the operator (courier admin) may delete a conversation",
+            ));
+        }
+        let by = self.acting_admin(actor).await?;
+        let removed = self
+            .messenger
+            .delete_conversation_as_operator(by, conversation)
+            .await?;
+        tracing::info!(removed, "conversation deleted by the operator");
+        Ok(removed)
+    }
+
     /// Runs one CLI command; the result is what the CLI prints (as JSON).
     pub async fn execute(&self, actor: Actor, request: AdminRequest) -> ServiceResult<Value> {
         use AdminRequest as R;
@@ -355,6 +413,21 @@ impl Admin {
             R::ResolveReport { id } => {
                 self.resolve_report(actor, id).await?;
                 json!({ "resolved": id })
+            }
+            R::DeleteMessage {
+                conversation_id,
+                message_id,
+            } => {
+                let (conversation, message) =
+                    (ConversationId(conversation_id), MessageId(message_id));
+                self.delete_message(actor, conversation, message).await?;
+                json!({ "conversationId": conversation_id, "deletedMessage": message_id })
+            }
+            R::DeleteConversation { conversation_id } => {
+                let removed = self
+                    .delete_conversation(actor, ConversationId(conversation_id))
+                    .await?;
+                json!({ "deletedConversation": conversation_id, "membersRemoved": removed })
             }
         })
     }

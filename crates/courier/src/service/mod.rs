@@ -33,9 +33,9 @@ pub use uploads::{BodyError, Download, UploadError, UploadSettings, Uploads};
 
 use crate::bus::Bus;
 use crate::model::{
-    ChangeRequest, ConversationId, ConversationView, Cursor, CursorError, Delivered, Emoji, Event,
-    EventKind, History, Member, Message, MessageContent, MessageId, MessageOp, Op, Quote, Refusal,
-    Role, Title, User, UserId, Username, UsernameError,
+    Authority, ChangeRequest, ConversationId, ConversationView, Cursor, CursorError, Delivered,
+    Emoji, Event, EventKind, History, Member, Message, MessageContent, MessageId, MessageOp, Op,
+    Quote, Refusal, Role, Title, User, UserId, Username, UsernameError,
 };
 use crate::store::{Changed, NewMessage, Store, StoreError};
 use std::sync::Arc;
@@ -462,15 +462,69 @@ impl Messenger {
         self.message(me, conversation, message).await
     }
 
-    /// Deletes a message (its author, or an admin of its group): it stays as a tombstone.
+    /// Deletes a message (its author, an admin of its group, or a server admin who is a
+    /// member): it stays as a tombstone.
     pub async fn delete_message(
         &self,
         me: UserId,
         conversation: ConversationId,
         message: MessageId,
     ) -> ServiceResult<()> {
-        self.message_op(me, conversation, message, MessageOp::Delete)
+        let server_admin = self
+            .store
+            .admin_user(me)
             .await
+            .map_err(ServiceError::from_store("user"))?
+            .is_admin;
+        let authority = if server_admin {
+            Authority::ServerAdmin
+        } else {
+            Authority::Member
+        };
+        let actor = self.user(me).await?;
+        self.message_change(actor, conversation, message, MessageOp::Delete, authority)
+            .await
+    }
+
+    /// The operator (`courier admin delete-message`) deletes any message, member or not;
+    /// `actor` is the server admin the log records. Same path as a member's delete: the
+    /// members' streams get `message-deleted`, the text leaves the index and the edit events.
+    pub async fn delete_message_as_operator(
+        &self,
+        actor: UserId,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> ServiceResult<()> {
+        let actor = self.user(actor).await?;
+        self.message_change(
+            actor,
+            conversation,
+            message,
+            MessageOp::Delete,
+            Authority::Operator,
+        )
+        .await
+    }
+
+    /// The operator deletes a whole conversation (see `model::plan_close`): every member is
+    /// removed by one log entry, so their apps drop it live, and every message is tombstoned.
+    /// Answers how many members were removed.
+    pub async fn delete_conversation_as_operator(
+        &self,
+        actor: UserId,
+        conversation: ConversationId,
+    ) -> ServiceResult<usize> {
+        let actor = self.user(actor).await?;
+        let changed = self
+            .change(
+                ChangeRequest::Close {
+                    actor,
+                    conversation,
+                },
+                "conversation",
+            )
+            .await?;
+        Ok(changed.map_or(0, |c| c.recipients.len()))
     }
 
     /// Adds (`on`) or takes back the caller's reaction; repeating either changes nothing.
@@ -532,12 +586,25 @@ impl Messenger {
         op: MessageOp,
     ) -> ServiceResult<()> {
         let actor = self.user(me).await?;
+        self.message_change(actor, conversation, message, op, Authority::Member)
+            .await
+    }
+
+    async fn message_change(
+        &self,
+        actor: User,
+        conversation: ConversationId,
+        message: MessageId,
+        op: MessageOp,
+        authority: Authority,
+    ) -> ServiceResult<()> {
         self.change(
             ChangeRequest::Message {
                 actor,
                 conversation,
                 message,
                 op,
+                authority,
             },
             "message",
         )

@@ -77,6 +77,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
     DB::Arguments: IntoArguments<DB>,
 {
     match write {
@@ -89,35 +90,24 @@ where
                 .await?;
             super::search::index_write::<DB>(conn, *id, Some(content)).await?;
         }
-        MessageWrite::Delete { id } => {
-            super::search::index_write::<DB>(conn, *id, None).await?;
-            sqlx::query::<DB>("UPDATE messages SET content = '', deleted_at = $2 WHERE id = $1")
-                .bind(id.0)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query::<DB>("DELETE FROM reactions WHERE message_id = $1")
-                .bind(id.0)
-                .execute(&mut *conn)
-                .await?;
-            // Its files go with it (the blobs themselves once no upload names them).
-            sqlx::query::<DB>(super::uploads::DETACH)
-                .bind(id.0)
-                .execute(&mut *conn)
-                .await?;
-            let scrubbed = serde_json::to_string(&Change::Edited {
-                message_id: *id,
-                content: None,
-            })
-            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            sqlx::query::<DB>(
-                "UPDATE conversation_events SET payload = $2
-                 WHERE message_id = $1 AND payload LIKE '{\"change\":\"edited\"%'",
+        MessageWrite::Delete { id } => tombstone::<DB>(conn, *id, now).await?,
+        MessageWrite::Scrub { conversation } => {
+            let live: Vec<(i64,)> = sqlx::query_as::<DB, (i64,)>(
+                "SELECT id FROM messages WHERE conversation_id = $1 AND deleted_at IS NULL",
             )
-            .bind(id.0)
-            .bind(scrubbed)
-            .execute(&mut *conn)
+            .bind(conversation.0)
+            .fetch_all(&mut *conn)
             .await?;
+            // One message at a time, inside the one transaction: an operator's rare command,
+            // so the plain path (index, reactions, files, edit events) is worth more than speed.
+            for (id,) in live {
+                tombstone::<DB>(conn, MessageId(id), now).await?;
+            }
+            // A direct pair may open a new conversation later.
+            sqlx::query::<DB>("UPDATE conversations SET direct_key = NULL WHERE id = $1")
+                .bind(conversation.0)
+                .execute(&mut *conn)
+                .await?;
         }
         MessageWrite::React {
             id,
@@ -167,6 +157,51 @@ where
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Tombstones one message: text gone (from the search index too), reactions gone, its files
+/// released, and its earlier edit events scrubbed.
+async fn tombstone<DB>(
+    conn: &mut DB::Connection,
+    id: MessageId,
+    now: i64,
+) -> Result<(), sqlx::Error>
+where
+    DB: super::search::Indexed,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    super::search::index_write::<DB>(conn, id, None).await?;
+    sqlx::query::<DB>("UPDATE messages SET content = '', deleted_at = $2 WHERE id = $1")
+        .bind(id.0)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query::<DB>("DELETE FROM reactions WHERE message_id = $1")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    // Its files go with it (the blobs themselves once no upload names them).
+    sqlx::query::<DB>(super::uploads::DETACH)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    let scrubbed = serde_json::to_string(&Change::Edited {
+        message_id: id,
+        content: None,
+    })
+    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query::<DB>(
+        "UPDATE conversation_events SET payload = $2
+         WHERE message_id = $1 AND payload LIKE '{\"change\":\"edited\"%'",
+    )
+    .bind(id.0)
+    .bind(scrubbed)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -359,9 +359,9 @@ pub mod shared {
         SPEND_FLOW,
     };
     use crate::model::{
-        ChangeRequest, ConversationEvent, ConversationId, ConversationKind, History, MessageId,
-        MessageOp, MessageWrite, Plan, Refusal, Role, RosterEntry, User, UserId, plan, plan_create,
-        plan_message,
+        Authority, ChangeRequest, ConversationEvent, ConversationId, ConversationKind, History,
+        MessageId, MessageOp, MessageWrite, Plan, Refusal, Role, RosterEntry, User, UserId, plan,
+        plan_close, plan_create, plan_message,
     };
     use crate::store::{PushTarget, StoreError};
     use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
@@ -654,11 +654,52 @@ pub mod shared {
                 actor,
                 conversation,
             } => decide_read::<DB>(conn, actor, *conversation).await,
+            ChangeRequest::Close {
+                actor,
+                conversation,
+            } => {
+                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
+                    "SELECT kind, history FROM conversations WHERE id = $1",
+                )
+                .bind(conversation.0)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some((_, history)) = found else {
+                    return Ok(Err(StoreError::NotFound));
+                };
+                let rows = sqlx::query::<DB>(
+                    "SELECT u.id, u.username, u.avatar_url
+                     FROM participants p JOIN users u ON u.id = p.user_id
+                     WHERE p.conversation_id = $1 ORDER BY u.id",
+                )
+                .bind(conversation.0)
+                .fetch_all(&mut *conn)
+                .await?;
+                let members = rows
+                    .iter()
+                    .map(|r| {
+                        Ok(User {
+                            id: UserId(r.int(0)?),
+                            username: r.text(1)?,
+                            avatar_url: r.opt_text(2)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let (plan, write) = plan_close(*conversation, members);
+                Ok(Ok(Some(Decided {
+                    conversation: *conversation,
+                    plan,
+                    actor,
+                    history: History::parse(&history).unwrap_or(History::Shared),
+                    write: Some(write),
+                })))
+            }
             ChangeRequest::Message {
                 actor,
                 conversation,
                 message,
                 op,
+                authority,
             } => {
                 let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
                     "SELECT kind, history FROM conversations WHERE id = $1",
@@ -670,7 +711,8 @@ pub mod shared {
                     return Ok(Err(StoreError::NotFound));
                 };
                 let roster = roster::<DB, _>(&mut *conn, *conversation).await?;
-                if !roster.iter().any(|m| m.user == actor.id) {
+                let operator = *authority == Authority::Operator;
+                if !operator && !roster.iter().any(|m| m.user == actor.id) {
                     return Ok(Err(StoreError::NotFound));
                 }
                 let emoji = match op {
@@ -694,6 +736,7 @@ pub mod shared {
                     history == History::Shared,
                     &roster,
                     actor,
+                    *authority,
                     &target,
                     op,
                     super::time(now),

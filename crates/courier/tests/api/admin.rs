@@ -374,3 +374,169 @@ async fn on_postgres_the_direct_cli_closes_streams_on_running_nodes_through_the_
     assert_eq!(app.auth_status(&bob).await, StatusCode::UNAUTHORIZED);
     assert_eq!(sign_in(&app, "bob").await.status(), StatusCode::FORBIDDEN);
 }
+
+impl TestApp {
+    /// The message ids `user`'s search for `q` finds (first page).
+    async fn search_ids(&self, user: &TestUser, q: &str) -> Vec<String> {
+        let page: Value = self
+            .get("/api/search", user)
+            .query(&[("q", q)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
+            .iter()
+            .map(|h| h["messageId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn delete_message_as(&self, user: &TestUser, conversation: &str, id: &str) -> StatusCode {
+        self.client
+            .delete(self.url(&format!("/api/conversations/{conversation}/messages/{id}")))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+fn sqlite_without_nats(c: &mut courier::config::ServeConfig) {
+    c.signup = SignupMode::Open;
+    if !on_postgres() {
+        c.nats_url = None;
+    }
+}
+
+/// `courier admin delete-message` is the operator's override: no membership needed. It goes the
+/// member's delete path: members' streams get `message-deleted`, search forgets the text, the
+/// history keeps a tombstone. A server admin on the web deletes any message only as a member.
+#[tokio::test]
+async fn the_cli_deletes_any_message_live_and_out_of_search_running_or_stopped() {
+    let mut app = spawn_app_with(sqlite_without_nats).await;
+    let dir = app.data_dir.path().to_owned();
+    let url = app.config.database_url.clone();
+    let url = url.as_deref();
+    let (root, alice, bob) = admin_and_people(&app).await;
+    let conversation = app.conversation_between(&alice, &bob).await;
+    let first = app.send_message(&bob, &conversation, "needle one").await;
+    let second = app.send_message(&bob, &conversation, "needle two").await;
+    let (first, second) = (
+        first["id"].as_str().unwrap().to_owned(),
+        second["id"].as_str().unwrap().to_owned(),
+    );
+    let mut stream = app.stream(&alice, None).await;
+
+    // The server admin is no member here: the web route answers as to a stranger.
+    assert_eq!(
+        app.delete_message_as(&root, &conversation, &first).await,
+        StatusCode::NOT_FOUND
+    );
+    // As a member of a direct conversation, they may delete the other person's message.
+    let theirs = app.conversation_between(&root, &bob).await;
+    let sent = app.send_message(&bob, &theirs, "to the admin").await;
+    let sent = sent["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete_message_as(&root, &theirs, sent).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete_message_as(&alice, &conversation, &first).await,
+        StatusCode::FORBIDDEN,
+        "an ordinary member still may not"
+    );
+
+    // Running: over the control socket.
+    let done = admin_cli(&dir, url, &["delete-message", &conversation, &first]).await;
+    assert_eq!(done["deletedMessage"].to_string(), first);
+    let deleted = stream.next_named("message-deleted").await;
+    assert_eq!(deleted.json()["messageId"], first.as_str(), "{:?}", deleted);
+    assert_eq!(app.search_ids(&alice, "needle").await, std::slice::from_ref(&second));
+
+    // Stopped: against the database.
+    app.stop().await;
+    admin_cli(&dir, url, &["delete-message", &conversation, &second]).await;
+    let app = app.restart().await;
+    assert!(app.search_ids(&alice, "needle").await.is_empty());
+    let page: Value = app
+        .messages(&alice, &conversation, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page = page.as_array().unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(page.len(), 2, "tombstones keep their places");
+    for m in page {
+        assert_eq!(m["content"], "", "{m}");
+        assert!(m["deletedAt"].is_string(), "{m}");
+    }
+}
+
+/// `courier admin delete-conversation`: one log entry removes every member, so their open
+/// apps drop it live; the messages are deleted and search forgets them; the pair may start
+/// afresh. Running and stopped.
+#[tokio::test]
+async fn the_cli_deletes_a_conversation_for_every_member_running_or_stopped() {
+    let mut app = spawn_app_with(sqlite_without_nats).await;
+    let dir = app.data_dir.path().to_owned();
+    let url = app.config.database_url.clone();
+    let url = url.as_deref();
+    let (root, alice, bob) = admin_and_people(&app).await;
+    let conversation = app.conversation_between(&alice, &bob).await;
+    app.send_message(&bob, &conversation, "haystack secret")
+        .await;
+    let kept = app.conversation_between(&alice, &root).await;
+    app.send_message(&alice, &kept, "haystack kept").await;
+    let mut alice_stream = app.stream(&alice, None).await;
+    let mut bob_stream = app.stream(&bob, None).await;
+
+    let done = admin_cli(&dir, url, &["delete-conversation", &conversation]).await;
+    assert_eq!(done["membersRemoved"], 2, "{done}");
+    for stream in [&mut alice_stream, &mut bob_stream] {
+        let removed = stream.next_named("member").await.json();
+        assert_eq!(removed["change"], "removed", "{removed}");
+        assert_eq!(removed["conversationId"], conversation.as_str());
+        assert_eq!(removed["users"].as_array().unwrap().len(), 2, "{removed}");
+    }
+    for user in [&alice, &bob] {
+        let status = app
+            .get(&format!("/api/conversations/{conversation}"), user)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.messages(user, &conversation, None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        app.search_ids(&alice, "haystack").await.len(),
+        1,
+        "only the kept one"
+    );
+    let again = app.conversation_between(&alice, &bob).await;
+    assert_ne!(again, conversation, "the pair starts a new conversation");
+
+    // Stopped.
+    app.stop().await;
+    let done = admin_cli(&dir, url, &["delete-conversation", &kept]).await;
+    assert_eq!(done["membersRemoved"], 2, "{done}");
+    let app = app.restart().await;
+    assert!(app.search_ids(&alice, "haystack").await.is_empty());
+    assert_eq!(
+        app.messages(&root, &kept, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let listed: Value = app.conversations(&alice, None).await.json().await.unwrap();
+    assert!(
+        !listed.to_string().contains(&format!("\"id\":\"{kept}\"")),
+        "{listed}"
+    );
+}

@@ -2,8 +2,8 @@
 
 use crate::support::StoreBackend;
 use courier::model::{
-    Change, ChangeRequest, ConversationId, Emoji, History, LogEntry, MessageContent, MessageId,
-    MessageOp, Op, Title, User, UserId, Username,
+    Authority, Change, ChangeRequest, ConversationId, Emoji, History, LogEntry, MessageContent,
+    MessageId, MessageOp, Op, Title, User, UserId, Username,
 };
 use courier::store::{Appended, NewCredential, NewMessage, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1145,6 +1145,7 @@ async fn message_op(
             conversation,
             message,
             op,
+            authority: Authority::Member,
         })
         .await
         .expect("message op")
@@ -1229,6 +1230,7 @@ async fn message_ops_write_one_entry_each_and_a_no_op_writes_nothing(backend: &S
             conversation: c,
             message: m,
             op: react("👍", true),
+            authority: Authority::Member,
         })
         .await
         .unwrap_err();
@@ -1240,6 +1242,7 @@ async fn message_ops_write_one_entry_each_and_a_no_op_writes_nothing(backend: &S
             conversation: other,
             message: m,
             op: edit("moved"),
+            authority: Authority::Member,
         })
         .await
         .unwrap_err();
