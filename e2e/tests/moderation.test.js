@@ -45,7 +45,13 @@ describe('moderation in the browser', { timeout: 180_000 }, () => {
     await server?.dispose();
   });
 
-  it('bob reports a message; the admin resolves it and disables its sender, who is signed out', async () => {
+  it('bob reports a message; the admin sees it live, resolves it and disables its sender, who is signed out', async () => {
+    // The admin has the moderation page open before the report: it must arrive live.
+    const admin = await signedIn('admin');
+    await admin.getByRole('link', { name: 'Moderation' }).click();
+    await admin.getByRole('heading', { name: 'Moderation' }).waitFor();
+    await admin.getByText('No open reports.').waitFor();
+    assert.equal(await admin.locator('.report-count').count(), 0, 'no count while nothing is open');
     const bob = await signedIn('bob');
     assert.equal(await bob.getByRole('link', { name: 'Moderation' }).count(), 0, 'no moderation link for non-admins');
     await rowFor(bob, 'carol').first().click();
@@ -63,14 +69,12 @@ describe('moderation in the browser', { timeout: 180_000 }, () => {
     assert.match(dialogs[1] ?? '', /Reported/, `dialogs: ${dialogs}`);
 
     const carol = await signedIn('carol');
-    const admin = await signedIn('admin');
-    await admin.getByRole('link', { name: 'Moderation' }).click();
-    await admin.getByRole('heading', { name: 'Moderation' }).waitFor();
     const report = admin.locator('.report-row').filter({ hasText: 'cheap pills here' });
     await report.waitFor();
     assert.match(await report.textContent(), /bob reported carol/);
     assert.match(await report.textContent(), /Reason: spam/);
     assert.match(await report.getByRole('link', { name: 'Open message' }).getAttribute('href'), /^\/c\/\d+\?message=\d+$/);
+    await admin.locator('.report-count').filter({ hasText: '1' }).waitFor();
 
     admin.on('dialog', (dialog) => dialog.accept().catch(() => {}));
     await admin.getByRole('button', { name: 'Disable carol' }).click();
@@ -81,6 +85,7 @@ describe('moderation in the browser', { timeout: 180_000 }, () => {
 
     await report.getByRole('button', { name: 'Resolve' }).click();
     await admin.getByText('No open reports.').waitFor();
+    await admin.locator('.report-count').waitFor({ state: 'detached' });
     await admin.getByRole('button', { name: 'Enable carol' }).click();
     await admin.locator('.person-row[data-username="carol"]').getByRole('button', { name: 'Disable carol' }).waitFor();
   });

@@ -82,7 +82,10 @@ function renderTopbar(path) {
           icon('devices'), h('span', { class: 'topbar-link-text', text: 'Sessions' })),
         session.isAdmin
           ? h('a', { href: '/moderation', class: 'topbar-link', title: 'Reports and people', 'aria-current': path === '/moderation' ? 'page' : null },
-            icon('shield'), h('span', { class: 'topbar-link-text', text: 'Moderation' }))
+            icon('shield'), h('span', { class: 'topbar-link-text', text: 'Moderation' }),
+            session.openReports
+              ? h('span', { class: 'badge report-count', 'aria-label': `${session.openReports} open reports`, text: String(session.openReports) })
+              : null)
           : null,
         h('a', { href: '/settings', class: 'topbar-link', title: 'Your account', 'aria-current': path === '/settings' ? 'page' : null },
           icon('settings'), h('span', { class: 'topbar-link-text', text: 'Settings' })),
@@ -193,12 +196,29 @@ function routeElsewhere(path) {
 // Only decides whether the top bar offers the moderation page; the server checks each request.
 function learnRole(user) {
   session.isAdmin = false;
+  session.openReports = 0;
   api.account().then((account) => {
     if (session.user !== user || !account.isAdmin) return;
     session.isAdmin = true;
     renderTopbar(location.pathname);
+    countReports();
   }).catch(() => {});
 }
+
+// The top bar's count of open reports: read on sign-in, again when one is filed (the stream's
+// `report` event), resolved (the moderation page says so) or the stream had a gap.
+function countReports() {
+  if (!session.isAdmin) return;
+  const user = session.user;
+  api.reports().then((reports) => {
+    if (session.user !== user) return;
+    session.openReports = reports.length;
+    renderTopbar(location.pathname);
+  }).catch(() => {});
+}
+stream.on('report', countReports);
+stream.on('reset', countReports);
+window.addEventListener('courier:reports-changed', countReports);
 
 function onSignedIn(user) {
   session.user = user;

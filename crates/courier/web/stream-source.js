@@ -2,7 +2,7 @@
 // without SharedWorker, in the tab that won the leader lock (stream.js). It only reports what
 // it sees through `post`, as plain structured-clonable objects:
 //   {type: 'event', kind: 'message' | 'reset' | 'change', id, data}
-//   {type: 'event', kind: 'typing' | 'presence', id: '', data}   ephemeral: never replayed
+//   {type: 'event', kind: 'typing' | 'presence' | 'delivered' | 'report', id: '', data}   ephemeral: never replayed
 //   {type: 'state', state}        idle | connecting | open | reconnecting
 //   {type: 'signedOut'}           the server ended this session; the stream is closed
 //   {type: 'unauthorized'}        the stream was refused and /api/auth_user says 401
@@ -50,6 +50,8 @@ export function createSource(post) {
     es.addEventListener('typing', (event) => relaySignal('typing', event));
     es.addEventListener('presence', (event) => relaySignal('presence', event));
     es.addEventListener('delivered', (event) => relaySignal('delivered', event));
+    // A new report, for server admins only (the list at /api/admin/reports is the record).
+    es.addEventListener('report', (event) => relaySignal('report', event));
     // This session was signed out (here, in another tab, on another device, or everywhere):
     // the server closes the stream right after this event. Don't reconnect.
     es.addEventListener('signed-out', () => {

@@ -19,6 +19,7 @@ const listeners = {
   typing: new Set(),
   presence: new Set(),
   delivered: new Set(),
+  report: new Set(),
   state: new Set(),
   unauthorized: new Set(),
   signedOut: new Set(),
@@ -87,7 +88,7 @@ function deliver(msg) {
     case 'event':
       // Signals (typing, presence, delivered) have no position: never deduped, never move
       // the cursor.
-      if (msg.kind === 'typing' || msg.kind === 'presence' || msg.kind === 'delivered') {
+      if (msg.kind === 'typing' || msg.kind === 'presence' || msg.kind === 'delivered' || msg.kind === 'report') {
         emit(msg.kind, msg.data);
         return;
       }

@@ -5,7 +5,7 @@
 use super::extract::{AppJson, AppPath, AppQuery, AuthUser, parse_id};
 use super::wire::time;
 use super::{ApiError, ApiState};
-use crate::model::{ConversationId, MessageId, UserId};
+use crate::model::{ConversationId, MessageId, ReportFiled, UserId};
 use crate::service::Actor;
 use crate::service::{AdminUser, Report};
 use axum::extract::State;
@@ -82,6 +82,22 @@ fn report_json(report: &Report) -> Value {
         "reason": report.reason,
         "createdAt": time(&report.created_at),
         "resolvedAt": report.resolved_at.as_ref().map(time),
+    })
+}
+
+/// A live `report` event: the same shape as a row of `/api/admin/reports`.
+pub(super) fn filed_json(report: &ReportFiled) -> Value {
+    json!({
+        "id": report.id.to_string(),
+        "reporter": report.reporter,
+        "conversationId": report.conversation_id.to_string(),
+        "messageId": report.message_id.to_string(),
+        "sender": report.sender_name,
+        "senderId": report.sender.to_string(),
+        "content": report.content,
+        "reason": report.reason,
+        "createdAt": time(&report.created_at),
+        "resolvedAt": null,
     })
 }
 

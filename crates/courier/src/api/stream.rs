@@ -130,6 +130,10 @@ fn encode(frame: Frame) -> Bytes {
                 crate::model::EventKind::Delivered(d) => {
                     ("delivered", serde_json::to_string(&DeliveredJson::new(d)))
                 }
+                crate::model::EventKind::Report(r) => (
+                    "report",
+                    serde_json::to_string(&super::admin::filed_json(r)),
+                ),
                 _ => return Bytes::new(),
             };
             let json = json.unwrap_or_default();

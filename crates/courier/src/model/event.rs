@@ -4,8 +4,8 @@
 //! which has no position and is never replayed.
 
 use super::{
-    ConversationEvent, ConversationId, Message, MessageId, PresenceChange, PresenceSync, Typing,
-    UserId,
+    ConversationEvent, ConversationId, Message, MessageId, PresenceChange, PresenceSync,
+    ReportFiled, Typing, UserId,
 };
 
 /// `prev` is the recipient's previous inbox position at commit time. A stream that has sent
@@ -32,6 +32,8 @@ pub enum EventKind {
     /// Ephemeral, for a sender's streams: their messages reached a device of someone. The
     /// state is in the store (Conversation JSON); this only makes it live.
     Delivered(Delivered),
+    /// Ephemeral, for the server admins' streams: a message was reported.
+    Report(ReportFiled),
 }
 
 /// Messages of the recipient up to `message_id` in `conversation_id` reached a device of `user_id`.
@@ -80,7 +82,8 @@ impl Event {
             | EventKind::Typing(_)
             | EventKind::Presence(_)
             | EventKind::PresenceSync(_)
-            | EventKind::Delivered(_) => None,
+            | EventKind::Delivered(_)
+            | EventKind::Report(_) => None,
         }
     }
 

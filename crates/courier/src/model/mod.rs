@@ -36,7 +36,7 @@ pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};
 pub use search::{QueryError, SearchQuery, Segment, index_text, snippet};
 pub use session::Session;
-pub use signal::{PresenceChange, PresenceState, PresenceSync, Typing};
+pub use signal::{PresenceChange, PresenceState, PresenceSync, ReportFiled, Typing};
 pub use text::TextError;
 pub use username::{Username, UsernameError};
 

@@ -74,3 +74,19 @@ pub enum PresenceSync {
         away: bool,
     },
 }
+
+/// A message was reported: for the server admins' open streams, so the moderation page and
+/// its count update live. The report itself is in the store (`/api/admin/reports`); this only
+/// makes it live (see `service::admin`). It carries what the report list shows, no more.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportFiled {
+    pub id: i64,
+    pub reporter: String,
+    pub conversation_id: ConversationId,
+    pub message_id: super::MessageId,
+    pub sender: UserId,
+    pub sender_name: String,
+    pub content: String,
+    pub reason: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}

@@ -334,7 +334,10 @@ impl UserStream {
         let Some(position) = event.position() else {
             if matches!(
                 event.kind,
-                EventKind::Typing(_) | EventKind::Presence(_) | EventKind::Delivered(_)
+                EventKind::Typing(_)
+                    | EventKind::Presence(_)
+                    | EventKind::Delivered(_)
+                    | EventKind::Report(_)
             ) {
                 self.pending.push_back(Frame::Signal { event });
             }

@@ -10,9 +10,20 @@
 //! Reports: anyone may report a message they can see (visibility is the store's `message`
 //! check, so a message they cannot see is 404, not 403). At most one open report per person
 //! and message (the store's unique index), and a per-person rate limit.
+//!
+//! A new report reaches the server admins' open streams as `event: report`, an *ephemeral*
+//! signal like typing, not a log entry. The reports table is already the durable record, and
+//! `/api/admin/reports` is how an admin who was offline (or whose stream broke) catches up:
+//! the moderation page reads it on open and on every stream `reset`. The log, by contrast, is
+//! ordered and filtered per conversation membership; a report belongs to no admin's
+//! conversations, and putting it there would give every replay a kind of entry whose
+//! visibility follows a server role instead of membership. The event carries exactly what a
+//! row of the list carries (the reported message's text, nothing else of its conversation).
 
 use super::{Accounts, Messenger, ServiceError, ServiceResult};
-use crate::model::{ConversationId, MessageId, UserId, Username};
+use crate::model::{
+    ConversationId, Event, EventKind, Message, MessageId, ReportFiled, UserId, Username,
+};
 use crate::store::{AdminUser, Report, Store, StoreError};
 use chrono::{TimeDelta, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -241,7 +252,8 @@ impl Admin {
                 message: format!("at most {MAX_REASON_CHARS} characters"),
             });
         }
-        self.store
+        let reported = self
+            .store
             .message(reporter, conversation, message)
             .await
             .map_err(not_found("message"))?;
@@ -263,7 +275,45 @@ impl Admin {
         };
         self.reports_per_person.retain_recent();
         tracing::info!(report = id, "message reported");
+        self.tell_admins(id, reporter, &reported, reason).await;
         Ok(id)
+    }
+
+    /// Rings the server admins' open streams with the new report (an ephemeral `report`
+    /// event). Best effort: the report is already stored, and the list is the record.
+    async fn tell_admins(&self, id: i64, reporter: UserId, message: &Message, reason: &str) {
+        let found = async {
+            let admins = self.store.admin_users(None, u32::MAX).await?;
+            let reporter = self.store.user(reporter).await?;
+            let sender = self.store.user(message.sender_id).await?;
+            Ok::<_, StoreError>((admins, reporter, sender))
+        };
+        let (admins, reporter, sender) = match found.await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "report not announced to the admins");
+                return;
+            }
+        };
+        let to = admins
+            .iter()
+            .filter(|u| u.is_admin && !u.deleted && u.disabled_at.is_none())
+            .map(|u| u.id);
+        let filed = ReportFiled {
+            id,
+            reporter: reporter.username,
+            conversation_id: message.conversation_id,
+            message_id: message.id,
+            sender: sender.id,
+            sender_name: sender.username,
+            content: message.content.clone(),
+            reason: reason.to_owned(),
+            created_at: Utc::now(),
+        };
+        let event = Arc::new(Event::signal(EventKind::Report(filed), to));
+        if let Err(e) = self.messenger.bus.publish(event).await {
+            tracing::warn!(error = %e, "report not announced to the admins");
+        }
     }
 
     pub async fn reports(&self, actor: Actor, all: bool) -> ServiceResult<Vec<Report>> {

@@ -456,7 +456,10 @@ async fn the_cli_deletes_any_message_live_and_out_of_search_running_or_stopped()
     assert_eq!(done["deletedMessage"].to_string(), first);
     let deleted = stream.next_named("message-deleted").await;
     assert_eq!(deleted.json()["messageId"], first.as_str(), "{:?}", deleted);
-    assert_eq!(app.search_ids(&alice, "needle").await, std::slice::from_ref(&second));
+    assert_eq!(
+        app.search_ids(&alice, "needle").await,
+        std::slice::from_ref(&second)
+    );
 
     // Stopped: against the database.
     app.stop().await;
@@ -539,4 +542,41 @@ async fn the_cli_deletes_a_conversation_for_every_member_running_or_stopped() {
         !listed.to_string().contains(&format!("\"id\":\"{kept}\"")),
         "{listed}"
     );
+}
+
+/// A report reaches every server admin's open stream at once, as an ephemeral `report` event
+/// with what the report list shows; nobody else's stream hears of it.
+#[tokio::test]
+async fn a_report_reaches_the_admins_streams_live_and_no_one_elses() {
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
+    let (root, alice, bob) = admin_and_people(&app).await;
+    let conversation = app.conversation_between(&alice, &bob).await;
+    let sent = app.send_message(&bob, &conversation, "buy my stuff").await;
+    let message = sent["id"].as_str().unwrap();
+    let mut admin_stream = app.stream(&root, None).await;
+    let mut bob_stream = app.stream(&bob, None).await;
+
+    assert_eq!(
+        report(&app, &alice, &conversation, message).await,
+        StatusCode::CREATED
+    );
+    let event = admin_stream.next_named("report").await;
+    assert!(event.id.is_none(), "ephemeral: no id, never replayed");
+    let filed = event.json();
+    assert_eq!(filed["reporter"], "alice");
+    assert_eq!(filed["sender"], "bob");
+    assert_eq!(filed["content"], "buy my stuff");
+    assert_eq!(filed["reason"], "spam");
+    assert_eq!(filed["messageId"], message);
+    let listed: Value = app.get_json("/api/admin/reports", &root).await;
+    assert_eq!(listed[0]["id"], filed["id"], "the list has the same report");
+    loop {
+        match bob_stream
+            .next_event(std::time::Duration::from_millis(500))
+            .await
+        {
+            None => break,
+            Some(e) => assert_ne!(e.event.as_deref(), Some("report"), "{e:?}"),
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import { api } from '../api.js';
+import * as stream from '../stream.js';
 import { h } from '../dom.js';
 import { fullTime } from '../format.js';
 import { setPageTitle } from '../title.js';
@@ -44,7 +45,10 @@ export function mountModeration(root) {
       h('a', { class: 'button button-secondary button-small', href: `/c/${encodeURIComponent(r.conversationId)}?message=${encodeURIComponent(r.messageId)}`, text: 'Open message' }),
       h('button', {
         type: 'button', class: 'button button-secondary button-small', text: 'Resolve',
-        onclick: () => api.resolveReport(r.id).then(loadReports).catch(fail),
+        onclick: () => api.resolveReport(r.id).then(() => {
+          loadReports();
+          window.dispatchEvent(new CustomEvent('courier:reports-changed'));
+        }).catch(fail),
       }));
   }
 
@@ -79,7 +83,10 @@ export function mountModeration(root) {
 
   let timer = 0;
   search.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(loadPeople, 200); });
+  // A report filed now arrives on the stream; after a gap the list is read again.
+  const offReport = stream.on('report', loadReports);
+  const offReset = stream.on('reset', loadReports);
   loadReports();
   loadPeople();
-  return () => { alive = false; clearTimeout(timer); };
+  return () => { alive = false; clearTimeout(timer); offReport(); offReset(); };
 }
