@@ -1,100 +1,42 @@
-//! `AdminStore` for `PgStore`; twin of `sqlite/admin.rs`.
+//! `AdminStore` for `PgStore`: the SQL is `store::admin::shared`; this maps its errors.
 
-use super::{PgStore, classify, time};
+use super::{PgStore, classify};
 use crate::model::{ConversationId, MessageId, UserId};
+use crate::store::admin::shared;
 use crate::store::{AdminStore, AdminUser, ExportRows, Report, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
-const USER_COLUMNS: &str =
-    "id, username, created_at, is_admin, deleted_at IS NOT NULL, disabled_at";
+type Db = sqlx::Postgres;
 
-fn user_at(row: &PgRow) -> Result<AdminUser, sqlx::Error> {
-    Ok(AdminUser {
-        id: UserId(row.try_get(0)?),
-        username: row.try_get(1)?,
-        created_at: time(row.try_get(2)?),
-        is_admin: row.try_get(3)?,
-        deleted: row.try_get(4)?,
-        disabled_at: row.try_get::<Option<i64>, _>(5)?.map(time),
-    })
-}
-
-fn report_at(row: &PgRow) -> Result<Report, sqlx::Error> {
-    Ok(Report {
-        id: row.try_get(0)?,
-        reporter: UserId(row.try_get(1)?),
-        reporter_name: row.try_get(2)?,
-        conversation: ConversationId(row.try_get(3)?),
-        message: MessageId(row.try_get(4)?),
-        sender: UserId(row.try_get(5)?),
-        sender_name: row.try_get(6)?,
-        content: row.try_get(7)?,
-        reason: row.try_get(8)?,
-        created_at: time(row.try_get(9)?),
-        resolved_by: row.try_get::<Option<i64>, _>(10)?.map(UserId),
-        resolved_at: row.try_get::<Option<i64>, _>(11)?.map(time),
-    })
-}
-
-fn changed(rows: u64) -> StoreResult<()> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
+fn changed(rows: Result<u64, sqlx::Error>) -> StoreResult<()> {
+    match rows.map_err(classify)? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
     }
 }
 
 #[async_trait]
 impl AdminStore for PgStore {
     async fn admin_users(&self, search: Option<&str>, limit: u32) -> StoreResult<Vec<AdminUser>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users
-             WHERE $1::TEXT IS NULL OR strpos(lower(username), lower($1)) > 0
-             ORDER BY lower(username) LIMIT $2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(search.filter(|s| !s.is_empty()))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        shared::admin_users::<Db>(&self.pool, search, limit)
             .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(user_at)
-            .collect::<Result<_, _>>()
             .map_err(classify)
     }
 
     async fn admin_user(&self, user: UserId) -> StoreResult<AdminUser> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(user.0)
-            .fetch_one(&self.pool)
+        shared::admin_user::<Db>(&self.pool, user)
             .await
-            .map_err(classify)?;
-        user_at(&row).map_err(classify)
+            .map_err(classify)
     }
 
     async fn set_disabled(&self, user: UserId, at: Option<DateTime<Utc>>) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
-            .bind(at.map(|t| t.timestamp_millis()))
-            .bind(user.0)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        changed(done.rows_affected())
+        let at = at.map(|t| t.timestamp_millis());
+        changed(shared::set_disabled::<Db>(&self.pool, user, at).await)
     }
 
     async fn set_admin(&self, user: UserId, admin: bool) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
-            .bind(admin)
-            .bind(user.0)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        changed(done.rows_affected())
+        changed(shared::set_admin::<Db>(&self.pool, user, admin).await)
     }
 
     async fn create_report(
@@ -105,89 +47,28 @@ impl AdminStore for PgStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO reports (reporter_id, conversation_id, message_id, reason, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(reporter.0)
-        .bind(conversation.0)
-        .bind(message.0)
-        .bind(reason)
-        .bind(now.timestamp_millis())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| match e.as_database_error() {
-            Some(db) if db.is_unique_violation() => StoreError::Conflict("report"),
-            _ => classify(e),
-        })
+        let now = now.timestamp_millis();
+        shared::create_report::<Db>(&self.pool, reporter, conversation, message, reason, now)
+            .await
+            .map_err(|e| match e.as_database_error() {
+                Some(db) if db.is_unique_violation() => StoreError::Conflict("report"),
+                _ => classify(e),
+            })
     }
 
     async fn reports(&self, open_only: bool, limit: u32) -> StoreResult<Vec<Report>> {
-        let rows = sqlx::query(
-            "SELECT r.id, r.reporter_id, ru.username, r.conversation_id, r.message_id,
-                    m.sender_id, su.username, m.content, r.reason, r.created_at,
-                    r.resolved_by, r.resolved_at
-             FROM reports r
-             JOIN users ru ON ru.id = r.reporter_id
-             JOIN messages m ON m.id = r.message_id
-             JOIN users su ON su.id = m.sender_id
-             WHERE NOT $1 OR r.resolved_at IS NULL
-             ORDER BY r.id DESC LIMIT $2",
-        )
-        .bind(open_only)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(report_at)
-            .collect::<Result<_, _>>()
+        shared::reports::<Db>(&self.pool, open_only, limit)
+            .await
             .map_err(classify)
     }
 
     async fn export_rows(&self, user: UserId) -> StoreResult<ExportRows> {
-        let memberships = sqlx::query_as(
-            "SELECT p.conversation_id, c.kind, c.title, p.role
-             FROM participants p JOIN conversations c ON c.id = p.conversation_id
-             WHERE p.user_id = $1 ORDER BY p.conversation_id",
-        )
-        .bind(user.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        let messages = sqlx::query_as(
-            "SELECT conversation_id, id, content, created_at, edited_at, deleted_at
-             FROM messages WHERE sender_id = $1 ORDER BY id",
-        )
-        .bind(user.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        let reactions = sqlx::query_as(
-            "SELECT message_id, emoji, created_at FROM reactions WHERE user_id = $1
-             ORDER BY created_at, message_id",
-        )
-        .bind(user.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(ExportRows {
-            memberships,
-            messages,
-            reactions,
-        })
+        shared::export_rows::<Db>(&self.pool, user)
+            .await
+            .map_err(classify)
     }
 
     async fn resolve_report(&self, id: i64, by: UserId, now: DateTime<Utc>) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE reports SET resolved_by = $1, resolved_at = $2 WHERE id = $3 AND resolved_at IS NULL",
-        )
-        .bind(by.0)
-        .bind(now.timestamp_millis())
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        changed(done.rows_affected())
+        changed(shared::resolve_report::<Db>(&self.pool, id, by, now.timestamp_millis()).await)
     }
 }
