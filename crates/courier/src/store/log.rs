@@ -139,24 +139,26 @@ where
     })
 }
 
-/// Where the other members of `$1` (not `$2`) have read to, newest first, at most `$3`: only
-/// those who share read receipts, and nothing unless `$2` shares theirs.
+/// Where the other members of `$1` (not `$2`) have read to, newest first, at most
+/// `READ_POSITIONS_MAX` (20): only those who share read receipts, and nothing unless `$2`
+/// shares theirs. The limit is written into the SQL, not bound: SQLite re-prepares a statement
+/// on every execution once a bound value can shape its plan, and a bound `LIMIT` does.
 pub const READ_POSITIONS: &str = "
     SELECT o.user_id, o.last_read_message_id
     FROM participants o JOIN users ou ON ou.id = o.user_id
     WHERE o.conversation_id = $1 AND o.user_id <> $2 AND ou.read_receipts <> 0
       AND (SELECT me.read_receipts FROM users me WHERE me.id = $2) <> 0
-    ORDER BY o.last_read_message_id DESC, o.user_id LIMIT $3";
+    ORDER BY o.last_read_message_id DESC, o.user_id LIMIT 20";
 
 /// How far each other member of `$1` (not `$2`) has the conversation on a device (delivered,
-/// or read), at most `$3`.
+/// or read), at most `READ_POSITIONS_MAX` (20; written in, as above).
 pub const DELIVERED_POSITIONS: &str = "
     SELECT o.user_id,
            CASE WHEN ou.delivered_position > o.last_read_message_id
                 THEN ou.delivered_position ELSE o.last_read_message_id END
     FROM participants o JOIN users ou ON ou.id = o.user_id
     WHERE o.conversation_id = $1 AND o.user_id <> $2
-    ORDER BY o.user_id LIMIT $3";
+    ORDER BY o.user_id LIMIT 20";
 
 /// `$2`'s read marker in `$1`, the conversation's newest message (0 if none), and whether
 /// `$2` shares read receipts.
@@ -861,5 +863,17 @@ pub mod shared {
         .execute(db)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn the_written_in_limits_are_read_positions_max() {
+        let limit = format!("LIMIT {}", crate::model::READ_POSITIONS_MAX);
+        assert!(READ_POSITIONS.trim_end().ends_with(&limit));
+        assert!(DELIVERED_POSITIONS.trim_end().ends_with(&limit));
     }
 }

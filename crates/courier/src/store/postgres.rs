@@ -354,7 +354,6 @@ impl Store for PgStore {
             let positions: Vec<(i64, i64)> = sqlx::query_as(log::READ_POSITIONS)
                 .bind(id.0)
                 .bind(viewer.0)
-                .bind(READ_POSITIONS_MAX)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(classify)?;
@@ -367,7 +366,6 @@ impl Store for PgStore {
             let delivered: Vec<(i64, i64)> = sqlx::query_as(log::DELIVERED_POSITIONS)
                 .bind(id.0)
                 .bind(viewer.0)
-                .bind(READ_POSITIONS_MAX)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(classify)?;

@@ -407,7 +407,6 @@ impl Store for SqliteStore {
             let positions: Vec<(i64, i64)> = sqlx::query_as(log::READ_POSITIONS)
                 .bind(id.0)
                 .bind(viewer.0)
-                .bind(READ_POSITIONS_MAX)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(classify)?;
@@ -420,7 +419,6 @@ impl Store for SqliteStore {
             let delivered: Vec<(i64, i64)> = sqlx::query_as(log::DELIVERED_POSITIONS)
                 .bind(id.0)
                 .bind(viewer.0)
-                .bind(READ_POSITIONS_MAX)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(classify)?;
