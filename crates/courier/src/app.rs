@@ -374,6 +374,7 @@ fn open_uploads(config: &ServeConfig, store: Arc<dyn Store>) -> anyhow::Result<U
             quota_bytes: config.upload_quota_bytes,
             grace: config.upload_grace,
             sweep_every: config.upload_sweep_every,
+            max_avatar_bytes: config.max_avatar_bytes,
         },
     ))
 }

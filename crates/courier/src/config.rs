@@ -294,6 +294,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MAX_UPLOAD_BYTES", default_value_t = 25 * 1000 * 1000)]
     pub max_upload_bytes: u64,
 
+    /// Largest profile picture upload, in bytes (`PUT /api/account/avatar`; 413 past it). The
+    /// picture is stored cropped square, 256 pixels on a side.
+    #[arg(long, env = "COURIER_MAX_AVATAR_BYTES", default_value_t = 5 * 1000 * 1000)]
+    pub max_avatar_bytes: u64,
+
     /// Most bytes of files one person may keep stored (their uploads, sent or not); 0 for no
     /// limit. An upload past it gets 413.
     #[arg(long, env = "COURIER_UPLOAD_QUOTA_BYTES", default_value_t = 1000 * 1000 * 1000)]
@@ -677,6 +682,7 @@ impl fmt::Debug for ServeConfig {
             .field("edit_window", &self.edit_window)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_avatar_bytes", &self.max_avatar_bytes)
             .field("upload_quota_bytes", &self.upload_quota_bytes)
             .field("upload_grace", &self.upload_grace)
             .field("upload_sweep_every", &self.upload_sweep_every)

@@ -137,6 +137,10 @@ async fn delete_account(
             ip,
         )
         .await?;
+    state
+        .messenger
+        .account_deleted(me.id, body.remove_messages)
+        .await?;
     Ok((
         StatusCode::NO_CONTENT,
         session_cookies(&state, &headers, None),

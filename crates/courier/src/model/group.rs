@@ -178,6 +178,14 @@ pub enum Change {
         added: bool,
         count: i64,
     },
+    /// The actor's profile as it became (one entry per conversation of theirs, so every
+    /// member's stream gets it, and replays it after a reconnect).
+    Profile {
+        display_name: Option<String>,
+        avatar_url: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        deleted: bool,
+    },
 }
 
 impl Change {
@@ -189,6 +197,7 @@ impl Change {
             Self::Deleted { .. } => "message-deleted",
             Self::Reaction { .. } => "reaction",
             Self::Read { .. } => "read",
+            Self::Profile { .. } => "profile",
             _ => "member",
         }
     }
@@ -258,6 +267,12 @@ pub enum ChangeRequest {
         conversation: ConversationId,
         message: MessageId,
         op: super::MessageOp,
+    },
+    /// Tell the members that the actor's profile is now `actor`'s (they need not be a member
+    /// any more: a deleted account tells the groups it left).
+    Profile {
+        actor: User,
+        conversation: ConversationId,
     },
 }
 
@@ -470,7 +485,7 @@ mod tests {
         User {
             id: UserId(id),
             username: format!("u{id}"),
-            avatar_url: None,
+            ..User::default()
         }
     }
 

@@ -354,7 +354,11 @@ impl Accounts {
             return self
                 .open_session(
                     User {
-                        avatar_url: avatar_url.map(str::to_owned),
+                        // An uploaded picture stays in front of the provider's.
+                        avatar_url: match user.avatar_url {
+                            Some(own) if own.starts_with("/api/avatars/") => Some(own),
+                            _ => avatar_url.map(str::to_owned),
+                        },
                         ..user
                     },
                     device,

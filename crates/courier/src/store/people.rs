@@ -3,7 +3,7 @@
 //! twins live in `sqlite/people.rs` and `postgres/people.rs`.
 
 use super::StoreResult;
-use crate::model::UserId;
+use crate::model::{ConversationId, MessageId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -103,4 +103,148 @@ pub trait PeopleStore: Send + Sync {
         remove_content: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+
+    /// Sets or clears (`None`: show the username) the display name.
+    async fn set_display_name(&self, user: UserId, name: Option<&str>) -> StoreResult<()>;
+    /// Sets or clears the uploaded picture's URL (`None`: the provider's, or generated).
+    async fn set_picture(&self, user: UserId, url: Option<&str>) -> StoreResult<()>;
+    /// Every conversation the user was ever a member of, with whom a profile change is shared.
+    async fn conversations_of(&self, user: UserId) -> StoreResult<Vec<ConversationId>>;
+    /// Whether some account's current picture is at `url`.
+    async fn picture_in_use(&self, url: &str) -> StoreResult<bool>;
+    /// The user's messages that are not deleted yet, by conversation.
+    async fn live_messages_of(&self, user: UserId)
+    -> StoreResult<Vec<(ConversationId, MessageId)>>;
+}
+
+/// The bodies both twins share, written once over sqlx's `Database`.
+pub mod shared {
+    use crate::model::{ConversationId, MessageId, UserId};
+    use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+
+    /// `UPDATE users SET <column> = $1` for a live account.
+    async fn set_text<DB>(
+        pool: &sqlx::Pool<DB>,
+        sql: &'static str,
+        user: UserId,
+        value: Option<&str>,
+    ) -> Result<(), sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        sqlx::query::<DB>(sql)
+            .bind(value.map(str::to_owned))
+            .bind(user.0)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_display_name<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+        name: Option<&str>,
+    ) -> Result<(), sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        set_text(
+            pool,
+            "UPDATE users SET display_name = $1 WHERE id = $2 AND deleted_at IS NULL",
+            user,
+            name,
+        )
+        .await
+    }
+
+    pub async fn set_picture<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+        url: Option<&str>,
+    ) -> Result<(), sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        set_text(
+            pool,
+            "UPDATE users SET picture = $1 WHERE id = $2 AND deleted_at IS NULL",
+            user,
+            url,
+        )
+        .await
+    }
+
+    pub async fn conversations_of<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+    ) -> Result<Vec<ConversationId>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let rows: Vec<(i64,)> = sqlx::query_as::<DB, (i64,)>(
+            "SELECT DISTINCT conversation_id FROM member_spans WHERE user_id = $1
+             ORDER BY conversation_id",
+        )
+        .bind(user.0)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| ConversationId(id)).collect())
+    }
+
+    pub async fn picture_in_use<DB>(pool: &sqlx::Pool<DB>, url: &str) -> Result<bool, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let found: Option<(i64,)> = sqlx::query_as::<DB, (i64,)>(
+            "SELECT id FROM users WHERE picture = $1 AND deleted_at IS NULL LIMIT 1",
+        )
+        .bind(url.to_owned())
+        .fetch_optional(pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    pub async fn live_messages_of<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+    ) -> Result<Vec<(ConversationId, MessageId)>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> (i64, i64): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let rows: Vec<(i64, i64)> = sqlx::query_as::<DB, (i64, i64)>(
+            "SELECT conversation_id, id FROM messages WHERE sender_id = $1 AND deleted_at IS NULL
+             ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(c, m)| (ConversationId(c), MessageId(m)))
+            .collect())
+    }
 }

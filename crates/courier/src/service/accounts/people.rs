@@ -508,8 +508,10 @@ impl Accounts {
                 }
             }
         }
+        // The messages go afterwards, one ordinary delete each (`Messenger::account_deleted`),
+        // so open apps hear of them and search forgets them.
         self.store
-            .delete_account(user, remove_content, Utc::now())
+            .delete_account(user, false, Utc::now())
             .await
             .map_err(ServiceError::from_store("user"))?;
         self.sign_out(user, None).await?;

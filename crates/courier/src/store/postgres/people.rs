@@ -1,7 +1,7 @@
 //! `PeopleStore` for `PgStore`; twin of `sqlite/people.rs`.
 
 use super::{PgStore, classify, now_ms, time};
-use crate::model::UserId;
+use crate::model::{ConversationId, MessageId, UserId};
 use crate::store::{AccountFlags, Invite, PeopleStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -243,7 +243,8 @@ impl PeopleStore for PgStore {
         let now = now.timestamp_millis();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let marked = sqlx::query(
-            "UPDATE users SET deleted_at = $1, is_admin = FALSE, avatar_url = NULL, email = NULL
+            "UPDATE users SET deleted_at = $1, is_admin = FALSE, avatar_url = NULL, picture = NULL,
+                 display_name = NULL, email = NULL
              WHERE id = $2 AND deleted_at IS NULL",
         )
         .bind(now)
@@ -279,5 +280,40 @@ impl PeopleStore for PgStore {
         }
         tx.commit().await.map_err(classify)?;
         Ok(())
+    }
+
+    async fn set_display_name(&self, user: UserId, name: Option<&str>) -> StoreResult<()> {
+        crate::store::people::shared::set_display_name(&self.pool, user, name)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_picture(&self, user: UserId, url: Option<&str>) -> StoreResult<()> {
+        crate::store::people::shared::set_picture(&self.pool, user, url)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn conversations_of(&self, user: UserId) -> StoreResult<Vec<ConversationId>> {
+        crate::store::people::shared::conversations_of(&self.pool, user)
+            .await
+            .map_err(classify)
+    }
+
+    async fn picture_in_use(&self, url: &str) -> StoreResult<bool> {
+        crate::store::people::shared::picture_in_use(&self.pool, url)
+            .await
+            .map_err(classify)
+    }
+
+    async fn live_messages_of(
+        &self,
+        user: UserId,
+    ) -> StoreResult<Vec<(ConversationId, MessageId)>> {
+        crate::store::people::shared::live_messages_of(&self.pool, user)
+            .await
+            .map_err(classify)
     }
 }

@@ -1,7 +1,7 @@
 //! `PeopleStore` for `SqliteStore`; twin of `postgres/people.rs`.
 
 use super::{SqliteStore, classify, now_ms, time};
-use crate::model::UserId;
+use crate::model::{ConversationId, MessageId, UserId};
 use crate::store::{AccountFlags, Invite, PeopleStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -250,7 +250,8 @@ impl PeopleStore for SqliteStore {
             .await
             .map_err(classify)?;
         let marked = sqlx::query(
-            "UPDATE users SET deleted_at = ?1, is_admin = 0, avatar_url = NULL, email = NULL
+            "UPDATE users SET deleted_at = ?1, is_admin = 0, avatar_url = NULL, picture = NULL,
+                 display_name = NULL, email = NULL
              WHERE id = ?2 AND deleted_at IS NULL",
         )
         .bind(now)
@@ -288,5 +289,43 @@ impl PeopleStore for SqliteStore {
         // Cached member lists show avatars.
         self.members.invalidate(None);
         Ok(())
+    }
+
+    async fn set_display_name(&self, user: UserId, name: Option<&str>) -> StoreResult<()> {
+        crate::store::people::shared::set_display_name(&self.pool, user, name)
+            .await
+            .map_err(classify)?;
+        // Cached member lists show names.
+        self.members.invalidate(None);
+        Ok(())
+    }
+
+    async fn set_picture(&self, user: UserId, url: Option<&str>) -> StoreResult<()> {
+        crate::store::people::shared::set_picture(&self.pool, user, url)
+            .await
+            .map_err(classify)?;
+        self.members.invalidate(None);
+        Ok(())
+    }
+
+    async fn conversations_of(&self, user: UserId) -> StoreResult<Vec<ConversationId>> {
+        crate::store::people::shared::conversations_of(&self.pool, user)
+            .await
+            .map_err(classify)
+    }
+
+    async fn picture_in_use(&self, url: &str) -> StoreResult<bool> {
+        crate::store::people::shared::picture_in_use(&self.pool, url)
+            .await
+            .map_err(classify)
+    }
+
+    async fn live_messages_of(
+        &self,
+        user: UserId,
+    ) -> StoreResult<Vec<(ConversationId, MessageId)>> {
+        crate::store::people::shared::live_messages_of(&self.pool, user)
+            .await
+            .map_err(classify)
     }
 }
