@@ -460,8 +460,9 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_INVITE_MAX_USES", default_value_t = 100)]
     pub invite_max_uses: u32,
 
-    /// How long a one-time password link (admin reset) stays usable.
-    #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = humantime::parse_duration)]
+    /// How long a one-time password link (admin reset, "forgot password" mail) stays usable: at
+    /// most 1h, so a link lying in a mailbox soon stops being a key (a longer one stops start-up).
+    #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = at_most_an_hour)]
     pub password_link_lifetime: Duration,
 
     /// SMTP server for "forgot password" mail: `smtp://host:port` (plain, e.g. a local relay),
@@ -625,6 +626,15 @@ pub struct ServeConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// A duration of at most one hour (and more than zero).
+fn at_most_an_hour(raw: &str) -> Result<Duration, String> {
+    let lifetime = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+    if lifetime.is_zero() || lifetime > Duration::from_secs(3600) {
+        return Err("a password link must expire within an hour (0 < lifetime <= 1h)".into());
+    }
+    Ok(lifetime)
 }
 
 impl ServeConfig {
@@ -1047,6 +1057,19 @@ mod tests {
         for typo in [["--signup", "opne"], ["--sqlite-synchronous", "ful"]] {
             let parsed = ServeConfig::try_parse_from(["serve", typo[0], typo[1]]);
             assert!(parsed.is_err(), "{typo:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_password_link_lives_at_most_an_hour_or_start_up_stops() {
+        let config = ServeConfig::parse_from(["serve"]);
+        assert_eq!(config.password_link_lifetime, Duration::from_secs(3600));
+        let config = ServeConfig::parse_from(["serve", "--password-link-lifetime", "15m"]);
+        assert_eq!(config.password_link_lifetime, Duration::from_secs(900));
+        for too_long in ["61m", "2h", "7days", "0s"] {
+            let parsed =
+                ServeConfig::try_parse_from(["serve", "--password-link-lifetime", too_long]);
+            assert!(parsed.is_err(), "{too_long} was accepted");
         }
     }
 
