@@ -408,6 +408,8 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
         invite_max_uses: i64::from(config.invite_max_uses.max(1)),
         password_link_lifetime: chrono::TimeDelta::from_std(config.password_link_lifetime)
             .unwrap_or(chrono::TimeDelta::hours(1)),
+        username_reservation: chrono::TimeDelta::from_std(config.username_reservation)
+            .unwrap_or(chrono::TimeDelta::MAX),
     }
 }
 

@@ -465,6 +465,12 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = at_most_an_hour)]
     pub password_link_lifetime: Duration,
 
+    /// How long a deleted account's username stays reserved, so nobody can take it and pass
+    /// for them in old threads; afterwards anyone may register it (the old messages still show
+    /// "Deleted account").
+    #[arg(long, env = "COURIER_USERNAME_RESERVATION", default_value = "180days", value_parser = humantime::parse_duration)]
+    pub username_reservation: Duration,
+
     /// SMTP server for "forgot password" mail: `smtp://host:port` (plain, e.g. a local relay),
     /// `smtp://user:pass@host?tls=required` (STARTTLS) or `smtps://user:pass@host` (TLS).
     /// Unset: no mail, and only the admin's reset links reset passwords.
@@ -693,6 +699,7 @@ impl fmt::Debug for ServeConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_avatar_bytes", &self.max_avatar_bytes)
+            .field("username_reservation", &self.username_reservation)
             .field("upload_quota_bytes", &self.upload_quota_bytes)
             .field("upload_grace", &self.upload_grace)
             .field("upload_sweep_every", &self.upload_sweep_every)

@@ -110,6 +110,9 @@ pub trait PeopleStore: Send + Sync {
     async fn set_picture(&self, user: UserId, url: Option<&str>) -> StoreResult<()>;
     /// Every conversation the user was ever a member of, with whom a profile change is shared.
     async fn conversations_of(&self, user: UserId) -> StoreResult<Vec<ConversationId>>;
+    /// Renames accounts deleted before `before` to `~<id>` (no valid username looks like
+    /// that) and drops their skeleton, so their old usernames may be registered again.
+    async fn release_usernames(&self, before: DateTime<Utc>) -> StoreResult<()>;
     /// Whether some account's current picture is at `url`.
     async fn picture_in_use(&self, url: &str) -> StoreResult<bool>;
     /// The user's messages that are not deleted yet, by conversation.
@@ -205,6 +208,26 @@ pub mod shared {
         .fetch_all(pool)
         .await?;
         Ok(rows.into_iter().map(|(id,)| ConversationId(id)).collect())
+    }
+
+    pub async fn release_usernames<DB>(
+        pool: &sqlx::Pool<DB>,
+        before: i64,
+    ) -> Result<(), sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        sqlx::query::<DB>(
+            "UPDATE users SET username = '~' || CAST(id AS TEXT), skeleton = NULL
+             WHERE deleted_at IS NOT NULL AND deleted_at < $1 AND username NOT LIKE '~%'",
+        )
+        .bind(before)
+        .execute(pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn picture_in_use<DB>(pool: &sqlx::Pool<DB>, url: &str) -> Result<bool, sqlx::Error>

@@ -419,3 +419,47 @@ async fn removed_messages_are_deleted_live_and_vanish_from_search() {
         .await;
     assert_eq!(members["memberCount"], 2, "{members}");
 }
+
+#[tokio::test]
+async fn a_deleted_accounts_username_is_reserved_for_the_configured_period() {
+    let app = spawn_app_with(|c| c.signup = SignupMode::Open).await;
+    let alice = sign_up(&app, "alice").await;
+    let bob = sign_up(&app, "bob").await;
+    app.conversation_between(&alice, &bob).await;
+    delete_account(&app, &bob, false).await;
+    let taken = app
+        .client
+        .post(app.url("/api/signup"))
+        .json(&json!({ "username": "bob", "password": GOOD_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "within 180 days"
+    );
+
+    // A period that has passed: the name is free, and the old account stays deleted.
+    let app = spawn_app_with(|c| {
+        c.signup = SignupMode::Open;
+        c.username_reservation = std::time::Duration::ZERO;
+    })
+    .await;
+    let alice = sign_up(&app, "alice").await;
+    let bob = sign_up(&app, "bob").await;
+    let direct = app.conversation_between(&alice, &bob).await;
+    app.send_message(&bob, &direct, "old bob").await;
+    delete_account(&app, &bob, false).await;
+    let new_bob = sign_up(&app, "Bob").await;
+    assert_ne!(new_bob.id, bob.id);
+    let other: Value = app
+        .get_json(
+            &format!("/api/conversations/{direct}/other_participant"),
+            &alice,
+        )
+        .await;
+    assert_eq!(other["id"], bob.id.as_str());
+    assert_eq!(other["deleted"], true);
+    assert_ne!(other["username"], "Bob");
+}

@@ -84,6 +84,18 @@ fn token_hash(token: &str) -> String {
 }
 
 impl Accounts {
+    /// Frees the usernames of accounts deleted longer than `--username-reservation` ago;
+    /// run before an account is made, so the period holds to the moment.
+    pub(crate) async fn release_usernames(&self) -> ServiceResult<()> {
+        let before = Utc::now()
+            .checked_sub_signed(self.settings.username_reservation)
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        self.store
+            .release_usernames(before)
+            .await
+            .map_err(ServiceError::from_store("user"))
+    }
+
     /// Whether the server still waits for its first account.
     pub async fn setup_needed(&self) -> ServiceResult<bool> {
         let done = self
@@ -157,6 +169,7 @@ impl Accounts {
         } else {
             Admission::Open
         };
+        self.release_usernames().await?;
         self.store
             .create_account_as(&username, None, NewCredential::Password { hash }, admission)
             .await

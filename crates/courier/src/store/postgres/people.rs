@@ -302,6 +302,12 @@ impl PeopleStore for PgStore {
             .map_err(classify)
     }
 
+    async fn release_usernames(&self, before: DateTime<Utc>) -> StoreResult<()> {
+        crate::store::people::shared::release_usernames(&self.pool, before.timestamp_millis())
+            .await
+            .map_err(classify)
+    }
+
     async fn picture_in_use(&self, url: &str) -> StoreResult<bool> {
         crate::store::people::shared::picture_in_use(&self.pool, url)
             .await
