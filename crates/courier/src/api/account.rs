@@ -137,10 +137,13 @@ async fn delete_account(
             ip,
         )
         .await?;
-    state
+    // Its conversations hear of it (and lose its messages, if asked) before its sessions end.
+    let told = state
         .messenger
         .account_deleted(me.id, body.remove_messages)
-        .await?;
+        .await;
+    state.accounts.sign_out(me.id, None).await?;
+    told?;
     Ok((
         StatusCode::NO_CONTENT,
         session_cookies(&state, &headers, None),

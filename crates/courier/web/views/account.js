@@ -1,4 +1,5 @@
 import { api } from '../api.js';
+import { avatar, displayName } from '../avatar.js';
 import { h } from '../dom.js';
 import { setPageTitle } from '../title.js';
 
@@ -104,7 +105,7 @@ export function mountReset(root, { token, onDone }) {
   return () => {};
 }
 
-export function mountSettings(root, { me, onDeleted }) {
+export function mountSettings(root, { me, onDeleted, onProfile = () => {} }) {
   setPageTitle('Settings');
   let alive = true;
   const adminArea = h('div', { class: 'stack' });
@@ -112,6 +113,7 @@ export function mountSettings(root, { me, onDeleted }) {
     h('h1', { class: 'page-title', tabindex: '-1', text: 'Settings' }),
     h('p', { class: 'muted lead' }, 'Signed in as ', h('strong', { text: me.username }), '. ',
       h('a', { href: '/sessions', text: 'Your sessions' })),
+    profileSection(me, onProfile),
     passwordSection(),
     adminArea,
     deleteSection(onDeleted),
@@ -127,6 +129,78 @@ export function mountSettings(root, { me, onDeleted }) {
   return () => {
     alive = false;
   };
+}
+
+// Display name and picture. What the server answers (the user as others now see them) is
+// shown at once; other people's apps get it through `event: profile`.
+function profileSection(me, onProfile) {
+  const name = labelled('display-name', 'Display name (empty: show your username)', {
+    type: 'text', autocomplete: 'nickname', maxlength: '64', value: me.displayName || '', placeholder: me.username, dir: 'auto',
+  });
+  const preview = h('span', { class: 'profile-preview' });
+  const previewName = h('span', { class: 'profile-preview-name', dir: 'auto' });
+  const file = h('input', { id: 'avatar-file', type: 'file', accept: 'image/jpeg,image/png,image/gif,image/webp', class: 'visually-hidden' });
+  const status = h('p', { class: 'notice', role: 'status' });
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const remove = h('button', { type: 'button', class: 'button button-secondary', text: 'Remove picture' });
+
+  function show(user) {
+    Object.assign(me, { displayName: user.displayName ?? null, avatarURL: user.avatarURL ?? null });
+    preview.replaceChildren(avatar(me, 'lg'));
+    previewName.textContent = displayName(me);
+    remove.hidden = !(me.avatarURL || '').startsWith('/api/avatars/');
+    onProfile(me);
+  }
+  show(me);
+
+  file.addEventListener('change', async () => {
+    const chosen = file.files?.[0];
+    if (!chosen) return;
+    status.textContent = '';
+    error.textContent = '';
+    // A local preview while it uploads (a data: URL: the CSP allows no blob: images); the
+    // server's square crop replaces it.
+    const reader = new FileReader();
+    reader.onload = () => {
+      if (typeof reader.result === 'string' && status.textContent === '') {
+        preview.replaceChildren(h('span', { class: 'avatar avatar-lg' }, h('img', { src: reader.result, alt: '' })));
+      }
+    };
+    if (chosen.size < 8 * 1024 * 1024) reader.readAsDataURL(chosen);
+    try {
+      show(await api.setAvatar(chosen));
+      status.textContent = 'Picture saved.';
+    } catch (err) {
+      show(me);
+      error.textContent = errorText(err);
+    } finally {
+      reader.abort();
+      file.value = '';
+    }
+  });
+  remove.addEventListener('click', async () => {
+    status.textContent = '';
+    error.textContent = '';
+    try {
+      show(await api.removeAvatar());
+      status.textContent = 'Picture removed.';
+    } catch (err) {
+      error.textContent = errorText(err);
+    }
+  });
+
+  return h('section', { class: 'card stack', 'aria-labelledby': 'profile-title' },
+    h('h2', { id: 'profile-title', text: 'Profile' }),
+    h('div', { class: 'profile-row' }, preview, previewName),
+    h('div', { class: 'profile-actions' },
+      h('label', { for: 'avatar-file', class: 'button button-secondary', text: 'Upload picture' }), file, remove),
+    h('p', { class: 'muted small', text: 'A JPEG, PNG, GIF or WebP. It is cropped to a square and its metadata (such as location) removed.' }),
+    status, error,
+    form('Display name', [name], 'Save name', async () => {
+      const value = name.input.value.trim();
+      show(await api.setDisplayName(value === '' ? null : value));
+      return 'Saved.';
+    }));
 }
 
 function passwordSection() {
@@ -223,7 +297,7 @@ function deleteSection(onDeleted) {
   const remove = h('input', { id: 'delete-remove-messages', type: 'checkbox' });
   return h('section', { class: 'card stack danger-zone', 'aria-labelledby': 'delete-title' },
     h('h2', { id: 'delete-title', text: 'Delete my account' }),
-    h('p', { class: 'muted', text: 'Your sessions end at once. Your messages stay in other people’s conversations under your old username unless you remove them below. Nobody else can take your username.' }),
+    h('p', { class: 'muted', text: 'Your sessions end at once. Your messages stay in other people’s conversations, shown as from a deleted account, unless you remove them below. Nobody else can take your username for a while.' }),
     form('Delete my account', [password,
       h('label', { class: 'check' }, remove, ' Also remove everything I wrote')], 'Delete my account', async () => {
       if (!window.confirm('Delete your account for good?')) return '';

@@ -478,8 +478,8 @@ impl Accounts {
     }
 
     /// Deletes the account after confirming with the password, or, without one, a sign-in in
-    /// the last `FRESH_SIGN_IN`. Sessions end and streams close at once; the row stays so the
-    /// username stays reserved and messages keep their sender ("deleted account").
+    /// the last `FRESH_SIGN_IN`. The row stays so the username stays reserved and messages keep
+    /// their sender ("deleted account"). The caller ends the sessions (see the end).
     #[tracing::instrument(skip_all, fields(user = %user))]
     pub async fn delete_account(
         &self,
@@ -527,8 +527,9 @@ impl Accounts {
             .delete_account(user, false, Utc::now())
             .await
             .map_err(ServiceError::from_store("user"))?;
-        self.sign_out(user, None).await?;
         tracing::info!(remove_content, "account deleted");
+        // The caller tells the account's conversations, then ends its sessions
+        // (`sign_out(user, None)`), so the answer and `signed-out` still arrive together.
         Ok(())
     }
 }
