@@ -120,10 +120,205 @@ pub trait PeopleStore: Send + Sync {
     -> StoreResult<Vec<(ConversationId, MessageId)>>;
 }
 
-/// The bodies both twins share, written once over sqlx's `Database`.
+/// The bodies both twins share, written once over sqlx's `Database` (sqlx numbers `$N`
+/// parameters on SQLite too; `CAST($1 AS BIGINT)` types a maybe-NULL parameter for PostgreSQL
+/// and means nothing to SQLite). The twins keep what differs: transactions that lock
+/// (`BEGIN IMMEDIATE` against a row lock), conflict mapping, caches.
 pub mod shared {
+    use super::Invite;
     use crate::model::{ConversationId, MessageId, UserId};
-    use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+    use crate::store::log::shared::Affected;
+    use crate::store::log::{Columns, time};
+    use crate::store::{StoreError, StoreResult};
+    use chrono::{DateTime, Utc};
+    use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
+
+    const INVITE_COLUMNS: &str =
+        "id, code, created_by, created_at, expires_at, max_uses, uses, revoked_at";
+
+    fn invite_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Invite, sqlx::Error>
+    where
+        usize: ColumnIndex<R>,
+    {
+        Ok(Invite {
+            id: row.int(0)?,
+            code: row.text(1)?,
+            created_by: UserId(row.int(2)?),
+            created_at: time(row.int(3)?),
+            expires_at: time(row.int(4)?),
+            max_uses: row.int(5)?,
+            uses: row.int(6)?,
+            revoked_at: row.opt_int(7)?.map(time),
+        })
+    }
+
+    pub async fn create_invite<DB>(
+        pool: &sqlx::Pool<DB>,
+        created_by: UserId,
+        code: &str,
+        now: i64,
+        expires_at: DateTime<Utc>,
+        max_uses: i64,
+    ) -> Result<Invite, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB>,
+        for<'r> String: sqlx::Decode<'r, DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let sql = format!(
+            "INSERT INTO invites (code, created_by, created_at, expires_at, max_uses)
+             VALUES ($1, $2, $3, $4, $5) RETURNING {INVITE_COLUMNS}"
+        );
+        let row = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+            .bind(code.to_owned())
+            .bind(created_by.0)
+            .bind(now)
+            .bind(expires_at.timestamp_millis())
+            .bind(max_uses)
+            .fetch_one(pool)
+            .await?;
+        invite_at(&row)
+    }
+
+    /// Invites made by `created_by`, or by anyone; newest first.
+    pub async fn invites<DB>(
+        pool: &sqlx::Pool<DB>,
+        created_by: Option<UserId>,
+    ) -> Result<Vec<Invite>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB> + Type<DB>,
+        for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let sql = format!(
+            "SELECT {INVITE_COLUMNS} FROM invites
+             WHERE CAST($1 AS BIGINT) IS NULL OR created_by = $1
+             ORDER BY id DESC"
+        );
+        let rows = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+            .bind(created_by.map(|u| u.0))
+            .fetch_all(pool)
+            .await?;
+        rows.iter().map(invite_at).collect()
+    }
+
+    /// `NotFound` when no invite has this code.
+    pub async fn invite<DB>(pool: &sqlx::Pool<DB>, code: &str) -> Result<Invite, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB> + Type<DB>,
+        for<'r> String: sqlx::Decode<'r, DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let sql = format!("SELECT {INVITE_COLUMNS} FROM invites WHERE code = $1");
+        let row = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+            .bind(code.to_owned())
+            .fetch_one(pool)
+            .await?;
+        invite_at(&row)
+    }
+
+    /// Revokes one invite (one of `created_by`'s, or anyone's); `NotFound` otherwise.
+    pub async fn revoke_invite<DB>(
+        pool: &sqlx::Pool<DB>,
+        id: i64,
+        created_by: Option<UserId>,
+        now: DateTime<Utc>,
+    ) -> Result<StoreResult<()>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        DB::QueryResult: Affected,
+    {
+        let done = sqlx::query::<DB>(
+            "UPDATE invites SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE id = $2 AND (CAST($3 AS BIGINT) IS NULL OR created_by = $3)",
+        )
+        .bind(now.timestamp_millis())
+        .bind(id)
+        .bind(created_by.map(|u| u.0))
+        .execute(pool)
+        .await?;
+        Ok(if done.rows() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        })
+    }
+
+    pub async fn password_hash_of<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+    ) -> Result<Option<String>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let row: Option<(String,)> =
+            sqlx::query_as::<DB, (String,)>("SELECT hash FROM passwords WHERE user_id = $1")
+                .bind(user.0)
+                .fetch_optional(pool)
+                .await?;
+        Ok(row.map(|(hash,)| hash))
+    }
+
+    /// The id and username of a live (not deleted) account, by address.
+    pub async fn user_by_email<DB>(
+        pool: &sqlx::Pool<DB>,
+        email: &str,
+    ) -> Result<Option<(UserId, String)>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        for<'r> (i64, String): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let row: Option<(i64, String)> = sqlx::query_as::<DB, (i64, String)>(
+            "SELECT id, username FROM users WHERE email = $1 AND deleted_at IS NULL",
+        )
+        .bind(email.to_owned())
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.map(|(id, name)| (UserId(id), name)))
+    }
+
+    pub async fn email_of<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+    ) -> Result<Option<String>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> (Option<String>,): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let (email,): (Option<String>,) =
+            sqlx::query_as::<DB, (Option<String>,)>("SELECT email FROM users WHERE id = $1")
+                .bind(user.0)
+                .fetch_one(pool)
+                .await?;
+        Ok(email)
+    }
 
     /// `UPDATE users SET <column> = $1` for a live account.
     async fn set_text<DB>(
