@@ -113,6 +113,16 @@ pub trait PeopleStore: Send + Sync {
     /// Renames accounts deleted before `before` to `~<id>` (no valid username looks like
     /// that) and drops their skeleton, so their old usernames may be registered again.
     async fn release_usernames(&self, before: DateTime<Utc>) -> StoreResult<()>;
+    /// Adds a provider identity to an account; `Conflict("identity")` when it belongs to one.
+    async fn link_identity(
+        &self,
+        user: UserId,
+        provider: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The providers an account has identities with, by id.
+    async fn linked_providers(&self, user: UserId) -> StoreResult<Vec<String>>;
     /// Whether some account's current picture is at `url`.
     async fn picture_in_use(&self, url: &str) -> StoreResult<bool>;
     /// The user's messages that are not deleted yet, by conversation.
@@ -423,6 +433,58 @@ pub mod shared {
         .execute(pool)
         .await?;
         Ok(())
+    }
+
+    pub async fn link_identity<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+        provider: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoreResult<()>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        DB::QueryResult: Affected,
+    {
+        let done = sqlx::query::<DB>(
+            "INSERT INTO identities (provider, subject, user_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (provider, subject) DO NOTHING",
+        )
+        .bind(provider.to_owned())
+        .bind(subject.to_owned())
+        .bind(user.0)
+        .bind(now.timestamp_millis())
+        .execute(pool)
+        .await?;
+        Ok(if done.rows() == 0 {
+            Err(StoreError::Conflict("identity"))
+        } else {
+            Ok(())
+        })
+    }
+
+    pub async fn linked_providers<DB>(
+        pool: &sqlx::Pool<DB>,
+        user: UserId,
+    ) -> Result<Vec<String>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let rows: Vec<(String,)> = sqlx::query_as::<DB, (String,)>(
+            "SELECT DISTINCT provider FROM identities WHERE user_id = $1 ORDER BY provider",
+        )
+        .bind(user.0)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows.into_iter().map(|(p,)| p).collect())
     }
 
     pub async fn picture_in_use<DB>(pool: &sqlx::Pool<DB>, url: &str) -> Result<bool, sqlx::Error>

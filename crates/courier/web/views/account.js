@@ -121,6 +121,7 @@ export function mountSettings(root, { me, onDeleted, onProfile = () => {} }) {
   api.account().then((account) => {
     if (!alive) return;
     const parts = [];
+    parts.push(providersSection(account.providers || []));
     if (account.passwordMail) parts.push(emailSection(account.email));
     if (account.mayInvite) parts.push(invitesSection(account.isAdmin));
     if (account.isAdmin) parts.push(resetLinkSection());
@@ -216,6 +217,32 @@ function passwordSection() {
       next.input.value = '';
       return result.signedOut ? `Password changed. ${result.signedOut} other session(s) signed out.` : 'Password changed.';
     }));
+}
+
+// Sign-in providers: the ones linked to this account, and a link for each other one the
+// server offers (the flow comes back here, still signed in).
+function providersSection(linked) {
+  const list = h('ul', { class: 'provider-list', 'aria-label': 'Linked sign-in providers' });
+  const offers = h('div', { class: 'profile-actions' });
+  const section = h('section', { class: 'card stack', 'aria-labelledby': 'providers-title', hidden: true },
+    h('h2', { id: 'providers-title', text: 'Sign-in providers' }),
+    list, offers);
+  api.providers().then((config) => {
+    const all = config.providers || [];
+    if (!all.length && !linked.length) return;
+    section.hidden = false;
+    const named = (id) => all.find((p) => p.id === id)?.name || id;
+    list.replaceChildren(...(linked.length
+      ? linked.map((id) => h('li', { text: `${named(id)}: linked, you can sign in with it` }))
+      : [h('li', { class: 'muted', text: 'No provider linked yet.' })]));
+    offers.replaceChildren(...all.filter((p) => !linked.includes(p.id)).map((p) =>
+      h('a', {
+        class: 'button button-secondary',
+        href: `/api/oauth/${encodeURIComponent(p.id)}?link=true&next=${encodeURIComponent('/settings')}`,
+        text: `Link ${p.name || p.id}`,
+      })));
+  }).catch(() => {});
+  return section;
 }
 
 function emailSection(current) {

@@ -84,6 +84,41 @@ fn token_hash(token: &str) -> String {
 }
 
 impl Accounts {
+    /// Adds a provider identity to a live account (a password account linking GitHub or an
+    /// OpenID provider): afterwards either signs it in. 422 `errors.identity` when that
+    /// identity already belongs to an account.
+    pub async fn link_identity(
+        &self,
+        user: UserId,
+        provider: &str,
+        subject: &str,
+    ) -> ServiceResult<()> {
+        let flags = self.flags(user).await?;
+        if flags.deleted {
+            return Err(ServiceError::NotFound("user"));
+        }
+        self.store
+            .link_identity(user, provider, subject, Utc::now())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ServiceError::invalid(
+                    "identity",
+                    "that sign-in is already linked to an account",
+                ),
+                e => ServiceError::from_store("user")(e),
+            })?;
+        tracing::info!(provider, "provider linked to an account");
+        Ok(())
+    }
+
+    /// The providers (ids) the account can sign in with.
+    pub async fn linked_providers(&self, user: UserId) -> ServiceResult<Vec<String>> {
+        self.store
+            .linked_providers(user)
+            .await
+            .map_err(ServiceError::from_store("user"))
+    }
+
     /// Frees the usernames of accounts deleted longer than `--username-reservation` ago;
     /// run before an account is made, so the period holds to the moment.
     pub(crate) async fn release_usernames(&self) -> ServiceResult<()> {

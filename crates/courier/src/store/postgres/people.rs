@@ -243,6 +243,24 @@ impl PeopleStore for PgStore {
             .map_err(classify)
     }
 
+    async fn link_identity(
+        &self,
+        user: UserId,
+        provider: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        shared::link_identity(&self.pool, user, provider, subject, now)
+            .await
+            .map_err(classify)?
+    }
+
+    async fn linked_providers(&self, user: UserId) -> StoreResult<Vec<String>> {
+        shared::linked_providers(&self.pool, user)
+            .await
+            .map_err(classify)
+    }
+
     async fn picture_in_use(&self, url: &str) -> StoreResult<bool> {
         shared::picture_in_use(&self.pool, url)
             .await
