@@ -1200,11 +1200,26 @@ async fn github_user(State(github): State<FakeGitHub>, headers: HeaderMap) -> Re
 
 #[tokio::test]
 async fn a_password_account_links_github_and_then_signs_in_with_it() {
+    linking_github(None).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_password_account_links_github_on_postgres_too() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    linking_github(Some(database.url.clone())).await;
+    database.drop().await;
+}
+
+async fn linking_github(database_url: Option<String>) {
     let github = FakeGitHub::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut config = base_config(data.path());
     github.configure(&mut config);
     config.signup = courier::config::SignupMode::Open;
+    config.database_url = database_url;
     let app = TestCourier::start(config).await;
 
     let carol = Browser::new(&app.base());
