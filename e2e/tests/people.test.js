@@ -1,6 +1,6 @@
 // End-to-end, issue 17: a real deployment's first run (setup page, no dev login), an invite
 // link from one person to another, the first message between them, a password change and
-// deleting an account, through the real `courier` binary in headless Chromium.
+// deleting an account (shown to the other as "Deleted account"), through the real `courier` binary in headless Chromium.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { launchBrowser, passwordSignIn, trackProblems } from '../lib/browser.js';
@@ -133,8 +133,12 @@ describe('People and their accounts in the browser', { timeout: 180_000 }, () =>
     await page.getByText('Your account was deleted.').waitFor();
 
     await waitForMessage(admin.page, 'goodbye from bob');
+    // The admin's open conversation learns it live: bob is now a deleted account.
+    const header = admin.page.locator('h1.conv-title');
+    await header.filter({ hasText: 'Deleted account' }).waitFor();
     await admin.page.reload();
     await waitForMessage(admin.page, 'goodbye from bob');
+    await header.filter({ hasText: 'Deleted account' }).waitFor();
 
     const again = await newPage();
     await again.page.goto('/');

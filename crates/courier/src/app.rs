@@ -375,6 +375,7 @@ fn open_uploads(config: &ServeConfig, store: Arc<dyn Store>) -> anyhow::Result<U
             quota_bytes: config.upload_quota_bytes,
             grace: config.upload_grace,
             sweep_every: config.upload_sweep_every,
+            max_avatar_bytes: config.max_avatar_bytes,
         },
     ))
 }
@@ -408,6 +409,8 @@ fn account_settings(config: &ServeConfig) -> AccountSettings {
         invite_max_uses: i64::from(config.invite_max_uses.max(1)),
         password_link_lifetime: chrono::TimeDelta::from_std(config.password_link_lifetime)
             .unwrap_or(chrono::TimeDelta::hours(1)),
+        username_reservation: chrono::TimeDelta::from_std(config.username_reservation)
+            .unwrap_or(chrono::TimeDelta::MAX),
     }
 }
 

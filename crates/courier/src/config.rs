@@ -314,6 +314,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MAX_UPLOAD_BYTES", default_value_t = 25 * 1000 * 1000)]
     pub max_upload_bytes: u64,
 
+    /// Largest profile picture upload, in bytes (`PUT /api/account/avatar`; 413 past it). The
+    /// picture is stored cropped square, 256 pixels on a side.
+    #[arg(long, env = "COURIER_MAX_AVATAR_BYTES", default_value_t = 5 * 1000 * 1000)]
+    pub max_avatar_bytes: u64,
+
     /// Most bytes of files one person may keep stored (their uploads, sent or not); 0 for no
     /// limit. An upload past it gets 413.
     #[arg(long, env = "COURIER_UPLOAD_QUOTA_BYTES", default_value_t = 1000 * 1000 * 1000)]
@@ -475,9 +480,16 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_INVITE_MAX_USES", default_value_t = 100)]
     pub invite_max_uses: u32,
 
-    /// How long a one-time password link (admin reset) stays usable.
-    #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = humantime::parse_duration)]
+    /// How long a one-time password link (admin reset, "forgot password" mail) stays usable: at
+    /// most 1h, so a link lying in a mailbox soon stops being a key (a longer one stops start-up).
+    #[arg(long, env = "COURIER_PASSWORD_LINK_LIFETIME", default_value = "1h", value_parser = at_most_an_hour)]
     pub password_link_lifetime: Duration,
+
+    /// How long a deleted account's username stays reserved, so nobody can take it and pass
+    /// for them in old threads; afterwards anyone may register it (the old messages still show
+    /// "Deleted account").
+    #[arg(long, env = "COURIER_USERNAME_RESERVATION", default_value = "180days", value_parser = humantime::parse_duration)]
+    pub username_reservation: Duration,
 
     /// SMTP server for "forgot password" mail: `smtp://host:port` (plain, e.g. a local relay),
     /// `smtp://user:pass@host?tls=required` (STARTTLS) or `smtps://user:pass@host` (TLS).
@@ -642,6 +654,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// A duration of at most one hour (and more than zero).
+fn at_most_an_hour(raw: &str) -> Result<Duration, String> {
+    let lifetime = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+    if lifetime.is_zero() || lifetime > Duration::from_secs(3600) {
+        return Err("a password link must expire within an hour (0 < lifetime <= 1h)".into());
+    }
+    Ok(lifetime)
+}
+
 impl ServeConfig {
     /// Defaults for tests and embedding: loopback, port 0, the given data directory.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
@@ -697,6 +718,8 @@ impl fmt::Debug for ServeConfig {
             .field("edit_window", &self.edit_window)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_avatar_bytes", &self.max_avatar_bytes)
+            .field("username_reservation", &self.username_reservation)
             .field("upload_quota_bytes", &self.upload_quota_bytes)
             .field("upload_grace", &self.upload_grace)
             .field("upload_sweep_every", &self.upload_sweep_every)
@@ -1061,6 +1084,19 @@ mod tests {
         for typo in [["--signup", "opne"], ["--sqlite-synchronous", "ful"]] {
             let parsed = ServeConfig::try_parse_from(["serve", typo[0], typo[1]]);
             assert!(parsed.is_err(), "{typo:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_password_link_lives_at_most_an_hour_or_start_up_stops() {
+        let config = ServeConfig::parse_from(["serve"]);
+        assert_eq!(config.password_link_lifetime, Duration::from_secs(3600));
+        let config = ServeConfig::parse_from(["serve", "--password-link-lifetime", "15m"]);
+        assert_eq!(config.password_link_lifetime, Duration::from_secs(900));
+        for too_long in ["61m", "2h", "7days", "0s"] {
+            let parsed =
+                ServeConfig::try_parse_from(["serve", "--password-link-lifetime", too_long]);
+            assert!(parsed.is_err(), "{too_long} was accepted");
         }
     }
 

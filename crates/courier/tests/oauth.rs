@@ -1194,3 +1194,123 @@ async fn github_user(State(github): State<FakeGitHub>, headers: HeaderMap) -> Re
     }))
     .into_response()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Linking a provider to a password account
+
+#[tokio::test]
+async fn a_password_account_links_github_and_then_signs_in_with_it() {
+    linking_github(None).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_password_account_links_github_on_postgres_too() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    linking_github(Some(database.url.clone())).await;
+    database.drop().await;
+}
+
+async fn linking_github(database_url: Option<String>) {
+    let github = FakeGitHub::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = base_config(data.path());
+    github.configure(&mut config);
+    config.signup = courier::config::SignupMode::Open;
+    config.database_url = database_url;
+    let app = TestCourier::start(config).await;
+
+    let carol = Browser::new(&app.base());
+    assert_eq!(
+        sign_up(&app, &carol, "carol").await.status(),
+        StatusCode::CREATED
+    );
+    let me = carol.auth_user().await;
+    let session = carol.cookie("courier_session").unwrap();
+
+    // Not signed in: nothing to link to.
+    let stranger = Browser::new(&app.base());
+    let refused = stranger.get(&app.url("/api/oauth/github?link=true")).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // Started by another site's link: refused (linking changes the account).
+    let url = app.url("/api/oauth/github?link=true&next=/settings");
+    let cross = carol
+        .send(
+            carol
+                .client
+                .get(&url)
+                .header("sec-fetch-site", "cross-site"),
+            &url,
+        )
+        .await;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+
+    // From Settings: GitHub, then back to Settings with the same session.
+    let authorize = location(
+        &carol
+            .send(
+                carol
+                    .client
+                    .get(&url)
+                    .header("sec-fetch-site", "same-origin"),
+                &url,
+            )
+            .await,
+    );
+    let callback = location(&carol.get(&format!("{authorize}&login=42")).await);
+    let landed = carol.get(&callback).await;
+    assert_eq!(landed.status(), StatusCode::FOUND);
+    assert_eq!(location(&landed), "/settings");
+    assert_eq!(
+        carol.cookie("courier_session").unwrap(),
+        session,
+        "still the same session"
+    );
+    assert_eq!(carol.auth_user().await["id"], me["id"]);
+    let account: Value = carol
+        .get(&app.url("/api/account"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(account["providers"], json!(["github"]), "{account}");
+
+    // Signing in with that GitHub account now opens carol's account.
+    let elsewhere = Browser::new(&app.base());
+    elsewhere
+        .sign_in_github(&app.url("/api/oauth/github"), 42)
+        .await;
+    assert_eq!(elsewhere.auth_user().await["id"], me["id"]);
+    assert_eq!(elsewhere.auth_user().await["username"], "carol");
+
+    // The same GitHub account cannot be linked to a second account.
+    let dave = Browser::new(&app.base());
+    assert_eq!(
+        sign_up(&app, &dave, "dave").await.status(),
+        StatusCode::CREATED
+    );
+    let authorize = location(&dave.get(&app.url("/api/oauth/github?link=true")).await);
+    let callback = location(&dave.get(&format!("{authorize}&login=42")).await);
+    let refused = dave.get(&callback).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["errors"]["identity"].is_string(), "{body}");
+    let account: Value = dave
+        .get(&app.url("/api/account"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(account["providers"], json!([]), "nothing linked");
+}
+
+async fn sign_up(app: &TestCourier, browser: &Browser, username: &str) -> reqwest::Response {
+    let url = app.url("/api/signup");
+    let request = browser
+        .client
+        .post(&url)
+        .json(&json!({ "username": username, "password": "violet-harbor-tractor-91" }));
+    browser.send(request, &url).await
+}

@@ -140,6 +140,28 @@ export const api = {
   checkInvite: (code) => request('POST', '/api/invites/check', { code }, { quiet401: true }),
   passwordLink: (username) => request('POST', '/api/admin/password_links', { username }),
   setEmail: (email) => request('PUT', '/api/account/email', { email }),
+  setDisplayName: (displayName) => request('PATCH', '/api/account/profile', { displayName }),
+  removeAvatar: () => request('DELETE', '/api/account/avatar'),
+  // The picture's own bytes as the body; the server crops, resizes and re-encodes it.
+  setAvatar: async (file) => {
+    let res;
+    try {
+      res = await fetch('/api/account/avatar', {
+        method: 'PUT',
+        credentials: 'same-origin',
+        headers: { Accept: 'application/json', 'X-CSRF-Token': csrfToken(), 'Content-Type': file.type || 'application/octet-stream' },
+        body: file,
+      });
+    } catch {
+      throw new ApiError(0, null);
+    }
+    const data = await res.json().catch(() => null);
+    if (!res.ok) {
+      if (res.status === 401) onUnauthorized();
+      throw new ApiError(res.status, data);
+    }
+    return data;
+  },
   forgotPassword: (email) => request('POST', '/api/password_forgot', { email }, { quiet401: true }),
   // Moderation (views/moderation.js).
   reportMessage: (id, messageId, reason) =>

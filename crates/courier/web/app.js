@@ -3,7 +3,7 @@
 // 900 px, one at a time below): the list stays mounted, so it keeps its place and stays live.
 
 import { api, setUnauthorizedHandler } from './api.js';
-import { avatar } from './avatar.js';
+import { applyProfile, avatar, displayName } from './avatar.js';
 import { h, icon } from './dom.js';
 import { match, navigate, rerender, startRouter } from './router.js';
 import * as stream from './stream.js';
@@ -89,8 +89,8 @@ function renderTopbar(path) {
           : null,
         h('a', { href: '/settings', class: 'topbar-link', title: 'Your account', 'aria-current': path === '/settings' ? 'page' : null },
           icon('settings'), h('span', { class: 'topbar-link-text', text: 'Settings' })),
-        avatar(user, 'sm'),
-        h('span', { class: 'me-name', text: user.username }),
+        h('span', { class: 'me-avatar' }, avatar(user, 'sm')),
+        h('span', { class: 'me-name', dir: 'auto', text: displayName(user) }),
         h('button', { type: 'button', class: 'topbar-link sign-out', title: 'Sign out of this device', onclick: confirmSignOut },
           icon('logout'), h('span', { class: 'topbar-link-text', text: 'Sign out' })))
       : null,
@@ -177,7 +177,7 @@ function routeElsewhere(path) {
   } else if (!session.user && session.setup) {
     unmount = mountSetup(main, { onSignedIn: (user) => { session.setup = false; if (user) onSignedIn(user); else rerender(); } });
   } else if (path === '/settings') {
-    unmount = session.user ? mountSettings(main, { me: session.user, onDeleted: signedOutForGood }) : mountAccessHere();
+    unmount = session.user ? mountSettings(main, { me: session.user, onDeleted: signedOutForGood, onProfile: showMe }) : mountAccessHere();
   } else if (path === '/' || match('/c/:id', path)) {
     unmount = mountAccessHere();
   } else if (path === '/search') {
@@ -364,7 +364,15 @@ stream.on('message', (msg) => {
 // Read on another device (or here): that conversation no longer counts in the title.
 stream.on('change', (change) => {
   if (change.change === 'read' && change.userId === session.user?.id) clearUnseen(change.conversationId);
+  // My own profile, changed here or on another device: the top bar follows.
+  if (change.change === 'profile' && applyProfile(session.user, change)) showMe(session.user);
 });
+
+function showMe(user) {
+  const name = document.querySelector('.me-name');
+  if (name) name.textContent = displayName(user);
+  document.querySelector('.me-avatar')?.replaceChildren(avatar(user, 'sm'));
+}
 window.addEventListener('online', () => {
   refreshBanner();
   if (session.offline) identify();

@@ -31,13 +31,38 @@ function safePicture(url) {
   return null;
 }
 
+// The name to show for a person: their display name, else the username; a deleted account is
+// "Deleted account" whatever it was called.
+export function displayName(user) {
+  if (!user) return 'Someone';
+  if (user.deleted) return 'Deleted account';
+  return user.displayName || user.username || 'Someone';
+}
+
+// "Display Name (@username)" where both differ, for places that name one person fully.
+export function fullName(user) {
+  const shown = displayName(user);
+  if (!user || user.deleted || !user.displayName || user.displayName === user.username) return shown;
+  return `${shown} (@${user.username})`;
+}
+
+// Applies an `event: profile` to a user object kept by a view (same id), in place.
+export function applyProfile(user, change) {
+  if (!user || user.id !== change.userId) return false;
+  user.displayName = change.displayName ?? null;
+  user.avatarURL = change.avatarURL ?? null;
+  if (change.deleted) user.deleted = true;
+  return true;
+}
+
 // Decorative: the name is always shown next to it, so it's hidden from assistive tech.
 export function avatar(user, size = 'md') {
-  const name = user?.username ?? '?';
+  const name = user?.deleted ? '?' : displayName(user);
   const el = h('span', { class: `avatar avatar-${size}`, 'aria-hidden': 'true' });
   const showInitial = () => {
     el.replaceChildren(initial(name));
-    el.style.backgroundColor = colourFor(name);
+    // Coloured by the username, so a new display name keeps the colour people know.
+    el.style.backgroundColor = user?.deleted ? '#6b7280' : colourFor(user?.username ?? name);
   };
   const src = safePicture(user?.avatarURL);
   if (src) {

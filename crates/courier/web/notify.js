@@ -6,6 +6,7 @@
 // made in one tab reaches the others over BroadcastChannel.
 
 import { api } from './api.js';
+import { displayName } from './avatar.js';
 import { navigate } from './router.js';
 
 const CACHE_MS = 30_000;
@@ -69,7 +70,7 @@ export async function notifyIncoming(msg) {
     return;
   }
   if (conv.muted) return;
-  const title = conv.kind === 'group' ? conv.title : conv.otherParticipant?.username;
+  const title = conv.kind === 'group' ? conv.title : (conv.otherParticipant && displayName(conv.otherParticipant));
   const url = `/c/${encodeURIComponent(msg.conversationId)}`;
   const note = new window.Notification(title || 'Courier', {
     body: msg.content,

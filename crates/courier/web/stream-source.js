@@ -42,7 +42,8 @@ export function createSource(post) {
     es.addEventListener('conversation', (event) => relay('change', event));
     es.addEventListener('member', (event) => relay('change', event));
     // So are a message's edits, deletes and reactions, and read receipts.
-    for (const name of ['message-edited', 'message-deleted', 'reaction', 'read']) {
+    // And a person's new display name or picture (or their account's deletion).
+    for (const name of ['message-edited', 'message-deleted', 'reaction', 'read', 'profile']) {
       es.addEventListener(name, (event) => relay('change', event));
     }
     // Typing, presence and delivered receipts carry no id: EventSource keeps the previous

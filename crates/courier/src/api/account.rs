@@ -65,7 +65,7 @@ async fn setup(
 }
 
 /// The signed-in person's account: what the settings page needs beyond `GET /api/auth_user`.
-#[utoipa::path(get, path = "/api/account", tag = "auth", responses((status = 200, description = "`{isAdmin, hasPassword, mayInvite, email, passwordMail}`", body = Object)))]
+#[utoipa::path(get, path = "/api/account", tag = "auth", responses((status = 200, description = "`{isAdmin, hasPassword, mayInvite, email, passwordMail, providers}`", body = Object)))]
 async fn account(State(state): State<ApiState>, me: AuthUser) -> Result<Json<Value>, ApiError> {
     let flags = state.accounts.flags(me.id).await?;
     Ok(Json(json!({
@@ -74,6 +74,7 @@ async fn account(State(state): State<ApiState>, me: AuthUser) -> Result<Json<Val
         "email": state.accounts.email(me.id).await?,
         "passwordMail": state.accounts.mail_enabled(),
         "mayInvite": state.accounts.may_invite(me.id).await?,
+        "providers": state.accounts.linked_providers(me.id).await?,
     })))
 }
 
@@ -137,6 +138,13 @@ async fn delete_account(
             ip,
         )
         .await?;
+    // Its conversations hear of it (and lose its messages, if asked) before its sessions end.
+    let told = state
+        .messenger
+        .account_deleted(me.id, body.remove_messages)
+        .await;
+    state.accounts.sign_out(me.id, None).await?;
+    told?;
     Ok((
         StatusCode::NO_CONTENT,
         session_cookies(&state, &headers, None),

@@ -10,6 +10,7 @@ mod messages;
 mod oauth;
 mod openapi;
 mod presence;
+mod profile;
 mod push;
 mod search;
 mod stream;
@@ -129,6 +130,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(messages::router())
         .merge(oauth::router())
         .merge(presence::router())
+        .merge(profile::router())
         .merge(push::router())
         .merge(search::router())
         .merge(stream::router())
@@ -154,9 +156,16 @@ pub fn router(state: ApiState) -> Router {
 /// every error is JSON: a refusal that axum or a layer wrote as `text/plain` is rewrapped as
 /// `{"error": "<its text>"}`. The typed extractors already answer JSON; this is the net.
 async fn json_errors_no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Except what a route marked public itself: a picture under its content hash.
+    let public = response
+        .headers()
+        .get(CACHE_CONTROL)
+        .is_some_and(|v| v.as_bytes().starts_with(b"public"));
+    if !public {
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     let status = response.status();
     let is_json = response
         .headers()

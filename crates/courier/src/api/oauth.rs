@@ -6,7 +6,7 @@
 //! with the usual JSON error and a 4xx.
 
 use super::auth::session_cookies;
-use super::extract::{AppPath, cookie, device};
+use super::extract::{AppPath, AuthUser, cookie, device};
 use super::{ApiError, ApiState};
 use crate::service::{CallbackParams, FLOW_LIFETIME, OAuthError};
 use axum::Router;
@@ -31,19 +31,36 @@ pub fn router() -> Router<ApiState> {
 struct StartQuery {
     /// A same-origin path to land on afterwards.
     next: Option<String>,
+    /// Link this provider to the signed-in account instead of signing in.
+    #[serde(default)]
+    link: bool,
 }
 
 #[utoipa::path(get, path = "/api/oauth/{provider}", tag = "auth", security(()),
-    params(("provider" = String, Path, description = "Provider id, e.g. github"), ("next" = Option<String>, Query, description = "Where to return after signing in (a local path)")),
-    responses((status = 302, description = "To the provider, with the flow cookie"), (status = 404, description = "Unknown provider"), (status = 503, description = "The provider cannot be reached")))]
+    params(("provider" = String, Path, description = "Provider id, e.g. github"), ("next" = Option<String>, Query, description = "Where to return after signing in (a local path)"), ("link" = Option<bool>, Query, description = "Link the provider to the signed-in account")),
+    responses((status = 302, description = "To the provider, with the flow cookie"), (status = 401, description = "`link` without a session"), (status = 403, description = "`link` started from another site"), (status = 404, description = "Unknown provider"), (status = 503, description = "The provider cannot be reached")))]
 async fn start_sign_in(
     State(state): State<ApiState>,
     AppPath(provider): AppPath<String>,
     headers: HeaderMap,
+    me: Option<AuthUser>,
     query: Result<Query<StartQuery>, QueryRejection>,
 ) -> Response {
-    let next = query.ok().and_then(|Query(q)| q.next);
-    match state.oauth.start(&provider, next.as_deref()).await {
+    let (next, link) = match query {
+        Ok(Query(q)) => (q.next, q.link),
+        Err(_) => (None, false),
+    };
+    let link = match (link, me) {
+        (false, _) => None,
+        (true, None) => return ApiError::Unauthorized.into_response(),
+        // Linking changes the account: only from the app's own pages, never from a link
+        // another site made (browsers say where a navigation came from).
+        (true, Some(_)) if fetched_cross_site(&headers) => {
+            return ApiError::Forbidden("start linking from Settings".into()).into_response();
+        }
+        (true, Some(me)) => Some(me.id),
+    };
+    match state.oauth.start(&provider, next.as_deref(), link).await {
         Ok(started) => (
             StatusCode::FOUND,
             AppendHeaders([
@@ -83,7 +100,18 @@ async fn finish_sign_in(
         .await
     {
         Ok(finished) => {
-            let signed_in = &finished.signed_in;
+            // Linked: the session that started it stays as it is.
+            let Some(signed_in) = &finished.signed_in else {
+                return (
+                    StatusCode::FOUND,
+                    AppendHeaders([
+                        (LOCATION, header(&finished.return_to)),
+                        (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                        (SET_COOKIE, flow_cookie(&state, &headers, None)),
+                    ]),
+                )
+                    .into_response();
+            };
             (
                 StatusCode::FOUND,
                 session_cookies(
@@ -101,6 +129,13 @@ async fn finish_sign_in(
         }
         Err(e) => refuse(&state, &headers, e),
     }
+}
+
+fn fetched_cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
 }
 
 /// A refused sign-in: the browser goes back to the app with an error code to show, an API

@@ -20,6 +20,11 @@ pub struct UserJson {
     pub username: String,
     #[serde(rename = "avatarURL")]
     pub avatar_url: Option<String>,
+    /// Extension: what the person chose to be called; null shows the username.
+    pub display_name: Option<String>,
+    /// Extension, only when true: the account was deleted (show "Deleted account").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     /// Extension, where a view asks for it: `online`, `away` or `offline`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -36,6 +41,8 @@ impl From<User> for UserJson {
             id: u.id.to_string(),
             username: u.username,
             avatar_url: u.avatar_url,
+            display_name: u.display_name,
+            deleted: u.deleted,
             presence: None,
             last_seen_at: None,
         }
@@ -283,6 +290,16 @@ pub struct ChangeJson {
     pub added: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<i64>,
+    /// `profile`: the actor's display name and picture as they became (`userId` is theirs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    #[serde(rename = "avatarURL", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub avatar_url: Option<Option<String>>,
+    /// `profile`: the account was deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
     pub actor: UserJson,
     pub created_at: String,
 }
@@ -304,6 +321,9 @@ impl ChangeJson {
             user_id: None,
             added: None,
             count: None,
+            display_name: None,
+            avatar_url: None,
+            deleted: None,
             actor: e.actor.clone().into(),
             created_at: time(&e.created_at),
         };
@@ -358,6 +378,17 @@ impl ChangeJson {
                 json.emoji = Some(emoji.clone());
                 json.added = Some(*added);
                 json.count = Some(*count);
+            }
+            Change::Profile {
+                display_name,
+                avatar_url,
+                deleted,
+            } => {
+                json.change = "profile";
+                json.user_id = Some(e.actor.id.to_string());
+                json.display_name = Some(display_name.clone());
+                json.avatar_url = Some(avatar_url.clone());
+                json.deleted = deleted.then_some(true);
             }
         }
         json

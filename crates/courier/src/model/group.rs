@@ -178,6 +178,14 @@ pub enum Change {
         added: bool,
         count: i64,
     },
+    /// The actor's profile as it became (one entry per conversation of theirs, so every
+    /// member's stream gets it, and replays it after a reconnect).
+    Profile {
+        display_name: Option<String>,
+        avatar_url: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        deleted: bool,
+    },
 }
 
 impl Change {
@@ -189,6 +197,7 @@ impl Change {
             Self::Deleted { .. } => "message-deleted",
             Self::Reaction { .. } => "reaction",
             Self::Read { .. } => "read",
+            Self::Profile { .. } => "profile",
             _ => "member",
         }
     }
@@ -263,6 +272,12 @@ pub enum ChangeRequest {
     /// Delete the whole conversation (the operator's, see `plan_close`); `actor` is the server
     /// admin the log records.
     Close {
+        actor: User,
+        conversation: ConversationId,
+    },
+    /// Tell the members that the actor's profile is now `actor`'s (they need not be a member
+    /// any more: a deleted account tells the groups it left).
+    Profile {
         actor: User,
         conversation: ConversationId,
     },
@@ -477,7 +492,7 @@ mod tests {
         User {
             id: UserId(id),
             username: format!("u{id}"),
-            avatar_url: None,
+            ..User::default()
         }
     }
 

@@ -306,7 +306,7 @@ mod tests {
         User {
             id: UserId(id),
             username: format!("u{id}"),
-            avatar_url: None,
+            ..User::default()
         }
     }
 

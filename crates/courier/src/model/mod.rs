@@ -9,6 +9,7 @@ mod ids;
 mod lifecycle;
 mod net;
 mod password;
+mod profile;
 mod search;
 mod session;
 mod signal;
@@ -34,6 +35,7 @@ pub use lifecycle::{
 };
 pub use net::{TrustedProxies, limit_key};
 pub use password::{Password, PasswordError};
+pub use profile::{DisplayName, DisplayNameError, avatar_path};
 pub use search::{QueryError, SearchQuery, Segment, index_text, snippet};
 pub use session::Session;
 pub use signal::{PresenceChange, PresenceState, PresenceSync, ReportFiled, Typing};
@@ -42,11 +44,17 @@ pub use username::{Username, UsernameError};
 
 use chrono::{DateTime, Utc};
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: UserId,
     pub username: String,
     pub avatar_url: Option<String>,
+    /// What the person chose to be called; `None` shows the username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The account was deleted: shown as "Deleted account".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// A stored message. Its id is also its position in commit order (see [`Cursor`]).

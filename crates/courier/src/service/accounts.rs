@@ -66,6 +66,8 @@ pub struct AccountSettings {
     pub invite_max_uses: i64,
     /// How long a one-time password link stays usable.
     pub password_link_lifetime: chrono::TimeDelta,
+    /// How long a deleted account's username stays reserved.
+    pub username_reservation: chrono::TimeDelta,
 }
 
 /// Who a request comes from.
@@ -261,6 +263,7 @@ impl Accounts {
         )
         .map_err(|e| ServiceError::invalid("password", e))?;
         let hash = self.hashing.hash(password).await?;
+        self.release_usernames().await?;
         let user = match self
             .store
             .create_account_as(&username, None, NewCredential::Password { hash }, admission)
@@ -354,13 +357,18 @@ impl Accounts {
             return self
                 .open_session(
                     User {
-                        avatar_url: avatar_url.map(str::to_owned),
+                        // An uploaded picture stays in front of the provider's.
+                        avatar_url: match user.avatar_url {
+                            Some(own) if own.starts_with("/api/avatars/") => Some(own),
+                            _ => avatar_url.map(str::to_owned),
+                        },
                         ..user
                     },
                     device,
                 )
                 .await;
         }
+        self.release_usernames().await?;
         let base = sanitize_username(preferred_username);
         for attempt in 0..50u32 {
             let candidate = match attempt {

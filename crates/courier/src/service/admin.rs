@@ -501,6 +501,7 @@ impl Admin {
             "exportedAt": Utc::now(),
             "profile": {
                 "id": person.id.0, "username": person.username, "avatarUrl": user.avatar_url,
+                "displayName": user.display_name,
                 "createdAt": person.created_at, "isAdmin": person.is_admin,
                 "deleted": person.deleted, "disabledAt": person.disabled_at,
             },

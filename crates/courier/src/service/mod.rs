@@ -8,6 +8,7 @@ pub mod admin;
 mod mail;
 mod oauth;
 pub mod presence;
+mod profiles;
 pub mod push;
 mod search;
 mod signals;

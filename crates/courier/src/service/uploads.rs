@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Thumbnails fit in this square.
 const THUMBNAIL_EDGE: u32 = 320;
+/// Profile pictures are this square.
+pub const AVATAR_EDGE: u32 = 256;
 /// Images larger than this (either side) are stored but not decoded for a thumbnail.
 const MAX_DECODED_EDGE: u32 = 16_384;
 /// How much of a file's start decides its type.
@@ -40,6 +42,8 @@ pub struct UploadSettings {
     pub grace: Duration,
     /// How often the sweep runs.
     pub sweep_every: Duration,
+    /// Largest profile picture upload, in bytes.
+    pub max_avatar_bytes: u64,
 }
 
 pub struct Uploads {
@@ -217,6 +221,51 @@ impl Uploads {
             .await
             .map_err(ServiceError::from_store("upload"))?;
         Ok(attachment)
+    }
+
+    /// Receives a profile picture: an image (JPEG, PNG, GIF or WebP, by its content) of at
+    /// most `max_avatar_bytes`, cropped to its centred square, scaled to `AVATAR_EDGE` and
+    /// re-encoded as a JPEG (so nothing of the original's metadata survives), then stored by
+    /// its hash. Returns that hash. Nothing is stored when it is refused.
+    pub async fn receive_avatar<S>(
+        &self,
+        length: Option<u64>,
+        mut body: S,
+    ) -> Result<String, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
+    {
+        let max = self.settings.max_avatar_bytes;
+        let too_big = || UploadError::TooLarge(format!("the picture is larger than {max} bytes"));
+        if length.is_some_and(|n| n > max) {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(UploadError::Interrupted)?;
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let kind = FileKind::sniff(&bytes[..bytes.len().min(SNIFF_BYTES)]);
+        if !kind.is_image() {
+            return Err(ServiceError::invalid(
+                "avatar",
+                format!(
+                    "a picture must be a JPEG, PNG, GIF or WebP image, not {}",
+                    kind.mime()
+                ),
+            )
+            .into());
+        }
+        let jpeg = tokio::task::spawn_blocking(move || prepare_avatar(kind, bytes))
+            .await
+            .map_err(internal)??;
+        let hash = hex::encode(Sha256::digest(&jpeg));
+        self.store_blob(&hash, jpeg.len() as i64, Blob::Bytes(jpeg))
+            .await?;
+        Ok(hash)
     }
 
     /// Marks the blob used, then stores its bytes (again, if another upload had them: a
@@ -419,12 +468,7 @@ fn prepare_image(kind: FileKind, bytes: Vec<u8>) -> Result<PreparedImage, Upload
     };
     let stripped = strip_metadata(kind, &bytes).ok_or_else(unreadable)?;
     drop(bytes);
-    let format = match kind {
-        FileKind::Jpeg => image::ImageFormat::Jpeg,
-        FileKind::Png => image::ImageFormat::Png,
-        FileKind::Gif => image::ImageFormat::Gif,
-        _ => image::ImageFormat::WebP,
-    };
+    let format = image_format(kind);
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&stripped), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_DECODED_EDGE);
@@ -440,21 +484,8 @@ fn prepare_image(kind: FileKind, bytes: Vec<u8>) -> Result<PreparedImage, Upload
     if (5..=8).contains(&orientation) {
         std::mem::swap(&mut width, &mut height);
     }
-    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&stripped), format);
-    reader.limits({
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_DECODED_EDGE);
-        limits.max_image_height = Some(MAX_DECODED_EDGE);
-        limits.max_alloc = Some(512 * 1024 * 1024);
-        limits
-    });
-    let thumbnail = match reader.decode() {
-        Ok(mut decoded) => {
-            if let Some(o) = image::metadata::Orientation::from_exif(orientation as u8) {
-                decoded.apply_orientation(o);
-            }
-            Some(thumbnail_jpeg(&decoded).map_err(|_| unreadable())?)
-        }
+    let thumbnail = match decode(format, &stripped, orientation) {
+        Ok(decoded) => Some(thumbnail_jpeg(&decoded).map_err(|_| unreadable())?),
         // Too large to decode here: stored and shown without a thumbnail.
         Err(image::ImageError::Limits(_)) => None,
         Err(_) => return Err(unreadable()),
@@ -467,8 +498,71 @@ fn prepare_image(kind: FileKind, bytes: Vec<u8>) -> Result<PreparedImage, Upload
     })
 }
 
+fn image_format(kind: FileKind) -> image::ImageFormat {
+    match kind {
+        FileKind::Jpeg => image::ImageFormat::Jpeg,
+        FileKind::Png => image::ImageFormat::Png,
+        FileKind::Gif => image::ImageFormat::Gif,
+        _ => image::ImageFormat::WebP,
+    }
+}
+
+/// Decodes stripped image bytes within the size limits, turned upright (EXIF orientation).
+fn decode(
+    format: image::ImageFormat,
+    stripped: &[u8],
+    orientation: u16,
+) -> image::ImageResult<image::DynamicImage> {
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(stripped), format);
+    reader.limits({
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_DECODED_EDGE);
+        limits.max_image_height = Some(MAX_DECODED_EDGE);
+        limits.max_alloc = Some(512 * 1024 * 1024);
+        limits
+    });
+    let mut decoded = reader.decode()?;
+    if let Some(o) = image::metadata::Orientation::from_exif(orientation as u8) {
+        decoded.apply_orientation(o);
+    }
+    Ok(decoded)
+}
+
+/// A profile picture: the centred square of the upright image, `AVATAR_EDGE` on a side, as
+/// a JPEG written afresh (no metadata of the original reaches it).
+fn prepare_avatar(kind: FileKind, bytes: Vec<u8>) -> Result<Vec<u8>, UploadError> {
+    let unreadable = || {
+        UploadError::Service(ServiceError::invalid(
+            "avatar",
+            format!("the file is not a readable {} image", kind.mime()),
+        ))
+    };
+    let stripped = strip_metadata(kind, &bytes).ok_or_else(unreadable)?;
+    drop(bytes);
+    let orientation = match kind {
+        FileKind::Jpeg => jpeg_orientation(&stripped).unwrap_or(1),
+        _ => 1,
+    };
+    let decoded = decode(image_format(kind), &stripped, orientation).map_err(|_| unreadable())?;
+    let side = decoded.width().min(decoded.height());
+    let square = decoded.crop_imm(
+        (decoded.width() - side) / 2,
+        (decoded.height() - side) / 2,
+        side,
+        side,
+    );
+    let edge = AVATAR_EDGE.min(side);
+    let small = square.resize_exact(edge, edge, image::imageops::FilterType::Lanczos3);
+    jpeg_over_white(&small).map_err(|_| unreadable())
+}
+
 fn thumbnail_jpeg(image: &image::DynamicImage) -> image::ImageResult<Vec<u8>> {
-    let small = image.thumbnail(THUMBNAIL_EDGE, THUMBNAIL_EDGE).into_rgba8();
+    jpeg_over_white(&image.thumbnail(THUMBNAIL_EDGE, THUMBNAIL_EDGE))
+}
+
+/// A JPEG of `image`, transparency laid over white.
+fn jpeg_over_white(image: &image::DynamicImage) -> image::ImageResult<Vec<u8>> {
+    let small = image.to_rgba8();
     let mut rgb = image::RgbImage::new(small.width(), small.height());
     for (x, y, p) in small.enumerate_pixels() {
         let [r, g, b, a] = p.0;

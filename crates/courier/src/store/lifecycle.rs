@@ -282,7 +282,7 @@ where
     DB::Arguments: IntoArguments<DB> + Default,
 {
     let mut query = QueryBuilder::<DB>::new(
-        "SELECT q.id, q.content, q.deleted_at, u.id, u.username, u.avatar_url,
+        "SELECT q.id, q.content, q.deleted_at, u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at,
                 CAST(CASE WHEN c.history = 'shared' THEN 1
                      WHEN q.id >= (SELECT p.history_from FROM participants p
                                    WHERE p.conversation_id = q.conversation_id
@@ -305,17 +305,13 @@ where
     for row in &rows {
         let id = row.int(0)?;
         let deleted = row.opt_int(2)?.is_some();
-        let visible = row.int(6)? == 1;
+        let visible = row.int(8)? == 1;
         let content = row.text(1)?;
         quotes.insert(
             id,
             Quote {
                 id: MessageId(id),
-                sender: User {
-                    id: UserId(row.int(3)?),
-                    username: row.text(4)?,
-                    avatar_url: row.opt_text(5)?,
-                },
+                sender: super::log::user_at(row, 3)?,
                 preview: (visible && !deleted).then(|| Quote::preview_of(&content)),
                 deleted,
             },
@@ -365,7 +361,7 @@ where
 
 /// Who reacted to message `$1` with what, oldest first, at most `$2` rows.
 pub const REACTORS: &str = "
-    SELECT r.emoji, u.id, u.username, u.avatar_url
+    SELECT r.emoji, u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at
     FROM reactions r JOIN users u ON u.id = r.user_id
     WHERE r.message_id = $1
     ORDER BY r.created_at, r.user_id LIMIT $2";

@@ -79,16 +79,37 @@ where
     })
 }
 
-/// `id, username, avatar_url` from column `at`.
+/// The columns `user_at` reads, for a `users u`: the picture is the uploaded one, else the
+/// provider's; a deleted account shows neither name nor picture.
+pub const USER_COLUMNS: &str =
+    "u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at";
+
+/// `USER_COLUMNS` from column `at`.
 pub fn user_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<User, sqlx::Error>
 where
     usize: ColumnIndex<R>,
 {
-    Ok(User {
-        id: UserId(row.int(at)?),
-        username: row.text(at + 1)?,
-        avatar_url: row.opt_text(at + 2)?,
-    })
+    Ok(user_from((
+        row.int(at)?,
+        row.text(at + 1)?,
+        row.opt_text(at + 2)?,
+        row.opt_text(at + 3)?,
+        row.opt_int(at + 4)?,
+    )))
+}
+
+/// A `USER_COLUMNS` row as a tuple.
+pub type UserRow = (i64, String, Option<String>, Option<String>, Option<i64>);
+
+pub fn user_from((id, username, avatar_url, display_name, deleted_at): UserRow) -> User {
+    let deleted = deleted_at.is_some();
+    User {
+        id: UserId(id),
+        username,
+        avatar_url: if deleted { None } else { avatar_url },
+        display_name: if deleted { None } else { display_name },
+        deleted,
+    }
 }
 
 /// A row of `CONVERSATION_VIEW`.
@@ -96,15 +117,15 @@ pub fn conversation_view<'r, R: Columns<'r>>(row: &'r R) -> Result<ConversationV
 where
     usize: ColumnIndex<R>,
 {
-    let last_message = match row.opt_int(12)? {
-        Some(_) => Some(message_at(row, 12)?),
+    let last_message = match row.opt_int(14)? {
+        Some(_) => Some(message_at(row, 14)?),
         None => None,
     };
     let other_participant = match row.opt_int(7)? {
         Some(_) => Some(user_at(row, 7)?),
         None => None,
     };
-    let unread_count = (row.opt_int(11)?.unwrap_or(0) - row.int(6)?).max(0);
+    let unread_count = (row.opt_int(13)?.unwrap_or(0) - row.int(6)?).max(0);
     Ok(ConversationView {
         id: ConversationId(row.int(0)?),
         kind: ConversationKind::from_db(&row.text(1)?),
@@ -116,10 +137,10 @@ where
         has_unread_messages: unread_count > 0,
         unread_count,
         last_message,
-        muted: row.int(10)? != 0,
-        last_message_read_by: row.int(20)?,
+        muted: row.int(12)? != 0,
+        last_message_read_by: row.int(22)?,
         read_positions: None,
-        last_message_delivered_to: row.int(21)?,
+        last_message_delivered_to: row.int(23)?,
         delivered_positions: None,
     })
 }
@@ -218,8 +239,8 @@ where
 {
     Ok(Member {
         user: user_at(row, 0)?,
-        role: Role::from_db(&row.text(3)?),
-        joined_at: time(row.int(4)?),
+        role: Role::from_db(&row.text(5)?),
+        joined_at: time(row.int(6)?),
     })
 }
 
@@ -245,7 +266,7 @@ pub const INBOX_MESSAGES: &str = "
 /// message older than the span (joined history) is not theirs: they cannot read that message.
 pub const INBOX_CHANGES: &str = "
     SELECT e.position, e.conversation_id, e.payload, e.created_at,
-           u.id, u.username, u.avatar_url
+           u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at
     FROM member_spans s
     JOIN conversation_events e ON e.conversation_id = s.conversation_id
                               AND e.position >= s.from_position
@@ -260,14 +281,14 @@ pub const INBOX_CHANGES: &str = "
 
 /// One row per conversation as `$1` sees it; the caller appends WHERE/ORDER clauses.
 /// Columns: 0 id, 1 kind, 2 title, 3 member_count, 4 history, 5 role, 6 last read seq,
-/// 7..=9 the other participant (direct only), 10 muted, 11 the last message's seq,
-/// 12..=19 the last message (`MESSAGE_COLUMNS`), 20 how many other members have read it (0
-/// when the viewer does not share read receipts: receipts are mutual), 21 how many have it on
+/// 7..=11 the other participant (direct only, `USER_COLUMNS`), 12 muted, 13 the last message's
+/// seq, 14..=21 the last message (`MESSAGE_COLUMNS`), 22 how many other members have read it (0
+/// when the viewer does not share read receipts: receipts are mutual), 23 how many have it on
 /// a device (delivered; reading counts).
 pub const CONVERSATION_VIEW: &str = "
     SELECT c.id, c.kind, c.title, c.member_count, c.history, p.role,
            COALESCE(r.seq, 0),
-           u.id, u.username, u.avatar_url,
+           u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at,
            p.muted, m.seq,
            m.id, m.conversation_id, m.sender_id, m.content, m.created_at,
            m.edited_at, m.deleted_at, m.reply_to,
@@ -295,7 +316,8 @@ pub const SORT_KEY: &str = "COALESCE(c.last_message_id, c.created_position)";
 
 /// A page of members of `$1`, in user id order after `$2`, at most `$3`.
 pub const MEMBERS: &str = "
-    SELECT u.id, u.username, u.avatar_url, p.role, p.joined_at
+    SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at,
+           p.role, p.joined_at
     FROM participants p JOIN users u ON u.id = p.user_id
     WHERE p.conversation_id = $1 AND p.user_id > $2
     ORDER BY p.user_id LIMIT $3";
@@ -358,12 +380,12 @@ mod tests {
 pub mod shared {
     use super::{
         Columns, DELETE_PUSH, DROP_PUSH, PURGE_FLOWS, PUSH_TARGETS, ROSTER, SAVE_PUSH, SET_MUTED,
-        SPEND_FLOW,
+        SPEND_FLOW, USER_COLUMNS, user_at,
     };
     use crate::model::{
-        Authority, ChangeRequest, ConversationEvent, ConversationId, ConversationKind, History,
-        MessageId, MessageOp, MessageWrite, Plan, Refusal, Role, RosterEntry, User, UserId, plan,
-        plan_close, plan_create, plan_message,
+        Authority, Change, ChangeRequest, ConversationEvent, ConversationId, ConversationKind,
+        History, MessageId, MessageOp, MessageWrite, Plan, Refusal, Role, RosterEntry, User,
+        UserId, plan, plan_close, plan_create, plan_message,
     };
     use crate::store::{PushTarget, StoreError};
     use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
@@ -669,23 +691,18 @@ pub mod shared {
                 let Some((_, history)) = found else {
                     return Ok(Err(StoreError::NotFound));
                 };
-                let rows = sqlx::query::<DB>(
-                    "SELECT u.id, u.username, u.avatar_url
+                let sql = format!(
+                    "SELECT {USER_COLUMNS}
                      FROM participants p JOIN users u ON u.id = p.user_id
-                     WHERE p.conversation_id = $1 ORDER BY u.id",
-                )
-                .bind(conversation.0)
-                .fetch_all(&mut *conn)
-                .await?;
+                     WHERE p.conversation_id = $1 ORDER BY u.id"
+                );
+                let rows = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+                    .bind(conversation.0)
+                    .fetch_all(&mut *conn)
+                    .await?;
                 let members = rows
                     .iter()
-                    .map(|r| {
-                        Ok(User {
-                            id: UserId(r.int(0)?),
-                            username: r.text(1)?,
-                            avatar_url: r.opt_text(2)?,
-                        })
-                    })
+                    .map(|r| user_at(r, 0))
                     .collect::<Result<Vec<_>, sqlx::Error>>()?;
                 let (plan, write) = plan_close(*conversation, members);
                 Ok(Ok(Some(Decided {
@@ -694,6 +711,44 @@ pub mod shared {
                     actor,
                     history: History::parse(&history).unwrap_or(History::Shared),
                     write: Some(write),
+                })))
+            }
+            ChangeRequest::Profile {
+                actor,
+                conversation,
+            } => {
+                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
+                    "SELECT kind, history FROM conversations WHERE id = $1",
+                )
+                .bind(conversation.0)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some((_, history)) = found else {
+                    return Ok(Err(StoreError::NotFound));
+                };
+                let roster = roster::<DB, _>(&mut *conn, *conversation).await?;
+                if roster.is_empty() {
+                    return Ok(Ok(None));
+                }
+                let plan = Plan {
+                    change: Change::Profile {
+                        display_name: actor.display_name.clone(),
+                        avatar_url: actor.avatar_url.clone(),
+                        deleted: actor.deleted,
+                    },
+                    title: None,
+                    add: Vec::new(),
+                    remove: Vec::new(),
+                    set_roles: Vec::new(),
+                    recipients: roster.iter().map(|m| m.user).collect(),
+                    member_count: roster.len(),
+                };
+                Ok(Ok(Some(Decided {
+                    conversation: *conversation,
+                    plan,
+                    actor,
+                    history: History::parse(&history).unwrap_or(History::Shared),
+                    write: None,
                 })))
             }
             ChangeRequest::Message {
@@ -712,9 +767,19 @@ pub mod shared {
                 let Some((kind, history)) = found else {
                     return Ok(Err(StoreError::NotFound));
                 };
-                let roster = roster::<DB, _>(&mut *conn, *conversation).await?;
+                let mut roster = roster::<DB, _>(&mut *conn, *conversation).await?;
                 let operator = *authority == Authority::Operator;
-                if !operator && !roster.iter().any(|m| m.user == actor.id) {
+                // A deleted account takes its messages back from groups it had left too: it
+                // acts as a member for that one delete, and neither counts nor hears of it.
+                let outsider = !operator && !roster.iter().any(|m| m.user == actor.id);
+                if outsider && actor.deleted && matches!(op, MessageOp::Delete) {
+                    roster.push(RosterEntry {
+                        user: actor.id,
+                        role: Role::Member,
+                        joined: MessageId(0),
+                        history_from: MessageId(0),
+                    });
+                } else if outsider {
                     return Ok(Err(StoreError::NotFound));
                 }
                 let emoji = match op {
@@ -744,9 +809,15 @@ pub mod shared {
                     super::time(now),
                 );
                 Ok(match decided {
-                    Ok(Some((plan, write))) => Ok(Some(Decided {
+                    Ok(Some((mut plan, write))) => Ok(Some(Decided {
+                        plan: {
+                            if outsider {
+                                plan.member_count -= 1;
+                                plan.recipients.retain(|&u| u != actor.id);
+                            }
+                            plan
+                        },
                         conversation: *conversation,
-                        plan,
                         actor,
                         history,
                         write: Some(write),

@@ -236,7 +236,7 @@ impl Store for PgStore {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<User> {
-        let row = sqlx::query("SELECT id, username, avatar_url FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at FROM users u WHERE u.id = $1")
             .bind(id.0)
             .fetch_one(&self.pool)
             .await
@@ -246,7 +246,7 @@ impl Store for PgStore {
 
     async fn user_by_username(&self, username: &Username) -> StoreResult<User> {
         let row = sqlx::query(
-            "SELECT id, username, avatar_url FROM users WHERE lower(username) = lower($1)",
+            "SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at FROM users u WHERE lower(u.username) = lower($1)",
         )
         .bind(username.as_str())
         .fetch_one(&self.pool)

@@ -36,19 +36,14 @@ pub trait PresenceStore: Send + Sync {
 
 /// `$1` conversation, `$2` viewer: the members, or none when the viewer is not one.
 pub const MEMBER_USERS: &str = "
-    SELECT u.id, u.username, u.avatar_url FROM participants p JOIN users u ON u.id = p.user_id
+    SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at
+    FROM participants p JOIN users u ON u.id = p.user_id
     WHERE p.conversation_id = $1
       AND EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2)";
 
 pub const SET_SHOW_LAST_SEEN: &str = "UPDATE users SET show_last_seen = $2 WHERE id = $1";
 
-pub fn user_from((id, username, avatar_url): (i64, String, Option<String>)) -> User {
-    User {
-        id: UserId(id),
-        username,
-        avatar_url,
-    }
-}
+pub use super::log::user_from;
 
 pub fn last_seen_from((user, at, shown): (i64, Option<i64>, i64)) -> LastSeen {
     LastSeen {

@@ -177,8 +177,9 @@ where
 {
     let words = request.query.has_words();
     let mut query = QueryBuilder::<DB>::new(format!(
-        "SELECT {}, u.id, u.username, u.avatar_url, c.kind, c.title FROM ",
-        super::log::MESSAGE_COLUMNS
+        "SELECT {}, {}, c.kind, c.title FROM ",
+        super::log::MESSAGE_COLUMNS,
+        super::log::USER_COLUMNS
     ));
     // SQLite: CROSS JOIN fixes the order (FTS first, then primary-key lookups). Left to
     // itself the planner put the viewer's messages outside and ran the MATCH once per message:
@@ -241,8 +242,8 @@ where
             Ok(SearchHit {
                 message: message_at(row, 0)?,
                 sender: user_at(row, 8)?,
-                conversation_kind: row.text(11)?,
-                conversation_title: row.opt_text(12)?,
+                conversation_kind: row.text(13)?,
+                conversation_title: row.opt_text(14)?,
             })
         })
         .collect()

@@ -293,7 +293,7 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<User> {
-        let row = sqlx::query("SELECT id, username, avatar_url FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at FROM users u WHERE u.id = ?")
             .bind(id.0)
             .fetch_one(&self.pool)
             .await
@@ -302,7 +302,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_username(&self, username: &Username) -> StoreResult<User> {
-        let row = sqlx::query("SELECT id, username, avatar_url FROM users WHERE username = ?")
+        let row = sqlx::query("SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at FROM users u WHERE u.username = ?")
             .bind(username.as_str())
             .fetch_one(&self.pool)
             .await

@@ -147,12 +147,14 @@ pub const ORPHANS: &str = "
     SELECT b.hash FROM blobs b WHERE b.used_at < $1
       AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.hash = b.hash)
       AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.thumb_hash = b.hash)
+      AND NOT EXISTS (SELECT 1 FROM users p WHERE p.picture = '/api/avatars/' || b.hash)
     LIMIT $2";
 
 pub const DROP_BLOB: &str = "
     DELETE FROM blobs WHERE hash = $1 AND used_at < $2
       AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.hash = $1)
-      AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.thumb_hash = $1)";
+      AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.thumb_hash = $1)
+      AND NOT EXISTS (SELECT 1 FROM users p WHERE p.picture = '/api/avatars/' || $1)";
 
 /// `(id, name, size, content_type, width, height, thumb_hash)` as an attachment.
 pub type AttachmentRow = (

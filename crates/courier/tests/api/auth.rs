@@ -59,7 +59,7 @@ async fn auth_user_returns_the_signed_in_user() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        json!({ "id": alice.id, "username": "alice", "avatarURL": null })
+        json!({ "id": alice.id, "username": "alice", "avatarURL": null, "displayName": null })
     );
 }
 

@@ -13,7 +13,7 @@ async fn starting_a_conversation_returns_201_with_the_other_participant() {
     assert!(body["id"].is_string());
     assert_eq!(
         body["otherParticipant"],
-        json!({ "id": bob.id, "username": "bob", "avatarURL": null })
+        json!({ "id": bob.id, "username": "bob", "avatarURL": null, "displayName": null })
     );
     assert_eq!(body["lastMessage"], Value::Null);
     assert_eq!(body["hasUnreadMessages"], false);
@@ -84,7 +84,7 @@ async fn a_conversation_shows_its_last_message_and_unread_state() {
     assert_eq!(
         other,
         json!({
-            "id": alice.id, "username": "alice", "avatarURL": null,
+            "id": alice.id, "username": "alice", "avatarURL": null, "displayName": null,
             "presence": "offline", "lastSeenAt": null,
         })
     );

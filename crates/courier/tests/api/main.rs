@@ -18,6 +18,7 @@ mod metrics;
 mod openapi;
 mod outage;
 mod presence;
+mod profiles;
 mod proxies;
 mod push;
 #[path = "../common/services.rs"]

@@ -1,4 +1,5 @@
 import { api } from '../api.js';
+import { avatar, displayName } from '../avatar.js';
 import { h } from '../dom.js';
 import { setPageTitle } from '../title.js';
 
@@ -104,7 +105,7 @@ export function mountReset(root, { token, onDone }) {
   return () => {};
 }
 
-export function mountSettings(root, { me, onDeleted }) {
+export function mountSettings(root, { me, onDeleted, onProfile = () => {} }) {
   setPageTitle('Settings');
   let alive = true;
   const adminArea = h('div', { class: 'stack' });
@@ -112,6 +113,7 @@ export function mountSettings(root, { me, onDeleted }) {
     h('h1', { class: 'page-title', tabindex: '-1', text: 'Settings' }),
     h('p', { class: 'muted lead' }, 'Signed in as ', h('strong', { text: me.username }), '. ',
       h('a', { href: '/sessions', text: 'Your sessions' })),
+    profileSection(me, onProfile),
     passwordSection(),
     adminArea,
     deleteSection(onDeleted),
@@ -119,6 +121,7 @@ export function mountSettings(root, { me, onDeleted }) {
   api.account().then((account) => {
     if (!alive) return;
     const parts = [];
+    parts.push(providersSection(account.providers || []));
     if (account.passwordMail) parts.push(emailSection(account.email));
     if (account.mayInvite) parts.push(invitesSection(account.isAdmin));
     if (account.isAdmin) parts.push(resetLinkSection());
@@ -127,6 +130,78 @@ export function mountSettings(root, { me, onDeleted }) {
   return () => {
     alive = false;
   };
+}
+
+// Display name and picture. What the server answers (the user as others now see them) is
+// shown at once; other people's apps get it through `event: profile`.
+function profileSection(me, onProfile) {
+  const name = labelled('display-name', 'Display name (empty: show your username)', {
+    type: 'text', autocomplete: 'nickname', maxlength: '64', value: me.displayName || '', placeholder: me.username, dir: 'auto',
+  });
+  const preview = h('span', { class: 'profile-preview' });
+  const previewName = h('span', { class: 'profile-preview-name', dir: 'auto' });
+  const file = h('input', { id: 'avatar-file', type: 'file', accept: 'image/jpeg,image/png,image/gif,image/webp', class: 'visually-hidden' });
+  const status = h('p', { class: 'notice', role: 'status' });
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const remove = h('button', { type: 'button', class: 'button button-secondary', text: 'Remove picture' });
+
+  function show(user) {
+    Object.assign(me, { displayName: user.displayName ?? null, avatarURL: user.avatarURL ?? null });
+    preview.replaceChildren(avatar(me, 'lg'));
+    previewName.textContent = displayName(me);
+    remove.hidden = !(me.avatarURL || '').startsWith('/api/avatars/');
+    onProfile(me);
+  }
+  show(me);
+
+  file.addEventListener('change', async () => {
+    const chosen = file.files?.[0];
+    if (!chosen) return;
+    status.textContent = '';
+    error.textContent = '';
+    // A local preview while it uploads (a data: URL: the CSP allows no blob: images); the
+    // server's square crop replaces it.
+    const reader = new FileReader();
+    reader.onload = () => {
+      if (typeof reader.result === 'string' && status.textContent === '') {
+        preview.replaceChildren(h('span', { class: 'avatar avatar-lg' }, h('img', { src: reader.result, alt: '' })));
+      }
+    };
+    if (chosen.size < 8 * 1024 * 1024) reader.readAsDataURL(chosen);
+    try {
+      show(await api.setAvatar(chosen));
+      status.textContent = 'Picture saved.';
+    } catch (err) {
+      show(me);
+      error.textContent = errorText(err);
+    } finally {
+      reader.abort();
+      file.value = '';
+    }
+  });
+  remove.addEventListener('click', async () => {
+    status.textContent = '';
+    error.textContent = '';
+    try {
+      show(await api.removeAvatar());
+      status.textContent = 'Picture removed.';
+    } catch (err) {
+      error.textContent = errorText(err);
+    }
+  });
+
+  return h('section', { class: 'card stack', 'aria-labelledby': 'profile-title' },
+    h('h2', { id: 'profile-title', text: 'Profile' }),
+    h('div', { class: 'profile-row' }, preview, previewName),
+    h('div', { class: 'profile-actions' },
+      h('label', { for: 'avatar-file', class: 'button button-secondary', text: 'Upload picture' }), file, remove),
+    h('p', { class: 'muted small', text: 'A JPEG, PNG, GIF or WebP. It is cropped to a square and its metadata (such as location) removed.' }),
+    status, error,
+    form('Display name', [name], 'Save name', async () => {
+      const value = name.input.value.trim();
+      show(await api.setDisplayName(value === '' ? null : value));
+      return 'Saved.';
+    }));
 }
 
 function passwordSection() {
@@ -142,6 +217,32 @@ function passwordSection() {
       next.input.value = '';
       return result.signedOut ? `Password changed. ${result.signedOut} other session(s) signed out.` : 'Password changed.';
     }));
+}
+
+// Sign-in providers: the ones linked to this account, and a link for each other one the
+// server offers (the flow comes back here, still signed in).
+function providersSection(linked) {
+  const list = h('ul', { class: 'provider-list', 'aria-label': 'Linked sign-in providers' });
+  const offers = h('div', { class: 'profile-actions' });
+  const section = h('section', { class: 'card stack', 'aria-labelledby': 'providers-title', hidden: true },
+    h('h2', { id: 'providers-title', text: 'Sign-in providers' }),
+    list, offers);
+  api.providers().then((config) => {
+    const all = config.providers || [];
+    if (!all.length && !linked.length) return;
+    section.hidden = false;
+    const named = (id) => all.find((p) => p.id === id)?.name || id;
+    list.replaceChildren(...(linked.length
+      ? linked.map((id) => h('li', { text: `${named(id)}: linked, you can sign in with it` }))
+      : [h('li', { class: 'muted', text: 'No provider linked yet.' })]));
+    offers.replaceChildren(...all.filter((p) => !linked.includes(p.id)).map((p) =>
+      h('a', {
+        class: 'button button-secondary',
+        href: `/api/oauth/${encodeURIComponent(p.id)}?link=true&next=${encodeURIComponent('/settings')}`,
+        text: `Link ${p.name || p.id}`,
+      })));
+  }).catch(() => {});
+  return section;
 }
 
 function emailSection(current) {
@@ -223,7 +324,7 @@ function deleteSection(onDeleted) {
   const remove = h('input', { id: 'delete-remove-messages', type: 'checkbox' });
   return h('section', { class: 'card stack danger-zone', 'aria-labelledby': 'delete-title' },
     h('h2', { id: 'delete-title', text: 'Delete my account' }),
-    h('p', { class: 'muted', text: 'Your sessions end at once. Your messages stay in other people’s conversations under your old username unless you remove them below. Nobody else can take your username.' }),
+    h('p', { class: 'muted', text: 'Your sessions end at once. Your messages stay in other people’s conversations, shown as from a deleted account, unless you remove them below. Nobody else can take your username for a while.' }),
     form('Delete my account', [password,
       h('label', { class: 'check' }, remove, ' Also remove everything I wrote')], 'Delete my account', async () => {
       if (!window.confirm('Delete your account for good?')) return '';

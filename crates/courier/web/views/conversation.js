@@ -7,7 +7,7 @@
 // `jumpTo` (open around a message id; also `?message=<id>` in the address).
 
 import { api } from '../api.js';
-import { avatar } from '../avatar.js';
+import { applyProfile, avatar, displayName, fullName } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { MESSAGE_LIMIT, charCount, compareIds, dayLabel, normaliseContent } from '../format.js';
 import * as notify from '../notify.js';
@@ -150,7 +150,7 @@ export function mountConversation(root, { params, me }) {
   // ---- rendering -------------------------------------------------------------------------
 
   const ctx = {
-    who: (msg) => (msg.mine ? 'You' : (names.get(msg.senderId) ?? other?.username ?? 'Them')),
+    who: (msg) => (msg.mine ? 'You' : (names.get(msg.senderId) ?? (other ? displayName(other) : 'Them'))),
     isGroup: () => isGroup,
     canDelete: (msg) => msg.mine || (isGroup && (myRole === 'admin' || myRole === 'owner')),
     rerender: (msg) => rerender(msg),
@@ -391,7 +391,7 @@ export function mountConversation(root, { params, me }) {
       return;
     }
     clearTimeout(typers.get(t.userId)?.timer);
-    const name = t.username || names.get(t.userId) || other?.username || 'Someone';
+    const name = names.get(t.userId) || t.username || (other && displayName(other)) || 'Someone';
     // It lapses unless renewed: the sender repeats the call while typing.
     const timer = setTimeout(() => stopTyping(t.userId), t.expiresInMs || 6000);
     typers.set(t.userId, { name, timer });
@@ -429,19 +429,17 @@ export function mountConversation(root, { params, me }) {
         isGroup = true;
         group.toggle.hidden = false;
         const members = await api.members(id);
-        for (const m of members || []) names.set(m.user.id, m.user.username);
+        for (const m of members || []) names.set(m.user.id, displayName(m.user));
         if (!alive) return;
       }
-      heading.textContent = other.username;
-      headerAvatar.replaceChildren(avatar(other, 'sm'));
+      showOther();
       if (conv.kind !== 'group' && conv.otherParticipant?.id) {
         seed(conv.otherParticipant);
         headerPresence?.dispose();
         headerPresence = presenceIndicator(conv.otherParticipant.id);
         headerStatus.replaceChildren(headerPresence.el);
       }
-      scroller.setAttribute('aria-label', `Messages with ${other.username}`);
-      setPageTitle(other.username);
+      scroller.setAttribute('aria-label', `Messages with ${displayName(other)}`);
       // The newest page also marks the conversation read; a page around a hit does not.
       const page = target ? await api.messagesAround(id, target) : await api.messages(id);
       if (!alive) return;
@@ -741,9 +739,13 @@ export function mountConversation(root, { params, me }) {
       applyChange(change);
       return;
     }
-    const users = (change.users || []).map((u) => u.username);
-    for (const u of change.users || []) names.set(u.id, u.username);
-    const actor = change.actor?.username ?? 'Someone';
+    if (change.change === 'profile') {
+      applyProfileHere(change);
+      return;
+    }
+    const users = (change.users || []).map((u) => displayName(u));
+    for (const u of change.users || []) names.set(u.id, displayName(u));
+    const actor = change.actor ? displayName(change.actor) : 'Someone';
     const lines = {
       renamed: `${actor} renamed the group to “${change.title}”`,
       added: `${actor} added ${users.join(', ')}`,
@@ -767,6 +769,25 @@ export function mountConversation(root, { params, me }) {
       });
     }
   });
+  // Someone here has a new name or picture (or deleted their account): the header, the
+  // senders' names on the bubbles and the group panel follow, without a reload.
+  function applyProfileHere(change) {
+    const user = { id: change.userId, displayName: change.displayName, avatarURL: change.avatarURL, deleted: change.deleted, username: change.actor?.username };
+    if (applyProfile(other, change)) showOther();
+    if (names.has(change.userId) || isGroup) {
+      names.set(change.userId, displayName(user));
+      for (const el of list.querySelectorAll(`.sender[data-user-id="${CSS.escape(change.userId)}"]`)) el.textContent = displayName(user);
+      group.refresh().catch(() => {});
+    }
+  }
+
+  function showOther() {
+    const shown = isGroup ? other.username : fullName(other);
+    heading.textContent = shown;
+    headerAvatar.replaceChildren(avatar(other, 'sm'));
+    setPageTitle(isGroup ? other.username : displayName(other));
+  }
+
   const offMessage = stream.on('message', (msg) => {
     if (msg.conversationId !== id) return;
     if (msg.mine) hideEchoed(msg);

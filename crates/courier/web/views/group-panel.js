@@ -3,7 +3,7 @@
 // who may do what; the panel offers only what the caller's role allows and shows its errors.
 
 import { api } from '../api.js';
-import { avatar } from '../avatar.js';
+import { avatar, displayName, fullName } from '../avatar.js';
 import { h } from '../dom.js';
 import { navigate } from '../router.js';
 
@@ -55,13 +55,13 @@ export function groupPanel(conversationId, { onRenamed }) {
     if (myRank >= RANK.admin && (theirs < myRank || myRank === RANK.owner) && member.user.id !== conv.meId) {
       controls.push(h('button', {
         type: 'button', class: 'button button-small button-secondary',
-        text: 'Remove', 'aria-label': `Remove ${member.user.username}`,
+        text: 'Remove', 'aria-label': `Remove ${displayName(member.user)}`,
         onclick: () => act(() => api.removeMember(conversationId, member.user.id)),
       }));
     }
     return h('li', { class: 'member-row', dataset: { role: member.role } },
       avatar(member.user, 'sm'),
-      h('span', { class: 'name', text: member.user.username }),
+      h('span', { class: 'name', dir: 'auto', text: fullName(member.user) }),
       h('span', { class: 'role', text: member.role === 'member' ? '' : member.role }),
       ...controls);
   }

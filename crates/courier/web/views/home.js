@@ -1,5 +1,5 @@
 import { api } from '../api.js';
-import { avatar } from '../avatar.js';
+import { avatar, displayName } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { compareIds, fullTime, relativeTime } from '../format.js';
 import * as notify from '../notify.js';
@@ -85,7 +85,7 @@ export function mountHome(root, { me } = {}) {
         avatar(other),
         h('span', { class: 'row-body' },
           h('span', { class: 'row-top' },
-            h('span', { class: 'name-line' }, h('span', { class: 'name', dir: 'auto', text: other.username }), indicator?.el),
+            h('span', { class: 'name-line' }, h('span', { class: 'name', dir: 'auto', text: displayName(other) }), indicator?.el),
             parts.time),
           h('span', { class: 'row-bottom' }, parts.you, parts.preview, parts.badge, parts.marker),
         )));
@@ -224,7 +224,7 @@ function notificationOffer() {
 
 // A group shows its title where a direct conversation shows the other person.
 export function displayPeer(conv) {
-  if (conv.kind === 'group') return { username: conv.title || 'Group', avatarURL: null };
+  if (conv.kind === 'group') return { username: conv.title || 'Group', displayName: conv.title || 'Group', avatarURL: null };
   return conv.otherParticipant || { username: '?' };
 }
 

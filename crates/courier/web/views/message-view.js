@@ -3,6 +3,7 @@
 // rebuilt from the message object whenever it changes; the conversation view owns the data.
 
 import { api } from '../api.js';
+import { displayName } from '../avatar.js';
 import { h } from '../dom.js';
 import { clockTime, fullTime, linkParts } from '../format.js';
 import { attachmentsNode } from './attachments.js';
@@ -31,7 +32,7 @@ function fill(li, msg, ctx) {
   const deleted = Boolean(msg.deletedAt);
   li.classList.toggle('deleted', deleted);
   const sender = !msg.mine && ctx.isGroup()
-    ? h('span', { class: 'sender', 'aria-hidden': 'true', dir: 'auto', text: who })
+    ? h('span', { class: 'sender', 'aria-hidden': 'true', dir: 'auto', dataset: { userId: msg.senderId }, text: who })
     : null;
   const body = deleted
     ? h('p', { class: 'content tombstone', text: msg.mine ? 'You deleted this message' : 'This message was deleted' })
@@ -72,7 +73,7 @@ export function pendingNode(entry, actions) {
     h('div', { class: 'message-row' },
       h('div', { class: 'bubble' },
         entry.replyTo ? h('span', { class: 'quote' },
-          h('span', { class: 'quote-author', text: entry.replyTo.sender?.username ?? '' }),
+          h('span', { class: 'quote-author', text: entry.replyTo.sender ? displayName(entry.replyTo.sender) : '' }),
           h('span', { class: 'quote-text', dir: 'auto', text: entry.replyTo.preview })) : null,
         content(entry.content),
         h('span', { class: 'meta pending-state', role: 'status' }, h('span', { text: state })))),
@@ -100,13 +101,13 @@ function quote(q, ctx) {
     type: 'button',
     class: q.deleted ? 'quote deleted' : 'quote',
     dataset: { quoteId: q.id },
-    'aria-label': `Reply to ${q.sender?.username ?? 'a message'}: ${text}. Show the original.`,
+    'aria-label': `Reply to ${q.sender ? displayName(q.sender) : 'a message'}: ${text}. Show the original.`,
     onclick: (event) => {
       event.stopPropagation();
       ctx.onJump(q.id);
     },
   },
-  h('span', { class: 'quote-author', text: q.sender?.username ?? '' }),
+  h('span', { class: 'quote-author', text: q.sender ? displayName(q.sender) : '' }),
   h('span', { class: 'quote-text', dir: 'auto', text }));
 }
 

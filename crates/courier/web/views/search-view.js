@@ -3,6 +3,7 @@
 // and are built as text nodes, hits inside <mark>: nothing a person wrote becomes HTML.
 
 import { api } from '../api.js';
+import { displayName } from '../avatar.js';
 import { h, icon } from '../dom.js';
 import { fullTime, relativeTime } from '../format.js';
 import { navigate } from '../router.js';
@@ -88,7 +89,7 @@ function resultRow(hit) {
   return h('li', { class: 'search-result', dataset: { id: hit.messageId } },
     h('a', { href, class: 'search-link' },
       h('span', { class: 'search-meta' },
-        h('strong', { text: hit.mine ? 'You' : hit.sender.username }),
+        h('strong', { text: hit.mine ? 'You' : displayName(hit.sender) }),
         h('span', { class: 'muted', text: ` in ${where} · ` }),
         h('time', { class: 'muted', dateTime: hit.createdAt, title: fullTime(hit.createdAt), text: relativeTime(hit.createdAt) })),
       snippet));

@@ -84,6 +84,53 @@ fn token_hash(token: &str) -> String {
 }
 
 impl Accounts {
+    /// Adds a provider identity to a live account (a password account linking GitHub or an
+    /// OpenID provider): afterwards either signs it in. 422 `errors.identity` when that
+    /// identity already belongs to an account.
+    pub async fn link_identity(
+        &self,
+        user: UserId,
+        provider: &str,
+        subject: &str,
+    ) -> ServiceResult<()> {
+        let flags = self.flags(user).await?;
+        if flags.deleted {
+            return Err(ServiceError::NotFound("user"));
+        }
+        self.store
+            .link_identity(user, provider, subject, Utc::now())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ServiceError::invalid(
+                    "identity",
+                    "that sign-in is already linked to an account",
+                ),
+                e => ServiceError::from_store("user")(e),
+            })?;
+        tracing::info!(provider, "provider linked to an account");
+        Ok(())
+    }
+
+    /// The providers (ids) the account can sign in with.
+    pub async fn linked_providers(&self, user: UserId) -> ServiceResult<Vec<String>> {
+        self.store
+            .linked_providers(user)
+            .await
+            .map_err(ServiceError::from_store("user"))
+    }
+
+    /// Frees the usernames of accounts deleted longer than `--username-reservation` ago;
+    /// run before an account is made, so the period holds to the moment.
+    pub(crate) async fn release_usernames(&self) -> ServiceResult<()> {
+        let before = Utc::now()
+            .checked_sub_signed(self.settings.username_reservation)
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        self.store
+            .release_usernames(before)
+            .await
+            .map_err(ServiceError::from_store("user"))
+    }
+
     /// Whether the server still waits for its first account.
     pub async fn setup_needed(&self) -> ServiceResult<bool> {
         let done = self
@@ -157,6 +204,7 @@ impl Accounts {
         } else {
             Admission::Open
         };
+        self.release_usernames().await?;
         self.store
             .create_account_as(&username, None, NewCredential::Password { hash }, admission)
             .await
@@ -465,8 +513,8 @@ impl Accounts {
     }
 
     /// Deletes the account after confirming with the password, or, without one, a sign-in in
-    /// the last `FRESH_SIGN_IN`. Sessions end and streams close at once; the row stays so the
-    /// username stays reserved and messages keep their sender ("deleted account").
+    /// the last `FRESH_SIGN_IN`. The row stays so the username stays reserved and messages keep
+    /// their sender ("deleted account"). The caller ends the sessions (see the end).
     #[tracing::instrument(skip_all, fields(user = %user))]
     pub async fn delete_account(
         &self,
@@ -508,12 +556,15 @@ impl Accounts {
                 }
             }
         }
+        // The messages go afterwards, one ordinary delete each (`Messenger::account_deleted`),
+        // so open apps hear of them and search forgets them.
         self.store
-            .delete_account(user, remove_content, Utc::now())
+            .delete_account(user, false, Utc::now())
             .await
             .map_err(ServiceError::from_store("user"))?;
-        self.sign_out(user, None).await?;
         tracing::info!(remove_content, "account deleted");
+        // The caller tells the account's conversations, then ends its sessions
+        // (`sign_out(user, None)`), so the answer and `signed-out` still arrive together.
         Ok(())
     }
 }

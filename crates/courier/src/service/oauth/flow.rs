@@ -31,6 +31,10 @@ pub struct FlowState {
     pub nonce: Option<String>,
     #[serde(rename = "r")]
     pub return_to: String,
+    /// Set when a signed-in person links this provider to their account (their user id):
+    /// the callback adds the identity to it instead of signing anyone in.
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<i64>,
     /// Unix seconds after which the flow is refused.
     #[serde(rename = "e")]
     pub expires: i64,
@@ -154,6 +158,7 @@ mod tests {
             verifier: "v".into(),
             nonce: None,
             return_to: "/".into(),
+            link: None,
             expires: chrono::Utc::now().timestamp() + 60,
         }
     }

@@ -76,7 +76,8 @@ pub struct CallbackParams {
 }
 
 pub struct Finished {
-    pub signed_in: SignedIn,
+    /// `None` when the flow linked a provider to the account already signed in.
+    pub signed_in: Option<SignedIn>,
     /// The same-origin path saved when the flow started.
     pub return_to: String,
 }
@@ -176,6 +177,7 @@ impl OAuth {
         &self,
         provider_id: &str,
         return_to: Option<&str>,
+        link: Option<crate::model::UserId>,
     ) -> Result<Started, OAuthError> {
         let provider = self.provider(provider_id)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -215,6 +217,7 @@ impl OAuth {
             verifier: verifier.secret().clone(),
             nonce,
             return_to,
+            link: link.map(|u| u.0),
             expires: chrono::Utc::now().timestamp() + FLOW_LIFETIME.as_secs() as i64,
         };
         Ok(Started {
@@ -297,6 +300,19 @@ impl OAuth {
                     .await?
             }
         };
+        if let Some(user) = flow.link {
+            self.accounts
+                .link_identity(
+                    crate::model::UserId(user),
+                    &provider.settings.id,
+                    &identity.subject,
+                )
+                .await?;
+            return Ok(Finished {
+                signed_in: None,
+                return_to: flow.return_to,
+            });
+        }
         let signed_in = self
             .accounts
             .sign_in_external(
@@ -308,7 +324,7 @@ impl OAuth {
             )
             .await?;
         Ok(Finished {
-            signed_in,
+            signed_in: Some(signed_in),
             return_to: flow.return_to,
         })
     }

@@ -132,12 +132,15 @@ impl AccountStore for PgStore {
             id: UserId(id),
             username: username.as_str().to_owned(),
             avatar_url: avatar_url.map(str::to_owned),
+            display_name: None,
+            deleted: false,
         })
     }
 
     async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.avatar_url FROM identities i JOIN users u ON u.id = i.user_id
+            "SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at
+             FROM identities i JOIN users u ON u.id = i.user_id
              WHERE i.provider = $1 AND i.subject = $2",
         )
         .bind(provider)
@@ -150,7 +153,8 @@ impl AccountStore for PgStore {
 
     async fn password_hash(&self, username: &Username) -> StoreResult<(User, String)> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.avatar_url, p.hash FROM users u
+            "SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at, p.hash
+             FROM users u
              JOIN passwords p ON p.user_id = u.id WHERE lower(u.username) = lower($1)",
         )
         .bind(username.as_str())
@@ -159,7 +163,7 @@ impl AccountStore for PgStore {
         .map_err(classify)?;
         Ok((
             user_at(&row, 0).map_err(classify)?,
-            row.try_get(3).map_err(classify)?,
+            row.try_get(5).map_err(classify)?,
         ))
     }
 

@@ -1,28 +1,12 @@
 //! `PeopleStore` for `PgStore`; twin of `sqlite/people.rs`.
 
-use super::{PgStore, classify, now_ms, time};
-use crate::model::UserId;
+use super::{PgStore, classify, now_ms};
+use crate::model::{ConversationId, MessageId, UserId};
+use crate::store::people::shared;
 use crate::store::{AccountFlags, Invite, PeopleStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
-
-const INVITE_COLUMNS: &str =
-    "id, code, created_by, created_at, expires_at, max_uses, uses, revoked_at";
-
-fn invite_at(row: &PgRow) -> Result<Invite, sqlx::Error> {
-    Ok(Invite {
-        id: row.try_get(0)?,
-        code: row.try_get(1)?,
-        created_by: UserId(row.try_get(2)?),
-        created_at: time(row.try_get(3)?),
-        expires_at: time(row.try_get(4)?),
-        max_uses: row.try_get(5)?,
-        uses: row.try_get(6)?,
-        revoked_at: row.try_get::<Option<i64>, _>(7)?.map(time),
-    })
-}
 
 #[async_trait]
 impl PeopleStore for PgStore {
@@ -57,46 +41,19 @@ impl PeopleStore for PgStore {
         expires_at: DateTime<Utc>,
         max_uses: i64,
     ) -> StoreResult<Invite> {
-        let sql = format!(
-            "INSERT INTO invites (code, created_by, created_at, expires_at, max_uses)
-             VALUES ($1, $2, $3, $4, $5) RETURNING {INVITE_COLUMNS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(code)
-            .bind(created_by.0)
-            .bind(now_ms())
-            .bind(expires_at.timestamp_millis())
-            .bind(max_uses)
-            .fetch_one(&self.pool)
+        shared::create_invite(&self.pool, created_by, code, now_ms(), expires_at, max_uses)
             .await
-            .map_err(classify)?;
-        invite_at(&row).map_err(classify)
+            .map_err(classify)
     }
 
     async fn invites(&self, created_by: Option<UserId>) -> StoreResult<Vec<Invite>> {
-        let sql = format!(
-            "SELECT {INVITE_COLUMNS} FROM invites WHERE $1::BIGINT IS NULL OR created_by = $1
-             ORDER BY id DESC"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(created_by.map(|u| u.0))
-            .fetch_all(&self.pool)
+        shared::invites(&self.pool, created_by)
             .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(invite_at)
-            .collect::<Result<_, _>>()
             .map_err(classify)
     }
 
     async fn invite(&self, code: &str) -> StoreResult<Invite> {
-        let sql = format!("SELECT {INVITE_COLUMNS} FROM invites WHERE code = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(code)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        invite_at(&row).map_err(classify)
+        shared::invite(&self.pool, code).await.map_err(classify)
     }
 
     async fn revoke_invite(
@@ -105,26 +62,13 @@ impl PeopleStore for PgStore {
         created_by: Option<UserId>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE invites SET revoked_at = COALESCE(revoked_at, $1)
-             WHERE id = $2 AND ($3::BIGINT IS NULL OR created_by = $3)",
-        )
-        .bind(now.timestamp_millis())
-        .bind(id)
-        .bind(created_by.map(|u| u.0))
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        shared::revoke_invite(&self.pool, id, created_by, now)
+            .await
+            .map_err(classify)?
     }
 
     async fn password_hash_of(&self, user: UserId) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT hash FROM passwords WHERE user_id = $1")
-            .bind(user.0)
-            .fetch_optional(&self.pool)
+        shared::password_hash_of(&self.pool, user)
             .await
             .map_err(classify)
     }
@@ -216,22 +160,13 @@ impl PeopleStore for PgStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<(UserId, String)>> {
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT id, username FROM users WHERE email = $1 AND deleted_at IS NULL",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(row.map(|(id, name)| (UserId(id), name)))
+        shared::user_by_email(&self.pool, email)
+            .await
+            .map_err(classify)
     }
 
     async fn email_of(&self, user: UserId) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-            .bind(user.0)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)
+        shared::email_of(&self.pool, user).await.map_err(classify)
     }
 
     async fn delete_account(
@@ -243,7 +178,8 @@ impl PeopleStore for PgStore {
         let now = now.timestamp_millis();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let marked = sqlx::query(
-            "UPDATE users SET deleted_at = $1, is_admin = FALSE, avatar_url = NULL, email = NULL
+            "UPDATE users SET deleted_at = $1, is_admin = FALSE, avatar_url = NULL, picture = NULL,
+                 display_name = NULL, email = NULL
              WHERE id = $2 AND deleted_at IS NULL",
         )
         .bind(now)
@@ -279,5 +215,64 @@ impl PeopleStore for PgStore {
         }
         tx.commit().await.map_err(classify)?;
         Ok(())
+    }
+
+    async fn set_display_name(&self, user: UserId, name: Option<&str>) -> StoreResult<()> {
+        shared::set_display_name(&self.pool, user, name)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_picture(&self, user: UserId, url: Option<&str>) -> StoreResult<()> {
+        shared::set_picture(&self.pool, user, url)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn conversations_of(&self, user: UserId) -> StoreResult<Vec<ConversationId>> {
+        shared::conversations_of(&self.pool, user)
+            .await
+            .map_err(classify)
+    }
+
+    async fn release_usernames(&self, before: DateTime<Utc>) -> StoreResult<()> {
+        shared::release_usernames(&self.pool, before.timestamp_millis())
+            .await
+            .map_err(classify)
+    }
+
+    async fn link_identity(
+        &self,
+        user: UserId,
+        provider: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        shared::link_identity(&self.pool, user, provider, subject, now)
+            .await
+            .map_err(classify)?
+    }
+
+    async fn linked_providers(&self, user: UserId) -> StoreResult<Vec<String>> {
+        shared::linked_providers(&self.pool, user)
+            .await
+            .map_err(classify)
+    }
+
+    async fn picture_in_use(&self, url: &str) -> StoreResult<bool> {
+        shared::picture_in_use(&self.pool, url)
+            .await
+            .map_err(classify)
+    }
+
+    async fn live_messages_of(
+        &self,
+        user: UserId,
+    ) -> StoreResult<Vec<(ConversationId, MessageId)>> {
+        shared::live_messages_of(&self.pool, user)
+            .await
+            .map_err(classify)
     }
 }

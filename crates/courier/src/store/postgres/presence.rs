@@ -21,7 +21,7 @@ impl PresenceStore for PgStore {
         viewer: UserId,
         conversation: ConversationId,
     ) -> StoreResult<Vec<User>> {
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(MEMBER_USERS)
+        let rows: Vec<crate::store::log::UserRow> = sqlx::query_as(MEMBER_USERS)
             .bind(conversation.0)
             .bind(viewer.0)
             .fetch_all(&self.pool)

@@ -136,12 +136,15 @@ impl AccountStore for SqliteStore {
             id: UserId(id),
             username: username.as_str().to_owned(),
             avatar_url: avatar_url.map(str::to_owned),
+            display_name: None,
+            deleted: false,
         })
     }
 
     async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.avatar_url FROM identities i JOIN users u ON u.id = i.user_id
+            "SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at
+             FROM identities i JOIN users u ON u.id = i.user_id
              WHERE i.provider = ? AND i.subject = ?",
         )
         .bind(provider)
@@ -154,7 +157,8 @@ impl AccountStore for SqliteStore {
 
     async fn password_hash(&self, username: &Username) -> StoreResult<(User, String)> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.avatar_url, p.hash FROM users u
+            "SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at, p.hash
+             FROM users u
              JOIN passwords p ON p.user_id = u.id WHERE u.username = ?",
         )
         .bind(username.as_str())
@@ -163,7 +167,7 @@ impl AccountStore for SqliteStore {
         .map_err(classify)?;
         Ok((
             user_at(&row, 0).map_err(classify)?,
-            row.try_get(3).map_err(classify)?,
+            row.try_get(5).map_err(classify)?,
         ))
     }
 

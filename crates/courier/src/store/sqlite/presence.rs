@@ -95,8 +95,8 @@ impl PresenceStore for SqliteStore {
             Ok(users) => return member_view(&users, viewer),
             Err(generation) => generation,
         };
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT u.id, u.username, u.avatar_url FROM participants p
+        let rows: Vec<crate::store::log::UserRow> = sqlx::query_as(
+            "SELECT u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at FROM participants p
              JOIN users u ON u.id = p.user_id WHERE p.conversation_id = ?",
         )
         .bind(conversation.0)
