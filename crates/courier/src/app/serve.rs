@@ -23,6 +23,9 @@
 //!   watched socket: the handshake counts against the header-read deadline, and the limits
 //!   above see the encrypted bytes as they see plain ones. An ACME TLS-ALPN-01 validation
 //!   needs only the handshake and is closed right after it.
+//! - **Event streams without hyper's buffers.** A plain connection whose first request is the
+//!   event stream is served by [`lean`], which holds no per-connection read or write buffer
+//!   while the stream is open; every other connection goes to hyper unchanged.
 
 use axum::Router;
 use axum::body::Body;
@@ -51,6 +54,9 @@ use tower::ServiceExt;
 
 use crate::api::BodyTimedOut;
 use crate::model::{TrustedProxies, limit_key};
+use lean::Opening;
+
+mod lean;
 
 /// How long an idle connection told to close may take before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -198,7 +204,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _admitted: Admitted, sh
         stalled: None,
     };
     let Some(acceptor) = &shared.tls else {
-        return serve_connection(TokioIo::new(watched), peer, activity, &shared).await;
+        return plain(watched, peer, activity, &shared).await;
     };
     let handshake = tokio::time::timeout(shared.limits.header_read, acceptor.accept(watched));
     let tls = tokio::select! {
@@ -219,6 +225,47 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _admitted: Admitted, sh
         return;
     }
     serve_connection(TokioIo::new(tls), peer, activity, &shared).await;
+}
+
+/// A connection without TLS: an event stream that opens it is served by `lean`, anything
+/// else by hyper.
+async fn plain(mut watched: Watched, peer: SocketAddr, activity: Arc<Activity>, shared: &Shared) {
+    if !lean_streams() {
+        return serve_connection(TokioIo::new(watched), peer, activity, shared).await;
+    }
+    let opening = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        opening = tokio::time::timeout(shared.limits.header_read, lean::read_opening(&mut watched)) => {
+            match opening {
+                Ok(opening) => opening,
+                Err(_) => {
+                    tracing::debug!(%peer, "no request head before the deadline; closing");
+                    return;
+                }
+            }
+        }
+    };
+    match opening {
+        Opening::Stream(request) => {
+            let router = shared.router.clone();
+            lean::serve_stream(watched, request, peer, router, &shared.hard_stop).await;
+        }
+        // Boxed: hyper's connection state is large, and a lean stream's task should not be
+        // sized for it.
+        Opening::Other(prefix) => {
+            let io = TokioIo::new(lean::Rewind::new(prefix, watched));
+            Box::pin(serve_connection(io, peer, activity, shared)).await;
+        }
+        Opening::Gone => {}
+    }
+}
+
+/// Whether event streams that open a plain connection skip hyper (`lean`). Always, except in
+/// a benchmark's control run, which sets the hidden `COURIER_BENCH_HYPER_STREAMS=1` to measure
+/// what the lean path saves.
+fn lean_streams() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("COURIER_BENCH_HYPER_STREAMS").as_deref() != Ok("1"))
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends, idles out or shutdown comes.

@@ -1,0 +1,369 @@
+//! Event streams over HTTP/1.1 without hyper's per-connection buffers.
+//!
+//! hyper keeps an 8 KB read buffer and an 8 KB write buffer for every HTTP/1 connection for as
+//! long as it is open (its minimum, not configurable), and that is most of what an idle event
+//! stream costs (docs/benchmarks.md, "Idle memory"). A stream needs neither: once its head is
+//! in, the client sends nothing more, and each event is written once, as it comes.
+//!
+//! So when a plain connection's **first** request is `GET /api/messages` over HTTP/1.1, this
+//! module reads and parses that head itself (with `httparse`, as hyper does), runs it through
+//! the same router, and writes the response straight to the socket: a stream with chunked
+//! framing, anything else (a 401, a 429) with a length. The connection closes when the
+//! response ends (`Connection: close`), so there is never a second request to parse.
+//!
+//! Everything else goes to hyper exactly as before, with the bytes already read put back in
+//! front of the socket ([`Rewind`]): other paths (the first read already tells), HTTP/2,
+//! anything unusual in the head (a body, an upgrade, a pipelined request, a head hyper would
+//! refuse), and TLS connections. A stream asked for on a kept-alive connection after other
+//! requests is served by hyper too; EventSource and courier-bench open streams on
+//! connections of their own.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderName, HeaderValue, Method, Request, Version, header, response};
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// The one route served here: the event stream.
+const STREAM_PATH: &[u8] = b"/api/messages";
+/// A head longer than this goes to hyper, which has its own limits and errors.
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+/// A non-stream answer on this path (an error) is small; a bigger one is cut off.
+const MAX_PLAIN_BODY: usize = 1 << 20;
+
+/// How a plain connection opens.
+pub(super) enum Opening {
+    /// Its first request is an event stream, parsed and ready for the router.
+    Stream(Request<Body>),
+    /// Anything else: the bytes read so far, to be put back in front of the socket for hyper.
+    Other(Bytes),
+    /// The peer closed (or the read failed) before a request began.
+    Gone,
+}
+
+/// Reads just enough of a connection's first bytes to tell whether it opens an event stream.
+/// The caller bounds it with the header-read deadline.
+pub(super) async fn read_opening<R: AsyncRead + Unpin>(io: &mut R) -> Opening {
+    let prefix = const_prefix();
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(1024);
+        }
+        match io.read_buf(&mut buf).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Opening::Gone,
+            Ok(0) | Err(_) => return Opening::Other(buf.freeze()),
+            Ok(_) => {}
+        }
+        let seen = buf.len().min(prefix.len());
+        if buf[..seen] != prefix[..seen] {
+            return Opening::Other(buf.freeze());
+        }
+        if buf.len() > MAX_HEAD {
+            return Opening::Other(buf.freeze());
+        }
+        match parse_stream_request(&buf) {
+            Parsed::Partial => continue,
+            Parsed::Stream(request) => return Opening::Stream(request),
+            Parsed::Other => return Opening::Other(buf.freeze()),
+        }
+    }
+}
+
+fn const_prefix() -> Vec<u8> {
+    [b"GET ".as_slice(), STREAM_PATH].concat()
+}
+
+enum Parsed {
+    Partial,
+    Stream(Request<Body>),
+    Other,
+}
+
+/// A complete, ordinary `GET /api/messages[?…] HTTP/1.1` head with nothing after it, as a
+/// request; anything else is left to hyper.
+fn parse_stream_request(bytes: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    let length = match head.parse(bytes) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some("GET"), Some(1), Some(path)) = (head.method, head.version, head.path) else {
+        return Parsed::Other;
+    };
+    let rest = &path.as_bytes()[STREAM_PATH.len().min(path.len())..];
+    if !path.as_bytes().starts_with(STREAM_PATH) || !(rest.is_empty() || rest[0] == b'?') {
+        return Parsed::Other;
+    }
+    // Pipelined bytes would be a second request; let hyper deal with them.
+    if length != bytes.len() {
+        return Parsed::Other;
+    }
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .version(Version::HTTP_11);
+    for h in head.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return Parsed::Other;
+        }
+        match (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(h.value),
+        ) {
+            (Ok(name), Ok(value)) => request = request.header(name, value),
+            _ => return Parsed::Other,
+        }
+    }
+    match request.body(Body::empty()) {
+        Ok(request) => Parsed::Stream(request),
+        Err(_) => Parsed::Other,
+    }
+}
+
+/// Serves one event-stream request on its own connection, then closes the connection.
+pub(super) async fn serve_stream<S>(
+    mut io: S,
+    mut request: Request<Body>,
+    peer: SocketAddr,
+    router: Router,
+    hard_stop: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let response = match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, mut body) = response.into_parts();
+    let is_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !is_stream {
+        let bytes = tokio::select! {
+            _ = hard_stop.cancelled() => return,
+            bytes = axum::body::to_bytes(body, MAX_PLAIN_BODY) => bytes.unwrap_or_default(),
+        };
+        let mut out = head(&parts, Some(bytes.len()));
+        out.extend_from_slice(&bytes);
+        if io.write_all(&out).await.is_ok() {
+            let _ = io.shutdown().await;
+        }
+        return;
+    }
+    if io.write_all(&head(&parts, None)).await.is_err() {
+        return;
+    }
+    // Read only to notice the client leaving: it sends nothing more on a stream connection.
+    let mut probe = [0u8; 16];
+    loop {
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if io.write_all(&chunk(&data)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    // No last chunk: the client sees a cut-off response and resumes.
+                    tracing::debug!(%peer, error = %e, "event stream body failed");
+                    return;
+                }
+                None => {
+                    if io.write_all(b"0\r\n\r\n").await.is_ok() {
+                        let _ = io.shutdown().await;
+                    }
+                    return;
+                }
+            },
+            read = io.read(&mut probe) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = hard_stop.cancelled() => return,
+        }
+    }
+}
+
+/// The response head; `length` for a whole body, `None` for a chunked stream.
+fn head(parts: &response::Parts, length: Option<usize>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let status = parts.status;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if matches!(
+            *name,
+            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION
+        ) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        let _ = write!(
+            out,
+            "date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now())
+        );
+    }
+    match length {
+        Some(length) => {
+            let _ = write!(out, "content-length: {length}\r\n");
+        }
+        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out
+}
+
+/// One chunk of a chunked body, in one buffer so it leaves in one write (and, with
+/// `TCP_NODELAY`, one segment).
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 12);
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A socket with bytes already read from it put back in front.
+pub(super) struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub(super) fn new(prefix: Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = buf.remaining().min(self.prefix.len());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &str) -> Option<Request<Body>> {
+        match parse_stream_request(head.as_bytes()) {
+            Parsed::Stream(request) => Some(request),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_a_plain_complete_stream_get_is_taken() {
+        let ok = parse("GET /api/messages?x=1 HTTP/1.1\r\nHost: a\r\nCookie: s=1\r\n\r\n").unwrap();
+        assert_eq!(ok.uri(), "/api/messages?x=1");
+        assert_eq!(ok.headers()["cookie"], "s=1");
+        assert!(parse("GET /api/messages HTTP/1.1\r\nHost: a\r\n\r\n").is_some());
+        for other in [
+            "GET /api/messagesX HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /api/messages HTTP/1.0\r\nHost: a\r\n\r\n",
+            "POST /api/messages HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /api/messages HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            "GET /api/messages HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            "GET /api/messages HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(parse(other).is_none(), "{other:?}");
+        }
+        assert!(matches!(
+            parse_stream_request(b"GET /api/messages HTTP/1.1\r\nHost"),
+            Parsed::Partial
+        ));
+    }
+
+    #[tokio::test]
+    async fn other_openings_keep_every_byte_for_hyper() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM").await.unwrap();
+        let Opening::Other(prefix) = read_opening(&mut server).await else {
+            panic!("an HTTP/2 preface is not a stream")
+        };
+        let mut rewound = Rewind::new(prefix, server);
+        client.write_all(b"\r\n\r\n").await.unwrap();
+        drop(client);
+        let mut all = Vec::new();
+        rewound.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    }
+
+    #[test]
+    fn a_chunk_is_framed_with_its_hex_length() {
+        assert_eq!(chunk(&[b'x'; 26]), [b"1a\r\n".as_slice(), &[b'x'; 26], b"\r\n"].concat());
+    }
+}
