@@ -340,3 +340,87 @@ async fn a_stream_whose_client_stopped_reading_is_closed_after_the_write_timeout
     }
     drop(stuck);
 }
+
+/// Reads from `tcp` until `done` holds for everything received so far.
+async fn read_until(tcp: &mut TcpStream, done: impl Fn(&str) -> bool) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if done(&text) {
+            return text;
+        }
+        match tokio::time::timeout(PATIENCE, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
+            _ => panic!("the server stopped before it sent what was expected: {text:?}"),
+        }
+    }
+}
+
+/// A stream that opens its connection skips hyper (`app/serve/lean.rs`): it is chunked, says
+/// it will close the connection (hyper would keep it alive), and delivers live; a refused one
+/// gets its JSON error with a length, and the connection closes.
+#[tokio::test]
+async fn a_stream_that_opens_its_connection_is_served_lean_chunked_and_live() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let id = app.conversation_between(&alice, &bob).await;
+
+    let mut tcp = connect_from(HONEST, app.addr).await;
+    let request = format!(
+        "GET /api/messages HTTP/1.1\r\nHost: courier\r\nAccept: text/event-stream\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        bob.token
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let head = read_until(&mut tcp, |t| t.contains("\r\n\r\n")).await;
+    let lower = head.to_ascii_lowercase();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for expected in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "connection: close",
+        "date: ",
+    ] {
+        assert!(lower.contains(expected), "{expected} in {head}");
+    }
+    assert!(!lower.contains("content-length"), "{head}");
+
+    let sent = app.send_message(&alice, &id, "over the lean path").await;
+    // What follows the head (read above) is the chunked body.
+    let body = read_until(&mut tcp, |t| t.contains("over the lean path")).await;
+    // Every chunk is `<hex length>\r\n<that many bytes>\r\n`.
+    let mut rest = body.as_bytes();
+    let mut events = String::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let length = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16)
+            .expect("a hex chunk length");
+        let data = &rest[eol + 2..];
+        if data.len() < length + 2 {
+            break;
+        }
+        assert_eq!(&data[length..length + 2], b"\r\n", "chunk framing");
+        events.push_str(std::str::from_utf8(&data[..length]).unwrap());
+        rest = &data[length + 2..];
+    }
+    assert!(
+        events.contains(&format!("data: {{\"id\":{}", sent["id"])),
+        "{events}"
+    );
+
+    // Refused (no credentials): the JSON error, with a length, then the connection closes.
+    let mut refused = connect_from(HONEST, app.addr).await;
+    refused
+        .write_all(b"GET /api/messages HTTP/1.1\r\nHost: courier\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut refused).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("content-length: "), "{answer}");
+    assert!(lower.contains("connection: close"), "{answer}");
+    let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert!(json["error"].is_string(), "{json}");
+}

@@ -364,6 +364,9 @@ mod tests {
 
     #[test]
     fn a_chunk_is_framed_with_its_hex_length() {
-        assert_eq!(chunk(&[b'x'; 26]), [b"1a\r\n".as_slice(), &[b'x'; 26], b"\r\n"].concat());
+        assert_eq!(
+            chunk(&[b'x'; 26]),
+            [b"1a\r\n".as_slice(), &[b'x'; 26], b"\r\n"].concat()
+        );
     }
 }
