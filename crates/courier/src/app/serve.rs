@@ -248,7 +248,7 @@ async fn plain(mut watched: Watched, peer: SocketAddr, activity: Arc<Activity>, 
     match opening {
         Opening::Stream(request) => {
             let router = shared.router.clone();
-            lean::serve_stream(watched, request, peer, router, &shared.hard_stop).await;
+            lean::serve_stream(watched, *request, peer, router, &shared.hard_stop).await;
         }
         // Boxed: hyper's connection state is large, and a lean stream's task should not be
         // sized for it.

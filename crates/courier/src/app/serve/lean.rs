@@ -43,7 +43,7 @@ const MAX_PLAIN_BODY: usize = 1 << 20;
 /// How a plain connection opens.
 pub(super) enum Opening {
     /// Its first request is an event stream, parsed and ready for the router.
-    Stream(Request<Body>),
+    Stream(Box<Request<Body>>),
     /// Anything else: the bytes read so far, to be put back in front of the socket for hyper.
     Other(Bytes),
     /// The peer closed (or the read failed) before a request began.
@@ -85,7 +85,7 @@ fn const_prefix() -> Vec<u8> {
 
 enum Parsed {
     Partial,
-    Stream(Request<Body>),
+    Stream(Box<Request<Body>>),
     Other,
 }
 
@@ -132,7 +132,7 @@ fn parse_stream_request(bytes: &[u8]) -> Parsed {
         }
     }
     match request.body(Body::empty()) {
-        Ok(request) => Parsed::Stream(request),
+        Ok(request) => Parsed::Stream(Box::new(request)),
         Err(_) => Parsed::Other,
     }
 }
@@ -320,7 +320,7 @@ mod tests {
 
     fn parse(head: &str) -> Option<Request<Body>> {
         match parse_stream_request(head.as_bytes()) {
-            Parsed::Stream(request) => Some(request),
+            Parsed::Stream(request) => Some(*request),
             _ => None,
         }
     }
