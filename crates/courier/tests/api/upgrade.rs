@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Fixture directories, oldest schema first.
-const FIXTURES: &[&str] = &["0011"];
+const FIXTURES: &[&str] = &["0011", "0017"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
