@@ -550,6 +550,28 @@ pub mod shared {
         rows.iter().map(super::push_target_at).collect()
     }
 
+    /// A conversation's kind and history setting, as stored; `None` if there is none.
+    pub async fn kind_and_history<'e, DB, E>(
+        db: E,
+        conversation: ConversationId,
+    ) -> Result<Option<(String, String)>, sqlx::Error>
+    where
+        DB: Database,
+        usize: ColumnIndex<DB::Row>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'r> i64: sqlx::Decode<'r, DB>,
+        for<'r> String: sqlx::Decode<'r, DB>,
+        String: Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+        E: Executor<'e, Database = DB>,
+    {
+        let row = sqlx::query::<DB>("SELECT kind, history FROM conversations WHERE id = $1")
+            .bind(conversation.0)
+            .fetch_optional(db)
+            .await?;
+        row.map(|row| Ok((row.text(0)?, row.text(1)?))).transpose()
+    }
+
     /// The roster a change is decided against.
     pub async fn roster<'e, DB, E>(
         db: E,
@@ -650,12 +672,7 @@ pub mod shared {
                 conversation,
                 op,
             } => {
-                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
-                    "SELECT kind, history FROM conversations WHERE id = $1",
-                )
-                .bind(conversation.0)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let found = kind_and_history::<DB, _>(&mut *conn, *conversation).await?;
                 let Some((kind, history)) = found else {
                     return Ok(Err(StoreError::NotFound));
                 };
@@ -682,12 +699,7 @@ pub mod shared {
                 actor,
                 conversation,
             } => {
-                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
-                    "SELECT kind, history FROM conversations WHERE id = $1",
-                )
-                .bind(conversation.0)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let found = kind_and_history::<DB, _>(&mut *conn, *conversation).await?;
                 let Some((_, history)) = found else {
                     return Ok(Err(StoreError::NotFound));
                 };
@@ -717,12 +729,7 @@ pub mod shared {
                 actor,
                 conversation,
             } => {
-                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
-                    "SELECT kind, history FROM conversations WHERE id = $1",
-                )
-                .bind(conversation.0)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let found = kind_and_history::<DB, _>(&mut *conn, *conversation).await?;
                 let Some((_, history)) = found else {
                     return Ok(Err(StoreError::NotFound));
                 };
@@ -758,12 +765,7 @@ pub mod shared {
                 op,
                 authority,
             } => {
-                let found: Option<(String, String)> = sqlx::query_as::<DB, (String, String)>(
-                    "SELECT kind, history FROM conversations WHERE id = $1",
-                )
-                .bind(conversation.0)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let found = kind_and_history::<DB, _>(&mut *conn, *conversation).await?;
                 let Some((kind, history)) = found else {
                     return Ok(Err(StoreError::NotFound));
                 };
