@@ -206,6 +206,18 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _admitted: Admitted, sh
     let Some(acceptor) = &shared.tls else {
         return plain(watched, peer, activity, &shared).await;
     };
+    // Boxed, like hyper's connection below: every connection task is sized for its largest
+    // path, and a lean stream's task should stay small (docs/benchmarks.md, "Idle memory").
+    Box::pin(tls(acceptor, watched, peer, activity, &shared)).await;
+}
+
+async fn tls(
+    acceptor: &TlsAcceptor,
+    watched: Watched,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    shared: &Shared,
+) {
     let handshake = tokio::time::timeout(shared.limits.header_read, acceptor.accept(watched));
     let tls = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
@@ -224,14 +236,20 @@ async fn connection(stream: TcpStream, peer: SocketAddr, _admitted: Admitted, sh
     if crate::tls::is_acme_validation(tls.get_ref().1) {
         return;
     }
-    serve_connection(TokioIo::new(tls), peer, activity, &shared).await;
+    serve_connection(TokioIo::new(tls), peer, activity, shared).await;
 }
 
 /// A connection without TLS: an event stream that opens it is served by `lean`, anything
 /// else by hyper.
 async fn plain(mut watched: Watched, peer: SocketAddr, activity: Arc<Activity>, shared: &Shared) {
     if !lean_streams() {
-        return serve_connection(TokioIo::new(watched), peer, activity, shared).await;
+        return Box::pin(serve_connection(
+            TokioIo::new(watched),
+            peer,
+            activity,
+            shared,
+        ))
+        .await;
     }
     let opening = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
@@ -247,8 +265,13 @@ async fn plain(mut watched: Watched, peer: SocketAddr, activity: Arc<Activity>, 
     };
     match opening {
         Opening::Stream(request) => {
+            // Unboxed in its own scope so the box is freed now, not when the stream ends.
+            let request = {
+                let boxed = request;
+                *boxed
+            };
             let router = shared.router.clone();
-            lean::serve_stream(watched, *request, peer, router, &shared.hard_stop).await;
+            lean::serve_stream(watched, request, peer, router, &shared.hard_stop).await;
         }
         // Boxed: hyper's connection state is large, and a lean stream's task should not be
         // sized for it.

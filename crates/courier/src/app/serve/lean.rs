@@ -148,7 +148,9 @@ pub(super) async fn serve_stream<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     request.extensions_mut().insert(ConnectInfo(peer));
-    let response = match router.oneshot(request).await {
+    // Boxed: the router's future (every middleware layer) is large and only lives until the
+    // response head, while this task lives as long as the stream.
+    let response = match Box::pin(router.oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -169,9 +171,13 @@ pub(super) async fn serve_stream<S>(
         }
         return;
     }
-    if io.write_all(&head(&parts, None)).await.is_err() {
+    let head = head(&parts, None);
+    // The response's header map would otherwise stay allocated for the life of the stream.
+    drop(parts);
+    if io.write_all(&head).await.is_err() {
         return;
     }
+    drop(head);
     // Read only to notice the client leaving: it sends nothing more on a stream connection.
     let mut probe = [0u8; 16];
     loop {
