@@ -320,7 +320,9 @@ where
             let guard = activity.begin();
             let router = router.clone();
             async move {
-                let response = match router.oneshot(request).await {
+                // Boxed: the router's future is large and over HTTP/2 hyper keeps each
+                // stream's task sized for it for as long as the response body lives.
+                let response = match Box::pin(router.oneshot(request)).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 };
