@@ -72,15 +72,15 @@ use crate::model::{
     READ_POSITIONS_MAX, User, UserId, Username,
 };
 use async_trait::async_trait;
+use audience::{LOCKS_MAX, Reach};
 use chrono::Utc;
 use sqlx::PgExecutor;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use audience::{LOCKS_MAX, Reach};
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use writer::{QUEUE, WriteJob, change_under_lock, write_loop};
 
 pub use audience::{USER_STRIPES, user_lock};

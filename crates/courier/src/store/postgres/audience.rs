@@ -97,7 +97,11 @@ async fn take(conn: &mut PgConnection, locks: &[(i32, i32, bool)]) -> Result<(),
     if locks.is_empty() {
         return Ok(());
     }
-    debug_assert!(locks.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+    debug_assert!(
+        locks
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1))
+    );
     let classes: Vec<i32> = locks.iter().map(|l| l.0).collect();
     let keys: Vec<i32> = locks.iter().map(|l| l.1).collect();
     let exclusive: Vec<bool> = locks.iter().map(|l| l.2).collect();

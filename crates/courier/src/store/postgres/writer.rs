@@ -338,9 +338,7 @@ async fn commit_group(
         .map_err(to_group)?;
     // Under the conversation locks: no membership change can commit until this one does, so
     // each send is judged, and delivered, by the membership at its own position.
-    let (members, seqs) = members(&mut tx, &conversations)
-        .await
-        .map_err(to_group)?;
+    let (members, seqs) = members(&mut tx, &conversations).await.map_err(to_group)?;
     let taken = match reach {
         Reach::Wide => all,
         Reach::Narrow => {
@@ -359,10 +357,7 @@ async fn commit_group(
     write_group(tx, group, members, seqs)
         .await
         .map(Commit::Done)
-        .map_err(|e| GroupError {
-            sends: taken,
-            ..e
-        })
+        .map_err(|e| GroupError { sends: taken, ..e })
 }
 
 /// The stripes of everyone a send's entry reaches (the conversation's members) and of its
@@ -681,7 +676,7 @@ async fn write_rows(conn: &mut PgConnection, rows: &[Accepted]) -> Result<(), sq
              UPDATE participants SET last_read_message_id = v.id
              FROM UNNEST($8::BIGINT[], $9::BIGINT[], $10::BIGINT[]) AS v (conversation_id, user_id, id)
              WHERE participants.conversation_id = v.conversation_id
-               AND participants.user_id = v.user_id),
+               AND participants.user_id = v.user_id)
          INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
          SELECT * FROM UNNEST($11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::BIGINT[],
                               $15::BIGINT[])
