@@ -5,7 +5,8 @@
 //!
 //! A raw connection beside the store holds a lock to stall an append at a chosen point, and
 //! the test waits until PostgreSQL reports that append as waiting (`pg_locks`) before going
-//! on: every step is ordered by observed lock state, not by time.
+//! on: every step is ordered by observed lock state, not by time. A group too large for one
+//! transaction's lock budget takes the wide lock instead, and still reaches everyone.
 
 use crate::support::StoreBackend;
 use courier::model::{
@@ -275,6 +276,85 @@ async fn a_held_user_stripe_stalls_only_the_appends_reaching_that_user() {
         positions(&first.inbox_after(u.id, MessageId(0), 10).await.unwrap()),
         vec![blocked.message.id]
     );
+    drop((first, second));
+    backend.finish().await;
+}
+
+/// A group whose members' stripes exceed one transaction's lock budget cannot lock them all:
+/// its appends take the wide lock exclusively instead, so they wait while any other append
+/// holds it shared (here a raw transaction), and still chain every member's `prev` exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_beyond_the_lock_budget_appends_alone_and_reaches_everyone() {
+    let Some(backend) = backend().await else {
+        return;
+    };
+    let first = backend.store.clone();
+    let second = backend.reopen().await.expect("a second node");
+    let names: Vec<String> = (0..70).map(|i| format!("member{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let everyone = users(&*first, &names).await;
+    let (owner, rest) = everyone.split_first().unwrap();
+    let created = first
+        .apply_change(ChangeRequest::Create {
+            creator: owner.clone(),
+            members: rest.to_vec(),
+            title: Title::parse("Everyone").unwrap(),
+            history: History::Shared,
+            max_members: 100,
+        })
+        .await
+        .expect("create")
+        .expect("a new group")
+        .event;
+    let [u, v] = <[User; 2]>::try_from(users(&*first, &["uma", "vera"]).await).unwrap();
+    let uv = direct(&*first, &u, &v).await;
+
+    // Any append in flight holds the wide lock shared; a raw transaction stands in for one.
+    let mut stall = PgConnection::connect(backend.url()).await.unwrap();
+    let mut hold = stall.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(0, 0)")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let wide = spawn_send(&first, created.conversation_id, owner, "to all");
+    let mut watch = PgConnection::connect(backend.url()).await.unwrap();
+    until_waiting(
+        &mut watch,
+        "l.locktype = 'advisory' AND l.objsubid = 2 AND l.classid = 0 AND l.objid = 0",
+    )
+    .await;
+    assert!(
+        !wide.is_finished(),
+        "the wide send waits for every other append"
+    );
+    hold.rollback().await.unwrap();
+    let wide = wide.await.unwrap();
+
+    let narrow = second
+        .append_message(new_message(uv, &u, "just us"))
+        .await
+        .unwrap();
+    assert!(narrow.message.id > wide.message.id);
+    assert_eq!(wide.recipients.len(), 70);
+    for recipient in &wide.recipients {
+        assert_eq!(
+            recipient.prev, created.position,
+            "{}'s prev",
+            recipient.user
+        );
+    }
+    for member in [owner, &rest[68]] {
+        assert_eq!(
+            positions(
+                &second
+                    .inbox_after(member.id, MessageId(0), 10)
+                    .await
+                    .unwrap()
+            ),
+            vec![created.position, wide.message.id]
+        );
+    }
+    assert_eq!(prev(&narrow, &u), MessageId(0));
     drop((first, second));
     backend.finish().await;
 }

@@ -715,3 +715,47 @@ async fn write_rows(conn: &mut PgConnection, rows: &[Accepted]) -> Result<(), sq
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConversationId, MessageContent};
+
+    fn send(conversation: i64, sender: i64) -> NewMessage {
+        NewMessage {
+            conversation: ConversationId(conversation),
+            sender: UserId(sender),
+            content: MessageContent::parse("hi", 480).unwrap(),
+            idempotency_key: None,
+            reply_to: None,
+            attachment_claim: None,
+        }
+    }
+
+    #[test]
+    fn a_group_takes_the_sends_whose_stripes_fit_and_leaves_the_rest() {
+        // Conversation 1: users 1..=30; 2: users 31..=60; 3: users 1 and 2 (already counted).
+        let members = HashMap::from([
+            (1, (1..=30).collect::<Vec<i64>>()),
+            (2, (31..=60).collect()),
+            (3, vec![1, 2]),
+        ]);
+        let (a, b, c) = (send(1, 1), send(2, 31), send(3, 2));
+        assert_eq!(
+            fit(&[&a, &c], &members, 30).unwrap().0,
+            2,
+            "shared stripes count once"
+        );
+        assert_eq!(fit(&[&a, &b, &c], &members, 59).unwrap().0, 1);
+        let (taken, stripes) = fit(&[&a, &b, &c], &members, 60).unwrap();
+        assert_eq!((taken, stripes.len()), (3, 60));
+        assert_eq!(
+            fit(&[&b, &a], &members, 29),
+            Err(30),
+            "the first alone is too wide"
+        );
+        // A user 1,024 apart shares a stripe; a non-member sender still counts.
+        let members = HashMap::from([(4, vec![5, 5 + audience::USER_STRIPES])]);
+        assert_eq!(fit(&[&send(4, 7)], &members, 2).unwrap().1.len(), 2);
+    }
+}
