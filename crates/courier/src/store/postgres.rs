@@ -41,6 +41,9 @@
 //!   display order, not a cursor, and each conversation's own value moves under its lock.
 //! - Read markers, unread counts (`seq`) and the newest message of a conversation are read
 //!   and written under the conversation's lock, as before under the global one.
+//! - Search pages backwards by message id (`before`); one conversation's history too, but
+//!   its messages commit in order under its lock. A search hit committed late either lands
+//!   on a later page or above the first one, as a newer message would; neither is a cursor.
 //! - `message_position`, the global counter that serialised every append until migration 0018,
 //!   is kept for the upgrade fixtures and no longer read; a trigger refuses writes to it, so
 //!   a node of an older release left running fails its appends instead of misordering them.
