@@ -267,6 +267,8 @@ impl PgStore {
                 .collect();
             // Beside the wide lock and the conversation's.
             if stripes.len() + 2 > LOCKS_MAX {
+                // Release the shared wide lock now: the retry takes it exclusively.
+                tx.rollback().await.map_err(classify)?;
                 return Ok(Attempt::TooWide);
             }
             audience::lock_stripes(&mut tx, &stripes)

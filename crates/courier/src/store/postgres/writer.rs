@@ -345,7 +345,11 @@ async fn commit_group(
             let budget = LOCKS_MAX - 1 - conversations.len();
             let (taken, stripes) = match fit(group, &members, budget) {
                 Ok(fitted) => fitted,
-                Err(first_stripes) => return Ok(Commit::TooWide { first_stripes }),
+                Err(first_stripes) => {
+                    // Release the shared wide lock now: the retry may want it exclusively.
+                    tx.rollback().await.map_err(to_group)?;
+                    return Ok(Commit::TooWide { first_stripes });
+                }
             };
             audience::lock_stripes(&mut tx, &stripes)
                 .await
