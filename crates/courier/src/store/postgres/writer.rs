@@ -7,9 +7,9 @@
 //! for each other only where their audiences meet. A transaction costs a constant number of
 //! round trips whatever the group's size: lock the conversations; read their members;
 //! lock the members' stripes; look up the group's idempotency keys (only if a send has one);
-//! take positions; read every recipient's inbox head and chain each recipient's `prev`
-//! through the group; write the messages, last messages, senders' read positions and keys in
-//! one statement; COMMIT. A group whose audience does not fit the lock budget commits the
+//! take positions and read every recipient's inbox head in one statement, and chain each
+//! recipient's `prev` through the group; write the messages, last messages, senders' read
+//! positions and keys in one statement; COMMIT. A group whose audience does not fit the lock budget commits the
 //! sends that fit and carries the rest into the writer's next transaction.
 
 use super::audience::{self, LOCKS_MAX, Reach};
@@ -462,13 +462,12 @@ async fn write_group(
 
     let mut recipients: Vec<Vec<Recipient>> = Vec::with_capacity(rows.len());
     if !rows.is_empty() {
-        let positions = audience::positions(&mut tx, rows.len()).await?;
+        // Each recipient's inbox head before this group, then chained through it in id order:
+        // a recipient's `prev` is their previous message, in this group or before it.
+        let (positions, mut heads) = positions_and_heads(&mut tx, &rows, &members).await?;
         for (row, position) in rows.iter_mut().zip(positions) {
             row.message.id = MessageId(position);
         }
-        // Each recipient's inbox head before this group, then chained through it in id order:
-        // a recipient's `prev` is their previous message, in this group or before it.
-        let mut heads = inbox_heads(&mut tx, &rows, &members).await?;
         for row in &rows {
             let users = &members[&row.message.conversation_id.0];
             recipients.push(
@@ -591,20 +590,38 @@ async fn earlier_sends(
     Ok(earlier)
 }
 
-/// Every recipient's newest visible position among committed entries, in one query.
-async fn inbox_heads(
+/// The group's positions (one per row, ascending) and every recipient's newest visible
+/// position among committed entries, in one round trip. Both only after the stripes are
+/// held (`audience::positions`), and in a statement of their own: its snapshot is taken after
+/// the locks, so it sees every append that held them before.
+async fn positions_and_heads(
     conn: &mut PgConnection,
     rows: &[Accepted],
     members: &HashMap<i64, Vec<i64>>,
-) -> Result<HashMap<i64, i64>, sqlx::Error> {
-    let users: Vec<UserId> = rows
+) -> Result<(Vec<i64>, HashMap<i64, i64>), sqlx::Error> {
+    let users: Vec<i64> = rows
         .iter()
         .flat_map(|row| members[&row.message.conversation_id.0].iter().copied())
         .collect::<HashSet<_>>()
         .into_iter()
-        .map(UserId)
         .collect();
-    heads_of(conn, &users).await
+    let (mut positions, users, heads): (Vec<i64>, Vec<i64>, Vec<i64>) = sqlx::query_as(
+        "WITH h AS (
+             SELECT s.user_id,
+                    COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN c.last_position
+                                      ELSE s.to_position END), 0)::BIGINT AS head
+             FROM member_spans s JOIN conversations c ON c.id = s.conversation_id
+             WHERE s.user_id = ANY($1) GROUP BY s.user_id)
+         SELECT ARRAY(SELECT nextval('log_position') FROM generate_series(1, $2)),
+                ARRAY(SELECT user_id FROM h ORDER BY user_id),
+                ARRAY(SELECT head FROM h ORDER BY user_id)",
+    )
+    .bind(users)
+    .bind(rows.len() as i64)
+    .fetch_one(conn)
+    .await?;
+    positions.sort_unstable();
+    Ok((positions, users.into_iter().zip(heads).collect()))
 }
 
 /// Writes the group in one statement: the messages, each conversation's last message, each
