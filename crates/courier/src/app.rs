@@ -490,7 +490,11 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
-            let store = crate::store::PgStore::open(&url, &crate::store::PgOptions::default())
+            let options = crate::store::PgOptions {
+                writers: usize::from(config.pg_writers),
+                ..crate::store::PgOptions::default()
+            };
+            let store = crate::store::PgStore::open(&url, &options)
                 .await
                 .context("opening the PostgreSQL database")?;
             Ok(Arc::new(store))

@@ -380,6 +380,12 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,
 
+    /// PostgreSQL: transactions committing queued sends at once on this node. Appends wait
+    /// for each other only where their conversations or users meet, so a few writers keep
+    /// PostgreSQL busy while each waits on its round trips; each holds one pooled connection.
+    #[arg(long, env = "COURIER_PG_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pg_writers: u16,
+
     /// Kernel send buffer per connection, in bytes; 0 lets the kernel size it. A small one bounds
     /// what a stalled reader can hold, so its stream is closed (and resumed) sooner.
     #[arg(long, env = "COURIER_SOCKET_SEND_BUFFER", default_value_t = 0)]

@@ -3,9 +3,11 @@
 //! Why nothing is lost or repeated:
 //! 1. The stream subscribes to the bus *before* it reads the store, so a message committed
 //!    after the read is also in the subscription.
-//! 2. Positions follow commit order for every kind of entry, messages and conversation
-//!    changes alike (see `store::log`), so "everything after my cursor" read from the store is
-//!    complete once read; the store decides visibility by membership at each position.
+//! 2. Positions follow commit order among the entries this user can see, for every kind of
+//!    entry, messages and conversation changes alike (see `store::log`; PostgreSQL orders only
+//!    appends whose audiences meet), so "everything after my cursor" read from the store is
+//!    complete once read; the store decides visibility by membership at each position. So a
+//!    fresh stream starts at the user's own inbox head, never at the store-wide head.
 //! 3. `last` is the newest position this stream has sent. Live events at or below it are
 //!    skipped (dedupe). An event whose recipient link `prev` is above `last` proves an entry
 //!    in between has not arrived. Usually it was only reordered (requests that committed

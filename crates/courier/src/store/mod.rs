@@ -1,7 +1,9 @@
 //! The only way to reach data: `trait Store`, its errors, and the backends.
 //!
-//! Every implementation hands out message ids in commit order: when message `p` is visible,
-//! every message with a smaller id is visible too. Realtime resume depends on it.
+//! Every implementation hands out positions in commit order *per user*: when an entry visible
+//! to user U at position `p` is visible, every entry visible to U below `p` is visible too.
+//! Realtime resume depends on it. (SQLite's one writer gives whole-store commit order;
+//! PostgreSQL orders only appends whose audiences meet, see `postgres`.)
 
 mod accounts;
 mod admin;

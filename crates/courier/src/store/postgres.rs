@@ -1,24 +1,52 @@
 //! `PgStore`: sqlx over PostgreSQL, shared by every node of a cluster.
 //!
-//! Message ids must follow commit order (see `store`), and a sequence does not give that:
-//! `nextval` hands out 10 to A and 11 to B, B commits first, and a stream that sent 11 and
-//! resumes from it skips 10 forever. So ids come from the single row of `message_position`:
-//! every append transaction locks that row before it reads anything an id, a `prev` or a
-//! replay depends on, and keeps the lock until it commits. Appends, on every node, therefore
-//! run one after another: the next transaction can only read the counter once the previous
-//! one has committed and is visible (PostgreSQL releases row locks after the commit is visible
-//! to new snapshots). A reader that sees position p thus sees every position below p. The same
-//! lock makes `prev` (a recipient's inbox head before this message) exact: no other append can
-//! commit between reading the heads and writing the messages.
+//! **What a stream needs.** A user's stream reads "the entries visible to me with a position
+//! above my cursor" and checks each entry's `prev` for that user (`realtime`). So positions
+//! need not follow commit order across the whole store, only per user: once an entry visible
+//! to U is visible, every entry visible to U at a smaller position must be visible too, and
+//! `prev` must name U's previous entry exactly. Entries of users who share nothing may commit
+//! out of position order; no stream can tell.
 //!
-//! The one read before the lock is the participants of the group's conversations, which
-//! cannot go stale: a conversation commits together with its participants, and 1:1
-//! membership never changes afterwards. (A future change of membership must be read under
-//! the lock instead.)
+//! **How appends keep it** (sends in `writer`, changes in `apply_change`). Positions come from
+//! the sequence `log_position`. A bare sequence is not enough: `nextval` hands 10 to A and 11
+//! to B, B commits first, and a stream that sent 11 would skip 10 forever. So every append
+//! transaction, before it takes a position, locks its audience (`audience`), in one global
+//! order that rules out deadlock:
+//! 1. the conversations it writes in, ascending; then it reads their membership, which
+//!    cannot change underneath (a membership change locks the conversation too);
+//! 2. the stripe (user id mod `USER_STRIPES`) of every user whose stream shows the entry: the
+//!    members at its position, the added and the removed included, and the sender;
+//! 3. then `nextval` for its positions, the inbox heads for `prev`, the writes, COMMIT.
 //!
-//! Like `SqliteStore`, sends go through one writer task per node (`writer`) that commits in
-//! groups; changes (group changes, message edits, reactions, receipts) take the same lock in
-//! their own transaction.
+//! The stripes are held from before `nextval` until after the commit is visible (PostgreSQL
+//! releases locks after that). Two appends reaching U share U's stripe: the second takes its
+//! positions only after the first committed, so they are larger *and* become visible later.
+//! Hence U's entries commit in position order, and U's inbox heads, read under the stripe,
+//! are exact. The sequence must hand out values in call order across backends (`CACHE 1`,
+//! see migration 0018), or the second could get a smaller value than the first.
+//!
+//! An audience too large for the lock budget takes one exclusive "wide" lock instead, which
+//! every other append holds shared: it then runs alone in the cluster (`audience`).
+//!
+//! **Readers of a global position**, and why each is still right:
+//! - `head` (the newest committed position) only rejects cursors "from the future" (a
+//!   restored backup): a cursor a stream handed out names a committed entry, so it is never
+//!   above `head`. It must never be a stream's *starting* cursor: an uncommitted lower
+//!   position of that user would then be skipped. Streams start from `inbox_head`.
+//! - `inbox_head(U)` is the newest of U's conversations' `last_position` (or where U left).
+//!   Every entry of a conversation locks all its members' stripes, read receipts included
+//!   (they move `last_position` for everyone), so that value is U's own newest committed
+//!   entry and nothing of U's below it is still in flight.
+//! - The conversation list orders by last message position and pages by it; it is a
+//!   display order, not a cursor, and each conversation's own value moves under its lock.
+//! - Read markers, unread counts (`seq`) and the newest message of a conversation are read
+//!   and written under the conversation's lock, as before under the global one.
+//! - Search pages backwards by message id (`before`); one conversation's history too, but
+//!   its messages commit in order under its lock. A search hit committed late either lands
+//!   on a later page or above the first one, as a newer message would; neither is a cursor.
+//! - `message_position`, the global counter that serialised every append until migration 0018,
+//!   is kept for the upgrade fixtures and no longer read; a trigger refuses writes to it, so
+//!   a node of an older release left running fails its appends instead of misordering them.
 //!
 //! Connection failures (refused, reset, admin shutdown, pool timeout) become
 //! `StoreError::Unavailable` (503). The pool tests connections before handing them out and
@@ -27,6 +55,7 @@
 
 mod accounts;
 mod admin;
+mod audience;
 mod people;
 mod presence;
 mod search;
@@ -42,25 +71,32 @@ use super::log::{
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
 use super::{Changed, log::merge};
 use crate::model::{
-    ChangeRequest, ConversationId, ConversationView, LogEntry, Member, Message, MessageId,
+    ChangeRequest, ConversationId, ConversationView, LogEntry, Member, Message, MessageId, Op,
     READ_POSITIONS_MAX, User, UserId, Username,
 };
 use async_trait::async_trait;
+use audience::{LOCKS_MAX, Reach};
 use chrono::Utc;
 use sqlx::PgExecutor;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use writer::{MAX_GROUP, WriteJob, change_under_lock, write_loop};
+use writer::{QUEUE, WriteJob, change_under_lock, write_loop};
+
+pub use audience::{USER_STRIPES, user_lock};
 
 #[derive(Debug, Clone)]
 pub struct PgOptions {
     pub max_connections: u32,
     /// How long a request waits for a connection before it gets 503.
     pub acquire_timeout: Duration,
-    /// A transaction left idle this long (a stalled node) is aborted, releasing the counter lock.
+    /// A transaction left idle this long (a stalled node) is aborted, releasing its locks.
     pub idle_in_transaction_timeout: Duration,
+    /// Writer tasks committing queued sends at once (`--pg-writers`).
+    pub writers: usize,
 }
 
 impl Default for PgOptions {
@@ -69,6 +105,7 @@ impl Default for PgOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
             idle_in_transaction_timeout: Duration::from_secs(15),
+            writers: 4,
         }
     }
 }
@@ -111,8 +148,11 @@ impl PgStore {
             .await
             .map_err(classify)?;
 
-        let (writer, jobs) = mpsc::channel(MAX_GROUP * 4);
-        tokio::spawn(write_loop(pool.clone(), jobs));
+        let (writer, jobs) = mpsc::channel(QUEUE);
+        let queue = Arc::new(tokio::sync::Mutex::new(jobs));
+        for _ in 0..options.writers.max(1) {
+            tokio::spawn(write_loop(pool.clone(), queue.clone()));
+        }
         Ok(Self {
             pool,
             writer,
@@ -198,6 +238,122 @@ async fn backfill_skeletons(pool: &PgPool) -> StoreResult<()> {
         })?;
     }
     Ok(())
+}
+
+/// One try at a change: done (`None` inside when it changes nothing), or not tried because
+/// a narrow try's audience does not fit the lock budget.
+enum Attempt {
+    Done(Option<Changed>),
+    TooWide,
+}
+
+impl PgStore {
+    /// A change under its audience's locks (see the module docs).
+    async fn change(&self, request: &ChangeRequest, reach: Reach) -> StoreResult<Attempt> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(classify)?;
+        // A new group has no lock yet: nobody else can write in it before it commits.
+        audience::lock_conversations(&mut tx, reach, changed_conversation(request))
+            .await
+            .map_err(classify)?;
+        let reached = audience_of(&mut tx, request).await.map_err(classify)?;
+        if reach == Reach::Narrow {
+            let stripes: BTreeSet<i32> = reached
+                .iter()
+                .map(|&user| audience::stripe(UserId(user)))
+                .collect();
+            // Beside the wide lock and the conversation's.
+            if stripes.len() + 2 > LOCKS_MAX {
+                // Release the shared wide lock now: the retry takes it exclusively.
+                tx.rollback().await.map_err(classify)?;
+                return Ok(Attempt::TooWide);
+            }
+            audience::lock_stripes(&mut tx, &stripes)
+                .await
+                .map_err(classify)?;
+        }
+        let position = audience::positions(&mut tx, 1)
+            .await
+            .map_err(classify)?
+            .pop()
+            .ok_or_else(|| other(sqlx::Error::RowNotFound))?;
+        let changed = match change_under_lock(&mut tx, position, request).await {
+            Ok(Ok(Some(changed))) => changed,
+            // Nothing changes: the rollback on drop leaves a gap in the sequence, no entry.
+            Ok(Ok(None)) => return Ok(Attempt::Done(None)),
+            Ok(Err(refused)) => return Err(refused),
+            Err(e) => return Err(classify(e)),
+        };
+        // The decision read the same membership under the same lock; a recipient outside the
+        // locked audience would be a bug that breaks that user's commit order, so refuse it.
+        if let Some(outside) = changed
+            .recipients
+            .iter()
+            .find(|r| !reached.contains(&r.user.0))
+        {
+            let reason = format!("user {} is outside the locked audience", outside.user);
+            return Err(StoreError::Other(reason.into()));
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(Attempt::Done(Some(changed)))
+    }
+}
+
+/// The conversation a change writes in; none for a group not created yet.
+fn changed_conversation(request: &ChangeRequest) -> Option<i64> {
+    match request {
+        ChangeRequest::Create { .. } => None,
+        ChangeRequest::Update { conversation, .. }
+        | ChangeRequest::Read { conversation, .. }
+        | ChangeRequest::Message { conversation, .. }
+        | ChangeRequest::Close { conversation, .. }
+        | ChangeRequest::Profile { conversation, .. } => Some(conversation.0),
+    }
+}
+
+/// Every user whose stream may show the change: the conversation's members (read under its
+/// lock), everyone the request names (the created, added, removed, re-roled) and the actor.
+async fn audience_of(
+    conn: &mut sqlx::PgConnection,
+    request: &ChangeRequest,
+) -> Result<BTreeSet<i64>, sqlx::Error> {
+    let mut users = BTreeSet::new();
+    match request {
+        ChangeRequest::Create {
+            creator, members, ..
+        } => {
+            users.insert(creator.id.0);
+            users.extend(members.iter().map(|m| m.id.0));
+        }
+        ChangeRequest::Update { actor, op, .. } => {
+            users.insert(actor.id.0);
+            match op {
+                Op::Add { users: added, .. } => users.extend(added.iter().map(|u| u.id.0)),
+                Op::Remove(user) | Op::SetRole(user, _) => {
+                    users.insert(user.id.0);
+                }
+                Op::Rename(_) | Op::Leave => {}
+            }
+        }
+        ChangeRequest::Read { actor, .. }
+        | ChangeRequest::Message { actor, .. }
+        | ChangeRequest::Close { actor, .. }
+        | ChangeRequest::Profile { actor, .. } => {
+            users.insert(actor.id.0);
+        }
+    }
+    if let Some(conversation) = changed_conversation(request) {
+        let members: Vec<i64> =
+            sqlx::query_scalar("SELECT user_id FROM participants WHERE conversation_id = $1")
+                .bind(conversation)
+                .fetch_all(&mut *conn)
+                .await?;
+        users.extend(members);
+    }
+    Ok(users)
 }
 
 super::uploads::upload_store!(PgStore, sqlx::Postgres);
@@ -618,8 +774,8 @@ impl Store for PgStore {
     }
 
     async fn head(&self) -> StoreResult<MessageId> {
-        // The counter may run ahead of the last entry only inside an uncommitted
-        // transaction, which this snapshot cannot see.
+        // Committed entries only: positions taken by transactions still in flight may lie
+        // below it (see the module docs: never a stream's starting cursor).
         let id: i64 = sqlx::query_scalar(
             "SELECT GREATEST((SELECT COALESCE(MAX(id), 0) FROM messages),
                              (SELECT COALESCE(MAX(position), 0) FROM conversation_events))",
@@ -631,33 +787,13 @@ impl Store for PgStore {
     }
 
     async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Option<Changed>> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(classify)?;
-        // The counter lock orders this change with every send and change on every node: the
-        // roster, the heads and the position below are all read after it.
-        let position: i64 =
-            sqlx::query_scalar("SELECT value FROM message_position WHERE single FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
-        let position = position + 1;
-        let changed = match change_under_lock(&mut tx, position, &request).await {
-            Ok(Ok(Some(changed))) => changed,
-            // Nothing changes: the rollback on drop releases the counter untouched.
-            Ok(Ok(None)) => return Ok(None),
-            Ok(Err(refused)) => return Err(refused),
-            Err(e) => return Err(classify(e)),
-        };
-        sqlx::query("UPDATE message_position SET value = $1 WHERE single")
-            .bind(position)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        Ok(Some(changed))
+        match self.change(&request, Reach::Narrow).await? {
+            Attempt::Done(changed) => Ok(changed),
+            Attempt::TooWide => match self.change(&request, Reach::Wide).await? {
+                Attempt::Done(changed) => Ok(changed),
+                Attempt::TooWide => unreachable!("a wide change takes no stripes"),
+            },
+        }
     }
 
     async fn members(

@@ -6,6 +6,8 @@
 //! database and its own NATS subject prefix. Tests that stop NATS start a private one.
 
 mod bus;
+#[cfg(feature = "postgres")]
+mod pg_order;
 mod presence;
 #[path = "../common/services.rs"]
 mod reachable;

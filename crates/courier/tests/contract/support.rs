@@ -83,6 +83,11 @@ impl StoreBackend {
         unreachable!()
     }
 
+    /// The database's URL, for tests that open their own connection beside the store.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Drops the test database (SQLite's temp dir goes by itself).
     pub async fn finish(self) {
         #[cfg(feature = "postgres")]

@@ -1,14 +1,18 @@
-//! The PostgreSQL writer: the one task per node that appends sends in groups, and the change
-//! path, both under the `message_position` row lock (see `store::postgres`).
+//! The PostgreSQL writers: `W` tasks per node (`--pg-writers`) that append queued sends in
+//! groups, and the change path. Both lock their audience first (`audience`, and
+//! `store::postgres` for why that keeps every stream gap-free).
 //!
-//! The sends that queue while one transaction holds the lock share the next one, its single
-//! lock acquisition and its single WAL flush. Unlike SQLite's writer, this one keeps nothing
-//! between transactions (other nodes append too), but it still holds the lock for a constant
-//! number of round trips whatever the group's size: read the counter; look up the group's
-//! idempotency keys (only if a send has one); read every recipient's inbox head; assign ids
-//! counter+1.. in group order and chain each recipient's `prev` through the group; write the
-//! messages, last messages, senders' read positions, keys and counter in one statement; COMMIT.
+//! The sends that queue while the writers are busy share the next transaction, its locks
+//! and its single WAL flush; several writers run at once, on one node as on many, and wait
+//! for each other only where their audiences meet. A transaction costs a constant number of
+//! round trips whatever the group's size: lock the conversations; read their members;
+//! lock the members' stripes; look up the group's idempotency keys (only if a send has one);
+//! take positions and read every recipient's inbox head in one statement, and chain each
+//! recipient's `prev` through the group; write the messages, last messages, senders' read
+//! positions and keys in one statement; COMMIT. A group whose audience does not fit the lock budget commits the
+//! sends that fit and carries the rest into the writer's next transaction.
 
+use super::audience::{self, LOCKS_MAX, Reach};
 use super::{classify, is_unavailable, now_ms};
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
@@ -19,11 +23,16 @@ use crate::store::log::{MESSAGE_COLUMNS, message_at, shared, time};
 use crate::store::{Appended, Changed, NewMessage, StoreError, StoreResult};
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
-use std::collections::{HashMap, HashSet};
-use tokio::sync::{mpsc, oneshot};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
-/// The largest number of sends that share one transaction.
-pub(super) const MAX_GROUP: usize = 512;
+/// The largest number of sends that share one transaction: a group of 1:1 sends (one
+/// conversation lock and two user stripes each, beside the wide lock) then fits the lock
+/// budget. Larger groups would not commit faster: several writers commit at once.
+pub(super) const MAX_GROUP: usize = (LOCKS_MAX - 1) / 3;
+/// Sends waiting for a writer, at most; beyond, `append_message` waits for room.
+pub(super) const QUEUE: usize = 2048;
 /// An idempotency key answers retries for this long.
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -32,7 +41,8 @@ pub(super) struct WriteJob {
     pub(super) reply: oneshot::Sender<StoreResult<Appended>>,
 }
 
-/// Decides and writes one change at `position`, inside the transaction holding the counter.
+/// Decides and writes one change at `position`, inside the transaction holding its audience's
+/// locks (`PgStore::apply_change`).
 pub(super) async fn change_under_lock(
     conn: &mut PgConnection,
     position: i64,
@@ -159,50 +169,93 @@ async fn heads_of(
     Ok(heads.into_iter().collect())
 }
 
-/// Drains queued sends into one transaction at a time.
-pub(super) async fn write_loop(pool: PgPool, mut jobs: mpsc::Receiver<WriteJob>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+/// The writers' shared queue: each writer takes what is waiting (up to `MAX_GROUP`) while it
+/// holds the lock, then commits without it, so the others take the next groups meanwhile.
+pub(super) type Queue = Arc<Mutex<mpsc::Receiver<WriteJob>>>;
+
+/// One writer: drains queued sends into one transaction at a time.
+pub(super) async fn write_loop(pool: PgPool, queue: Queue) {
+    // Sends cut from the last transaction (their audience did not fit), oldest first.
+    let mut group: Vec<WriteJob> = Vec::with_capacity(MAX_GROUP);
+    loop {
+        {
+            let mut jobs = queue.lock().await;
+            if group.is_empty() {
+                if jobs.recv_many(&mut group, MAX_GROUP).await == 0 {
+                    return;
+                }
+            } else {
+                while group.len() < MAX_GROUP {
+                    let Ok(job) = jobs.try_recv() else { break };
+                    group.push(job);
+                }
+            }
+        }
         let news: Vec<&NewMessage> = group.iter().map(|job| &job.new).collect();
         let started = std::time::Instant::now();
-        let committed = commit_group(&pool, &news).await;
-        crate::store::record_commit("postgres", started, news.len());
-        let results = match committed {
-            Ok(results) => results,
-            // One bad send must not fail its neighbours: retry them one by one, unless the
-            // database is gone or the COMMIT itself failed (its outcome is then unknown, and a
-            // retry could store a message twice; the client's idempotency key covers that).
-            Err(GroupError {
-                error,
-                at_commit: false,
-            }) if news.len() > 1 && !is_unavailable(&error) => {
-                tracing::warn!(error = %error, size = news.len(), "group commit failed; retrying singly");
-                let mut results = Vec::with_capacity(news.len());
-                for new in &news {
-                    results.push(match commit_group(&pool, &[new]).await {
-                        Ok(mut one) => one.pop().unwrap_or(Err(StoreError::NotFound)),
-                        Err(e) => Err(failed(e.error)),
-                    });
-                }
-                results
-            }
-            Err(e) => {
-                let reason = e.error.to_string();
-                let unavailable = is_unavailable(&e.error);
-                tracing::error!(error = %reason, size = news.len(), "message commit failed");
-                news.iter()
-                    .map(|_| {
-                        Err(if unavailable || e.at_commit {
-                            StoreError::Unavailable(reason.clone().into())
-                        } else {
-                            StoreError::Other(reason.clone().into())
-                        })
-                    })
-                    .collect()
-            }
-        };
-        for (job, result) in group.drain(..).zip(results) {
+        let results = commit_first(&pool, &news).await;
+        crate::store::record_commit("postgres", started, results.len());
+        for (job, result) in group.drain(..results.len()).zip(results) {
             let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Commits the longest prefix of `news` whose audience fits one transaction (at least the
+/// first send) and answers for exactly that prefix.
+async fn commit_first(pool: &PgPool, news: &[&NewMessage]) -> Vec<StoreResult<Appended>> {
+    match commit_group(pool, news, Reach::Narrow).await {
+        Ok(Commit::Done(results)) => results,
+        Ok(Commit::TooWide { first_stripes }) => {
+            vec![commit_alone(pool, news[0], first_stripes).await]
+        }
+        // One bad send must not fail its neighbours: retry them one by one, unless the
+        // database is gone or the COMMIT itself failed (its outcome is then unknown, and a
+        // retry could store a message twice; the client's idempotency key covers that).
+        Err(GroupError {
+            error,
+            at_commit: false,
+            sends,
+        }) if sends > 1 && !is_unavailable(&error) => {
+            tracing::warn!(error = %error, size = sends, "group commit failed; retrying singly");
+            let mut results = Vec::with_capacity(sends);
+            for new in &news[..sends] {
+                results.push(commit_alone(pool, new, 0).await);
+            }
+            results
+        }
+        Err(e) => {
+            let reason = e.error.to_string();
+            let unavailable = is_unavailable(&e.error);
+            tracing::error!(error = %reason, size = e.sends, "message commit failed");
+            (0..e.sends)
+                .map(|_| {
+                    Err(if unavailable || e.at_commit {
+                        StoreError::Unavailable(reason.clone().into())
+                    } else {
+                        StoreError::Other(reason.clone().into())
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Commits one send in its own transaction: narrow if its `stripes` (0: not known yet) fit
+/// the budget, else wide.
+async fn commit_alone(pool: &PgPool, new: &NewMessage, stripes: usize) -> StoreResult<Appended> {
+    // Alone it holds the wide lock and one conversation lock besides its stripes.
+    let mut reach = if stripes + 2 > LOCKS_MAX {
+        Reach::Wide
+    } else {
+        Reach::Narrow
+    };
+    loop {
+        match commit_group(pool, &[new], reach).await {
+            Ok(Commit::Done(mut one)) => return one.pop().unwrap_or(Err(StoreError::NotFound)),
+            Ok(Commit::TooWide { .. }) if reach == Reach::Narrow => reach = Reach::Wide,
+            Ok(Commit::TooWide { .. }) => unreachable!("a wide commit takes no stripes"),
+            Err(e) => return Err(failed(e.error)),
         }
     }
 }
@@ -215,6 +268,8 @@ fn failed(e: sqlx::Error) -> StoreError {
 struct GroupError {
     error: sqlx::Error,
     at_commit: bool,
+    /// How many of the group's first sends the failure concerns (the rest were not tried).
+    sends: usize,
 }
 
 impl From<sqlx::Error> for GroupError {
@@ -222,11 +277,20 @@ impl From<sqlx::Error> for GroupError {
         Self {
             error,
             at_commit: false,
+            sends: 0,
         }
     }
 }
 
-/// One accepted send of the group, not yet written.
+enum Commit {
+    /// The answers of the group's first sends, as many as fitted (at least one).
+    Done(Vec<StoreResult<Appended>>),
+    /// Even the first send's audience (`first_stripes` stripes) did not fit beside the
+    /// group's conversation locks; nothing was written.
+    TooWide { first_stripes: usize },
+}
+
+/// One accepted send of the group, not yet written; its id comes with the positions.
 struct Accepted {
     seq: i64,
     message: Message,
@@ -244,34 +308,106 @@ struct Earlier {
 enum Slot {
     Done(StoreResult<Appended>),
     Accepted(usize),
+    /// A retry inside this same group: answered with that accepted row's message.
+    Repeat(usize),
 }
 
-/// Commits a group in a constant number of round trips whatever its size: participants (before
-/// the lock), then under the lock the counter, the idempotency keys (if any send has one), the
-/// recipients' inbox heads, one statement that writes everything, and COMMIT.
-/// `Err` aborts the whole group; an `Ok` entry that is `Err` is that send's own refusal.
+/// Commits a prefix of the group in a constant number of round trips whatever its size (see
+/// the module docs). `Err` aborts the whole prefix; an `Ok` entry that is `Err` is that send's
+/// own refusal.
 async fn commit_group(
     pool: &PgPool,
     group: &[&NewMessage],
-) -> Result<Vec<StoreResult<Appended>>, GroupError> {
-    // READ COMMITTED is what makes the lock work: each statement after the lock takes a new
+    reach: Reach,
+) -> Result<Commit, GroupError> {
+    let all = group.len();
+    let to_group = |error| GroupError {
+        error,
+        at_commit: false,
+        sends: all,
+    };
+    // READ COMMITTED is what makes the locks work: each statement after a lock takes a new
     // snapshot, which includes every append committed before this one got the lock.
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-        .await?;
-    // Wait for the counter row, then hold it until COMMIT. Everything an id, a `prev` or a
-    // replay depends on is read after this, membership included: a group change takes the
-    // same lock, so a send is judged by the membership at its own position.
-    let position: i64 =
-        sqlx::query_scalar("SELECT value FROM message_position WHERE single FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-    let (members, mut seqs) = members(&mut tx, group).await?;
+        .await
+        .map_err(to_group)?;
+    let conversations: BTreeSet<i64> = group.iter().map(|new| new.conversation.0).collect();
+    audience::lock_conversations(&mut tx, reach, conversations.iter().copied())
+        .await
+        .map_err(to_group)?;
+    // Under the conversation locks: no membership change can commit until this one does, so
+    // each send is judged, and delivered, by the membership at its own position.
+    let (members, seqs) = members(&mut tx, &conversations).await.map_err(to_group)?;
+    let taken = match reach {
+        Reach::Wide => all,
+        Reach::Narrow => {
+            let budget = LOCKS_MAX - 1 - conversations.len();
+            let (taken, stripes) = match fit(group, &members, budget) {
+                Ok(fitted) => fitted,
+                Err(first_stripes) => {
+                    // Release the shared wide lock now: the retry may want it exclusively.
+                    tx.rollback().await.map_err(to_group)?;
+                    return Ok(Commit::TooWide { first_stripes });
+                }
+            };
+            audience::lock_stripes(&mut tx, &stripes)
+                .await
+                .map_err(to_group)?;
+            taken
+        }
+    };
+    let group = &group[..taken];
+    write_group(tx, group, members, seqs)
+        .await
+        .map(Commit::Done)
+        .map_err(|e| GroupError { sends: taken, ..e })
+}
+
+/// The stripes of everyone a send's entry reaches (the conversation's members) and of its
+/// sender (whose idempotency keys it checks and writes).
+fn stripes_of(new: &NewMessage, members: &HashMap<i64, Vec<i64>>) -> BTreeSet<i32> {
+    let users = members.get(&new.conversation.0).into_iter().flatten();
+    users
+        .map(|&user| audience::stripe(UserId(user)))
+        .chain([audience::stripe(new.sender)])
+        .collect()
+}
+
+/// The longest prefix of `group` whose stripes number at most `budget`, with those stripes;
+/// `Err` with the first send's stripe count when even it does not fit.
+fn fit(
+    group: &[&NewMessage],
+    members: &HashMap<i64, Vec<i64>>,
+    budget: usize,
+) -> Result<(usize, BTreeSet<i32>), usize> {
+    let mut stripes = BTreeSet::new();
+    for (index, new) in group.iter().enumerate() {
+        let own = stripes_of(new, members);
+        if stripes.len() + own.difference(&stripes).count() > budget {
+            return if index == 0 {
+                Err(own.len())
+            } else {
+                Ok((index, stripes))
+            };
+        }
+        stripes.extend(own);
+    }
+    Ok((group.len(), stripes))
+}
+
+/// Everything after the locks: keys, decisions, positions, heads, the write and COMMIT.
+async fn write_group(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    group: &[&NewMessage],
+    members: HashMap<i64, Vec<i64>>,
+    mut seqs: HashMap<i64, i64>,
+) -> Result<Vec<StoreResult<Appended>>, GroupError> {
     let now = now_ms();
-    // Under the counter lock, so two nodes retrying the same key cannot both miss it.
+    // Under the sender's stripe, so two nodes retrying the same key cannot both miss it.
     let earlier = earlier_sends(&mut tx, group, now).await?;
 
-    // Decide every send in order; accepted ones get ids position+1.. in that order.
+    // Decide every send in order; accepted ones get positions in that order.
     let mut rows: Vec<Accepted> = Vec::with_capacity(group.len());
     let mut slots = Vec::with_capacity(group.len());
     let mut keyed: HashMap<(UserId, &str), usize> = HashMap::new();
@@ -279,7 +415,7 @@ async fn commit_group(
         if let Some(key) = new.idempotency_key.as_deref() {
             // A retry inside this same group answers with the first one's message.
             if let Some(&first) = keyed.get(&(new.sender, key)) {
-                slots.push(Slot::Done(replay(&rows[first].message, new)));
+                slots.push(Slot::Repeat(first));
                 continue;
             }
             if let Some(earlier) = earlier.get(&(new.sender.0, key.to_owned())) {
@@ -308,7 +444,6 @@ async fn commit_group(
         rows.push(Accepted {
             seq,
             message: Message {
-                id: MessageId(position + 1 + index as i64),
                 conversation_id: new.conversation,
                 sender_id: new.sender,
                 content: new.content.as_str().to_owned(),
@@ -329,7 +464,10 @@ async fn commit_group(
     if !rows.is_empty() {
         // Each recipient's inbox head before this group, then chained through it in id order:
         // a recipient's `prev` is their previous message, in this group or before it.
-        let mut heads = inbox_heads(&mut tx, &rows, &members).await?;
+        let (positions, mut heads) = positions_and_heads(&mut tx, &rows, &members).await?;
+        for (row, position) in rows.iter_mut().zip(positions) {
+            row.message.id = MessageId(position);
+        }
         for row in &rows {
             let users = &members[&row.message.conversation_id.0];
             recipients.push(
@@ -345,17 +483,20 @@ async fn commit_group(
                     .collect(),
             );
         }
-        write_rows(&mut tx, &rows, position + rows.len() as i64).await?;
+        write_rows(&mut tx, &rows).await?;
     }
     tx.commit().await.map_err(|error| GroupError {
         error,
         at_commit: true,
+        sends: 0,
     })?;
 
     Ok(slots
         .into_iter()
-        .map(|slot| match slot {
+        .zip(group)
+        .map(|(slot, new)| match slot {
             Slot::Done(result) => result,
+            Slot::Repeat(index) => replay(&rows[index].message, new),
             Slot::Accepted(index) => Ok(Appended {
                 message: rows[index].message.clone(),
                 recipients: std::mem::take(&mut recipients[index]),
@@ -376,18 +517,13 @@ fn replay(message: &Message, new: &NewMessage) -> StoreResult<Appended> {
     })
 }
 
-/// The current members of each of the group's conversations (in user id order) and the seq
+/// The current members of each of the conversations (in user id order) and the seq
 /// of each one's last message, in one query.
 async fn members(
     conn: &mut PgConnection,
-    group: &[&NewMessage],
+    conversations: &BTreeSet<i64>,
 ) -> Result<(HashMap<i64, Vec<i64>>, HashMap<i64, i64>), sqlx::Error> {
-    let conversations: Vec<i64> = group
-        .iter()
-        .map(|new| new.conversation.0)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let conversations: Vec<i64> = conversations.iter().copied().collect();
     let rows: Vec<(i64, i64, Vec<i64>)> = sqlx::query_as(
         "SELECT c.id, COALESCE(m.seq, 0)::BIGINT,
                 ARRAY(SELECT p.user_id FROM participants p
@@ -454,29 +590,43 @@ async fn earlier_sends(
     Ok(earlier)
 }
 
-/// Every recipient's newest visible position among committed entries, in one query.
-async fn inbox_heads(
+/// The group's positions (one per row, ascending) and every recipient's newest visible
+/// position among committed entries, in one round trip. Both only after the stripes are
+/// held (`audience::positions`), and in a statement of their own: its snapshot is taken after
+/// the locks, so it sees every append that held them before.
+async fn positions_and_heads(
     conn: &mut PgConnection,
     rows: &[Accepted],
     members: &HashMap<i64, Vec<i64>>,
-) -> Result<HashMap<i64, i64>, sqlx::Error> {
-    let users: Vec<UserId> = rows
+) -> Result<(Vec<i64>, HashMap<i64, i64>), sqlx::Error> {
+    let users: Vec<i64> = rows
         .iter()
         .flat_map(|row| members[&row.message.conversation_id.0].iter().copied())
         .collect::<HashSet<_>>()
         .into_iter()
-        .map(UserId)
         .collect();
-    heads_of(conn, &users).await
+    let (mut positions, users, heads): (Vec<i64>, Vec<i64>, Vec<i64>) = sqlx::query_as(
+        "WITH h AS (
+             SELECT s.user_id,
+                    COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN c.last_position
+                                      ELSE s.to_position END), 0)::BIGINT AS head
+             FROM member_spans s JOIN conversations c ON c.id = s.conversation_id
+             WHERE s.user_id = ANY($1) GROUP BY s.user_id)
+         SELECT ARRAY(SELECT nextval('log_position') FROM generate_series(1, $2)),
+                ARRAY(SELECT user_id FROM h ORDER BY user_id),
+                ARRAY(SELECT head FROM h ORDER BY user_id)",
+    )
+    .bind(users)
+    .bind(rows.len() as i64)
+    .fetch_one(conn)
+    .await?;
+    positions.sort_unstable();
+    Ok((positions, users.into_iter().zip(heads).collect()))
 }
 
 /// Writes the group in one statement: the messages, each conversation's last message, each
-/// sender's read position, the idempotency keys and the counter.
-async fn write_rows(
-    conn: &mut PgConnection,
-    rows: &[Accepted],
-    position: i64,
-) -> Result<(), sqlx::Error> {
+/// sender's read position and the idempotency keys.
+async fn write_rows(conn: &mut PgConnection, rows: &[Accepted]) -> Result<(), sqlx::Error> {
     let ids: Vec<i64> = rows.iter().map(|r| r.message.id.0).collect();
     let conversations: Vec<i64> = rows.iter().map(|r| r.message.conversation_id.0).collect();
     let senders: Vec<i64> = rows.iter().map(|r| r.message.sender_id.0).collect();
@@ -537,7 +687,7 @@ async fn write_rows(
                                    reply_to, search_words)
              SELECT i, c, s, t, ca, sq, r, to_tsvector('simple', w)
              FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
-                         $5::BIGINT[], $17::BIGINT[], $18::BIGINT[], $19::TEXT[])
+                         $5::BIGINT[], $16::BIGINT[], $17::BIGINT[], $18::TEXT[])
                   AS v (i, c, s, t, ca, sq, r, w)),
          c AS (
              UPDATE conversations SET last_message_id = v.id, last_position = v.id
@@ -547,15 +697,13 @@ async fn write_rows(
              UPDATE participants SET last_read_message_id = v.id
              FROM UNNEST($8::BIGINT[], $9::BIGINT[], $10::BIGINT[]) AS v (conversation_id, user_id, id)
              WHERE participants.conversation_id = v.conversation_id
-               AND participants.user_id = v.user_id),
-         k AS (
-             INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
-             SELECT * FROM UNNEST($11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::BIGINT[],
-                                  $15::BIGINT[])
-             ON CONFLICT (user_id, key) DO UPDATE SET
-                 conversation_id = excluded.conversation_id,
-                 message_id = excluded.message_id, created_at = excluded.created_at)
-         UPDATE message_position SET value = $16 WHERE single",
+               AND participants.user_id = v.user_id)
+         INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
+         SELECT * FROM UNNEST($11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::BIGINT[],
+                              $15::BIGINT[])
+         ON CONFLICT (user_id, key) DO UPDATE SET
+             conversation_id = excluded.conversation_id,
+             message_id = excluded.message_id, created_at = excluded.created_at",
     )
     .bind(ids)
     .bind(conversations)
@@ -572,7 +720,6 @@ async fn write_rows(
     .bind(key_conversations)
     .bind(key_ids)
     .bind(key_created)
-    .bind(position)
     .bind(seqs)
     .bind(replies)
     .bind(search_words)
@@ -588,4 +735,48 @@ async fn write_rows(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConversationId, MessageContent};
+
+    fn send(conversation: i64, sender: i64) -> NewMessage {
+        NewMessage {
+            conversation: ConversationId(conversation),
+            sender: UserId(sender),
+            content: MessageContent::parse("hi", 480).unwrap(),
+            idempotency_key: None,
+            reply_to: None,
+            attachment_claim: None,
+        }
+    }
+
+    #[test]
+    fn a_group_takes_the_sends_whose_stripes_fit_and_leaves_the_rest() {
+        // Conversation 1: users 1..=30; 2: users 31..=60; 3: users 1 and 2 (already counted).
+        let members = HashMap::from([
+            (1, (1..=30).collect::<Vec<i64>>()),
+            (2, (31..=60).collect()),
+            (3, vec![1, 2]),
+        ]);
+        let (a, b, c) = (send(1, 1), send(2, 31), send(3, 2));
+        assert_eq!(
+            fit(&[&a, &c], &members, 30).unwrap().0,
+            2,
+            "shared stripes count once"
+        );
+        assert_eq!(fit(&[&a, &b, &c], &members, 59).unwrap().0, 1);
+        let (taken, stripes) = fit(&[&a, &b, &c], &members, 60).unwrap();
+        assert_eq!((taken, stripes.len()), (3, 60));
+        assert_eq!(
+            fit(&[&b, &a], &members, 29),
+            Err(30),
+            "the first alone is too wide"
+        );
+        // A user 1,024 apart shares a stripe; a non-member sender still counts.
+        let members = HashMap::from([(4, vec![5, 5 + audience::USER_STRIPES])]);
+        assert_eq!(fit(&[&send(4, 7)], &members, 2).unwrap().1.len(), 2);
+    }
 }
