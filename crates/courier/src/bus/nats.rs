@@ -474,3 +474,31 @@ impl Bus for NatsBus {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConversationId, Message, MessageId};
+
+    #[test]
+    fn a_recipients_copy_decodes_as_the_event_with_only_that_recipient() {
+        let message = Message {
+            id: MessageId(7),
+            conversation_id: ConversationId(3),
+            sender_id: UserId(1),
+            content: "hi \"there\"\n".into(),
+            ..Default::default()
+        };
+        let links = [(1, 5), (2, 6), (9, 4)].map(|(user, prev)| Recipient {
+            user: UserId(user),
+            prev: MessageId(prev),
+        });
+        let event = Event::new(message, links.to_vec());
+        let kind = serde_json::to_vec(&event.kind).unwrap();
+        for link in &links {
+            let copy: Event = serde_json::from_slice(&copy_for(&kind, link).unwrap()).unwrap();
+            assert_eq!(copy.kind, event.kind);
+            assert_eq!(copy.recipients, [*link]);
+        }
+    }
+}
