@@ -64,11 +64,10 @@ async fn received_by_a_bystander_node(env: &[(&str, &str)], count: usize) -> f64
     let mut y_stream = SseStream::open(&client, &b, &y, None, 0).await.unwrap();
     // Node c has heard from a and b that x and y came online, and with it everything they
     // published before (the conversations): nothing older is still on its way to c.
-    for id in [&x_id, &y_id] {
-        signal(&mut z_stream, "presence", PATIENCE, |d| {
-            d["userId"] == id.as_str() && d["state"] == "online"
-        })
-        .await;
+    let mut offline = BTreeSet::from([x_id, y_id]);
+    while !offline.is_empty() {
+        let news = signal(&mut z_stream, "presence", PATIENCE, |d| d["state"] == "online").await;
+        offline.remove(news["userId"].as_str().unwrap());
     }
 
     let bystander = &cluster.nodes[2];
