@@ -53,7 +53,11 @@ pub struct App {
     /// For waiting on its background work at shutdown.
     messenger: Arc<Messenger>,
     /// `--metrics-listen`, bound, and the bus whose traffic it reports.
-    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle, Arc<dyn Bus>)>,
+    metrics: Option<(
+        TcpListener,
+        metrics_exporter_prometheus::PrometheusHandle,
+        Arc<dyn Bus>,
+    )>,
     /// The control socket's task; it removes the socket file as it ends.
     control: Option<tokio::task::JoinHandle<()>>,
 }

@@ -21,7 +21,10 @@ async fn receive_all(who: &str, stream: &mut SseStream, ids: &BTreeSet<i64>) {
     let mut missing = ids.clone();
     while !missing.is_empty() {
         match tokio::time::timeout(DELIVERY, stream.next()).await {
-            Err(_) => panic!("{who}: {} messages never arrived: {missing:?}", missing.len()),
+            Err(_) => panic!(
+                "{who}: {} messages never arrived: {missing:?}",
+                missing.len()
+            ),
             Ok(None) => panic!("{who}: the stream ended"),
             Ok(Some(SseItem::Message(m))) => {
                 missing.remove(&m.id);
@@ -66,7 +69,10 @@ async fn received_by_a_bystander_node(env: &[(&str, &str)], count: usize) -> f64
     // published before (the conversations): nothing older is still on its way to c.
     let mut offline = BTreeSet::from([x_id, y_id]);
     while !offline.is_empty() {
-        let news = signal(&mut z_stream, "presence", PATIENCE, |d| d["state"] == "online").await;
+        let news = signal(&mut z_stream, "presence", PATIENCE, |d| {
+            d["state"] == "online"
+        })
+        .await;
         offline.remove(news["userId"].as_str().unwrap());
     }
 
@@ -75,7 +81,11 @@ async fn received_by_a_bystander_node(env: &[(&str, &str)], count: usize) -> f64
     let mut exchanged = BTreeSet::new();
     for i in 0..count {
         let (base, me) = if i % 2 == 0 { (&a, &x) } else { (&b, &y) };
-        exchanged.insert(send(&client, base, me, &x_y, &format!("m{i}"), None).await.unwrap());
+        exchanged.insert(
+            send(&client, base, me, &x_y, &format!("m{i}"), None)
+                .await
+                .unwrap(),
+        );
     }
     receive_all("xavier", &mut x_stream, &exchanged).await;
     receive_all("yvonne", &mut y_stream, &exchanged).await;
@@ -98,7 +108,10 @@ async fn a_node_without_a_users_stream_receives_none_of_their_one_to_one_message
     }
     let count = 20;
     let targeted = received_by_a_bystander_node(&[], count).await;
-    assert_eq!(targeted, 2.0, "node c received only the two messages for zoe");
+    assert_eq!(
+        targeted, 2.0,
+        "node c received only the two messages for zoe"
+    );
     // The control: with every event sent to every node, c receives the exchange too.
     let broadcast = received_by_a_bystander_node(&[BROADCAST], count).await;
     assert!(
@@ -127,7 +140,9 @@ async fn a_stream_opened_on_one_node_just_before_a_send_on_another_gets_it_live(
     for round in 0..10 {
         let reader = login(&client, &b, &format!("reader{round}")).await;
         let conversation = open_conversation(&client, &a, &sender, &reader).await;
-        let mut stream = SseStream::open(&client, &b, &reader, None, 0).await.unwrap();
+        let mut stream = SseStream::open(&client, &b, &reader, None, 0)
+            .await
+            .unwrap();
         let id = send(&client, &a, &sender, &conversation, "now", None)
             .await
             .unwrap();

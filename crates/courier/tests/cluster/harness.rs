@@ -174,7 +174,10 @@ impl Node {
 
     /// The value of one series of its `/metrics` (`name` or `name{labels}`), 0 when absent.
     pub async fn metric(&self, client: &reqwest::Client, series: &str) -> f64 {
-        let url = self.metrics.as_ref().expect("started with --metrics-listen");
+        let url = self
+            .metrics
+            .as_ref()
+            .expect("started with --metrics-listen");
         let text = client
             .get(url)
             .send()
@@ -238,9 +241,7 @@ impl Cluster {
         // Started together, as a deploy would: migrations race and must cope.
         let nodes = std::thread::scope(|s| {
             let handles: Vec<_> = (0..count)
-                .map(|_| {
-                    s.spawn(|| Node::launch(0, database_url, nats_url, heartbeat, env, extra))
-                })
+                .map(|_| s.spawn(|| Node::launch(0, database_url, nats_url, heartbeat, env, extra)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });

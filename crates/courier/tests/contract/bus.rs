@@ -185,15 +185,17 @@ async fn an_event_published_as_soon_as_subscribe_returns_is_delivered(bus: BusBa
             .await
             .unwrap();
         let got = next(&mut sub).await;
-        assert_eq!(got.message().unwrap().id, MessageId(round + 1), "round {round}");
+        assert_eq!(
+            got.message().unwrap().id,
+            MessageId(round + 1),
+            "round {round}"
+        );
     }
 }
 
 /// Streams of one user opening together on a node: every one of them is registered when its
 /// `subscribe` returns, and once all are gone (and one comes back) delivery still works.
-async fn concurrent_first_subscriptions_of_one_user_all_receive_and_leave_cleanly(
-    bus: BusBackend,
-) {
+async fn concurrent_first_subscriptions_of_one_user_all_receive_and_leave_cleanly(bus: BusBackend) {
     let before = (bus.subscriber_count)();
     let subscribing: Vec<_> = (0..8)
         .map(|_| {
@@ -205,7 +207,10 @@ async fn concurrent_first_subscriptions_of_one_user_all_receive_and_leave_cleanl
     for subscribing in subscribing {
         subs.push(subscribing.await.unwrap());
     }
-    bus.publisher.publish(event(1, &[BOB, ALICE])).await.unwrap();
+    bus.publisher
+        .publish(event(1, &[BOB, ALICE]))
+        .await
+        .unwrap();
     for sub in &mut subs {
         assert_eq!(next(sub).await.message().unwrap().id, MessageId(1));
     }
@@ -266,7 +271,11 @@ async fn nats_a_node_receives_only_the_events_of_users_with_a_stream_there() {
     drop(tab1);
     assert_eq!(listened(), 1, "alice still has a stream here");
     drop(tab2);
-    assert_eq!(listened(), 0, "the last stream gone, the node stops listening");
+    assert_eq!(
+        listened(),
+        0,
+        "the last stream gone, the node stops listening"
+    );
 }
 
 /// Communities sharing one NATS server never see each other's events.
