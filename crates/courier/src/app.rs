@@ -52,8 +52,12 @@ pub struct App {
     tls: Option<Tls>,
     /// For waiting on its background work at shutdown.
     messenger: Arc<Messenger>,
-    /// `--metrics-listen`, bound.
-    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+    /// `--metrics-listen`, bound, and the bus whose traffic it reports.
+    metrics: Option<(
+        TcpListener,
+        metrics_exporter_prometheus::PrometheusHandle,
+        Arc<dyn Bus>,
+    )>,
     /// The control socket's task; it removes the socket file as it ends.
     control: Option<tokio::task::JoinHandle<()>>,
 }
@@ -233,7 +237,7 @@ impl App {
             Some(addr) => {
                 let handle = metrics::recorder();
                 router = router.layer(axum::middleware::from_fn(metrics::track));
-                Some((metrics::bind(addr).await?, handle))
+                Some((metrics::bind(addr).await?, handle, bus.clone()))
             }
             None => None,
         };
@@ -279,7 +283,7 @@ impl App {
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics
             .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+            .and_then(|(listener, ..)| listener.local_addr().ok())
     }
 
     /// Cancelling this token shuts the server down, as a signal does.
@@ -304,8 +308,8 @@ impl App {
                 notify::notify("STOPPING=1");
             }
         });
-        if let Some((listener, handle)) = self.metrics {
-            tokio::spawn(metrics::serve(listener, handle, shutdown.clone()));
+        if let Some((listener, handle, bus)) = self.metrics {
+            tokio::spawn(metrics::serve(listener, handle, bus, shutdown.clone()));
         }
         let acceptor = match self.tls {
             None => None,
@@ -513,7 +517,13 @@ async fn open_bus(config: &ServeConfig, instance: &str) -> anyhow::Result<Arc<dy
         None => Ok(Arc::new(LocalBus::new())),
         #[cfg(feature = "nats")]
         Some(url) => {
-            let bus = crate::bus::NatsBus::connect(url, instance)
+            use crate::bus::nats::Routing;
+            let routing = if broadcast_bus() {
+                Routing::Broadcast
+            } else {
+                Routing::Targeted
+            };
+            let bus = crate::bus::NatsBus::connect_with(url, instance, routing)
                 .await
                 .context("connecting to NATS")?;
             Ok(Arc::new(bus))
@@ -524,6 +534,15 @@ async fn open_bus(config: &ServeConfig, instance: &str) -> anyhow::Result<Arc<dy
             bail!("this build has no NATS support (cargo feature `nats`)")
         }
     }
+}
+
+/// Whether every event goes to every node over NATS, as before per-user subjects. Never,
+/// except in a benchmark's control run, which sets the hidden `COURIER_BENCH_BROADCAST_BUS=1`
+/// on every node to measure what targeted routing saves (see `bus::nats`).
+#[cfg(feature = "nats")]
+fn broadcast_bus() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("COURIER_BENCH_BROADCAST_BUS").as_deref() == Ok("1"))
 }
 
 /// The process's soft limit on open files; `None` when unlimited or unknown.

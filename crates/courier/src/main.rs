@@ -22,6 +22,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         app.scheme(),
         app.local_addr()
     );
+    if let Some(addr) = app.metrics_addr() {
+        println!("courier metrics on http://{addr}/metrics");
+    }
     app.run(shutdown_signal()).await
 }
 

@@ -8,6 +8,7 @@
 //! `/api/conversations/{id}/messages`), never by its path, and by a method from a fixed list.
 //! Nothing is labelled by id or user.
 
+use crate::bus::Bus;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -95,6 +96,26 @@ fn describe() {
         "Connections to NATS re-established after a loss"
     );
     describe_counter!(
+        "courier_nats_received_bytes_total",
+        "Bytes this node read from its NATS connection (events, replies and protocol)"
+    );
+    describe_counter!(
+        "courier_nats_received_messages_total",
+        "Messages NATS delivered to this node (events from other nodes, replies)"
+    );
+    describe_counter!(
+        "courier_nats_sent_bytes_total",
+        "Bytes this node wrote to its NATS connection"
+    );
+    describe_counter!(
+        "courier_nats_sent_messages_total",
+        "Messages this node published on NATS (one per copy of an event)"
+    );
+    describe_gauge!(
+        "courier_nats_users_listened",
+        "Users whose NATS subject this node is subscribed to (those with a stream here)"
+    );
+    describe_counter!(
         "courier_sign_in_failures_total",
         "Password sign-ins refused, by reason: credentials, rate_limited, other"
     );
@@ -143,6 +164,21 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// The bus keeps its own totals (the NATS client counts every byte it reads); they are
+/// copied into the recorder when scraped, so a scrape always shows the current figures.
+/// Tests that run several servers in one process share the recorder, and the last scraped
+/// bus wins.
+fn record_bus_traffic(bus: &dyn Bus) {
+    let Some(traffic) = bus.traffic() else {
+        return;
+    };
+    metrics::counter!("courier_nats_received_bytes_total").absolute(traffic.received_bytes);
+    metrics::counter!("courier_nats_received_messages_total").absolute(traffic.received_messages);
+    metrics::counter!("courier_nats_sent_bytes_total").absolute(traffic.sent_bytes);
+    metrics::counter!("courier_nats_sent_messages_total").absolute(traffic.sent_messages);
+    metrics::gauge!("courier_nats_users_listened").set(traffic.users_listened as f64);
+}
+
 /// Binds `--metrics-listen` (port 0 picks one).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     use anyhow::Context;
@@ -152,11 +188,17 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves `GET /metrics` in the Prometheus text format until shutdown.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    bus: Arc<dyn Bus>,
+    shutdown: CancellationToken,
+) {
     let router = Router::new().route(
         "/metrics",
         get(move || {
             let handle = handle.clone();
+            record_bus_traffic(&*bus);
             async move {
                 handle.run_upkeep();
                 (

@@ -58,6 +58,22 @@ pub trait Bus: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }
+    /// What this node has exchanged with the other nodes so far, for `/metrics`. `None` for
+    /// a bus that never leaves the process.
+    fn traffic(&self) -> Option<Traffic> {
+        None
+    }
+}
+
+/// Totals since the bus connected (they only grow, across reconnects), and the current number
+/// of users whose events this node asked the other nodes for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub received_bytes: u64,
+    pub received_messages: u64,
+    pub sent_bytes: u64,
+    pub sent_messages: u64,
+    pub users_listened: usize,
 }
 
 /// An event as its subscribers receive it: one allocation per event per node, shared by every
@@ -110,6 +126,14 @@ impl Subscription {
         Self {
             events,
             _guard: Box::new(guard),
+        }
+    }
+
+    /// The same subscription, also holding `guard` until it is dropped.
+    pub fn holding(self, guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            events: self.events,
+            _guard: Box::new((self._guard, guard)),
         }
     }
 }

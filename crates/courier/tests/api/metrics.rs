@@ -206,3 +206,40 @@ async fn streams_closed_by_signing_out_and_by_shutdown_are_counted_by_reason() {
         "shutdown not counted:\n{after}"
     );
 }
+
+/// With NATS as the bus, `/metrics` carries what the node exchanged over it: the figures
+/// targeted fan-out is judged by (see bus::nats). The recorder is the process's, so other
+/// servers in this test binary may write these series too; every NATS node has sent and
+/// received something (its start-up round trip), whichever wrote last.
+#[tokio::test]
+async fn nats_traffic_is_counted_when_the_bus_is_nats() {
+    let nats =
+        std::env::var("COURIER_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    if !crate::reachable::nats(&nats) {
+        return;
+    }
+    let app = spawn_app_with(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.nats_url = Some(nats.clone());
+    })
+    .await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let conversation = app.conversation_between(&alice, &bob).await;
+    let mut stream = app.stream(&bob, None).await;
+    app.send_message(&alice, &conversation, "hello").await;
+    stream.next_message().await;
+    let text = scrape(&app).await;
+    for series in [
+        "courier_nats_received_bytes_total",
+        "courier_nats_received_messages_total",
+        "courier_nats_sent_bytes_total",
+        "courier_nats_sent_messages_total",
+    ] {
+        assert!(sample(&text, series) >= 1.0, "{series} in:\n{text}");
+    }
+    assert!(
+        text.contains("# TYPE courier_nats_users_listened gauge"),
+        "{text}"
+    );
+}

@@ -87,6 +87,8 @@ impl Database {
 pub struct Node {
     child: Child,
     pub base: String,
+    /// Its `/metrics` URL, when started with `--metrics-listen`.
+    pub metrics: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -94,11 +96,6 @@ impl Node {
     #[allow(dead_code)] // tests/deploy shares this file
     pub fn spawn(database_url: &str, nats_url: &str, heartbeat: &str) -> Self {
         Self::spawn_on(0, database_url, nats_url, heartbeat, &[])
-    }
-
-    /// Spawns with extra command-line flags.
-    pub fn spawn_with(database_url: &str, nats_url: &str, heartbeat: &str, extra: &[&str]) -> Self {
-        Self::launch(0, database_url, nats_url, heartbeat, &[], extra)
     }
 
     /// A node on `127.0.0.1:port` (0 picks one) with extra `COURIER_*` settings in `env`.
@@ -152,19 +149,46 @@ impl Node {
             let mut lines = BufReader::new(stdout).lines();
             for line in lines.by_ref() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("courier listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
+                // The address line, then the metrics line when there is one.
+                let found = line
+                    .strip_prefix("courier listening on ")
+                    .or_else(|| line.strip_prefix("courier metrics on "));
+                if let Some(found) = found {
+                    let _ = tx.send(found.trim().to_owned());
                 }
             }
         });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("courier printed its address");
+        let printed = || {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("courier printed its address")
+        };
+        let base = printed();
+        let metrics = extra.contains(&"--metrics-listen").then(printed);
         Self {
             child,
             base,
+            metrics,
             _dir: dir,
         }
+    }
+
+    /// The value of one series of its `/metrics` (`name` or `name{labels}`), 0 when absent.
+    pub async fn metric(&self, client: &reqwest::Client, series: &str) -> f64 {
+        let url = self
+            .metrics
+            .as_ref()
+            .expect("started with --metrics-listen");
+        let text = client
+            .get(url)
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     #[allow(dead_code)] // the deploy tests signal nodes
@@ -202,10 +226,22 @@ impl Cluster {
         heartbeat: &str,
         extra: &[&str],
     ) -> Self {
+        Self::start_env(count, database_url, nats_url, heartbeat, &[], extra)
+    }
+
+    /// Starts `count` nodes with extra `COURIER_*` settings in `env` and command-line flags.
+    pub fn start_env(
+        count: usize,
+        database_url: &str,
+        nats_url: &str,
+        heartbeat: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Self {
         // Started together, as a deploy would: migrations race and must cope.
         let nodes = std::thread::scope(|s| {
             let handles: Vec<_> = (0..count)
-                .map(|_| s.spawn(|| Node::spawn_with(database_url, nats_url, heartbeat, extra)))
+                .map(|_| s.spawn(|| Node::launch(0, database_url, nats_url, heartbeat, env, extra)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -313,6 +349,38 @@ pub enum SseItem {
     Reset(String),
     /// A named event without an id (typing, presence), when the stream asked for them.
     Signal(String, Value),
+}
+
+/// The id of the signed-in user.
+pub async fn user_id(client: &reqwest::Client, base: &str, me: &Session) -> String {
+    let user: Value = client
+        .get(format!("{base}/api/auth_user"))
+        .bearer_auth(&me.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    user["id"].as_str().unwrap().to_owned()
+}
+
+/// The next signal named `name` whose data matches `want`, within `limit`.
+pub async fn signal(
+    stream: &mut SseStream,
+    name: &str,
+    limit: Duration,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => panic!("no matching `{name}` event within {limit:?}"),
+            Ok(None) => panic!("the stream ended while waiting for `{name}`"),
+            Ok(Some(SseItem::Signal(got, data))) if got == name && want(&data) => return data,
+            Ok(Some(_)) => {}
+        }
+    }
 }
 
 /// One open `GET /api/messages` stream.

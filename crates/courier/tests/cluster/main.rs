@@ -6,6 +6,7 @@
 
 #![cfg(all(feature = "postgres", feature = "nats"))]
 
+mod fanout;
 mod harness;
 mod presence;
 #[path = "../common/services.rs"]

@@ -15,37 +15,6 @@ const SLACK: Duration = Duration::from_secs(2);
 /// How long to wait for what should happen promptly.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-async fn user_id(client: &reqwest::Client, base: &str, me: &Session) -> String {
-    let user: Value = client
-        .get(format!("{base}/api/auth_user"))
-        .bearer_auth(&me.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    user["id"].as_str().unwrap().to_owned()
-}
-
-/// The next signal named `name` whose data matches `want`, within `limit`.
-async fn signal(
-    stream: &mut SseStream,
-    name: &str,
-    limit: Duration,
-    want: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => panic!("no matching `{name}` event within {limit:?}"),
-            Ok(None) => panic!("the stream ended while waiting for `{name}`"),
-            Ok(Some(SseItem::Signal(got, data))) if got == name && want(&data) => return data,
-            Ok(Some(_)) => {}
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_and_typing_cross_nodes_and_a_killed_nodes_users_go_offline_within_the_bound() {
     init_logs();

@@ -39,6 +39,9 @@ bus_contract!(
     events_from_one_publisher_arrive_in_order,
     dropping_a_subscription_unsubscribes,
     a_full_buffer_ends_only_that_subscription_without_blocking_publish,
+    an_event_published_as_soon_as_subscribe_returns_is_delivered,
+    concurrent_first_subscriptions_of_one_user_all_receive_and_leave_cleanly,
+    an_event_for_more_recipients_than_the_targeted_limit_reaches_each_once,
 );
 
 const ALICE: UserId = UserId(1);
@@ -89,18 +92,24 @@ async fn publish_reaches_each_recipients_subscriptions_and_no_one_else(bus: BusB
         .await
         .unwrap();
     let mut received = Vec::new();
-    for sub in [&mut alice_tab1, &mut alice_tab2, &mut bob] {
+    // Each subscription finds its own user's link (a stream looks up no one else's).
+    for (user, sub) in [
+        (ALICE, &mut alice_tab1),
+        (ALICE, &mut alice_tab2),
+        (BOB, &mut bob),
+    ] {
         let got = next(sub).await;
         assert_eq!(got.message().unwrap().id, MessageId(7));
         assert_eq!(got.message().unwrap().content, "message 7");
-        assert_eq!(got.recipient(BOB).unwrap().prev, MessageId(6));
+        assert_eq!(got.recipient(user).unwrap().prev, MessageId(6));
         received.push(got);
     }
-    // One `Published` per event per node, whoever receives it: what streams derive from it
-    // (the encoded SSE frame) is derived once.
+    // One `Published` per event per user on a node: what a user's streams derive from it
+    // (the encoded SSE frame) is derived once. (NATS delivers a small event to a node once
+    // per recipient with a stream there, each copy decoded on its own; see bus::nats.)
     assert!(
-        received.iter().all(|got| Arc::ptr_eq(got, &received[0])),
-        "every subscription on a node shares one Published"
+        Arc::ptr_eq(&received[0], &received[1]),
+        "a user's subscriptions on a node share one Published"
     );
     nothing_arrives(&mut carol).await;
     nothing_arrives(&mut alice_tab1).await;
@@ -161,6 +170,111 @@ async fn a_full_buffer_ends_only_that_subscription_without_blocking_publish(bus:
             .expect("the end in time")
             .is_none(),
         "an overflowed subscription ends"
+    );
+}
+
+/// "Register before you read": once `subscribe` has returned, whatever any node publishes
+/// reaches the subscription. Each round is a user the subscribing node has never listened
+/// for, so each one races a fresh NATS SUB against the other node's publish.
+async fn an_event_published_as_soon_as_subscribe_returns_is_delivered(bus: BusBackend) {
+    for round in 0..100 {
+        let user = UserId(1_000 + round);
+        let mut sub = bus.subscriber.subscribe(user, 4).await.unwrap();
+        bus.publisher
+            .publish(event(round + 1, &[user]))
+            .await
+            .unwrap();
+        let got = next(&mut sub).await;
+        assert_eq!(
+            got.message().unwrap().id,
+            MessageId(round + 1),
+            "round {round}"
+        );
+    }
+}
+
+/// Streams of one user opening together on a node: every one of them is registered when its
+/// `subscribe` returns, and once all are gone (and one comes back) delivery still works.
+async fn concurrent_first_subscriptions_of_one_user_all_receive_and_leave_cleanly(bus: BusBackend) {
+    let before = (bus.subscriber_count)();
+    let subscribing: Vec<_> = (0..8)
+        .map(|_| {
+            let bus = bus.subscriber.clone();
+            tokio::spawn(async move { bus.subscribe(ALICE, 16).await.unwrap() })
+        })
+        .collect();
+    let mut subs = Vec::new();
+    for subscribing in subscribing {
+        subs.push(subscribing.await.unwrap());
+    }
+    bus.publisher
+        .publish(event(1, &[BOB, ALICE]))
+        .await
+        .unwrap();
+    for sub in &mut subs {
+        assert_eq!(next(sub).await.message().unwrap().id, MessageId(1));
+    }
+    drop(subs);
+    assert_eq!((bus.subscriber_count)(), before);
+    let mut again = bus.subscriber.subscribe(ALICE, 16).await.unwrap();
+    bus.publisher.publish(event(2, &[ALICE])).await.unwrap();
+    assert_eq!(next(&mut again).await.message().unwrap().id, MessageId(2));
+    nothing_arrives(&mut again).await;
+}
+
+/// A large group's event (NATS: one community-wide copy) reaches every member's stream once,
+/// with each member's own link.
+async fn an_event_for_more_recipients_than_the_targeted_limit_reaches_each_once(bus: BusBackend) {
+    let members: Vec<UserId> = (0..40).map(|i| UserId(500 + i)).collect();
+    let mut subs = Vec::new();
+    for &member in &members[..3] {
+        subs.push((member, bus.subscriber.subscribe(member, 16).await.unwrap()));
+    }
+    bus.publisher.publish(event(9, &members)).await.unwrap();
+    for (member, sub) in &mut subs {
+        let got = next(sub).await;
+        assert_eq!(got.message().unwrap().id, MessageId(9));
+        assert_eq!(got.recipient(*member).unwrap().prev, MessageId(8));
+        nothing_arrives(sub).await;
+    }
+}
+
+/// A node receives the events of the users it has streams of, not those of anyone else:
+/// it listens on a user's subject from the first of their streams to the last.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_node_receives_only_the_events_of_users_with_a_stream_there() {
+    use courier::bus::Bus;
+    crate::support::init_logs();
+    if !crate::reachable::nats(&crate::support::nats_url()) {
+        return;
+    }
+    let instance = crate::support::random_name("t");
+    let publisher = crate::support::nats_node(&instance).await;
+    let node = crate::support::nats_node(&instance).await;
+    let listened = || node.traffic().unwrap().users_listened;
+    let received = || node.traffic().unwrap().received_messages;
+    assert_eq!(listened(), 0);
+    let tab1 = node.subscribe(ALICE, 64).await.unwrap();
+    let mut tab2 = node.subscribe(ALICE, 64).await.unwrap();
+    assert_eq!(listened(), 1, "one NATS subscription per user per node");
+
+    let before = received();
+    for id in 1..=20 {
+        publisher.publish(event(id, &[BOB, CAROL])).await.unwrap();
+    }
+    // From the same publisher, so it arrives after all of the above would have.
+    publisher.publish(event(21, &[BOB, ALICE])).await.unwrap();
+    assert_eq!(next(&mut tab2).await.message().unwrap().id, MessageId(21));
+    assert_eq!(received() - before, 1, "only alice's copy of her event");
+
+    drop(tab1);
+    assert_eq!(listened(), 1, "alice still has a stream here");
+    drop(tab2);
+    assert_eq!(
+        listened(),
+        0,
+        "the last stream gone, the node stops listening"
     );
 }
 
