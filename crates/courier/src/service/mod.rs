@@ -212,7 +212,9 @@ impl Messenger {
         self.store
             .save_push_subscription(&target)
             .await
-            .map_err(ServiceError::from_store("subscription"))
+            .map_err(ServiceError::from_store("subscription"))?;
+        pusher.subscribed(me);
+        Ok(())
     }
 
     pub async fn unsubscribe_push(&self, me: UserId, endpoint: &str) -> ServiceResult<()> {

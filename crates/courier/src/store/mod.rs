@@ -176,6 +176,8 @@ pub trait Store:
     async fn delete_push_subscription(&self, user: UserId, endpoint: &str) -> StoreResult<()>;
     /// Forgets an endpoint the push service says is gone.
     async fn drop_push_endpoint(&self, endpoint: &str) -> StoreResult<()>;
+    /// Every user with at least one push subscription (the push service's directory).
+    async fn push_subscribers(&self) -> StoreResult<Vec<UserId>>;
     /// The subscriptions of the conversation's members other than `sender` who have not muted it.
     async fn push_targets(
         &self,

@@ -650,6 +650,10 @@ impl Store for PgStore {
             .map_err(classify)
     }
 
+    async fn push_subscribers(&self) -> StoreResult<Vec<UserId>> {
+        shared::push_subscribers(&self.pool).await.map_err(classify)
+    }
+
     async fn push_targets(
         &self,
         conversation: ConversationId,

@@ -101,6 +101,11 @@ impl SqliteStore {
                 SqliteSynchronous::Normal
             })
             .busy_timeout(options.busy_timeout)
+            // sqlx hands rows from its SQLite thread to the task through a channel of this
+            // size; at the default 50 a longer read (a stream's catch-up, up to 500 rows)
+            // parks and wakes that thread once per row past the 50th. Roomier than the
+            // largest read, it runs each statement to the end in one go.
+            .row_buffer_size(1024)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
@@ -546,6 +551,10 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
+    async fn push_subscribers(&self) -> StoreResult<Vec<UserId>> {
+        shared::push_subscribers(&self.pool).await.map_err(classify)
+    }
+
     async fn push_targets(
         &self,
         conversation: ConversationId,
@@ -633,20 +642,24 @@ impl Store for SqliteStore {
         after: MessageId,
         limit: u32,
     ) -> StoreResult<Vec<LogEntry>> {
-        let messages = sqlx::query(log::INBOX_MESSAGES)
-            .bind(user.0)
-            .bind(after.0)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        let changes = sqlx::query(log::INBOX_CHANGES)
-            .bind(user.0)
-            .bind(after.0)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        let messages = sqlx::query(sqlx::AssertSqlSafe(log::with_limit(
+            log::INBOX_MESSAGES,
+            limit,
+        )))
+        .bind(user.0)
+        .bind(after.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let changes = sqlx::query(sqlx::AssertSqlSafe(log::with_limit(
+            log::INBOX_CHANGES,
+            limit,
+        )))
+        .bind(user.0)
+        .bind(after.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
         let mut messages = messages
             .iter()
             .map(|r| message_at(r, 0))
