@@ -23,6 +23,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method, Request, Version, header, response};
 use bytes::{Buf, Bytes, BytesMut};
+use futures::FutureExt;
 use http_body_util::BodyExt;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// A non-stream answer on this path (an error) is small; a bigger one is cut off.
 const MAX_PLAIN_BODY: usize = 1 << 20;
+/// Ready frames gathered into one write, at most about this many bytes.
+const COALESCE_MAX: usize = 64 * 1024;
 
 /// How a plain connection opens.
 pub(super) enum Opening {
@@ -180,15 +183,42 @@ pub(super) async fn serve_stream<S>(
     drop(head);
     // Read only to notice the client leaving: it sends nothing more on a stream connection.
     let mut probe = [0u8; 16];
+    let mut out = Vec::new();
     loop {
         tokio::select! {
             frame = body.frame() => match frame {
                 Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else { continue };
-                    if data.is_empty() {
-                        continue;
+                    if let Ok(data) = frame.into_data() {
+                        push_chunk(&mut out, &data);
                     }
-                    if io.write_all(&chunk(&data)).await.is_err() {
+                    // Frames that are already waiting (a catch-up is hundreds) go out in the
+                    // same write: one syscall per burst rather than one per event.
+                    let mut ended = false;
+                    while out.len() < COALESCE_MAX {
+                        match body.frame().now_or_never() {
+                            Some(Some(Ok(frame))) => {
+                                if let Ok(data) = frame.into_data() {
+                                    push_chunk(&mut out, &data);
+                                }
+                            }
+                            Some(None) => {
+                                out.extend_from_slice(b"0\r\n\r\n");
+                                ended = true;
+                                break;
+                            }
+                            // A failed body is noticed at the next turn of the loop.
+                            Some(Some(Err(_))) | None => break,
+                        }
+                    }
+                    if !out.is_empty() && io.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                    if out.capacity() > COALESCE_MAX {
+                        out = Vec::new();
+                    }
+                    if ended {
+                        let _ = io.shutdown().await;
                         return;
                     }
                 }
@@ -254,12 +284,15 @@ fn head(parts: &response::Parts, length: Option<usize>) -> Vec<u8> {
 
 /// One chunk of a chunked body, in one buffer so it leaves in one write (and, with
 /// `TCP_NODELAY`, one segment).
-fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 12);
+/// Appends `data` to `out` as one chunk of a chunked body (nothing for empty data, which
+/// would read as the last chunk).
+fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
     let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// A socket with bytes already read from it put back in front.
@@ -369,10 +402,14 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_is_framed_with_its_hex_length() {
+    fn chunks_are_framed_with_their_hex_length_and_empty_data_adds_none() {
+        let mut out = Vec::new();
+        push_chunk(&mut out, &[b'x'; 26]);
+        push_chunk(&mut out, b"");
+        push_chunk(&mut out, b"ab");
         assert_eq!(
-            chunk(&[b'x'; 26]),
-            [b"1a\r\n".as_slice(), &[b'x'; 26], b"\r\n"].concat()
+            out,
+            [b"1a\r\n".as_slice(), &[b'x'; 26], b"\r\n2\r\nab\r\n"].concat()
         );
     }
 }
