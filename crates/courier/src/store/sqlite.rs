@@ -63,6 +63,9 @@ pub struct SqliteStore {
     instance: String,
     /// Shared with the writer, which invalidates what its changes make stale.
     members: Arc<presence::MemberCache>,
+    /// The newest committed position, kept by the writer (the only appender), so a stream
+    /// that resumes checks its cursor without a read.
+    head: writer::CommittedHead,
 }
 
 /// What the one writer task commits: sends (grouped), group changes (one at a time), and
@@ -91,7 +94,7 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the embedded migrations.
     pub async fn open(url: &str, options: &SqliteOptions) -> StoreResult<Self> {
         let connect = SqliteConnectOptions::from_str(url).map_err(other)?;
-        let lock = lock_database(connect.get_filename())?;
+        let lock = lock_database_waiting(connect.get_filename()).await?;
         let connect = connect
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -133,13 +136,17 @@ impl SqliteStore {
             .map_err(classify)?;
         let (writer, jobs) = mpsc::channel(writer::MAX_GROUP * 4);
         let members = Arc::new(presence::MemberCache::default());
-        tokio::spawn(writer::run(conn, jobs, members.clone()));
+        let head = Arc::new(std::sync::atomic::AtomicI64::new(
+            head(&pool).await.map_err(classify)?.0,
+        ));
+        tokio::spawn(writer::run(conn, jobs, members.clone(), head.clone()));
         Ok(Self {
             pool,
             _lock: lock,
             writer,
             instance,
             members,
+            head,
         })
     }
 
@@ -176,12 +183,50 @@ async fn backfill_skeletons(pool: &SqlitePool) -> StoreResult<()> {
     Ok(())
 }
 
+/// `lock_database`, waiting up to `LOCK_WAIT` while another holder lets go: a server
+/// restarted in place (systemd, a test) may find its predecessor still ending its last tasks.
+async fn lock_database_waiting(path: &std::path::Path) -> StoreResult<Option<std::fs::File>> {
+    const LOCK_WAIT: Duration = Duration::from_secs(3);
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match try_lock_database(path)? {
+            Locked::Held(file) => return Ok(file),
+            Locked::Busy if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Locked::Busy => return Err(in_use(path)),
+        }
+    }
+}
+
+enum Locked {
+    Held(Option<std::fs::File>),
+    Busy,
+}
+
 /// Takes an exclusive lock on `<database>.lock`. The writer task caches inbox heads and is
 /// the only source of message ids, which holds only while one process owns the file; a second
 /// `courier` on the same data directory stops at start-up instead of corrupting the `prev` links.
 fn lock_database(path: &std::path::Path) -> StoreResult<Option<std::fs::File>> {
+    match try_lock_database(path)? {
+        Locked::Held(file) => Ok(file),
+        Locked::Busy => Err(in_use(path)),
+    }
+}
+
+fn in_use(path: &std::path::Path) -> StoreError {
+    StoreError::Other(
+        format!(
+            "{} is in use by another courier process; run one process per SQLite file (use PostgreSQL for several nodes)",
+            path.display()
+        )
+        .into(),
+    )
+}
+
+fn try_lock_database(path: &std::path::Path) -> StoreResult<Locked> {
     if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
-        return Ok(None);
+        return Ok(Locked::Held(None));
     }
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -192,14 +237,8 @@ fn lock_database(path: &std::path::Path) -> StoreResult<Option<std::fs::File>> {
         .open(&lock_path)
         .map_err(|e| StoreError::Other(Box::new(e)))?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Other(
-            format!(
-                "{} is in use by another courier process; run one process per SQLite file (use PostgreSQL for several nodes)",
-                path.display()
-            )
-            .into(),
-        )),
+        Ok(()) => Ok(Locked::Held(Some(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Locked::Busy),
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Other(Box::new(e))),
     }
 }
@@ -678,7 +717,9 @@ impl Store for SqliteStore {
     }
 
     async fn head(&self) -> StoreResult<MessageId> {
-        head(&self.pool).await.map_err(classify)
+        Ok(MessageId(
+            self.head.load(std::sync::atomic::Ordering::Acquire),
+        ))
     }
 
     async fn apply_change(&self, request: ChangeRequest) -> StoreResult<Option<Changed>> {

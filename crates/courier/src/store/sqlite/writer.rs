@@ -48,6 +48,21 @@ struct Caches {
     heads: HashMap<UserId, MessageId>,
 }
 
+impl Caches {
+    /// Forgets everything after a failed transaction (the database decides again).
+    fn reset(&mut self) {
+        *self = Caches::default();
+    }
+}
+
+/// The newest committed position, shared with the store's readers (`Store::head`): moved
+/// right after each commit, before anyone hears of it, so no cursor a client holds is ahead.
+pub(super) type CommittedHead = Arc<std::sync::atomic::AtomicI64>;
+
+fn publish_head(head: &CommittedHead, position: i64) {
+    head.fetch_max(position, std::sync::atomic::Ordering::AcqRel);
+}
+
 #[derive(Clone)]
 struct Members {
     users: Arc<[UserId]>,
@@ -77,6 +92,7 @@ pub(super) async fn run(
     mut conn: SqliteConnection,
     mut jobs: mpsc::Receiver<WriteJob>,
     members: Arc<MemberCache>,
+    head: CommittedHead,
 ) {
     let mut caches = Caches::default();
     let mut queued = Vec::with_capacity(MAX_GROUP);
@@ -88,12 +104,15 @@ pub(super) async fn run(
                 WriteJob::Send { new, reply } => sends.push((new, reply)),
                 WriteJob::Exec { sql, args, reply } => execs.push((sql, args, reply)),
                 WriteJob::Change { request, reply } => {
-                    flush(&mut conn, &mut caches, &mut sends).await;
+                    flush(&mut conn, &mut caches, &mut sends, &head).await;
                     let result =
                         match commit_change(&mut conn, &mut caches, &members, &request).await {
-                            Ok(result) => result,
+                            Ok(result) => {
+                                publish_head(&head, caches.last_id.unwrap_or(0));
+                                result
+                            }
                             Err(e) => {
-                                caches = Caches::default();
+                                caches.reset();
                                 tracing::error!(error = %e, "change commit failed");
                                 Err(StoreError::Unavailable(e.to_string().into()))
                             }
@@ -102,7 +121,7 @@ pub(super) async fn run(
                 }
             }
         }
-        flush(&mut conn, &mut caches, &mut sends).await;
+        flush(&mut conn, &mut caches, &mut sends, &head).await;
         // After the sends: bookkeeping never delays a message it queued beside.
         run_execs(&mut conn, &mut execs).await;
     }
@@ -137,7 +156,12 @@ async fn run_execs(conn: &mut SqliteConnection, execs: &mut Vec<Exec>) {
 }
 
 /// Commits the queued sends as one group and answers them.
-async fn flush(conn: &mut SqliteConnection, caches: &mut Caches, sends: &mut Vec<Send>) {
+async fn flush(
+    conn: &mut SqliteConnection,
+    caches: &mut Caches,
+    sends: &mut Vec<Send>,
+    head: &CommittedHead,
+) {
     if sends.is_empty() {
         return;
     }
@@ -147,12 +171,13 @@ async fn flush(conn: &mut SqliteConnection, caches: &mut Caches, sends: &mut Vec
     crate::store::record_commit("sqlite", started, news.len());
     match committed {
         Ok(results) => {
+            publish_head(head, caches.last_id.unwrap_or(0));
             for ((_, reply), result) in sends.drain(..).zip(results) {
                 let _ = reply.send(result);
             }
         }
         Err(e) => {
-            *caches = Caches::default();
+            caches.reset();
             tracing::error!(error = %e, size = sends.len(), "message commit failed");
             let reason = e.to_string();
             for (_, reply) in sends.drain(..) {
