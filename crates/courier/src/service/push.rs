@@ -185,8 +185,9 @@ struct Subscribers {
 const SUBSCRIBERS_REFRESH: Duration = Duration::from_secs(30);
 
 impl Subscribers {
-    /// Whether `user` may have a subscription, and whether the set is due a refresh.
-    fn may_have(&self, users: &mut HashSet<UserId>) -> bool {
+    /// Keeps in `users` those who may have a subscription (everyone, before the first read);
+    /// true when the set is due to be read again.
+    fn keep_subscribed(&self, users: &mut HashSet<UserId>) -> bool {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         match &*state {
             None => true,
@@ -296,7 +297,7 @@ impl Pusher {
         if offline.is_empty() {
             return;
         }
-        if self.subscribers.may_have(&mut offline) {
+        if self.subscribers.keep_subscribed(&mut offline) {
             self.refresh_subscribers();
         }
         if offline.is_empty() {
