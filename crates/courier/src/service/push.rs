@@ -177,8 +177,18 @@ pub struct Pusher {
 /// counts as subscribed (the store is asked, as before).
 #[derive(Default)]
 struct Subscribers {
-    state: RwLock<Option<(HashSet<UserId>, Instant)>>,
+    state: RwLock<SubscriberSet>,
     refreshing: AtomicBool,
+}
+
+#[derive(Default)]
+struct SubscriberSet {
+    /// As last read, plus this node's subscriptions since; `None` before the first read.
+    users: Option<HashSet<UserId>>,
+    read_at: Option<Instant>,
+    /// This node's subscriptions since the running (or last) read began: a read that started
+    /// before one was saved cannot contain it, so it is added back when the read lands.
+    added: HashSet<UserId>,
 }
 
 /// How stale the subscriber set may get before it is read again.
@@ -189,20 +199,38 @@ impl Subscribers {
     /// true when the set is due to be read again.
     fn keep_subscribed(&self, users: &mut HashSet<UserId>) -> bool {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        match &*state {
-            None => true,
-            Some((set, read_at)) => {
-                users.retain(|user| set.contains(user));
-                read_at.elapsed() >= SUBSCRIBERS_REFRESH
-            }
+        if let Some(set) = &state.users {
+            users.retain(|user| set.contains(user));
         }
+        state
+            .read_at
+            .is_none_or(|read_at| read_at.elapsed() >= SUBSCRIBERS_REFRESH)
     }
 
+    /// Called after the subscription is saved.
     fn add(&self, user: UserId) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if let Some((set, _)) = &mut *state {
+        if let Some(set) = &mut state.users {
             set.insert(user);
         }
+        state.added.insert(user);
+    }
+
+    /// A read is about to begin: what was added before it is in the database it reads.
+    fn read_begins(&self) -> Instant {
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .added
+            .clear();
+        Instant::now()
+    }
+
+    fn read_landed(&self, mut users: HashSet<UserId>, read_at: Instant) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        users.extend(state.added.iter().copied());
+        state.users = Some(users);
+        state.read_at = Some(read_at);
     }
 }
 
@@ -242,16 +270,11 @@ impl Pusher {
         }
         let this = self.clone();
         self.tasks.spawn(async move {
-            let read_at = Instant::now();
+            let read_at = this.subscribers.read_begins();
             match this.store.push_subscribers().await {
-                Ok(users) => {
-                    let set = users.into_iter().collect();
-                    *this
-                        .subscribers
-                        .state
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner()) = Some((set, read_at));
-                }
+                Ok(users) => this
+                    .subscribers
+                    .read_landed(users.into_iter().collect(), read_at),
                 Err(e) => tracing::warn!(error = %e, "push subscribers unavailable"),
             }
             this.subscribers.refreshing.store(false, Ordering::Release);
@@ -406,6 +429,31 @@ impl Pusher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subscription_saved_while_the_set_is_being_read_is_kept() {
+        let subscribers = Subscribers::default();
+        let (alice, bob, carol) = (UserId(1), UserId(2), UserId(3));
+        let mut everyone = HashSet::from([alice, bob, carol]);
+        assert!(
+            subscribers.keep_subscribed(&mut everyone),
+            "due before the first read"
+        );
+        assert_eq!(everyone.len(), 3, "everyone counts before the first read");
+
+        let read_at = subscribers.read_begins();
+        subscribers.add(carol); // saved after the read began: the read cannot contain it
+        subscribers.read_landed(HashSet::from([alice]), read_at);
+
+        let mut recipients = HashSet::from([alice, bob, carol]);
+        assert!(!subscribers.keep_subscribed(&mut recipients), "fresh");
+        assert_eq!(recipients, HashSet::from([alice, carol]));
+
+        subscribers.add(bob); // on a loaded set: at once
+        let mut recipients = HashSet::from([bob]);
+        subscribers.keep_subscribed(&mut recipients);
+        assert_eq!(recipients, HashSet::from([bob]));
+    }
 
     #[test]
     fn the_encrypted_body_has_the_rfc_8188_header_and_one_sealed_record() {
