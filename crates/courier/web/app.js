@@ -284,9 +284,17 @@ async function signOut() {
 }
 
 // The account was deleted: its sessions are gone, so this tab simply shows the access page.
+// The stream's signed-out event can beat the DELETE's answer and sign the tab out first (as
+// "session ended"); the deletion notice replaces that one.
 function signedOutForGood() {
   stream.stopStream({ signOut: true });
-  signedOut({ goHome: true, notice: 'Your account was deleted.' });
+  const notice = 'Your account was deleted.';
+  if (session.user === null) {
+    session.notice = notice;
+    navigate('/');
+    return;
+  }
+  signedOut({ goHome: true, notice });
 }
 
 async function signOutEverywhere() {

@@ -4,7 +4,7 @@
 // Network first, so a deploy is picked up at once; the cache is only the fallback.
 // /api is never touched: no respondWith, so those requests go straight to the network.
 
-const CACHE = 'courier-shell-v12';
+const CACHE = 'courier-shell-v13';
 
 // Every file in web/ except this one; e2e/tests/shell.test.js keeps this list in step.
 const SHELL = [
