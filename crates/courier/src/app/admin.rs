@@ -144,15 +144,21 @@ async fn execute(target: &AdminTarget, request: AdminRequest) -> anyhow::Result<
     // Deletes go through the messenger, so members' streams hear of them through this bus.
     let messenger = Arc::new(Messenger::new(
         store.clone(),
-        bus,
+        bus.clone(),
         config.max_message_chars,
         config.max_group_members,
     ));
     let admin = Admin::new(store, accounts, messenger, config.reports_per_hour);
-    admin
+    let value = admin
         .execute(Actor::Operator, request)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Running nodes hear of the change only if the events leave before this process does;
+    // if not, their streams still find it in the store at a later heartbeat.
+    if let Err(e) = bus.settle().await {
+        eprintln!("warning: running nodes may hear of this late: {e}");
+    }
+    Ok(value)
 }
 
 async fn create_user(args: CreateUser) -> anyhow::Result<()> {

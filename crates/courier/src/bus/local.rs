@@ -4,7 +4,7 @@
 //! each subscriber's bounded buffer. A full buffer removes that subscriber, which ends its
 //! stream; the client resumes from its cursor. Other subscribers never wait.
 
-use super::{Bus, BusError, Published, Subscription};
+use super::{Bus, BusError, Published, RevocationHook, Subscription};
 use crate::model::{Event, EventKind, UserId};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -22,8 +22,8 @@ pub struct LocalBus {
 #[derive(Default)]
 struct Inner {
     subscribers: Mutex<Subscribers>,
-    /// Every `SessionsRevoked` event also goes here (the node's session cache listens).
-    revocation_watchers: Mutex<Vec<mpsc::Sender<Arc<Published>>>>,
+    /// Run on every `SessionsRevoked` event before its streams get it (the session cache).
+    revocation_hooks: Mutex<Vec<RevocationHook>>,
     /// Every `PresenceSync` event goes here (the node's presence directory listens).
     presence_watchers: Mutex<Vec<mpsc::Sender<Arc<Published>>>>,
     next_id: AtomicU64,
@@ -39,7 +39,17 @@ impl LocalBus {
     pub fn deliver(&self, event: &Arc<Event>) {
         let event = Published::new(event.clone());
         match event.kind {
-            EventKind::SessionsRevoked(_) => notify(&self.inner.revocation_watchers, &event),
+            EventKind::SessionsRevoked(ref sessions) => {
+                for hook in self
+                    .inner
+                    .revocation_hooks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                {
+                    hook(sessions);
+                }
+            }
             EventKind::PresenceSync(_) => notify(&self.inner.presence_watchers, &event),
             _ => {}
         }
@@ -80,15 +90,13 @@ impl LocalBus {
         )
     }
 
-    /// Every revocation delivered on this node, whoever it is for.
-    pub fn watch_revocations_local(&self, capacity: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    /// Runs `hook` on every revocation delivered on this node, whoever it is for.
+    pub fn on_revocation_local(&self, hook: RevocationHook) {
         self.inner
-            .revocation_watchers
+            .revocation_hooks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(tx);
-        Subscription::new(rx, ())
+            .push(hook);
     }
 
     /// Every presence sync delivered on this node, this node's own included.
@@ -114,8 +122,8 @@ impl LocalBus {
     }
 }
 
-/// A full watcher misses this event (revocations: cache entries expire anyway; presence: the
-/// next heartbeat repeats it); a closed one leaves.
+/// A full watcher misses this event (the next presence heartbeat repeats it); a closed one
+/// leaves.
 fn notify(watchers: &Mutex<Vec<mpsc::Sender<Arc<Published>>>>, event: &Arc<Published>) {
     let mut watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
     watchers.retain(|tx| {
@@ -161,8 +169,9 @@ impl Bus for LocalBus {
         Ok(self.subscribe_local(user, capacity))
     }
 
-    fn watch_revocations(&self, capacity: usize) -> Option<Subscription> {
-        Some(self.watch_revocations_local(capacity))
+    fn on_revocation(&self, hook: RevocationHook) -> bool {
+        self.on_revocation_local(hook);
+        true
     }
 
     fn watch_presence(&self, capacity: usize) -> Option<Subscription> {

@@ -28,6 +28,9 @@ pub enum BusError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Called synchronously, inside delivery, with the revoked session ids; must not block.
+pub type RevocationHook = Box<dyn Fn(&[String]) + Send + Sync>;
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Delivers `event` to the subscriptions of each of its recipients. Never waits on a subscriber.
@@ -35,10 +38,11 @@ pub trait Bus: Send + Sync + 'static {
     /// Events for `user`, buffered up to `capacity`. The subscription ends when the buffer
     /// overflows (the reader is too slow) or the bus shuts down; dropping it unsubscribes.
     async fn subscribe(&self, user: UserId, capacity: usize) -> Result<Subscription, BusError>;
-    /// Every session revocation this node hears of, for any user (caches of active sessions
-    /// listen here). `None` when the bus cannot offer it.
-    fn watch_revocations(&self, _capacity: usize) -> Option<Subscription> {
-        None
+    /// Calls `hook` with the sessions of every revocation this node hears of, for any user,
+    /// before any stream hears of it (the session cache evicts here, so a client that saw
+    /// `signed-out` is refused on its next request). `false` when the bus cannot offer it.
+    fn on_revocation(&self, _hook: RevocationHook) -> bool {
+        false
     }
     /// Every presence sync this node hears of, its own included (the presence directory
     /// listens here). `None` when the bus cannot offer it.
@@ -56,6 +60,11 @@ pub trait Bus: Send + Sync + 'static {
     }
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+    /// Returns once everything published so far has reached the other nodes' server, for a
+    /// process about to exit (the admin CLI): a queued publish dies with the process.
+    async fn settle(&self) -> Result<(), BusError> {
         Ok(())
     }
     /// What this node has exchanged with the other nodes so far, for `/metrics`. `None` for

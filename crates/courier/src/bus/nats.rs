@@ -58,7 +58,7 @@
 //! of dropping them; a long one fills the queue, and then publish returns an error quickly
 //! (the send itself already succeeded). `ping` reports the connection state for `/readyz`.
 
-use super::{Bus, BusError, LocalBus, Subscription, Traffic};
+use super::{Bus, BusError, LocalBus, RevocationHook, Subscription, Traffic};
 use crate::model::{Event, EventKind, Recipient, UserId};
 use async_nats::client::RequestErrorKind;
 use async_nats::connection::State;
@@ -436,8 +436,9 @@ impl Bus for NatsBus {
         Ok(subscription.holding(leave))
     }
 
-    fn watch_revocations(&self, capacity: usize) -> Option<Subscription> {
-        Some(self.local.watch_revocations_local(capacity))
+    fn on_revocation(&self, hook: RevocationHook) -> bool {
+        self.local.on_revocation_local(hook);
+        true
     }
 
     fn watch_presence(&self, capacity: usize) -> Option<Subscription> {
@@ -462,6 +463,19 @@ impl Bus for NatsBus {
             State::Connected => Ok(()),
             state => Err(BusError::Unavailable(
                 format!("NATS connection is {state}").into(),
+            )),
+        }
+    }
+
+    async fn settle(&self) -> Result<(), BusError> {
+        // The server handles a connection's operations in order: its answer to the probe
+        // means every PUB before it was handled (see `registered`).
+        match tokio::time::timeout(REGISTER_WAIT, registered(&self.client, &self.instance)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(BusError::Unavailable(
+                "NATS did not confirm the published events in time".into(),
             )),
         }
     }

@@ -168,26 +168,18 @@ impl Accounts {
     }
 
     /// Keeps the session cache honest across nodes: a revocation heard on the bus (from any
-    /// node) evicts those sessions here at once. Runs until `self` is dropped.
+    /// node) evicts those sessions here before any stream of theirs hears `signed-out`.
     pub fn watch_revocations(self: &Arc<Self>) {
-        let Some(mut revocations) = self.bus.watch_revocations(1024) else {
-            return;
-        };
         let accounts = Arc::downgrade(self);
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            while let Some(event) = revocations.next().await {
-                let Some(accounts) = accounts.upgrade() else {
-                    break;
-                };
-                if let crate::model::EventKind::SessionsRevoked(sessions) = &event.kind {
-                    let mut trusted = accounts.trusted.lock().unwrap_or_else(|e| e.into_inner());
-                    for id in sessions {
-                        trusted.remove(id);
-                    }
-                }
+        self.bus.on_revocation(Box::new(move |sessions| {
+            let Some(accounts) = accounts.upgrade() else {
+                return;
+            };
+            let mut trusted = accounts.trusted.lock().unwrap_or_else(|e| e.into_inner());
+            for id in sessions {
+                trusted.remove(id);
             }
-        });
+        }));
     }
 
     pub fn settings(&self) -> &AccountSettings {
