@@ -232,6 +232,33 @@ where
     String: Type<DB>,
     DB::Arguments: IntoArguments<DB> + Default,
 {
+    let live: Vec<i64> = messages
+        .iter()
+        .filter(|m| m.deleted_at.is_none())
+        .map(|m| m.id.0)
+        .collect();
+    decorate_known(pool, viewer, messages, what, &live).await
+}
+
+/// `decorate`, when the read already knew which messages have attachments (`with_files`):
+/// a replay asks for the attachments of those only, usually none.
+pub async fn decorate_known<DB>(
+    pool: &sqlx::Pool<DB>,
+    viewer: UserId,
+    messages: &mut [Message],
+    what: Decorate,
+    with_files: &[i64],
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    String: Type<DB>,
+    DB::Arguments: IntoArguments<DB> + Default,
+{
     let replies: Vec<i64> = messages
         .iter()
         .filter_map(|m| m.reply_to.map(|r| r.0))
@@ -244,17 +271,17 @@ where
                 .and_then(|r| quotes.get(&r.0).cloned().map(Box::new));
         }
     }
+    if !with_files.is_empty() {
+        let mut files = super::uploads::attachments(pool, with_files).await?;
+        for m in messages.iter_mut() {
+            m.attachments = files.remove(&m.id).unwrap_or_default();
+        }
+    }
     let live: Vec<i64> = messages
         .iter()
         .filter(|m| m.deleted_at.is_none())
         .map(|m| m.id.0)
         .collect();
-    if !live.is_empty() {
-        let mut files = super::uploads::attachments(pool, &live).await?;
-        for m in messages.iter_mut() {
-            m.attachments = files.remove(&m.id).unwrap_or_default();
-        }
-    }
     if what == Decorate::All && !live.is_empty() {
         let mut reactions = reactions(pool, viewer, &live).await?;
         for m in messages.iter_mut() {

@@ -280,6 +280,53 @@ pub const INBOX_CHANGES: &str = "
            OR (SELECT me.read_receipts FROM users me WHERE me.id = $1) <> 0)
     ORDER BY e.position LIMIT $3";
 
+/// `$1`'s log after position `$2`, messages and changes together in position order, at most
+/// `{limit}` (written in, see `with_limit`): one statement, where two reads and a merge cost a
+/// stream catch-up twice the hand-offs to SQLite's thread. Read with `inbox_entry_at`.
+/// Columns: 0 kind (0 message, 1 change), 1..=8 `MESSAGE_COLUMNS` for a message (for a change:
+/// 1 position, 2 conversation, 4 payload, 5 time), 9 whether the message has attachments
+/// (deleted ones keep none), 10..=14 the change's actor (`USER_COLUMNS`).
+pub fn inbox_sql(limit: u32) -> String {
+    let messages = with_limit(INBOX_MESSAGES, limit).replacen(
+        "m.edited_at, m.deleted_at, m.reply_to",
+        "m.edited_at, m.deleted_at, m.reply_to,
+           m.deleted_at IS NULL AND EXISTS (SELECT 1 FROM uploads f WHERE f.message_id = m.id),
+           NULL, NULL, NULL, NULL, NULL",
+        1,
+    );
+    let messages = messages.replacen("SELECT m.id", "SELECT 0, m.id", 1);
+    let changes = with_limit(INBOX_CHANGES, limit).replacen(
+        "SELECT e.position, e.conversation_id, e.payload, e.created_at,
+           u.id,",
+        "SELECT 1, e.position, e.conversation_id, NULL, e.payload, e.created_at, NULL, NULL,
+           NULL, 0, u.id,",
+        1,
+    );
+    debug_assert!(messages.contains("SELECT 0, m.id") && changes.contains("NULL, 0, u.id"));
+    format!(
+        "SELECT * FROM ({messages}) UNION ALL SELECT * FROM ({changes}) ORDER BY 2 LIMIT {limit}"
+    )
+}
+
+/// A row of `inbox_sql`, and whether it is a message with attachments.
+pub fn inbox_entry_at<'r, R: Columns<'r>>(row: &'r R) -> Result<(LogEntry, bool), sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
+    if row.int(0)? == 0 {
+        return Ok((LogEntry::Message(message_at(row, 1)?), row.int(9)? != 0));
+    }
+    let change = ConversationEvent {
+        position: MessageId(row.int(1)?),
+        conversation_id: ConversationId(row.int(2)?),
+        change: serde_json::from_str(&row.text(4)?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        created_at: time(row.int(5)?),
+        actor: user_at(row, 10)?,
+    };
+    Ok((LogEntry::Change(change), false))
+}
+
 /// `sql` (ending `LIMIT $3`) with the limit written in. SQLite re-prepares a statement whose
 /// LIMIT is a bound parameter every time it runs (seen as `sqlite3Reprepare` in profiles of
 /// stream catch-ups); a literal keeps one prepared statement per limit in sqlx's cache.

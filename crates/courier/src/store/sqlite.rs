@@ -17,9 +17,7 @@ use super::lifecycle::{self, Decorate};
 use super::log::MESSAGE_COLUMNS;
 pub(super) use super::log::message_at;
 use super::log::shared;
-use super::log::{
-    self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, user_at,
-};
+use super::log::{self, CONVERSATION_VIEW, SORT_KEY, conversation_view, member_at, user_at};
 use super::{Appended, Changed, NewMessage, Store, StoreError, StoreResult};
 use crate::model::{
     ChangeRequest, ConversationId, ConversationView, LogEntry, Member, Message, MessageId,
@@ -681,39 +679,36 @@ impl Store for SqliteStore {
         after: MessageId,
         limit: u32,
     ) -> StoreResult<Vec<LogEntry>> {
-        let messages = sqlx::query(sqlx::AssertSqlSafe(log::with_limit(
-            log::INBOX_MESSAGES,
-            limit,
-        )))
-        .bind(user.0)
-        .bind(after.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        let changes = sqlx::query(sqlx::AssertSqlSafe(log::with_limit(
-            log::INBOX_CHANGES,
-            limit,
-        )))
-        .bind(user.0)
-        .bind(after.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        let mut messages = messages
-            .iter()
-            .map(|r| message_at(r, 0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(classify)?;
-        lifecycle::decorate(&self.pool, user, &mut messages, Decorate::Quotes)
+        let rows = sqlx::query(sqlx::AssertSqlSafe(log::inbox_sql(limit)))
+            .bind(user.0)
+            .bind(after.0)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
+        let (mut messages, mut changes, mut with_files) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            match log::inbox_entry_at(row).map_err(classify)? {
+                (LogEntry::Message(message), files) => {
+                    if files {
+                        with_files.push(message.id.0);
+                    }
+                    messages.push(message);
+                }
+                (change, _) => changes.push(change),
+            }
+        }
+        lifecycle::decorate_known(
+            &self.pool,
+            user,
+            &mut messages,
+            Decorate::Quotes,
+            &with_files,
+        )
+        .await
+        .map_err(classify)?;
         let messages = messages.into_iter().map(LogEntry::Message).collect();
-        let changes = changes
-            .iter()
-            .map(|r| change_at(r).map(LogEntry::Change))
-            .collect::<Result<_, _>>()
-            .map_err(classify)?;
-        Ok(log::merge(messages, changes, limit as usize))
+        // Both are complete up to the last row read (one LIMIT over both): nothing is cut.
+        Ok(log::merge(messages, changes, rows.len()))
     }
 
     async fn head(&self) -> StoreResult<MessageId> {

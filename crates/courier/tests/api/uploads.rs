@@ -231,6 +231,41 @@ async fn a_file_is_uploaded_sent_and_downloaded_by_the_other_member() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
+/// A stream that resumes gets each message with exactly its own attachments: the catch-up
+/// read asks for files only for messages that have some, so the flag must be right both ways.
+#[tokio::test]
+async fn a_resumed_stream_replays_each_message_with_its_own_attachments() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let c = app.conversation_between(&alice, &bob).await;
+    let mut stream = app.stream(&bob, None).await;
+    app.send_message(&alice, &c, "before").await;
+    let cursor = stream
+        .next_event(PATIENCE)
+        .await
+        .and_then(|e| e.id)
+        .expect("the first message with its cursor");
+    drop(stream);
+
+    let upload = app
+        .upload(&alice, "notes.txt", "text/plain", text_file(100))
+        .await;
+    let response = app.send_with(&alice, &c, "with a file", &[&upload]).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    app.send_message(&alice, &c, "without").await;
+
+    let mut resumed = app.stream(&bob, Some(&cursor)).await;
+    let with = resumed.next_message().await;
+    assert_eq!(with["content"], "with a file");
+    assert_eq!(with["attachments"][0]["id"], upload["id"], "{with}");
+    assert_eq!(with["attachments"][0]["name"], "notes.txt");
+    let without = resumed.next_message().await;
+    assert_eq!(without["content"], "without");
+    let files = without["attachments"].as_array().map_or(0, Vec::len);
+    assert_eq!(files, 0, "{without}");
+}
+
 #[tokio::test]
 async fn ranges_are_served_and_unsatisfiable_ones_refused() {
     let app = spawn_app().await;
