@@ -4,15 +4,15 @@
 //! each subscriber's bounded buffer. A full buffer removes that subscriber, which ends its
 //! stream; the client resumes from its cursor. Other subscribers never wait.
 
+use super::queue::{self, SendError};
 use super::{Bus, BusError, Published, RevocationHook, Subscription};
 use crate::model::{Event, EventKind, UserId};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::mpsc;
 
-type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<Published>>)>>;
+type Subscribers = HashMap<UserId, Vec<(u64, queue::Sender<Arc<Published>>)>>;
 
 #[derive(Default)]
 pub struct LocalBus {
@@ -25,7 +25,7 @@ struct Inner {
     /// Run on every `SessionsRevoked` event before its streams get it (the session cache).
     revocation_hooks: Mutex<Vec<RevocationHook>>,
     /// Every `PresenceSync` event goes here (the node's presence directory listens).
-    presence_watchers: Mutex<Vec<mpsc::Sender<Arc<Published>>>>,
+    presence_watchers: Mutex<Vec<queue::Sender<Arc<Published>>>>,
     next_id: AtomicU64,
 }
 
@@ -71,7 +71,7 @@ impl LocalBus {
     }
 
     pub fn subscribe_local(&self, user: UserId, capacity: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = queue::bounded(capacity);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.inner
             .subscribers
@@ -101,7 +101,7 @@ impl LocalBus {
 
     /// Every presence sync delivered on this node, this node's own included.
     pub fn watch_presence_local(&self, capacity: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = queue::bounded(capacity);
         self.inner
             .presence_watchers
             .lock()
@@ -124,14 +124,9 @@ impl LocalBus {
 
 /// A full watcher misses this event (the next presence heartbeat repeats it); a closed one
 /// leaves.
-fn notify(watchers: &Mutex<Vec<mpsc::Sender<Arc<Published>>>>, event: &Arc<Published>) {
+fn notify(watchers: &Mutex<Vec<queue::Sender<Arc<Published>>>>, event: &Arc<Published>) {
     let mut watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
-    watchers.retain(|tx| {
-        !matches!(
-            tx.try_send(event.clone()),
-            Err(mpsc::error::TrySendError::Closed(_))
-        )
-    });
+    watchers.retain(|tx| !matches!(tx.try_send(event.clone()), Err(SendError::Closed)));
 }
 
 struct Unsubscribe {

@@ -6,17 +6,17 @@
 pub mod local;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod queue;
 
 use crate::model::{Event, UserId};
 use async_trait::async_trait;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use std::any::Any;
 use std::fmt;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 pub use local::LocalBus;
 #[cfg(feature = "nats")]
@@ -126,12 +126,12 @@ impl fmt::Debug for Published {
 
 /// A stream of events for one user. Holds a guard whose drop unsubscribes.
 pub struct Subscription {
-    events: mpsc::Receiver<Arc<Published>>,
+    events: queue::Receiver<Arc<Published>>,
     _guard: Box<dyn Send + Sync>,
 }
 
 impl Subscription {
-    pub fn new(events: mpsc::Receiver<Arc<Published>>, guard: impl Send + Sync + 'static) -> Self {
+    pub fn new(events: queue::Receiver<Arc<Published>>, guard: impl Send + Sync + 'static) -> Self {
         Self {
             events,
             _guard: Box::new(guard),
@@ -151,6 +151,6 @@ impl Stream for Subscription {
     type Item = Arc<Published>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        self.events.poll_next_unpin(cx)
     }
 }
