@@ -3,6 +3,7 @@
 use super::extract::{AppJson, AuthUser, query_param};
 use super::wire::{ChangeJson, DeliveredJson, MessageJson, PresenceJson, TypingJson};
 use super::{ApiError, ApiState};
+use crate::model::MessageId;
 use crate::realtime::{Frame, Published};
 use axum::Router;
 use axum::body::Body;
@@ -69,7 +70,9 @@ async fn stream_messages(
         .realtime
         .open(me.id, me.session, last_event_id.as_deref())
         .await?;
-    let body = Body::from_stream(frames.map(|frame| Ok::<_, Infallible>(encode(frame))));
+    let instance = state.realtime.instance();
+    let body =
+        Body::from_stream(frames.map(move |frame| Ok::<_, Infallible>(encode(frame, &instance))));
     let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -85,64 +88,98 @@ async fn stream_messages(
 #[derive(Default)]
 struct Frames([OnceLock<Bytes>; 2]);
 
-fn shared_frame(event: &Published, mine: bool, encode: impl FnOnce() -> Bytes) -> Bytes {
+/// `encode`'s result, kept on `event` for the other streams when it is `shared` (live); a
+/// replayed entry is one stream's alone, and keeping it would only cost an allocation.
+fn shared_frame(
+    event: &Published,
+    mine: bool,
+    shared: bool,
+    encode: impl FnOnce() -> Bytes,
+) -> Bytes {
+    if !shared {
+        return encode();
+    }
     match event.derived(Frames::default) {
         Some(Frames(frames)) => frames[usize::from(mine)].get_or_init(encode).clone(),
         None => encode(),
     }
 }
 
-fn encode(frame: Frame) -> Bytes {
+/// One SSE event, written straight into one buffer: `event:` when named, `id:` when it has
+/// a position (`{instance}-{position}`, the cursor), and `data:` from `json`.
+fn sse(
+    name: Option<&str>,
+    cursor: Option<(&str, MessageId)>,
+    json: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> Bytes {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(384);
+    if let Some(name) = name {
+        let _ = write!(out, "event: {name}\n");
+    }
+    if let Some((instance, position)) = cursor {
+        let _ = write!(out, "id: {instance}-{position}\n");
+    }
+    out.extend_from_slice(b"data: ");
+    if json(&mut out).is_err() {
+        return Bytes::new();
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn encode(frame: Frame, instance: &str) -> Bytes {
+    use crate::model::EventKind;
     match frame {
-        Frame::Open { retry, cursor } => Bytes::from(format!(
-            ": connected\nretry: {}\nid: {cursor}\n\n",
+        Frame::Open { retry, position } => Bytes::from(format!(
+            ": connected\nretry: {}\nid: {instance}-{position}\n\n",
             retry.as_millis()
         )),
         Frame::Message {
-            cursor,
+            position,
             event,
             mine,
-        } => shared_frame(&event, mine, || {
+            shared,
+        } => shared_frame(&event, mine, shared, || {
             let Some(message) = event.message() else {
                 return Bytes::new();
             };
-            let json =
-                serde_json::to_string(&MessageJson::with_mine(message, mine)).unwrap_or_default();
-            Bytes::from(format!("id: {cursor}\ndata: {json}\n\n"))
+            sse(None, Some((instance, position)), |out| {
+                serde_json::to_writer(out, &MessageJson::with_mine(message, mine))
+            })
         }),
-        Frame::Change { cursor, event } => shared_frame(&event, false, || {
-            let crate::model::EventKind::Change(change) = &event.kind else {
+        Frame::Change {
+            position,
+            event,
+            shared,
+        } => shared_frame(&event, false, shared, || {
+            let EventKind::Change(change) = &event.kind else {
                 return Bytes::new();
             };
-            let json = serde_json::to_string(&ChangeJson::new(change)).unwrap_or_default();
             let name = change.change.event_name();
-            Bytes::from(format!("event: {name}\nid: {cursor}\ndata: {json}\n\n"))
+            sse(Some(name), Some((instance, position)), |out| {
+                serde_json::to_writer(out, &ChangeJson::new(change))
+            })
         }),
         // No `id:`: a signal is never replayed, and must not move the client's cursor.
-        Frame::Signal { event } => shared_frame(&event, false, || {
-            let (name, json) = match &event.kind {
-                crate::model::EventKind::Typing(t) => {
-                    ("typing", serde_json::to_string(&TypingJson::new(t)))
-                }
-                crate::model::EventKind::Presence(p) => {
-                    ("presence", serde_json::to_string(&PresenceJson::new(p)))
-                }
-                crate::model::EventKind::Delivered(d) => {
-                    ("delivered", serde_json::to_string(&DeliveredJson::new(d)))
-                }
-                crate::model::EventKind::Report(r) => (
-                    "report",
-                    serde_json::to_string(&super::admin::filed_json(r)),
-                ),
-                _ => return Bytes::new(),
-            };
-            let json = json.unwrap_or_default();
-            Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+        Frame::Signal { event } => shared_frame(&event, false, true, || match &event.kind {
+            EventKind::Typing(t) => sse(Some("typing"), None, |out| {
+                serde_json::to_writer(out, &TypingJson::new(t))
+            }),
+            EventKind::Presence(p) => sse(Some("presence"), None, |out| {
+                serde_json::to_writer(out, &PresenceJson::new(p))
+            }),
+            EventKind::Delivered(d) => sse(Some("delivered"), None, |out| {
+                serde_json::to_writer(out, &DeliveredJson::new(d))
+            }),
+            EventKind::Report(r) => sse(Some("report"), None, |out| {
+                serde_json::to_writer(out, &super::admin::filed_json(r))
+            }),
+            _ => Bytes::new(),
         }),
-        Frame::Reset { reason } => {
-            let json = serde_json::json!({ "reason": reason });
-            Bytes::from(format!("event: reset\ndata: {json}\n\n"))
-        }
+        Frame::Reset { reason } => sse(Some("reset"), None, |out| {
+            serde_json::to_writer(out, &serde_json::json!({ "reason": reason }))
+        }),
         Frame::SignedOut => Bytes::from_static(b"event: signed-out\ndata: {}\n\n"),
         Frame::Heartbeat => Bytes::from_static(b": heartbeat\n\n"),
     }
@@ -151,7 +188,7 @@ fn encode(frame: Frame) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Cursor, Event, Message, MessageId, Recipient, UserId};
+    use crate::model::{Event, Message, MessageId, Recipient, UserId};
     use std::sync::Arc;
 
     #[test]
@@ -171,13 +208,16 @@ mod tests {
             })
             .to_vec();
         let event = Published::new(Arc::new(Event::new(message, recipients)));
-        let cursor = Cursor::parse("i-7").unwrap();
         let send = |mine| {
-            encode(Frame::Message {
-                cursor: cursor.clone(),
-                event: event.clone(),
-                mine,
-            })
+            encode(
+                Frame::Message {
+                    position: MessageId(7),
+                    event: event.clone(),
+                    mine,
+                    shared: true,
+                },
+                "i",
+            )
         };
         let (theirs, again, mine) = (send(false), send(false), send(true));
         assert_eq!(

@@ -60,20 +60,25 @@ pub struct StreamLimits {
 /// One item of a user's stream, before wire framing.
 #[derive(Debug, Clone)]
 pub enum Frame {
-    /// Sent at once so the client knows it is subscribed, with its reconnect delay.
+    /// Sent at once so the client knows it is subscribed, with its reconnect delay and the
+    /// position it starts from.
     Open {
         retry: Duration,
-        cursor: Cursor,
+        position: MessageId,
     },
     Message {
-        cursor: Cursor,
+        position: MessageId,
         event: Arc<Published>,
         mine: bool,
+        /// Whether other streams get this `Published` too (a live event), so its encoding is
+        /// worth keeping on it; a replayed entry is this stream's alone.
+        shared: bool,
     },
     /// A conversation change (created, renamed, members, roles): a named event.
     Change {
-        cursor: Cursor,
+        position: MessageId,
         event: Arc<Published>,
+        shared: bool,
     },
     /// An ephemeral signal (typing, presence, delivered): a named event without an id.
     Signal {
@@ -90,6 +95,8 @@ pub enum Frame {
 
 pub struct Realtime {
     store: Arc<dyn Store>,
+    /// The store's instance id, the first part of every cursor, shared by every stream.
+    instance: Arc<str>,
     bus: Arc<dyn Bus>,
     limits: StreamLimits,
     shutdown: CancellationToken,
@@ -114,6 +121,7 @@ impl Realtime {
         presence: Arc<Presence>,
     ) -> Self {
         Self {
+            instance: store.instance_id().into(),
             store,
             bus,
             limits,
@@ -123,7 +131,12 @@ impl Realtime {
     }
 
     pub fn instance_id(&self) -> &str {
-        self.store.instance_id()
+        &self.instance
+    }
+
+    /// The instance id, for a stream's encoder to keep.
+    pub fn instance(&self) -> Arc<str> {
+        self.instance.clone()
     }
 
     /// Opens the stream of `user`'s `session`, resuming after `last_event_id` when it is a
@@ -170,15 +183,11 @@ impl Realtime {
             Some(position) => position,
             None => self.store.inbox_head(user).await.map_err(unavailable)?,
         };
-        let instance = self.store.instance_id().to_owned();
         // The opening frame already carries a cursor, so even a stream that drops before its
         // first message resumes from here.
         let mut pending = VecDeque::from([Frame::Open {
             retry: self.limits.retry,
-            cursor: Cursor {
-                instance: instance.clone(),
-                position: last,
-            },
+            position: last,
         }]);
         if let Some(reason) = reset {
             pending.push_back(Frame::Reset {
@@ -194,7 +203,6 @@ impl Realtime {
         let state = UserStream {
             user,
             session,
-            instance,
             store: self.store.clone(),
             bus: self.bus.clone(),
             bus_generation,
@@ -235,7 +243,6 @@ impl Realtime {
 struct UserStream {
     user: UserId,
     session: String,
-    instance: String,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     /// The bus generation this stream has checked the store against (see `Bus::generation`).
@@ -358,7 +365,7 @@ impl UserStream {
             }
             return;
         }
-        self.push(event);
+        self.push(event, true);
         self.drain_stash();
     }
 
@@ -370,7 +377,7 @@ impl UserStream {
                 entry.remove();
             } else if prev <= self.last {
                 let (event, _) = entry.remove();
-                self.push(event);
+                self.push(event, true);
             } else {
                 break;
             }
@@ -432,7 +439,7 @@ impl UserStream {
             Ok(batch) => {
                 self.catch_up = batch.len() as u32 == REPLAY_BATCH;
                 for entry in batch {
-                    self.push(Published::new(Arc::new(Event::from_entry(entry))));
+                    self.push(Published::new(Arc::new(Event::from_entry(entry))), false);
                 }
             }
             Err(e) => {
@@ -444,22 +451,24 @@ impl UserStream {
     }
 
     /// Queues an entry of the log (a message or a change); anything else is ignored.
-    fn push(&mut self, event: Arc<Published>) {
+    /// `shared`: the event came from the bus, so other streams may send it too.
+    fn push(&mut self, event: Arc<Published>, shared: bool) {
         let Some(position) = event.position() else {
             return;
         };
         self.last = position;
-        let cursor = Cursor {
-            instance: self.instance.clone(),
-            position,
-        };
         let frame = match &event.kind {
             EventKind::Message(message) => Frame::Message {
-                cursor,
+                position,
                 mine: message.sender_id == self.user,
                 event,
+                shared,
             },
-            _ => Frame::Change { cursor, event },
+            _ => Frame::Change {
+                position,
+                event,
+                shared,
+            },
         };
         self.pending.push_back(frame);
     }
