@@ -115,10 +115,10 @@ fn sse(
     use std::io::Write;
     let mut out = Vec::with_capacity(384);
     if let Some(name) = name {
-        let _ = write!(out, "event: {name}\n");
+        let _ = writeln!(out, "event: {name}");
     }
     if let Some((instance, position)) = cursor {
-        let _ = write!(out, "id: {instance}-{position}\n");
+        let _ = writeln!(out, "id: {instance}-{position}");
     }
     out.extend_from_slice(b"data: ");
     if json(&mut out).is_err() {
