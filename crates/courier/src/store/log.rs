@@ -145,18 +145,21 @@ where
     })
 }
 
-/// A row of `INBOX_CHANGES`.
-pub fn change_at<'r, R: Columns<'r>>(row: &'r R) -> Result<ConversationEvent, sqlx::Error>
+/// A row of `INBOX_CHANGES` (`at` 0), or its columns from `at` in a wider row.
+pub fn change_at<'r, R: Columns<'r>>(
+    row: &'r R,
+    at: usize,
+) -> Result<ConversationEvent, sqlx::Error>
 where
     usize: ColumnIndex<R>,
 {
     Ok(ConversationEvent {
-        position: MessageId(row.int(0)?),
-        conversation_id: ConversationId(row.int(1)?),
-        change: serde_json::from_str(&row.text(2)?)
+        position: MessageId(row.int(at)?),
+        conversation_id: ConversationId(row.int(at + 1)?),
+        change: serde_json::from_str(&row.text(at + 2)?)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        created_at: time(row.int(3)?),
-        actor: user_at(row, 4)?,
+        created_at: time(row.int(at + 3)?),
+        actor: user_at(row, at + 4)?,
     })
 }
 
@@ -283,26 +286,26 @@ pub const INBOX_CHANGES: &str = "
 /// `$1`'s log after position `$2`, messages and changes together in position order, at most
 /// `{limit}` (written in, see `with_limit`): one statement, where two reads and a merge cost a
 /// stream catch-up twice the hand-offs to SQLite's thread. Read with `inbox_entry_at`.
-/// Columns: 0 kind (0 message, 1 change), 1..=8 `MESSAGE_COLUMNS` for a message (for a change:
-/// 1 position, 2 conversation, 4 payload, 5 time), 9 whether the message has attachments
-/// (deleted ones keep none), 10..=14 the change's actor (`USER_COLUMNS`).
+/// Columns: 0 kind (0 message, 1 change), 1 position (both), 1..=8 `MESSAGE_COLUMNS` for a
+/// message, 9 whether it has attachments (deleted ones keep none), 10..=18 a change's
+/// `INBOX_CHANGES` columns.
 pub fn inbox_sql(limit: u32) -> String {
     let messages = with_limit(INBOX_MESSAGES, limit).replacen(
         "m.edited_at, m.deleted_at, m.reply_to",
         "m.edited_at, m.deleted_at, m.reply_to,
            m.deleted_at IS NULL AND EXISTS (SELECT 1 FROM uploads f WHERE f.message_id = m.id),
-           NULL, NULL, NULL, NULL, NULL",
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL",
         1,
     );
     let messages = messages.replacen("SELECT m.id", "SELECT 0, m.id", 1);
     let changes = with_limit(INBOX_CHANGES, limit).replacen(
         "SELECT e.position, e.conversation_id, e.payload, e.created_at,
            u.id,",
-        "SELECT 1, e.position, e.conversation_id, NULL, e.payload, e.created_at, NULL, NULL,
-           NULL, 0, u.id,",
+        "SELECT 1, e.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
+           e.position, e.conversation_id, e.payload, e.created_at, u.id,",
         1,
     );
-    debug_assert!(messages.contains("SELECT 0, m.id") && changes.contains("NULL, 0, u.id"));
+    debug_assert!(messages.contains("SELECT 0, m.id") && changes.contains("SELECT 1, e.position"));
     format!(
         "SELECT * FROM ({messages}) UNION ALL SELECT * FROM ({changes}) ORDER BY 2 LIMIT {limit}"
     )
@@ -316,15 +319,7 @@ where
     if row.int(0)? == 0 {
         return Ok((LogEntry::Message(message_at(row, 1)?), row.int(9)? != 0));
     }
-    let change = ConversationEvent {
-        position: MessageId(row.int(1)?),
-        conversation_id: ConversationId(row.int(2)?),
-        change: serde_json::from_str(&row.text(4)?)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        created_at: time(row.int(5)?),
-        actor: user_at(row, 10)?,
-    };
-    Ok((LogEntry::Change(change), false))
+    Ok((LogEntry::Change(change_at(row, 10)?), false))
 }
 
 /// `sql` (ending `LIMIT $3`) with the limit written in. SQLite re-prepares a statement whose

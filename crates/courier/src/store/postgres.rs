@@ -771,7 +771,7 @@ impl Store for PgStore {
         let messages = messages.into_iter().map(LogEntry::Message).collect();
         let changes = changes
             .iter()
-            .map(|r| change_at(r).map(LogEntry::Change))
+            .map(|r| change_at(r, 0).map(LogEntry::Change))
             .collect::<Result<_, _>>()
             .map_err(classify)?;
         Ok(merge(messages, changes, limit as usize))
