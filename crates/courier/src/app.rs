@@ -2,7 +2,7 @@
 //! its layers, binds the listener and serves until shutdown. The only room that names a
 //! concrete backend.
 
-use crate::api::{self, ApiSettings, ApiState, DevLogin};
+use crate::api::{self, ApiSettings, ApiState, DevLogin, Services};
 use crate::bus::{Bus, LocalBus};
 use crate::config::{ServeConfig, SignupMode, SqliteSynchronous};
 use crate::model::TrustedProxies;
@@ -210,7 +210,7 @@ impl App {
                 }
             }
         }
-        let state = ApiState {
+        let state = ApiState::new(Services {
             messenger,
             realtime,
             accounts,
@@ -224,7 +224,7 @@ impl App {
                 secure_cookies: config.secure_cookies || tls.is_some(),
                 trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             }),
-        };
+        });
         let mut router = router(state, config.max_body_bytes);
         if tls.is_some() {
             // Browsers that once came over HTTPS never try plain HTTP here again.

@@ -4,7 +4,7 @@
 //! Positions: one counter numbers every durable change. A message's id is its position; a
 //! change (group created, renamed, members added, removed or left, a role changed) is a row of
 //! `conversation_events` at its own position. Each store hands positions out in commit order
-//! per user (SQLite: its one writer task; PostgreSQL: the locks of each append's audience), so
+//! per user (SQLite: its one writer thread; PostgreSQL: the locks of each append's audience), so
 //! "everything visible to me after p" is complete once my p is visible, whatever the kinds.
 //!
 //! Visibility: `member_spans` says from which position to which a user was a member. An entry
@@ -681,7 +681,7 @@ pub mod shared {
     }
 
     /// Decides `request` at `position` inside the caller's write transaction (which already
-    /// holds the store's ordering: SQLite's writer task, PostgreSQL's audience locks). A new
+    /// holds the store's ordering: SQLite's writer thread, PostgreSQL's audience locks). A new
     /// group's row is created here. `Ok(Err(..))` is a refusal and `Ok(Ok(None))` a change
     /// that changes nothing (the same reaction twice); either way nothing was written.
     pub async fn decide<'a, DB>(

@@ -1,7 +1,7 @@
 //! `SqliteStore`: sqlx over one SQLite file in WAL mode.
 //!
-//! Reads go through a pool. Every message goes through one writer task that owns its own
-//! connection and commits in groups: the sends that queue up while one commit is syncing
+//! Reads go through a pool. Every write goes through one writer thread (`writer`) that owns
+//! its own connections and commits messages in groups: the sends that queue up while one commit is syncing
 //! share the next transaction and its single fsync. One writer is also what makes message
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
 
@@ -66,7 +66,7 @@ pub struct SqliteStore {
     head: writer::CommittedHead,
 }
 
-/// What the one writer task commits: sends (grouped), group changes (one at a time), and
+/// What the one writer thread commits: sends (grouped), group changes (one at a time), and
 /// bookkeeping writes (session and last-seen touches, all of a turn in one transaction).
 enum WriteJob {
     Send {
@@ -129,15 +129,22 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
 
-        let conn = SqliteConnection::connect_with(&connect)
+        let changes = SqliteConnection::connect_with(&connect)
             .await
             .map_err(classify)?;
+        let sends = writer::open_sends(connect.get_filename(), options).map_err(other)?;
+        let conns = writer::Connections { sends, changes };
         let (writer, jobs) = mpsc::channel(writer::MAX_GROUP * 4);
         let members = Arc::new(presence::MemberCache::default());
         let head = Arc::new(std::sync::atomic::AtomicI64::new(
             head(&pool).await.map_err(classify)?.0,
         ));
-        tokio::spawn(writer::run(conn, jobs, members.clone(), head.clone()));
+        let runtime = tokio::runtime::Handle::current();
+        let (thread_members, thread_head) = (members.clone(), head.clone());
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer::run(conns, jobs, thread_members, thread_head, runtime))
+            .map_err(other)?;
         Ok(Self {
             pool,
             _lock: lock,
@@ -202,7 +209,7 @@ enum Locked {
     Busy,
 }
 
-/// Takes an exclusive lock on `<database>.lock`. The writer task caches inbox heads and is
+/// Takes an exclusive lock on `<database>.lock`. The writer thread caches inbox heads and is
 /// the only source of message ids, which holds only while one process owns the file; a second
 /// `courier` on the same data directory stops at start-up instead of corrupting the `prev` links.
 fn lock_database(path: &std::path::Path) -> StoreResult<Option<std::fs::File>> {

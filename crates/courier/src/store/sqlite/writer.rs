@@ -1,12 +1,17 @@
-//! The group-commit writer: the one task that appends messages to the SQLite file.
+//! The group-commit writer: the one thread that appends to the SQLite file.
 //!
 //! Sends queue on a channel; each turn takes everything queued (up to `MAX_GROUP`) into one
 //! transaction, so one fsync serves the whole group however many senders wait on it. Because
-//! this task is the only appender (the database lock file keeps other processes out), it can
-//! assign message ids itself (`next_id`), in commit order, and cache what it would otherwise
-//! query per message: each conversation's participants and each user's inbox head. The whole
-//! group is then written with a few multi-row statements instead of several per message.
-//! Any failure rolls the group back, answers every send with an error, and drops the caches.
+//! this thread is the only appender (the database lock file keeps other processes out), it can
+//! assign message ids itself, in commit order, and cache what it would otherwise query per
+//! message: each conversation's participants and each user's inbox head. Any failure rolls
+//! the group back, answers every send with an error, and drops the caches.
+//!
+//! Why a thread with rusqlite rather than a task with sqlx: sqlx runs each SQLite statement on
+//! its own worker thread and wakes the task for each answer, so a group of a dozen statements
+//! cost two dozen thread hand-offs, which the profile of durable sends showed as the largest
+//! cost after the fsync. Here the group's statements run back to back on one thread; the only
+//! hand-offs left are the send's arrival and its answer.
 //!
 //! Group changes (create, rename, add, remove, leave, role) come through the same channel and
 //! commit one at a time, in order between the send groups around them, so a send queued after
@@ -19,15 +24,15 @@
 //! milliseconds. Group changes also invalidate the store's member cache (`MemberCache`).
 
 use super::presence::MemberCache;
-use super::{MESSAGE_COLUMNS, WriteJob, message_at, now_ms, time};
+use super::{MESSAGE_COLUMNS, WriteJob, now_ms, time};
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
     UserId,
 };
 use crate::store::{Appended, Changed, NewMessage, StoreError, StoreResult};
 use crate::store::{lifecycle, log};
+use sqlx::Connection;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
-use sqlx::{Arguments, Connection};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -88,42 +93,102 @@ type Exec = (
     tokio::sync::oneshot::Sender<StoreResult<()>>,
 );
 
-pub(super) async fn run(
-    mut conn: SqliteConnection,
+/// The writer's two connections to the one file. Sends go through `sends` (rusqlite): the
+/// whole group's statements run here, on the writer's own thread, with no hand-off per
+/// statement. Group changes and bookkeeping go through `changes` (sqlx), whose statements are
+/// shared with the PostgreSQL store (`log::shared::decide`, `lifecycle::write`). Only this
+/// thread writes through either, one transaction at a time, so they never meet each other's
+/// write lock.
+pub(super) struct Connections {
+    pub(super) sends: rusqlite::Connection,
+    pub(super) changes: SqliteConnection,
+}
+
+/// Opens the send connection on the same file with the settings the pool's connections use.
+pub(super) fn open_sends(
+    path: &std::path::Path,
+    options: &super::SqliteOptions,
+) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if options.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Either connection's failure; a transaction that meets one rolls back whole.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Sends(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Changes(#[from] sqlx::Error),
+}
+
+/// The writer's thread: takes what is queued (up to `MAX_GROUP`), commits the sends as one
+/// group, each change on its own, then the bookkeeping. It ends when the store is dropped.
+/// `runtime` drives the sqlx connection, which is async.
+pub(super) fn run(
+    mut conns: Connections,
     mut jobs: mpsc::Receiver<WriteJob>,
     members: Arc<MemberCache>,
     head: CommittedHead,
+    runtime: tokio::runtime::Handle,
 ) {
     let mut caches = Caches::default();
     let mut queued = Vec::with_capacity(MAX_GROUP);
     let mut sends: Vec<Send> = Vec::with_capacity(MAX_GROUP);
     let mut execs: Vec<Exec> = Vec::new();
-    while jobs.recv_many(&mut queued, MAX_GROUP).await > 0 {
+    while let Some(first) = jobs.blocking_recv() {
+        queued.push(first);
+        while queued.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => queued.push(job),
+                Err(_) => break,
+            }
+        }
         for job in queued.drain(..) {
             match job {
                 WriteJob::Send { new, reply } => sends.push((new, reply)),
                 WriteJob::Exec { sql, args, reply } => execs.push((sql, args, reply)),
                 WriteJob::Change { request, reply } => {
-                    flush(&mut conn, &mut caches, &mut sends, &head).await;
-                    let result =
-                        match commit_change(&mut conn, &mut caches, &members, &request).await {
-                            Ok(result) => {
-                                publish_head(&head, caches.last_id.unwrap_or(0));
-                                result
-                            }
-                            Err(e) => {
-                                caches.reset();
-                                tracing::error!(error = %e, "change commit failed");
-                                Err(StoreError::Unavailable(e.to_string().into()))
-                            }
-                        };
+                    flush(&conns.sends, &mut caches, &mut sends, &head);
+                    let result = match runtime.block_on(commit_change(
+                        &mut conns,
+                        &mut caches,
+                        &members,
+                        &request,
+                    )) {
+                        Ok(result) => {
+                            publish_head(&head, caches.last_id.unwrap_or(0));
+                            result
+                        }
+                        Err(e) => {
+                            caches.reset();
+                            tracing::error!(error = %e, "change commit failed");
+                            Err(StoreError::Unavailable(e.to_string().into()))
+                        }
+                    };
                     let _ = reply.send(result);
                 }
             }
         }
-        flush(&mut conn, &mut caches, &mut sends, &head).await;
+        flush(&conns.sends, &mut caches, &mut sends, &head);
         // After the sends: bookkeeping never delays a message it queued beside.
-        run_execs(&mut conn, &mut execs).await;
+        runtime.block_on(run_execs(&mut conns.changes, &mut execs));
     }
 }
 
@@ -156,8 +221,8 @@ async fn run_execs(conn: &mut SqliteConnection, execs: &mut Vec<Exec>) {
 }
 
 /// Commits the queued sends as one group and answers them.
-async fn flush(
-    conn: &mut SqliteConnection,
+fn flush(
+    conn: &rusqlite::Connection,
     caches: &mut Caches,
     sends: &mut Vec<Send>,
     head: &CommittedHead,
@@ -167,7 +232,7 @@ async fn flush(
     }
     let news: Vec<&NewMessage> = sends.iter().map(|(new, _)| new).collect();
     let started = std::time::Instant::now();
-    let committed = commit_group(conn, caches, &news).await;
+    let committed = commit_group(conn, caches, &news);
     crate::store::record_commit("sqlite", started, news.len());
     match committed {
         Ok(results) => {
@@ -187,20 +252,27 @@ async fn flush(
     }
 }
 
-async fn last_position(conn: &mut SqliteConnection, caches: &Caches) -> Result<i64, sqlx::Error> {
+/// The newest position: the cached one, else read (every write goes through this thread, so
+/// a read outside a transaction sees what the next transaction will).
+fn last_position(conn: &rusqlite::Connection, caches: &Caches) -> rusqlite::Result<i64> {
     match caches.last_id {
         Some(id) => Ok(id),
-        None => Ok(super::head(conn).await?.0),
+        None => conn.query_row(
+            "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM messages),
+                        (SELECT COALESCE(MAX(position), 0) FROM conversation_events))",
+            [],
+            |row| row.get(0),
+        ),
     }
 }
 
-async fn commit_group(
-    conn: &mut SqliteConnection,
+fn commit_group(
+    conn: &rusqlite::Connection,
     caches: &mut Caches,
     group: &[&NewMessage],
-) -> Result<Vec<StoreResult<Appended>>, sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut last_id = last_position(&mut tx, caches).await?;
+) -> rusqlite::Result<Vec<StoreResult<Appended>>> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let mut last_id = last_position(&tx, caches)?;
     let mut heads = HashMap::new();
     let mut seqs: HashMap<ConversationId, i64> = HashMap::new();
     let mut rows: Vec<Row> = Vec::with_capacity(group.len());
@@ -217,7 +289,7 @@ async fn commit_group(
                 results.push(replay(&first.message, new));
                 continue;
             }
-            if let Some(earlier) = earlier_send(&mut tx, new, now).await? {
+            if let Some(earlier) = earlier_send(&tx, new, now)? {
                 results.push(replay(&earlier, new));
                 continue;
             }
@@ -225,23 +297,17 @@ async fn commit_group(
         let members = match caches.members.get(&new.conversation) {
             Some(members) => members.clone(),
             None => {
-                let users: Arc<[UserId]> = sqlx::query_scalar(
-                    "SELECT user_id FROM participants WHERE conversation_id = ?",
-                )
-                .bind(new.conversation.0)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(UserId)
-                .collect();
-                let last_seq: i64 = sqlx::query_scalar(
-                    "SELECT COALESCE((SELECT m.seq FROM conversations c
-                                      JOIN messages m ON m.id = c.last_message_id
-                                      WHERE c.id = ?), 0)",
-                )
-                .bind(new.conversation.0)
-                .fetch_one(&mut *tx)
-                .await?;
+                let users: Arc<[UserId]> = tx
+                    .prepare_cached("SELECT user_id FROM participants WHERE conversation_id = ?")?
+                    .query_map([new.conversation.0], |row| row.get(0).map(UserId))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let last_seq: i64 = tx
+                    .prepare_cached(
+                        "SELECT COALESCE((SELECT m.seq FROM conversations c
+                                          JOIN messages m ON m.id = c.last_message_id
+                                          WHERE c.id = ?), 0)",
+                    )?
+                    .query_row([new.conversation.0], |row| row.get(0))?;
                 let members = Members { users, last_seq };
                 if !members.users.is_empty() {
                     caches.members.insert(new.conversation, members.clone());
@@ -262,7 +328,7 @@ async fn commit_group(
         for &user in members.iter() {
             let prev = match heads.get(&user).or_else(|| caches.heads.get(&user)) {
                 Some(head) => *head,
-                None => inbox_head(&mut tx, user).await?,
+                None => inbox_head(&tx, user)?,
             };
             heads.insert(user, MessageId(last_id));
             recipients.push(Recipient { user, prev });
@@ -289,9 +355,9 @@ async fn commit_group(
         });
     }
     if !rows.is_empty() {
-        write_rows(&mut tx, &rows).await?;
+        write_rows(&tx, &rows)?;
     }
-    tx.commit().await?;
+    tx.commit()?;
     // Only a committed group moves the caches.
     caches.last_id = Some(last_id);
     caches.heads.extend(heads);
@@ -306,13 +372,15 @@ async fn commit_group(
 /// Commits one group change at the next position: decides it against the roster read inside
 /// the transaction, writes the plan and the event, then moves the caches.
 async fn commit_change(
-    conn: &mut SqliteConnection,
+    conns: &mut Connections,
     caches: &mut Caches,
     members: &MemberCache,
     request: &ChangeRequest,
-) -> Result<StoreResult<Option<Changed>>, sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let position = last_position(&mut tx, caches).await? + 1;
+) -> Result<StoreResult<Option<Changed>>, WriteError> {
+    // Positions and heads come from the send connection: it sees every commit, and this
+    // transaction writes none before they are read.
+    let position = last_position(&conns.sends, caches)? + 1;
+    let mut tx = conns.changes.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
     let log::shared::Decided {
         conversation,
@@ -330,7 +398,7 @@ async fn commit_change(
     for &user in &plan.recipients {
         let prev = match caches.heads.get(&user) {
             Some(head) => *head,
-            None => inbox_head(&mut tx, user).await?,
+            None => inbox_head(&conns.sends, user)?,
         };
         recipients.push(Recipient { user, prev });
     }
@@ -451,68 +519,76 @@ fn replay(message: &Message, new: &NewMessage) -> StoreResult<Appended> {
 }
 
 /// The message an earlier send with the same key created, within the idempotency window.
-async fn earlier_send(
-    conn: &mut SqliteConnection,
+fn earlier_send(
+    conn: &rusqlite::Connection,
     new: &NewMessage,
     now: i64,
-) -> Result<Option<Message>, sqlx::Error> {
+) -> rusqlite::Result<Option<Message>> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM idempotency_keys k JOIN messages m ON m.id = k.message_id
          WHERE k.user_id = ? AND k.key = ? AND k.created_at > ?"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(new.sender.0)
-        .bind(new.idempotency_key.as_deref())
-        .bind(now - IDEMPOTENCY_WINDOW_MS)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|r| message_at(&r, 0)).transpose()
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(rusqlite::params![
+        new.sender.0,
+        new.idempotency_key.as_deref(),
+        now - IDEMPOTENCY_WINDOW_MS
+    ])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some(Message {
+        id: MessageId(row.get(0)?),
+        conversation_id: ConversationId(row.get(1)?),
+        sender_id: UserId(row.get(2)?),
+        content: row.get(3)?,
+        created_at: time(row.get(4)?),
+        edited_at: row.get::<_, Option<i64>>(5)?.map(time),
+        deleted_at: row.get::<_, Option<i64>>(6)?.map(time),
+        reply_to: row.get::<_, Option<i64>>(7)?.map(MessageId),
+        ..Default::default()
+    }))
 }
 
 /// The user's newest visible position among committed entries.
-async fn inbox_head(conn: &mut SqliteConnection, user: UserId) -> Result<MessageId, sqlx::Error> {
-    let id: i64 = sqlx::query_scalar(log::INBOX_HEAD)
-        .bind(user.0)
-        .fetch_one(conn)
-        .await?;
-    Ok(MessageId(id))
+fn inbox_head(conn: &rusqlite::Connection, user: UserId) -> rusqlite::Result<MessageId> {
+    conn.prepare_cached(log::INBOX_HEAD)?
+        .query_row([user.0], |row| row.get(0).map(MessageId))
 }
 
-/// Writes the group: the messages, each conversation's last message, each sender's read
-/// position, and the idempotency keys, one multi-row statement each.
-async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
-    let mut args = SqliteArguments::default();
+/// Writes the group: the messages (and their search words and files), each conversation's
+/// last message, each sender's read position, and the idempotency keys. One prepared
+/// statement each, stepped per row: on this thread a step costs no hand-off, and the same
+/// text every time keeps them in the statement cache.
+fn write_rows(conn: &rusqlite::Connection, rows: &[Row]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq, reply_to)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    let index = crate::store::search::index_sends();
+    let mut words =
+        conn.prepare_cached("INSERT INTO message_search (rowid, words) VALUES (?, ?)")?;
     for row in rows {
         let m = &row.message;
-        args.add(m.id.0).map_err(sqlx::Error::Encode)?;
-        args.add(m.conversation_id.0).map_err(sqlx::Error::Encode)?;
-        args.add(m.sender_id.0).map_err(sqlx::Error::Encode)?;
-        args.add(m.content.clone()).map_err(sqlx::Error::Encode)?;
-        args.add(m.created_at.timestamp_millis())
-            .map_err(sqlx::Error::Encode)?;
-        args.add(row.seq).map_err(sqlx::Error::Encode)?;
-        args.add(m.reply_to.map(|r| r.0))
-            .map_err(sqlx::Error::Encode)?;
-    }
-    let sql = format!(
-        "INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq, reply_to)
-         VALUES {}",
-        placeholders(rows.len(), 7)
-    );
-    sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-        .execute(&mut *conn)
-        .await?;
-    for row in rows {
-        if let Some(claim) = &row.attachment_claim {
-            sqlx::query(crate::store::uploads::ATTACH)
-                .bind(row.message.id.0)
-                .bind(claim)
-                .execute(&mut *conn)
-                .await?;
+        insert.execute(rusqlite::params![
+            m.id.0,
+            m.conversation_id.0,
+            m.sender_id.0,
+            m.content,
+            m.created_at.timestamp_millis(),
+            row.seq,
+            m.reply_to.map(|r| r.0),
+        ])?;
+        if index {
+            words.execute(rusqlite::params![
+                m.id.0,
+                crate::model::index_text(&m.content)
+            ])?;
         }
-    }
-    if crate::store::search::index_sends() {
-        index_rows(conn, rows).await?;
+        if let Some(claim) = &row.attachment_claim {
+            conn.prepare_cached(crate::store::uploads::ATTACH)?
+                .execute(rusqlite::params![m.id.0, claim])?;
+        }
     }
 
     // Rows are in id order, so the last write per key wins with the newest id.
@@ -520,19 +596,12 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
         .iter()
         .map(|r| (r.message.conversation_id.0, r.message.id.0))
         .collect();
-    let mut args = SqliteArguments::default();
+    let mut last = conn.prepare_cached(
+        "UPDATE conversations SET last_message_id = ?2, last_position = ?2 WHERE id = ?1",
+    )?;
     for (conversation, id) in &last_by_conversation {
-        args.add(*conversation).map_err(sqlx::Error::Encode)?;
-        args.add(*id).map_err(sqlx::Error::Encode)?;
+        last.execute([conversation, id])?;
     }
-    let sql = format!(
-        "UPDATE conversations SET last_message_id = v.column2, last_position = v.column2
-         FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
-        placeholders(last_by_conversation.len(), 2)
-    );
-    sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-        .execute(&mut *conn)
-        .await?;
 
     // A sender has read their own message.
     let read_by_sender: HashMap<(i64, i64), i64> = rows
@@ -544,67 +613,29 @@ async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sql
             )
         })
         .collect();
-    let mut args = SqliteArguments::default();
+    let mut read = conn.prepare_cached(
+        "UPDATE participants SET last_read_message_id = ?3
+         WHERE conversation_id = ?1 AND user_id = ?2",
+    )?;
     for ((conversation, sender), id) in &read_by_sender {
-        args.add(*conversation).map_err(sqlx::Error::Encode)?;
-        args.add(*sender).map_err(sqlx::Error::Encode)?;
-        args.add(*id).map_err(sqlx::Error::Encode)?;
+        read.execute([conversation, sender, id])?;
     }
-    let sql = format!(
-        "UPDATE participants SET last_read_message_id = v.column3 FROM (VALUES {}) AS v
-         WHERE participants.conversation_id = v.column1 AND participants.user_id = v.column2",
-        placeholders(read_by_sender.len(), 3)
-    );
-    sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-        .execute(&mut *conn)
-        .await?;
 
-    let keyed: Vec<&Row> = rows.iter().filter(|r| r.key.is_some()).collect();
-    if !keyed.is_empty() {
-        let mut args = SqliteArguments::default();
-        for row in &keyed {
-            let m = &row.message;
-            args.add(m.sender_id.0).map_err(sqlx::Error::Encode)?;
-            args.add(row.key.clone()).map_err(sqlx::Error::Encode)?;
-            args.add(m.conversation_id.0).map_err(sqlx::Error::Encode)?;
-            args.add(m.id.0).map_err(sqlx::Error::Encode)?;
-            args.add(m.created_at.timestamp_millis())
-                .map_err(sqlx::Error::Encode)?;
-        }
-        let sql = format!(
-            "INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
-             VALUES {} ON CONFLICT (user_id, key) DO UPDATE SET
-                 conversation_id = excluded.conversation_id,
-                 message_id = excluded.message_id, created_at = excluded.created_at",
-            placeholders(keyed.len(), 5)
-        );
-        sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-            .execute(&mut *conn)
-            .await?;
+    let mut keys = conn.prepare_cached(
+        "INSERT INTO idempotency_keys (user_id, key, conversation_id, message_id, created_at)
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO UPDATE SET
+             conversation_id = excluded.conversation_id,
+             message_id = excluded.message_id, created_at = excluded.created_at",
+    )?;
+    for row in rows.iter().filter(|r| r.key.is_some()) {
+        let m = &row.message;
+        keys.execute(rusqlite::params![
+            m.sender_id.0,
+            row.key,
+            m.conversation_id.0,
+            m.id.0,
+            m.created_at.timestamp_millis(),
+        ])?;
     }
     Ok(())
-}
-
-/// Adds the group's messages to the search index (see `store::search`), one statement.
-async fn index_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
-    let mut args = SqliteArguments::default();
-    for row in rows {
-        args.add(row.message.id.0).map_err(sqlx::Error::Encode)?;
-        args.add(crate::model::index_text(&row.message.content))
-            .map_err(sqlx::Error::Encode)?;
-    }
-    let sql = format!(
-        "INSERT INTO message_search (rowid, words) VALUES {}",
-        placeholders(rows.len(), 2)
-    );
-    sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// `(?, ?), (?, ?)` for `rows` tuples of `width` values.
-fn placeholders(rows: usize, width: usize) -> String {
-    let tuple = format!("({})", vec!["?"; width].join(", "));
-    vec![tuple; rows].join(", ")
 }
