@@ -107,7 +107,7 @@ pub mod shared {
         }
     }
 
-    fn user_at<'r, R: Columns<'r>>(row: &'r R) -> Result<AdminUser, sqlx::Error>
+    fn user_at<'r, R: Columns<'r> + sqlx::Row>(row: &'r R) -> Result<AdminUser, sqlx::Error>
     where
         usize: ColumnIndex<R>,
         bool: Decode<'r, R::Database> + Type<R::Database>,
@@ -122,10 +122,7 @@ pub mod shared {
         })
     }
 
-    fn report_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Report, sqlx::Error>
-    where
-        usize: ColumnIndex<R>,
-    {
+    fn report_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Report, sqlx::Error> {
         Ok(Report {
             id: row.int(0)?,
             reporter: UserId(row.int(1)?),

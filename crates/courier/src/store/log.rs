@@ -19,11 +19,9 @@ use crate::model::{
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-/// Row mapping both stores share: the column types Courier uses decode alike on both.
-pub trait Columns<'r>: Row + Sized
-where
-    usize: ColumnIndex<Self>,
-{
+/// Row mapping both stores share: the column types Courier uses decode alike on both, and on
+/// the SQLite store's own rusqlite readers (`store::sqlite::reader`).
+pub trait Columns<'r> {
     fn int(&'r self, at: usize) -> Result<i64, sqlx::Error>;
     fn opt_int(&'r self, at: usize) -> Result<Option<i64>, sqlx::Error>;
     fn text(&'r self, at: usize) -> Result<String, sqlx::Error>;
@@ -60,10 +58,7 @@ pub const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.sender_id, m.conte
      m.edited_at, m.deleted_at, m.reply_to";
 
 /// `MESSAGE_COLUMNS` from column `at`. Quotes and reactions come from `shared::decorate`.
-pub fn message_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<Message, sqlx::Error>
-where
-    usize: ColumnIndex<R>,
-{
+pub fn message_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<Message, sqlx::Error> {
     Ok(Message {
         id: MessageId(row.int(at)?),
         conversation_id: ConversationId(row.int(at + 1)?),
@@ -85,10 +80,7 @@ pub const USER_COLUMNS: &str =
     "u.id, u.username, COALESCE(u.picture, u.avatar_url), u.display_name, u.deleted_at";
 
 /// `USER_COLUMNS` from column `at`.
-pub fn user_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<User, sqlx::Error>
-where
-    usize: ColumnIndex<R>,
-{
+pub fn user_at<'r, R: Columns<'r>>(row: &'r R, at: usize) -> Result<User, sqlx::Error> {
     Ok(user_from((
         row.int(at)?,
         row.text(at + 1)?,
@@ -113,10 +105,7 @@ pub fn user_from((id, username, avatar_url, display_name, deleted_at): UserRow) 
 }
 
 /// A row of `CONVERSATION_VIEW`.
-pub fn conversation_view<'r, R: Columns<'r>>(row: &'r R) -> Result<ConversationView, sqlx::Error>
-where
-    usize: ColumnIndex<R>,
-{
+pub fn conversation_view<'r, R: Columns<'r>>(row: &'r R) -> Result<ConversationView, sqlx::Error> {
     let last_message = match row.opt_int(14)? {
         Some(_) => Some(message_at(row, 14)?),
         None => None,
@@ -149,10 +138,7 @@ where
 pub fn change_at<'r, R: Columns<'r>>(
     row: &'r R,
     at: usize,
-) -> Result<ConversationEvent, sqlx::Error>
-where
-    usize: ColumnIndex<R>,
-{
+) -> Result<ConversationEvent, sqlx::Error> {
     Ok(ConversationEvent {
         position: MessageId(row.int(at)?),
         conversation_id: ConversationId(row.int(at + 1)?),
@@ -223,10 +209,7 @@ pub const PUSH_TARGETS: &str = "
     WHERE p.conversation_id = $1 AND p.user_id <> $2 AND p.muted = 0";
 
 /// A row of `PUSH_TARGETS`.
-pub fn push_target_at<'r, R: Columns<'r>>(row: &'r R) -> Result<super::PushTarget, sqlx::Error>
-where
-    usize: ColumnIndex<R>,
-{
+pub fn push_target_at<'r, R: Columns<'r>>(row: &'r R) -> Result<super::PushTarget, sqlx::Error> {
     Ok(super::PushTarget {
         user: UserId(row.int(0)?),
         endpoint: row.text(1)?,
@@ -237,10 +220,7 @@ where
 }
 
 /// A row of `MEMBERS`.
-pub fn member_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Member, sqlx::Error>
-where
-    usize: ColumnIndex<R>,
-{
+pub fn member_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Member, sqlx::Error> {
     Ok(Member {
         user: user_at(row, 0)?,
         role: Role::from_db(&row.text(5)?),
@@ -312,10 +292,7 @@ pub fn inbox_sql(limit: u32) -> String {
 }
 
 /// A row of `inbox_sql`, and whether it is a message with attachments.
-pub fn inbox_entry_at<'r, R: Columns<'r>>(row: &'r R) -> Result<(LogEntry, bool), sqlx::Error>
-where
-    usize: ColumnIndex<R>,
-{
+pub fn inbox_entry_at<'r, R: Columns<'r>>(row: &'r R) -> Result<(LogEntry, bool), sqlx::Error> {
     if row.int(0)? == 0 {
         return Ok((LogEntry::Message(message_at(row, 1)?), row.int(9)? != 0));
     }

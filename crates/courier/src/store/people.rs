@@ -146,10 +146,7 @@ pub mod shared {
     const INVITE_COLUMNS: &str =
         "id, code, created_by, created_at, expires_at, max_uses, uses, revoked_at";
 
-    fn invite_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Invite, sqlx::Error>
-    where
-        usize: ColumnIndex<R>,
-    {
+    fn invite_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Invite, sqlx::Error> {
         Ok(Invite {
             id: row.int(0)?,
             code: row.text(1)?,

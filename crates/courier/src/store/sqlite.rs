@@ -10,6 +10,7 @@ mod admin;
 pub mod backup;
 mod people;
 mod presence;
+mod reader;
 mod search;
 mod writer;
 
@@ -64,6 +65,8 @@ pub struct SqliteStore {
     /// The newest committed position, kept by the writer (the only appender), so a stream
     /// that resumes checks its cursor without a read.
     head: writer::CommittedHead,
+    /// Connections for the catch-up read (see `reader`).
+    readers: reader::Readers,
 }
 
 /// What the one writer thread commits: sends (grouped), group changes (one at a time), and
@@ -152,6 +155,7 @@ impl SqliteStore {
             instance,
             members,
             head,
+            readers: reader::Readers::new(connect.get_filename(), options),
         })
     }
 
@@ -686,24 +690,29 @@ impl Store for SqliteStore {
         after: MessageId,
         limit: u32,
     ) -> StoreResult<Vec<LogEntry>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(log::inbox_sql(limit)))
-            .bind(user.0)
-            .bind(after.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
         let (mut messages, mut changes, mut with_files) = (Vec::new(), Vec::new(), Vec::new());
-        for row in &rows {
-            match log::inbox_entry_at(row).map_err(classify)? {
-                (LogEntry::Message(message), files) => {
-                    if files {
-                        with_files.push(message.id.0);
+        let rows = self
+            .readers
+            .read(|conn| {
+                let mut statement = conn.prepare_cached(&log::inbox_sql(limit))?;
+                let mut rows =
+                    statement.query(rusqlite::named_params! {"$1": user.0, "$2": after.0})?;
+                let mut read = 0;
+                while let Some(row) = rows.next()? {
+                    read += 1;
+                    match log::inbox_entry_at(&reader::Lite(row))? {
+                        (LogEntry::Message(message), files) => {
+                            if files {
+                                with_files.push(message.id.0);
+                            }
+                            messages.push(message);
+                        }
+                        (change, _) => changes.push(change),
                     }
-                    messages.push(message);
                 }
-                (change, _) => changes.push(change),
-            }
-        }
+                Ok::<_, reader::ReadError>(read)
+            })
+            .map_err(other)?;
         lifecycle::decorate_known(
             &self.pool,
             user,
@@ -715,7 +724,7 @@ impl Store for SqliteStore {
         .map_err(classify)?;
         let messages = messages.into_iter().map(LogEntry::Message).collect();
         // Both are complete up to the last row read (one LIMIT over both): nothing is cut.
-        Ok(log::merge(messages, changes, rows.len()))
+        Ok(log::merge(messages, changes, rows))
     }
 
     async fn head(&self) -> StoreResult<MessageId> {

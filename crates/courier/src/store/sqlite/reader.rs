@@ -1,0 +1,94 @@
+//! Hot reads on rusqlite connections of their own, run on the calling task.
+//!
+//! A stream's catch-up is the read a reconnect storm makes ten thousand times at once. Through
+//! sqlx each one crossed to a connection's worker thread and back, and every column of every
+//! row was copied (`sqlite3_value_dup`) to cross it: in the storm's profile those copies and
+//! the futex hand-offs were half of the sqlx threads' time. Here the statement runs where it is
+//! asked, on a pooled connection, and rows decode straight from SQLite's buffers. A read in WAL
+//! mode never waits for the writer, and each read is bounded (a catch-up page is at most
+//! `realtime`'s `REPLAY_BATCH`, 500 rows), so it holds the worker thread for well under a millisecond.
+
+use super::SqliteOptions;
+use crate::store::log::Columns;
+use rusqlite::OpenFlags;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Idle connections kept for reuse; more open while more reads run at once, then close.
+const KEEP_IDLE: usize = 8;
+
+pub(super) struct Readers {
+    path: PathBuf,
+    busy_timeout: std::time::Duration,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    pub(super) fn new(path: &std::path::Path, options: &SqliteOptions) -> Self {
+        Self {
+            path: path.to_owned(),
+            busy_timeout: options.busy_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        // Readers only: a write through one would take the lock the writer thread expects.
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on an idle connection (opening one if none is idle).
+    pub(super) fn read<T, E: From<rusqlite::Error>>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < KEEP_IDLE {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// A read's failure: SQLite's own, or a row that did not decode.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Decode(#[from] sqlx::Error),
+}
+
+/// A rusqlite row seen through `Columns`, so the stores' shared row mapping decodes it.
+pub(super) struct Lite<'a, 'stmt>(pub(super) &'a rusqlite::Row<'stmt>);
+
+fn decode(e: rusqlite::Error) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+impl<'r> Columns<'r> for Lite<'_, '_> {
+    fn int(&'r self, at: usize) -> Result<i64, sqlx::Error> {
+        self.0.get(at).map_err(decode)
+    }
+    fn opt_int(&'r self, at: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.0.get(at).map_err(decode)
+    }
+    fn text(&'r self, at: usize) -> Result<String, sqlx::Error> {
+        self.0.get(at).map_err(decode)
+    }
+    fn opt_text(&'r self, at: usize) -> Result<Option<String>, sqlx::Error> {
+        self.0.get(at).map_err(decode)
+    }
+}
