@@ -106,7 +106,7 @@ impl SqliteStore {
             })
             .busy_timeout(options.busy_timeout)
             // sqlx hands rows from its SQLite thread to the task through a channel of this
-            // size; at the default 50 a longer read (a stream's catch-up, up to 500 rows)
+            // size; at the default 50 a read of hundreds of rows
             // parks and wakes that thread once per row past the 50th. Roomier than the
             // largest read, it runs each statement to the end in one go.
             .row_buffer_size(1024)
