@@ -94,6 +94,13 @@ enum WriteJob {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the embedded migrations.
     pub async fn open(url: &str, options: &SqliteOptions) -> StoreResult<Self> {
+        // The writer thread and the catch-up readers open the file by its path; an in-memory
+        // database would be a different, empty one on each of their connections.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Other(
+                "an in-memory SQLite database is not supported: give a file (sqlite://PATH)".into(),
+            ));
+        }
         let connect = SqliteConnectOptions::from_str(url).map_err(other)?;
         let lock = lock_database_waiting(connect.get_filename()).await?;
         let connect = connect

@@ -284,6 +284,24 @@ async fn a_polling_reader_never_skips_a_message_that_commits_late(backend: &Stor
     }
 }
 
+/// The SQLite writer and readers open the file by path, so an in-memory URL would give each
+/// connection its own empty database: it is refused with a clear error instead.
+#[tokio::test]
+async fn sqlite_refuses_an_in_memory_database() {
+    use courier::store::{SqliteOptions, SqliteStore};
+    for url in [
+        "sqlite::memory:",
+        "sqlite://file:x?mode=memory&cache=shared",
+    ] {
+        let error = SqliteStore::open(url, &SqliteOptions::default())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} was opened"));
+        let error = format!("{error:?}");
+        assert!(error.contains("in-memory"), "{url}: {error}");
+    }
+}
+
 /// Only stores meant to be shared by several nodes take this one: `SqliteStore` caches inbox
 /// heads in its single writer and is one node's store by design.
 #[cfg(feature = "postgres")]
