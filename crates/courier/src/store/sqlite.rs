@@ -688,7 +688,12 @@ impl Store for SqliteStore {
     }
 
     async fn inbox_head(&self, user: UserId) -> StoreResult<MessageId> {
-        inbox_head(&self.pool, user).await
+        let head = self.readers.read(|conn| {
+            conn.prepare_cached(log::INBOX_HEAD)?
+                .query_row(rusqlite::named_params! {"$1": user.0}, |row| row.get(0))
+                .map_err(reader::ReadError::from)
+        })?;
+        Ok(MessageId(head))
     }
 
     async fn inbox_after(
@@ -698,28 +703,25 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<LogEntry>> {
         let (mut messages, mut changes, mut with_files) = (Vec::new(), Vec::new(), Vec::new());
-        let rows = self
-            .readers
-            .read(|conn| {
-                let mut statement = conn.prepare_cached(&log::inbox_sql(limit))?;
-                let mut rows =
-                    statement.query(rusqlite::named_params! {"$1": user.0, "$2": after.0})?;
-                let mut read = 0;
-                while let Some(row) = rows.next()? {
-                    read += 1;
-                    match log::inbox_entry_at(&reader::Lite(row))? {
-                        (LogEntry::Message(message), files) => {
-                            if files {
-                                with_files.push(message.id.0);
-                            }
-                            messages.push(message);
+        let rows = self.readers.read(|conn| {
+            let mut statement = conn.prepare_cached(&log::inbox_sql(limit))?;
+            let mut rows =
+                statement.query(rusqlite::named_params! {"$1": user.0, "$2": after.0})?;
+            let mut read = 0;
+            while let Some(row) = rows.next()? {
+                read += 1;
+                match log::inbox_entry_at(&reader::Lite(row))? {
+                    (LogEntry::Message(message), files) => {
+                        if files {
+                            with_files.push(message.id.0);
                         }
-                        (change, _) => changes.push(change),
+                        messages.push(message);
                     }
+                    (change, _) => changes.push(change),
                 }
-                Ok::<_, reader::ReadError>(read)
-            })
-            .map_err(other)?;
+            }
+            Ok::<_, reader::ReadError>(read)
+        })?;
         lifecycle::decorate_known(
             &self.pool,
             user,
@@ -783,14 +785,5 @@ async fn head(db: impl SqliteExecutor<'_>) -> Result<MessageId, sqlx::Error> {
     )
     .fetch_one(db)
     .await?;
-    Ok(MessageId(id))
-}
-
-async fn inbox_head(db: impl SqliteExecutor<'_>, user: UserId) -> StoreResult<MessageId> {
-    let id: i64 = sqlx::query_scalar(log::INBOX_HEAD)
-        .bind(user.0)
-        .fetch_one(db)
-        .await
-        .map_err(classify)?;
     Ok(MessageId(id))
 }

@@ -2,23 +2,23 @@
 
 use super::{SqliteStore, classify, encode, now_ms, time, user_at};
 use crate::model::{Session, User, UserId, Username};
-use crate::store::log::shared;
+use crate::store::log::{Columns, shared};
 use crate::store::{AccountStore, Admission, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Row};
 
 const SESSION_COLUMNS: &str = "id, user_id, device, created_at, last_seen_at, expires_at";
 
-fn session_at(row: &SqliteRow) -> Result<Session, sqlx::Error> {
+fn session_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Session, sqlx::Error> {
     Ok(Session {
-        id: row.try_get(0)?,
-        user: UserId(row.try_get(1)?),
-        device: row.try_get(2)?,
-        created_at: time(row.try_get(3)?),
-        last_seen_at: time(row.try_get(4)?),
-        expires_at: time(row.try_get(5)?),
+        id: row.text(0)?,
+        user: UserId(row.int(1)?),
+        device: row.text(2)?,
+        created_at: time(row.int(3)?),
+        last_seen_at: time(row.int(4)?),
+        expires_at: time(row.int(5)?),
     })
 }
 
@@ -217,13 +217,18 @@ impl AccountStore for SqliteStore {
             "SELECT {SESSION_COLUMNS} FROM sessions
              WHERE id = ? AND revoked_at IS NULL AND expires_at > ?"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(now.timestamp_millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        session_at(&row).map_err(classify)
+        // Every request and stream connect asks this: on the readers (`super::reader`).
+        let session = self.readers.read(|conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query(rusqlite::params![id, now.timestamp_millis()])?;
+            match rows.next()? {
+                Some(row) => Ok(session_at(&super::reader::Lite(row))?),
+                None => Err(super::reader::ReadError::from(
+                    rusqlite::Error::QueryReturnedNoRows,
+                )),
+            }
+        })?;
+        Ok(session)
     }
 
     async fn touch_session(

@@ -1,4 +1,5 @@
-//! Hot reads on rusqlite connections of their own, run on the calling task.
+//! Hot reads on rusqlite connections of their own, run on the calling task: a stream's
+//! catch-up, and the two reads every stream connect makes (the session, the inbox head).
 //!
 //! A stream's catch-up is the read a reconnect storm makes ten thousand times at once. Through
 //! sqlx each one crossed to a connection's worker thread and back, and every column of every
@@ -9,6 +10,7 @@
 //! `realtime`'s `REPLAY_BATCH`, 500 rows), so it holds the worker thread for well under a millisecond.
 
 use super::SqliteOptions;
+use crate::store::StoreError;
 use crate::store::log::Columns;
 use rusqlite::OpenFlags;
 use std::path::PathBuf;
@@ -71,6 +73,26 @@ pub(super) enum ReadError {
     Decode(#[from] sqlx::Error),
 }
 
+impl From<ReadError> for StoreError {
+    /// As the pool's errors are classified (`super::classify`): SQLite's "not now" results
+    /// are `Unavailable` (503, retried), never a missing session and so never a sign-out.
+    fn from(e: ReadError) -> Self {
+        use rusqlite::ErrorCode::*;
+        match e {
+            ReadError::Sqlite(rusqlite::Error::QueryReturnedNoRows) => StoreError::NotFound,
+            ReadError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen
+                ) =>
+            {
+                StoreError::Unavailable(Box::new(e))
+            }
+            e => StoreError::Other(Box::new(e)),
+        }
+    }
+}
+
 /// A rusqlite row seen through `Columns`, so the stores' shared row mapping decodes it.
 pub(super) struct Lite<'a, 'stmt>(pub(super) &'a rusqlite::Row<'stmt>);
 
@@ -90,5 +112,41 @@ impl<'r> Columns<'r> for Lite<'_, '_> {
     }
     fn opt_text(&'r self, at: usize) -> Result<Option<String>, sqlx::Error> {
         self.0.get(at).map_err(decode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> ReadError {
+        ReadError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    /// A busy or failing disk must read as "try again" (503), not as a missing session (a
+    /// sign-out); only an empty result is `NotFound`.
+    #[test]
+    fn sqlite_not_now_results_are_unavailable_and_only_no_rows_is_not_found() {
+        use rusqlite::ffi;
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_IOERR,
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_CANTOPEN,
+        ] {
+            let error = StoreError::from(failure(code));
+            assert!(
+                matches!(error, StoreError::Unavailable(_)),
+                "{code}: {error:?}"
+            );
+        }
+        let missing = ReadError::Sqlite(rusqlite::Error::QueryReturnedNoRows);
+        assert!(matches!(StoreError::from(missing), StoreError::NotFound));
+        let corrupt = StoreError::from(failure(ffi::SQLITE_CORRUPT));
+        assert!(matches!(corrupt, StoreError::Other(_)), "{corrupt:?}");
     }
 }
