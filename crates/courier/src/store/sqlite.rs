@@ -102,6 +102,11 @@ impl SqliteStore {
             ));
         }
         let connect = SqliteConnectOptions::from_str(url).map_err(other)?;
+        if connect.get_filename().as_os_str().is_empty() {
+            return Err(StoreError::Other(
+                "the SQLite URL names no file: give one (sqlite://PATH)".into(),
+            ));
+        }
         let lock = lock_database_waiting(connect.get_filename()).await?;
         let connect = connect
             .create_if_missing(true)

@@ -284,21 +284,62 @@ async fn a_polling_reader_never_skips_a_message_that_commits_late(backend: &Stor
     }
 }
 
-/// The SQLite writer and readers open the file by path, so an in-memory URL would give each
-/// connection its own empty database: it is refused with a clear error instead.
+/// The SQLite writer and readers open the file by path, so an in-memory URL (or one naming no
+/// file) would give each connection its own empty database: it is refused with a clear error.
 #[tokio::test]
 async fn sqlite_refuses_an_in_memory_database() {
     use courier::store::{SqliteOptions, SqliteStore};
-    for url in [
-        "sqlite::memory:",
-        "sqlite://file:x?mode=memory&cache=shared",
+    for (url, reason) in [
+        ("sqlite::memory:", "in-memory"),
+        ("sqlite://file:x?mode=memory&cache=shared", "in-memory"),
+        ("sqlite://", "names no file"),
     ] {
         let error = SqliteStore::open(url, &SqliteOptions::default())
             .await
             .err()
             .unwrap_or_else(|| panic!("{url} was opened"));
         let error = format!("{error:?}");
-        assert!(error.contains("in-memory"), "{url}: {error}");
+        assert!(error.contains(reason), "{url}: {error}");
+    }
+}
+
+/// A change that writes nothing (a read marker that does not move) must let go of SQLite's
+/// write lock before the writer's next send group begins on its other connection. With no
+/// busy timeout, a lock still held would fail that send at once instead of sleeping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_change_that_writes_nothing_leaves_the_next_send_free_to_commit() {
+    use courier::store::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("courier.db").display());
+    let options = SqliteOptions {
+        busy_timeout: std::time::Duration::ZERO,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&url, &options)
+        .await
+        .expect("open SQLite");
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let c = direct(&store, &alice, &bob).await;
+    for round in 0..50 {
+        // Alice has read her own message, so her read marker is already there: the writer
+        // decides the receipt (in its transaction) and writes nothing.
+        send(&store, c, &alice, "hello").await;
+        // Queued together, so the writer takes both in one turn: the change, then the send.
+        let (nothing, sent) = tokio::join!(
+            store.apply_change(ChangeRequest::Read {
+                actor: alice.clone(),
+                conversation: c,
+            }),
+            store.append_message(new_message(c, alice.id, "right after")),
+        );
+        assert!(
+            nothing.expect("read").is_none(),
+            "round {round}: no receipt"
+        );
+        if let Err(e) = sent {
+            panic!("round {round}: the send after a no-op change: {e:?}");
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use std::sync::Mutex;
 
 /// Idle connections kept for reuse; more open while more reads run at once, then close.
 const KEEP_IDLE: usize = 8;
+/// The longest a read waits for a busy file (see `Readers::new`).
+const READ_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(super) struct Readers {
     path: PathBuf,
@@ -29,7 +31,9 @@ impl Readers {
     pub(super) fn new(path: &std::path::Path, options: &SqliteOptions) -> Self {
         Self {
             path: path.to_owned(),
-            busy_timeout: options.busy_timeout,
+            // A WAL reader meets a busy file only in rare cases (recovery after a crash); it
+            // then answers 503 soon instead of holding a runtime worker for the full timeout.
+            busy_timeout: options.busy_timeout.min(READ_BUSY_TIMEOUT),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -56,10 +60,16 @@ impl Readers {
             None => self.open()?,
         };
         let result = read(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < KEEP_IDLE {
-            idle.push(conn);
-        }
+        let surplus = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < KEEP_IDLE {
+                idle.push(conn);
+                None
+            } else {
+                Some(conn)
+            }
+        };
+        drop(surplus); // closed outside the lock
         result
     }
 }

@@ -24,6 +24,7 @@
 //! milliseconds. Group changes also invalidate the store's member cache (`MemberCache`).
 
 use super::presence::MemberCache;
+use super::reader::Lite;
 use super::{MESSAGE_COLUMNS, WriteJob, now_ms, time};
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
@@ -201,9 +202,14 @@ async fn run_execs(conn: &mut SqliteConnection, execs: &mut Vec<Exec>) {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         for (sql, args, _) in execs.iter_mut() {
             let args = std::mem::take(args);
-            sqlx::query_with(sqlx::AssertSqlSafe(*sql), args)
+            let done = sqlx::query_with(sqlx::AssertSqlSafe(*sql), args)
                 .execute(&mut *tx)
-                .await?;
+                .await;
+            if let Err(e) = done {
+                // Not on drop: see `commit_change`.
+                tx.rollback().await?;
+                return Err(e);
+            }
         }
         tx.commit().await
     }
@@ -270,7 +276,7 @@ fn commit_group(
     conn: &rusqlite::Connection,
     caches: &mut Caches,
     group: &[&NewMessage],
-) -> rusqlite::Result<Vec<StoreResult<Appended>>> {
+) -> Result<Vec<StoreResult<Appended>>, WriteError> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let mut last_id = last_position(&tx, caches)?;
     let mut heads = HashMap::new();
@@ -381,6 +387,37 @@ async fn commit_change(
     // transaction writes none before they are read.
     let position = last_position(&conns.sends, caches)? + 1;
     let mut tx = conns.changes.begin_with("BEGIN IMMEDIATE").await?;
+    let written = write_change(&mut tx, &conns.sends, caches, position, request).await;
+    let Ok(Ok(Some((changed, regrouped)))) = written else {
+        // Rolled back here, not on drop: sqlx queues a dropped transaction's rollback to its
+        // worker thread, and the send connection's next BEGIN would meet the write lock.
+        tx.rollback().await?;
+        return written.map(|decided| decided.map(|_| None));
+    };
+    tx.commit().await?;
+    caches.last_id = Some(position);
+    // Only a change of who is in it makes the cached members stale (receipts, edits and
+    // reactions are frequent and leave them alone).
+    if regrouped {
+        let conversation = changed.event.conversation_id;
+        caches.members.remove(&conversation);
+        members.invalidate(Some(conversation));
+    }
+    for r in &changed.recipients {
+        caches.heads.insert(r.user, MessageId(position));
+    }
+    Ok(Ok(Some(changed)))
+}
+
+/// Decides and writes one change inside `tx`, without committing: the change, and whether it
+/// changed who is in the conversation.
+async fn write_change(
+    tx: &mut SqliteConnection,
+    sends: &rusqlite::Connection,
+    caches: &Caches,
+    position: i64,
+    request: &ChangeRequest,
+) -> Result<StoreResult<Option<(Changed, bool)>>, WriteError> {
     let now = now_ms();
     let log::shared::Decided {
         conversation,
@@ -388,7 +425,7 @@ async fn commit_change(
         actor,
         history,
         write,
-    } = match log::shared::decide::<sqlx::Sqlite>(&mut tx, position, now, request).await? {
+    } = match log::shared::decide::<sqlx::Sqlite>(&mut *tx, position, now, request).await? {
         Ok(Some(decided)) => decided,
         Ok(None) => return Ok(Ok(None)),
         Err(refused) => return Ok(Err(refused)),
@@ -398,14 +435,14 @@ async fn commit_change(
     for &user in &plan.recipients {
         let prev = match caches.heads.get(&user) {
             Some(head) => *head,
-            None => inbox_head(&conns.sends, user)?,
+            None => inbox_head(sends, user)?,
         };
         recipients.push(Recipient { user, prev });
     }
     if let Some(write) = &write {
-        lifecycle::write::<sqlx::Sqlite>(&mut tx, write, now).await?;
+        lifecycle::write::<sqlx::Sqlite>(&mut *tx, write, now).await?;
     }
-    write_plan(&mut tx, conversation, position, &plan, history, now).await?;
+    write_plan(&mut *tx, conversation, position, &plan, history, now).await?;
     let event = ConversationEvent {
         position: MessageId(position),
         conversation_id: conversation,
@@ -414,18 +451,8 @@ async fn commit_change(
         created_at: time(now),
     };
     log::shared::record_change(&mut *tx, &event).await?;
-    tx.commit().await?;
-    caches.last_id = Some(position);
-    // Only a change of who is in it makes the cached members stale (receipts, edits and
-    // reactions are frequent and leave them alone).
-    if !plan.add.is_empty() || !plan.remove.is_empty() {
-        caches.members.remove(&conversation);
-        members.invalidate(Some(conversation));
-    }
-    for r in &recipients {
-        caches.heads.insert(r.user, MessageId(position));
-    }
-    Ok(Ok(Some(Changed { event, recipients })))
+    let regrouped = !plan.add.is_empty() || !plan.remove.is_empty();
+    Ok(Ok(Some((Changed { event, recipients }, regrouped))))
 }
 
 /// Writes a decided change: members added (with an open span), removed (span closed at this
@@ -523,7 +550,7 @@ fn earlier_send(
     conn: &rusqlite::Connection,
     new: &NewMessage,
     now: i64,
-) -> rusqlite::Result<Option<Message>> {
+) -> Result<Option<Message>, WriteError> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM idempotency_keys k JOIN messages m ON m.id = k.message_id
          WHERE k.user_id = ? AND k.key = ? AND k.created_at > ?"
@@ -534,20 +561,10 @@ fn earlier_send(
         new.idempotency_key.as_deref(),
         now - IDEMPOTENCY_WINDOW_MS
     ])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    Ok(Some(Message {
-        id: MessageId(row.get(0)?),
-        conversation_id: ConversationId(row.get(1)?),
-        sender_id: UserId(row.get(2)?),
-        content: row.get(3)?,
-        created_at: time(row.get(4)?),
-        edited_at: row.get::<_, Option<i64>>(5)?.map(time),
-        deleted_at: row.get::<_, Option<i64>>(6)?.map(time),
-        reply_to: row.get::<_, Option<i64>>(7)?.map(MessageId),
-        ..Default::default()
-    }))
+    match rows.next()? {
+        Some(row) => Ok(Some(log::message_at(&Lite(row), 0)?)),
+        None => Ok(None),
+    }
 }
 
 /// The user's newest visible position among committed entries.
