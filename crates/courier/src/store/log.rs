@@ -14,7 +14,7 @@
 
 use crate::model::{
     ConversationEvent, ConversationId, ConversationKind, ConversationView, History, LogEntry,
-    Member, Message, MessageId, Role, User, UserId,
+    Member, Message, MessageId, Role, Session, User, UserId,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -51,6 +51,21 @@ where
 
 pub fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// The columns `session_at` reads, for `sessions`.
+pub const SESSION_COLUMNS: &str = "id, user_id, device, created_at, last_seen_at, expires_at";
+
+/// `SESSION_COLUMNS` from column 0.
+pub fn session_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.text(0)?,
+        user: UserId(row.int(1)?),
+        device: row.text(2)?,
+        created_at: time(row.int(3)?),
+        last_seen_at: time(row.int(4)?),
+        expires_at: time(row.int(5)?),
+    })
 }
 
 /// The columns `message_at` reads, for a `messages m`.

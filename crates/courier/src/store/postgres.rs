@@ -65,8 +65,7 @@ use super::lifecycle::{self, Decorate};
 use super::log::MESSAGE_COLUMNS;
 use super::log::shared;
 use super::log::{
-    self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, message_at, time,
-    user_at,
+    self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, message_at, user_at,
 };
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
 use super::{Changed, log::merge};

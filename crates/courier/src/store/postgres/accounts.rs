@@ -1,26 +1,12 @@
 //! `AccountStore` for `PgStore`; twin of `sqlite/accounts.rs`.
 
-use super::{PgStore, classify, now_ms, time, user_at};
+use super::{PgStore, classify, now_ms, user_at};
 use crate::model::{Session, User, UserId, Username};
-use crate::store::log::shared;
+use crate::store::log::{SESSION_COLUMNS, session_at, shared};
 use crate::store::{AccountStore, Admission, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
-
-const SESSION_COLUMNS: &str = "id, user_id, device, created_at, last_seen_at, expires_at";
-
-fn session_at(row: &PgRow) -> Result<Session, sqlx::Error> {
-    Ok(Session {
-        id: row.try_get(0)?,
-        user: UserId(row.try_get(1)?),
-        device: row.try_get(2)?,
-        created_at: time(row.try_get(3)?),
-        last_seen_at: time(row.try_get(4)?),
-        expires_at: time(row.try_get(5)?),
-    })
-}
 
 #[async_trait]
 impl AccountStore for PgStore {

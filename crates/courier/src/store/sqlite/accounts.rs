@@ -1,26 +1,13 @@
 //! `AccountStore` for `SqliteStore`; twin of `postgres/accounts.rs`.
 
-use super::{SqliteStore, classify, encode, now_ms, time, user_at};
+use super::{SqliteStore, classify, encode, now_ms, user_at};
 use crate::model::{Session, User, UserId, Username};
-use crate::store::log::{Columns, shared};
+use crate::store::log::{SESSION_COLUMNS, session_at, shared};
 use crate::store::{AccountStore, Admission, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Row};
-
-const SESSION_COLUMNS: &str = "id, user_id, device, created_at, last_seen_at, expires_at";
-
-fn session_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Session, sqlx::Error> {
-    Ok(Session {
-        id: row.text(0)?,
-        user: UserId(row.int(1)?),
-        device: row.text(2)?,
-        created_at: time(row.int(3)?),
-        last_seen_at: time(row.int(4)?),
-        expires_at: time(row.int(5)?),
-    })
-}
 
 #[async_trait]
 impl AccountStore for SqliteStore {
