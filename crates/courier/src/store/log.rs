@@ -279,8 +279,10 @@ pub const INBOX_CHANGES: &str = "
     ORDER BY e.position LIMIT $3";
 
 /// `$1`'s log after position `$2`, messages and changes together in position order, at most
-/// `{limit}` (written in, see `with_limit`): one statement, where two reads and a merge cost a
-/// stream catch-up twice the hand-offs to SQLite's thread. Read with `inbox_entry_at`.
+/// `{limit}` (written in, see `with_limit`). One statement, so one snapshot: read as two, a
+/// message and then a change committing between the reads would come back as the change alone,
+/// and a stream continuing from the change would skip the message for ever (PostgreSQL's
+/// per-statement snapshots did exactly that). Portable SQL, read with `inbox_entry_at`.
 /// Columns: 0 kind (0 message, 1 change), 1 position (both), 1..=8 `MESSAGE_COLUMNS` for a
 /// message, 9 whether it has attachments (deleted ones keep none), 10..=18 a change's
 /// `INBOX_CHANGES` columns.
@@ -288,21 +290,35 @@ pub fn inbox_sql(limit: u32) -> String {
     let messages = with_limit(INBOX_MESSAGES, limit).replacen(
         "m.edited_at, m.deleted_at, m.reply_to",
         "m.edited_at, m.deleted_at, m.reply_to,
-           m.deleted_at IS NULL AND EXISTS (SELECT 1 FROM uploads f WHERE f.message_id = m.id),
-           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL",
+           CASE WHEN m.deleted_at IS NULL
+                     AND EXISTS (SELECT 1 FROM uploads f WHERE f.message_id = m.id)
+                THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END,
+           {N_INT}, {N_INT}, {N_TEXT}, {N_INT}, {N_INT}, {N_TEXT}, {N_TEXT}, {N_TEXT}, {N_INT}",
         1,
     );
-    let messages = messages.replacen("SELECT m.id", "SELECT 0, m.id", 1);
+    let messages = messages.replacen("SELECT m.id", "SELECT CAST(0 AS BIGINT), m.id", 1);
     let changes = with_limit(INBOX_CHANGES, limit).replacen(
         "SELECT e.position, e.conversation_id, e.payload, e.created_at,
            u.id,",
-        "SELECT 1, e.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-           e.position, e.conversation_id, e.payload, e.created_at, u.id,",
+        "SELECT CAST(1 AS BIGINT), e.position,
+           {N_INT}, {N_INT}, {N_TEXT}, {N_INT}, {N_INT}, {N_INT}, {N_INT},
+           CAST(0 AS BIGINT), e.position, e.conversation_id, e.payload, e.created_at, u.id,",
         1,
     );
-    debug_assert!(messages.contains("SELECT 0, m.id") && changes.contains("SELECT 1, e.position"));
+    // PostgreSQL types an untyped NULL in a derived table as TEXT, which then fails to
+    // match the other branch's BIGINT: every filler NULL says its type.
+    let typed = |sql: String| {
+        sql.replace("{N_INT}", "CAST(NULL AS BIGINT)")
+            .replace("{N_TEXT}", "CAST(NULL AS TEXT)")
+    };
+    let (messages, changes) = (typed(messages), typed(changes));
+    debug_assert!(
+        messages.contains("CAST(0 AS BIGINT), m.id")
+            && changes.contains("CAST(1 AS BIGINT), e.position")
+    );
     format!(
-        "SELECT * FROM ({messages}) UNION ALL SELECT * FROM ({changes}) ORDER BY 2 LIMIT {limit}"
+        "SELECT * FROM ({messages}) AS inbox_messages
+         UNION ALL SELECT * FROM ({changes}) AS inbox_changes ORDER BY 2 LIMIT {limit}"
     )
 }
 
@@ -312,6 +328,39 @@ pub fn inbox_entry_at<'r, R: Columns<'r>>(row: &'r R) -> Result<(LogEntry, bool)
         return Ok((LogEntry::Message(message_at(row, 1)?), row.int(9)? != 0));
     }
     Ok((LogEntry::Change(change_at(row, 10)?), false))
+}
+
+/// The rows of one `inbox_sql` read, sorted out: messages (to decorate before they are sent),
+/// changes, the messages that have attachments, and how many rows came back.
+#[derive(Default)]
+pub struct InboxRows {
+    pub messages: Vec<Message>,
+    pub changes: Vec<LogEntry>,
+    pub with_files: Vec<i64>,
+    pub read: usize,
+}
+
+impl InboxRows {
+    pub fn push<'r, R: Columns<'r>>(&mut self, row: &'r R) -> Result<(), sqlx::Error> {
+        self.read += 1;
+        match inbox_entry_at(row)? {
+            (LogEntry::Message(message), files) => {
+                if files {
+                    self.with_files.push(message.id.0);
+                }
+                self.messages.push(message);
+            }
+            (change, _) => self.changes.push(change),
+        }
+        Ok(())
+    }
+
+    /// Every entry in position order. Messages and changes are both complete up to the last
+    /// row read (one LIMIT over both), so nothing is cut.
+    pub fn entries(self) -> Vec<LogEntry> {
+        let messages = self.messages.into_iter().map(LogEntry::Message).collect();
+        merge(messages, self.changes, self.read)
+    }
 }
 
 /// `sql` (ending `LIMIT $3`) with the limit written in. SQLite re-prepares a statement whose

@@ -61,14 +61,14 @@ mod presence;
 mod search;
 mod writer;
 
+use super::Changed;
 use super::lifecycle::{self, Decorate};
 use super::log::MESSAGE_COLUMNS;
 use super::log::shared;
 use super::log::{
-    self, CONVERSATION_VIEW, SORT_KEY, change_at, conversation_view, member_at, message_at, user_at,
+    self, CONVERSATION_VIEW, SORT_KEY, conversation_view, member_at, message_at, user_at,
 };
 use super::{Appended, NewMessage, Store, StoreError, StoreResult};
-use super::{Changed, log::merge};
 use crate::model::{
     ChangeRequest, ConversationId, ConversationView, LogEntry, Member, Message, MessageId, Op,
     READ_POSITIONS_MAX, User, UserId, Username,
@@ -745,35 +745,28 @@ impl Store for PgStore {
         after: MessageId,
         limit: u32,
     ) -> StoreResult<Vec<LogEntry>> {
-        let messages = sqlx::query(log::INBOX_MESSAGES)
+        // One statement: see `log::inbox_sql` for why two reads would skip entries. Only the
+        // limit, a number, is written into it.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(log::inbox_sql(limit)))
             .bind(user.0)
             .bind(after.0)
-            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        let changes = sqlx::query(log::INBOX_CHANGES)
-            .bind(user.0)
-            .bind(after.0)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        let mut messages = messages
-            .iter()
-            .map(|r| message_at(r, 0))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(classify)?;
-        lifecycle::decorate(&self.pool, user, &mut messages, Decorate::Quotes)
-            .await
-            .map_err(classify)?;
-        let messages = messages.into_iter().map(LogEntry::Message).collect();
-        let changes = changes
-            .iter()
-            .map(|r| change_at(r, 0).map(LogEntry::Change))
-            .collect::<Result<_, _>>()
-            .map_err(classify)?;
-        Ok(merge(messages, changes, limit as usize))
+        let mut read = log::InboxRows::default();
+        for row in &rows {
+            read.push(row).map_err(classify)?;
+        }
+        lifecycle::decorate_known(
+            &self.pool,
+            user,
+            &mut read.messages,
+            Decorate::Quotes,
+            &read.with_files,
+        )
+        .await
+        .map_err(classify)?;
+        Ok(read.entries())
     }
 
     async fn head(&self) -> StoreResult<MessageId> {

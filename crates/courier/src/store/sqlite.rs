@@ -707,38 +707,26 @@ impl Store for SqliteStore {
         after: MessageId,
         limit: u32,
     ) -> StoreResult<Vec<LogEntry>> {
-        let (mut messages, mut changes, mut with_files) = (Vec::new(), Vec::new(), Vec::new());
-        let rows = self.readers.read(|conn| {
+        let mut read = log::InboxRows::default();
+        self.readers.read(|conn| {
             let mut statement = conn.prepare_cached(&log::inbox_sql(limit))?;
             let mut rows =
                 statement.query(rusqlite::named_params! {"$1": user.0, "$2": after.0})?;
-            let mut read = 0;
             while let Some(row) = rows.next()? {
-                read += 1;
-                match log::inbox_entry_at(&reader::Lite(row))? {
-                    (LogEntry::Message(message), files) => {
-                        if files {
-                            with_files.push(message.id.0);
-                        }
-                        messages.push(message);
-                    }
-                    (change, _) => changes.push(change),
-                }
+                read.push(&reader::Lite(row))?;
             }
-            Ok::<_, reader::ReadError>(read)
+            Ok::<_, reader::ReadError>(())
         })?;
         lifecycle::decorate_known(
             &self.pool,
             user,
-            &mut messages,
+            &mut read.messages,
             Decorate::Quotes,
-            &with_files,
+            &read.with_files,
         )
         .await
         .map_err(classify)?;
-        let messages = messages.into_iter().map(LogEntry::Message).collect();
-        // Both are complete up to the last row read (one LIMIT over both): nothing is cut.
-        Ok(log::merge(messages, changes, rows))
+        Ok(read.entries())
     }
 
     async fn head(&self) -> StoreResult<MessageId> {

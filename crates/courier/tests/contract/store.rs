@@ -43,6 +43,7 @@ macro_rules! store_contract {
 store_contract!(
     message_ids_follow_commit_order_under_concurrent_appends,
     a_polling_reader_never_skips_a_message_that_commits_late,
+    a_polling_reader_never_skips_a_message_committed_just_before_a_change,
     messages_page_newest_first_without_overlap,
     conversations_page_by_their_last_message,
     unread_is_set_by_others_and_cleared_by_mark_read,
@@ -281,6 +282,66 @@ async fn a_polling_reader_never_skips_a_message_that_commits_late(backend: &Stor
             .into_iter()
             .collect();
         assert_eq!(seen, expected, "user {user} saw every message exactly once");
+    }
+}
+
+/// A catch-up reads messages and changes: if it read them at two moments, a message and then a
+/// change committing between the two reads would come back as "the change" alone, and a reader
+/// continuing from the change would skip the message for ever. Writers send and rename in turn
+/// while the members poll; each must see every entry exactly once.
+async fn a_polling_reader_never_skips_a_message_committed_just_before_a_change(
+    backend: &StoreBackend,
+) {
+    let store = backend.store.clone();
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let group = create_group(&*store, &alice, &[&bob], History::Shared).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for reader in [alice.id, bob.id] {
+        let (store, done) = (store.clone(), done.clone());
+        readers.push(tokio::spawn(async move {
+            let (mut seen, mut last) = (Vec::new(), MessageId(0));
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let batch = store.inbox_after(reader, last, 50).await.expect("poll");
+                if batch.is_empty() && finished {
+                    return (reader, seen);
+                }
+                if let Some(entry) = batch.last() {
+                    last = entry.position();
+                }
+                seen.extend(batch.iter().map(LogEntry::position));
+                // SQLite reads complete without awaiting: let the writers run.
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        let (store, alice, bob) = (store.clone(), alice.clone(), bob.clone());
+        writers.push(tokio::spawn(async move {
+            for round in 0..150 {
+                let sender = if round % 2 == 0 { &alice } else { &bob };
+                let text = format!("writer {writer} round {round}");
+                send(&*store, group, sender, &text).await;
+                let title = Title::parse(&format!("{writer}/{round}")).unwrap();
+                update(&*store, &alice, group, Op::Rename(title)).await;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    done.store(true, Ordering::SeqCst);
+    for reader in readers {
+        let (user, seen) = reader.await.expect("reader");
+        assert_strictly_increasing(&seen, "polled log");
+        let whole = whole_inbox(&*store, user, 1000).await;
+        assert!(whole.len() >= 600, "every send and rename is in the log");
+        let missed: Vec<_> = whole.iter().filter(|p| !seen.contains(p)).collect();
+        assert!(missed.is_empty(), "user {user} skipped {missed:?}");
+        assert_eq!(seen, whole, "user {user} polled every entry exactly once");
     }
 }
 
