@@ -28,6 +28,10 @@
 //! An audience too large for the lock budget takes one exclusive "wide" lock instead, which
 //! every other append holds shared: it then runs alone in the cluster (`audience`).
 //!
+//! **Readers** need one snapshot: a stream's catch-up (`inbox_after`) reads messages and
+//! changes in one statement (`log::inbox_sql`), since two statements see two moments and a
+//! message committed between them, under a change seen by the second, would be skipped.
+//!
 //! **Readers of a global position**, and why each is still right:
 //! - `head` (the newest committed position) only rejects cursors "from the future" (a
 //!   restored backup): a cursor a stream handed out names a committed entry, so it is never
