@@ -244,11 +244,14 @@ pub fn member_at<'r, R: Columns<'r>>(row: &'r R) -> Result<Member, sqlx::Error> 
 }
 
 /// The newest position visible to `$1` (0 if none): each span ends at its conversation's
-/// newest position, or where it was closed.
+/// newest position (a primary-key lookup per span, never a scan of the often rewritten
+/// `conversations`), or where it was closed.
 pub const INBOX_HEAD: &str = "
-    SELECT COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN c.last_position
+    SELECT COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN (SELECT c.last_position
+                                                           FROM conversations c
+                                                           WHERE c.id = s.conversation_id)
                              ELSE s.to_position END), 0)
-    FROM member_spans s JOIN conversations c ON c.id = s.conversation_id
+    FROM member_spans s
     WHERE s.user_id = $1";
 
 /// `$1`'s messages after position `$2`, oldest first, at most `$3`.
@@ -270,10 +273,10 @@ pub const INBOX_CHANGES: &str = "
     JOIN conversation_events e ON e.conversation_id = s.conversation_id
                               AND e.position >= s.from_position
                               AND (s.to_position IS NULL OR e.position <= s.to_position)
-    JOIN conversations c ON c.id = s.conversation_id
     JOIN users u ON u.id = e.actor_id
     WHERE s.user_id = $1 AND e.position > $2
-      AND (e.message_id IS NULL OR c.history = 'shared' OR e.message_id >= s.from_position)
+      AND (e.message_id IS NULL OR e.message_id >= s.from_position
+           OR (SELECT c.history FROM conversations c WHERE c.id = s.conversation_id) = 'shared')
       AND (e.actor_id = $1 OR e.payload NOT LIKE '{\"change\":\"read\"%'
            OR (SELECT me.read_receipts FROM users me WHERE me.id = $1) <> 0)
     ORDER BY e.position LIMIT $3";

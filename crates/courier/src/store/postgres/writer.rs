@@ -41,6 +41,21 @@ pub(super) struct WriteJob {
     pub(super) reply: oneshot::Sender<StoreResult<Appended>>,
 }
 
+/// The newest visible position of each user in `$1`: per span, its end or its conversation's
+/// newest position. That is one primary-key lookup per span, on purpose: as a join, the planner
+/// hashed the whole `conversations` table, which every send rewrites.
+macro_rules! heads_sql {
+    () => {
+        "SELECT s.user_id,
+                COALESCE(MAX(CASE WHEN s.to_position IS NULL
+                                  THEN (SELECT c.last_position FROM conversations c
+                                        WHERE c.id = s.conversation_id)
+                                  ELSE s.to_position END), 0)::BIGINT
+         FROM member_spans s
+         WHERE s.user_id = ANY($1) GROUP BY s.user_id"
+    };
+}
+
 /// Decides and writes one change at `position`, inside the transaction holding its audience's
 /// locks (`PgStore::apply_change`).
 pub(super) async fn change_under_lock(
@@ -156,16 +171,10 @@ async fn heads_of(
     users: &[UserId],
 ) -> Result<HashMap<i64, i64>, sqlx::Error> {
     let users: Vec<i64> = users.iter().map(|u| u.0).collect();
-    let heads: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT s.user_id,
-                COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN c.last_position
-                                  ELSE s.to_position END), 0)::BIGINT
-         FROM member_spans s JOIN conversations c ON c.id = s.conversation_id
-         WHERE s.user_id = ANY($1) GROUP BY s.user_id",
-    )
-    .bind(users)
-    .fetch_all(conn)
-    .await?;
+    let heads: Vec<(i64, i64)> = sqlx::query_as(heads_sql!())
+        .bind(users)
+        .fetch_all(conn)
+        .await?;
     Ok(heads.into_iter().collect())
 }
 
@@ -605,17 +614,14 @@ async fn positions_and_heads(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let (mut positions, users, heads): (Vec<i64>, Vec<i64>, Vec<i64>) = sqlx::query_as(
-        "WITH h AS (
-             SELECT s.user_id,
-                    COALESCE(MAX(CASE WHEN s.to_position IS NULL THEN c.last_position
-                                      ELSE s.to_position END), 0)::BIGINT AS head
-             FROM member_spans s JOIN conversations c ON c.id = s.conversation_id
-             WHERE s.user_id = ANY($1) GROUP BY s.user_id)
-         SELECT ARRAY(SELECT nextval('log_position') FROM generate_series(1, $2)),
-                ARRAY(SELECT user_id FROM h ORDER BY user_id),
-                ARRAY(SELECT head FROM h ORDER BY user_id)",
-    )
+    let (mut positions, users, heads): (Vec<i64>, Vec<i64>, Vec<i64>) = sqlx::query_as(concat!(
+        "WITH h (user_id, head) AS (",
+        heads_sql!(),
+        ")
+             SELECT ARRAY(SELECT nextval('log_position') FROM generate_series(1, $2)),
+                    ARRAY(SELECT user_id FROM h ORDER BY user_id),
+                    ARRAY(SELECT head FROM h ORDER BY user_id)"
+    ))
     .bind(users)
     .bind(rows.len() as i64)
     .fetch_one(conn)
