@@ -527,17 +527,20 @@ fn replay(message: &Message, new: &NewMessage) -> StoreResult<Appended> {
 }
 
 /// The current members of each of the conversations (in user id order) and the seq
-/// of each one's last message, in one query.
+/// of each one's last message, in one query. The seq is a primary-key lookup per conversation,
+/// not a join: the prepared statement's generic plan hashed the whole `messages` table for it,
+/// once per group (seen as one sequential scan of `messages` per commit).
 async fn members(
     conn: &mut PgConnection,
     conversations: &BTreeSet<i64>,
 ) -> Result<(HashMap<i64, Vec<i64>>, HashMap<i64, i64>), sqlx::Error> {
     let conversations: Vec<i64> = conversations.iter().copied().collect();
     let rows: Vec<(i64, i64, Vec<i64>)> = sqlx::query_as(
-        "SELECT c.id, COALESCE(m.seq, 0)::BIGINT,
+        "SELECT c.id,
+                COALESCE((SELECT m.seq FROM messages m WHERE m.id = c.last_message_id), 0)::BIGINT,
                 ARRAY(SELECT p.user_id FROM participants p
                       WHERE p.conversation_id = c.id ORDER BY p.user_id)
-         FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id
+         FROM conversations c
          WHERE c.id = ANY($1)",
     )
     .bind(conversations)
