@@ -26,8 +26,10 @@ export function launchProfile(userDataDir, options = {}) {
 }
 
 // Signs `username` in through the access page's dev-login form.
-export async function signIn(browser, baseURL, username, { viewport = { width: 1024, height: 768 }, userAgent } = {}) {
+// `init`: a script every page of the context runs first (e.g. to take a browser feature away).
+export async function signIn(browser, baseURL, username, { viewport = { width: 1024, height: 768 }, userAgent, init } = {}) {
   const context = await browser.newContext({ baseURL, viewport, userAgent });
+  if (init) await context.addInitScript(init);
   const page = await context.newPage();
   trackProblems(page);
   await page.goto('/');

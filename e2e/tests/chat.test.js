@@ -154,6 +154,38 @@ describe('Courier in the browser', { timeout: 180_000 }, () => {
     }
   });
 
+  it('a message sent while the page is still opening its stream shows up, once', async () => {
+    // The page's history is answered before its stream opens; a stream without a cursor
+    // starts at "now", so what is sent in between must come from a refetch. Without
+    // SharedWorker the stream's EventSource belongs to the page, so the test can hold it.
+    const frank = await apiLogin(server.url, 'frank');
+    const erin = await signIn(browser, server.url, 'erin', { init: () => { delete window.SharedWorker; } });
+    try {
+      const conv = await frank.startConversation('erin');
+      await frank.send(conv.id, 'Before you opened it');
+      const { page } = erin;
+      let release;
+      const held = new Promise((resolve) => { release = resolve; });
+      let streams = 0;
+      await page.route((url) => url.pathname === '/api/messages', async (route) => {
+        streams += 1;
+        await held;
+        await route.continue();
+      });
+      await page.goto(`/c/${encodeURIComponent(conv.id)}`);
+      await waitForMessage(page, 'Before you opened it');
+      await eventually(() => streams > 0, { message: 'the stream requested' });
+      await frank.send(conv.id, 'Sent while your stream was opening');
+      release();
+      await waitForMessage(page, 'Sent while your stream was opening');
+      await frank.send(conv.id, 'And live after it');
+      await waitForMessage(page, 'And live after it');
+      assert.deepEqual(await messageTexts(page), ['Before you opened it', 'Sent while your stream was opening', 'And live after it']);
+    } finally {
+      await erin.context.close();
+    }
+  });
+
   it('two tabs of the same person both show a message sent from one of them', async () => {
     await alice.page.goto(conversationPath);
     await waitForMessage(alice.page, "Perfect. I'll book a table.");

@@ -10,7 +10,9 @@
 // EventSource resumes by itself with Last-Event-ID after a dropped connection. When the
 // browser gives up (an HTTP error) a new EventSource is built, resuming from the last event
 // id seen (`?lastEventId=`, a cursor, not a credential). A stream that has no cursor to
-// resume from reports a `reset`, so views refetch instead of missing what happened meanwhile.
+// resume from reports a `reset` once it is open, so views refetch instead of missing what
+// happened meanwhile: on a first page load, what was sent between the view's fetch being
+// answered and the stream opening.
 
 export function createSource(post) {
   let source = null;
@@ -30,11 +32,16 @@ export function createSource(post) {
     const url = resumeFrom ? `/api/messages?lastEventId=${encodeURIComponent(resumeFrom)}` : '/api/messages';
     const es = new EventSource(url);
     source = es;
+    let opened = false;
     es.onopen = () => {
       retryDelay = 1000;
       setState('open');
-      if (fresh && !resumeFrom) post({ type: 'event', kind: 'reset', id: '', data: { reason: 'reopened' } });
-      fresh = false; // the browser's own reconnects resume from its cursor
+      // Without a cursor the server starts this stream at "now": what happened before (while
+      // the tabs' views were loading, or while no stream was open) reaches them only if they
+      // refetch. The browser's own reconnects resume from the cursor the stream's opening frame
+      // carries, so this is said once per stream.
+      if (!opened && !resumeFrom) post({ type: 'event', kind: 'reset', id: '', data: { reason: fresh ? 'reopened' : 'opened' } });
+      opened = true;
     };
     es.onmessage = (event) => relay('message', event);
     es.addEventListener('reset', (event) => relay('reset', event));

@@ -539,8 +539,14 @@ export function mountConversation(root, { params, me }) {
     }
   }
 
+  let initialLoad = null;
+
   // After a stream reset: fetch newest pages until they overlap what's shown, then fill the gap.
   async function catchUp() {
+    // The first load may still be in flight (the stream opened meanwhile): catch up over what
+    // it shows, not beside it.
+    await initialLoad;
+    if (!alive) return;
     if (!other) return loadInitial();
     const missing = [];
     let before;
@@ -912,6 +918,6 @@ export function mountConversation(root, { params, me }) {
 
   list.append(...skeletons(SKELETONS));
   syncPending();
-  loadInitial();
+  initialLoad = loadInitial();
   return cleanup;
 }

@@ -112,11 +112,15 @@ export function mountHome(root, { me } = {}) {
     more.hidden = conversations.length < PAGE;
   }
 
+  // A full refresh answered after a newer one began (a stream reset during the first load)
+  // must not put its older list back.
+  let refreshes = 0;
   async function load({ replace }) {
     const before = replace ? undefined : lastListedId();
+    const refresh = replace ? ++refreshes : refreshes;
     try {
       const conversations = await api.conversations(before);
-      if (!alive) return;
+      if (!alive || refresh !== refreshes) return;
       status.textContent = '';
       showList(conversations || [], { replace });
       // This device now has every conversation's newest message: delivered receipts.
