@@ -56,6 +56,9 @@ enum Cmd {
     /// (internal) a child process holding group members' streams for `fanout`.
     #[command(hide = true)]
     FanoutWorker,
+    /// (internal) a child process running the typing storm and presence churn for `signals`.
+    #[command(hide = true)]
+    SignalsLoad,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -208,6 +211,10 @@ pub struct SignalsArgs {
     /// Seconds for the load to reach its steady rate (and to die down) around a loaded round.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
+    /// Run the load in this process, sharing the measurer's runtime and connection pool (its
+    /// own queueing then counts as message latency); by default a child process runs it.
+    #[arg(long)]
+    pub load_in_process: bool,
 }
 
 #[derive(Args, Debug)]
@@ -454,5 +461,6 @@ async fn main() -> Result<()> {
         Cmd::CeilingServer(a) => ceiling::serve(&a).await,
         Cmd::IdleWorker => scenarios::idle::worker().await,
         Cmd::FanoutWorker => scenarios::fanout::worker().await,
+        Cmd::SignalsLoad => scenarios::signals::load_worker().await,
     }
 }

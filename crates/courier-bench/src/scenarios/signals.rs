@@ -12,17 +12,25 @@
 //!
 //! Reports each round's p99, the median of the quiet and of the loaded p99s, their ratio, and
 //! messages lost (sent but never delivered) in any round.
+//!
+//! The load runs in a child process (`signals-load`), as it would on other people's machines:
+//! in this process its 1,000 typing calls and 1,000 stream connects a second would share the
+//! measurer's runtime and connection pool, and the measurer's own queueing would count as
+//! message latency. `--load-in-process` keeps the old arrangement for comparison.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use reqwest::Client;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use super::child::WorkerProcess;
 use super::latency::{Pair, measure};
 use crate::client::{Nodes, SseStream, StreamTarget, bearer, conversations_many, login_many};
 use crate::report::{Report, spawn_progress};
@@ -43,17 +51,179 @@ struct Typist {
     auth: HeaderValue,
 }
 
+impl LoadCounters {
+    fn report(&self, secs: f64) -> Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let calls = get(&self.typing_ok) + get(&self.typing_limited) + get(&self.typing_errors);
+        json!({
+            "seconds": (secs * 10.0).round() / 10.0,
+            "typing_calls_per_s": (calls as f64 / secs).round(),
+            "typing_ok": get(&self.typing_ok),
+            "typing_limited": get(&self.typing_limited),
+            "typing_errors": get(&self.typing_errors),
+            "stream_connects_per_s": (get(&self.connects) as f64 / secs).round(),
+            "stream_connect_errors": get(&self.connect_errors),
+            "signals_seen_by_churn_streams": get(&self.signal_events),
+        })
+    }
+
+    fn progress(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "typing ok={} limited={} errors={} connects={} signals seen by churners={}",
+            get(&self.typing_ok),
+            get(&self.typing_limited),
+            get(&self.typing_errors),
+            get(&self.connects),
+            get(&self.signal_events),
+        )
+    }
+}
+
+/// Who types where, who churns, and how often: all the load needs (the child's first line).
+#[derive(Serialize, Deserialize)]
+struct LoadPlan {
+    /// (typing URL, token)
+    typists: Vec<(String, String)>,
+    /// (stream URL, token)
+    churners: Vec<(String, String)>,
+    typing_rate: f64,
+    churn_hold: f64,
+    churn_gap: f64,
+}
+
+/// One loaded round's load, from its start to its stop.
+struct LoadRound {
+    counters: Arc<LoadCounters>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    progress: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+impl LoadRound {
+    fn start(client: &Client, plan: &LoadPlan) -> Result<Self> {
+        let typists: Arc<Vec<Typist>> = Arc::new(
+            plan.typists
+                .iter()
+                .map(|(url, token)| {
+                    Ok(Typist {
+                        url: url.clone(),
+                        auth: bearer(token)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        );
+        let churners: Arc<Vec<StreamTarget>> = Arc::new(
+            plan.churners
+                .iter()
+                .map(|(url, token)| {
+                    Ok(StreamTarget {
+                        url: url.clone(),
+                        auth: Some(bearer(token)?),
+                    })
+                })
+                .collect::<Result<_>>()?,
+        );
+        let counters = Arc::new(LoadCounters::default());
+        let stop = CancellationToken::new();
+        let tasks = start_load(client, &typists, &churners, plan, &counters, &stop);
+        let progress = {
+            let counters = counters.clone();
+            spawn_progress("load".into(), move || counters.progress())
+        };
+        Ok(Self {
+            counters,
+            stop,
+            tasks,
+            progress,
+            started: Instant::now(),
+        })
+    }
+
+    async fn stop(self) -> Value {
+        self.stop.cancel();
+        self.progress.abort();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.counters.report(self.started.elapsed().as_secs_f64())
+    }
+}
+
+/// `signals-load`: the child process that runs the load. Reads its [`LoadPlan`], then
+/// `"start"` and `"stop"` lines; answers `"started"`, and each stop with the round's counters.
+pub async fn load_worker() -> Result<()> {
+    crate::raise_nofile();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let plan: LoadPlan = serde_json::from_str(&lines.next_line().await?.context("no load plan")?)?;
+    let client = crate::client::http_client(None)?;
+    let mut out = tokio::io::stdout();
+    let mut round = None;
+    while let Some(line) = lines.next_line().await? {
+        let answer = match serde_json::from_str::<String>(&line)?.as_str() {
+            "start" => {
+                round = Some(LoadRound::start(&client, &plan)?);
+                json!("started")
+            }
+            "stop" => match round.take() {
+                Some(r) => r.stop().await,
+                None => Value::Null,
+            },
+            other => anyhow::bail!("signals-load: unknown command {other:?}"),
+        };
+        let mut answer = serde_json::to_vec(&answer)?;
+        answer.push(b'\n');
+        out.write_all(&answer).await?;
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+/// Where the load runs: a child process, or (for comparison) this one.
+enum LoadRunner {
+    Child(WorkerProcess),
+    InProcess(Client, LoadPlan, Option<LoadRound>),
+}
+
+impl LoadRunner {
+    async fn start(&mut self) -> Result<()> {
+        match self {
+            Self::Child(worker) => {
+                worker.send(&"start").await?;
+                worker.recv().await?;
+            }
+            Self::InProcess(client, plan, round) => *round = Some(LoadRound::start(client, plan)?),
+        }
+        Ok(())
+    }
+
+    /// The round's counters.
+    async fn stop(&mut self) -> Result<Value> {
+        match self {
+            Self::Child(worker) => {
+                worker.send(&"stop").await?;
+                worker.recv().await
+            }
+            Self::InProcess(_, _, round) => Ok(match round.take() {
+                Some(r) => r.stop().await,
+                None => Value::Null,
+            }),
+        }
+    }
+}
+
 /// Runs the typing storm and the presence churn until `stop`.
 fn start_load(
     client: &Client,
     typists: &Arc<Vec<Typist>>,
     churners: &Arc<Vec<StreamTarget>>,
-    args: &SignalsArgs,
+    plan: &LoadPlan,
     counters: &Arc<LoadCounters>,
     stop: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let every = Duration::from_secs_f64(1.0 / args.typing_rate);
+    let every = Duration::from_secs_f64(1.0 / plan.typing_rate);
     for i in 0..typists.len() {
         let (client, typists, counters, stop) = (
             client.clone(),
@@ -87,8 +257,8 @@ fn start_load(
         }));
     }
     let (hold, gap) = (
-        Duration::from_secs_f64(args.churn_hold),
-        Duration::from_secs_f64(args.churn_gap),
+        Duration::from_secs_f64(plan.churn_hold),
+        Duration::from_secs_f64(plan.churn_gap),
     );
     let cycle = hold + gap;
     for i in 0..churners.len() {
@@ -230,22 +400,31 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
     let mut typists = Vec::with_capacity(2 * p);
     for (i, conv) in convs.iter().enumerate() {
         for (node, who) in [(i + 1, &senders[i]), (i, &receivers[i])] {
-            typists.push(Typist {
-                url: nodes
+            typists.push((
+                nodes
                     .get(node)
                     .url(&format!("/api/conversations/{conv}/typing")),
-                auth: bearer(&who.token)?,
-            });
+                who.token.clone(),
+            ));
         }
     }
-    let typists = Arc::new(typists);
-    let churners: Arc<Vec<StreamTarget>> = Arc::new(
-        churn
-            .iter()
-            .enumerate()
-            .map(|(i, c)| nodes.get(i).stream_target(&c.token))
-            .collect::<Result<_>>()?,
-    );
+    let churners = churn
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (nodes.get(i).url("/api/messages"), c.token.clone()))
+        .collect();
+    let plan = LoadPlan {
+        typists,
+        churners,
+        typing_rate: args.typing_rate,
+        churn_hold: args.churn_hold,
+        churn_gap: args.churn_gap,
+    };
+    let mut runner = if args.load_in_process {
+        LoadRunner::InProcess(client.clone(), plan, None)
+    } else {
+        LoadRunner::Child(WorkerProcess::spawn("signals-load", &plan).await?)
+    };
 
     let duration = Duration::from_secs_f64(args.duration);
     let grace = Duration::from_secs_f64(args.grace);
@@ -257,44 +436,12 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         quiet.extend(point);
         tokio::time::sleep(settle).await;
 
-        let counters = Arc::new(LoadCounters::default());
-        let stop = CancellationToken::new();
-        let started = Instant::now();
-        let tasks = start_load(&client, &typists, &churners, args, &counters, &stop);
-        let prog = {
-            let counters = counters.clone();
-            spawn_progress(format!("load {}", round + 1), move || {
-                format!(
-                    "typing ok={} limited={} errors={} connects={} signals seen by churners={}",
-                    counters.typing_ok.load(Ordering::Relaxed),
-                    counters.typing_limited.load(Ordering::Relaxed),
-                    counters.typing_errors.load(Ordering::Relaxed),
-                    counters.connects.load(Ordering::Relaxed),
-                    counters.signal_events.load(Ordering::Relaxed),
-                )
-            })
-        };
+        runner.start().await?;
         // Let the storm and the churn reach their steady rate before measuring.
         tokio::time::sleep(settle).await;
         let label = format!("loaded {}", round + 1);
         let point = measure(&client, &pairs, &[args.rate], duration, grace, &label).await;
-        stop.cancel();
-        prog.abort();
-        for task in tasks {
-            let _ = task.await;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        load.push(json!({
-            "seconds": (secs * 10.0).round() / 10.0,
-            "typing_calls_per_s": ((get(&counters.typing_ok) + get(&counters.typing_limited) + get(&counters.typing_errors)) as f64 / secs).round(),
-            "typing_ok": get(&counters.typing_ok),
-            "typing_limited": get(&counters.typing_limited),
-            "typing_errors": get(&counters.typing_errors),
-            "stream_connects_per_s": (get(&counters.connects) as f64 / secs).round(),
-            "stream_connect_errors": get(&counters.connect_errors),
-            "signals_seen_by_churn_streams": get(&counters.signal_events),
-        }));
+        load.push(runner.stop().await?);
         loaded.extend(point?);
         // The churn's last streams go offline after the server's grace period.
         tokio::time::sleep(settle).await;
@@ -321,6 +468,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             "pairs": p, "rate": args.rate, "duration_s": args.duration, "rounds": args.rounds,
             "typists": 2 * p, "typing_rate": args.typing_rate, "churn_users": args.churn_users,
             "churn_hold_s": args.churn_hold, "churn_gap_s": args.churn_gap,
+            "load_in_process": args.load_in_process,
             "prefix": prefix, "base_urls": urls,
         }),
         figures: json!({
