@@ -211,10 +211,10 @@ pub struct SignalsArgs {
     /// Seconds for the load to reach its steady rate (and to die down) around a loaded round.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
-    /// Run the load in this process, sharing the measurer's runtime and connection pool (its
-    /// own queueing then counts as message latency); by default a child process runs it.
+    /// Run the load in a child process instead of beside the measurer (on this 2-core VM it
+    /// made the quiet rounds slower, not the loaded ones faster: docs/benchmarks.md).
     #[arg(long)]
-    pub load_in_process: bool,
+    pub load_in_child: bool,
 }
 
 #[derive(Args, Debug)]
