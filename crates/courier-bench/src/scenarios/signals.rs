@@ -182,7 +182,7 @@ pub async fn load_worker() -> Result<()> {
 
 /// Where the load runs: beside the measurer, or in a child process.
 enum LoadRunner {
-    Child(WorkerProcess),
+    Child(Box<WorkerProcess>),
     InProcess(Client, LoadPlan, Option<LoadRound>),
 }
 
@@ -421,7 +421,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         churn_gap: args.churn_gap,
     };
     let mut runner = if args.load_in_child {
-        LoadRunner::Child(WorkerProcess::spawn("signals-load", &plan).await?)
+        LoadRunner::Child(Box::new(WorkerProcess::spawn("signals-load", &plan).await?))
     } else {
         LoadRunner::InProcess(client.clone(), plan, None)
     };
