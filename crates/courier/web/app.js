@@ -211,7 +211,8 @@ function countReports() {
   if (!session.isAdmin) return;
   const user = session.user;
   api.reports().then((reports) => {
-    if (session.user !== user) return;
+    // Unchanged: leave the top bar alone (a re-render replaces its controls under the pointer).
+    if (session.user !== user || session.openReports === reports.length) return;
     session.openReports = reports.length;
     renderTopbar(location.pathname);
   }).catch(() => {});
