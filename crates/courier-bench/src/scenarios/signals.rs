@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use reqwest::Client;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -44,11 +44,6 @@ struct LoadCounters {
     connects: AtomicU64,
     connect_errors: AtomicU64,
     signal_events: AtomicU64,
-}
-
-struct Typist {
-    url: String,
-    auth: HeaderValue,
 }
 
 impl LoadCounters {
@@ -92,6 +87,20 @@ struct LoadPlan {
     churn_gap: f64,
 }
 
+/// (URL, token) pairs as requests' targets.
+fn targets(pairs: &[(String, String)]) -> Result<Arc<Vec<StreamTarget>>> {
+    pairs
+        .iter()
+        .map(|(url, token)| {
+            Ok(StreamTarget {
+                url: url.clone(),
+                auth: Some(bearer(token)?),
+            })
+        })
+        .collect::<Result<_>>()
+        .map(Arc::new)
+}
+
 /// One loaded round's load, from its start to its stop.
 struct LoadRound {
     counters: Arc<LoadCounters>,
@@ -103,28 +112,7 @@ struct LoadRound {
 
 impl LoadRound {
     fn start(client: &Client, plan: &LoadPlan) -> Result<Self> {
-        let typists: Arc<Vec<Typist>> = Arc::new(
-            plan.typists
-                .iter()
-                .map(|(url, token)| {
-                    Ok(Typist {
-                        url: url.clone(),
-                        auth: bearer(token)?,
-                    })
-                })
-                .collect::<Result<_>>()?,
-        );
-        let churners: Arc<Vec<StreamTarget>> = Arc::new(
-            plan.churners
-                .iter()
-                .map(|(url, token)| {
-                    Ok(StreamTarget {
-                        url: url.clone(),
-                        auth: Some(bearer(token)?),
-                    })
-                })
-                .collect::<Result<_>>()?,
-        );
+        let (typists, churners) = (targets(&plan.typists)?, targets(&plan.churners)?);
         let counters = Arc::new(LoadCounters::default());
         let stop = CancellationToken::new();
         let tasks = start_load(client, &typists, &churners, plan, &counters, &stop);
@@ -216,7 +204,7 @@ impl LoadRunner {
 /// Runs the typing storm and the presence churn until `stop`.
 fn start_load(
     client: &Client,
-    typists: &Arc<Vec<Typist>>,
+    typists: &Arc<Vec<StreamTarget>>,
     churners: &Arc<Vec<StreamTarget>>,
     plan: &LoadPlan,
     counters: &Arc<LoadCounters>,
@@ -242,11 +230,11 @@ fn start_load(
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let sent = client
-                    .post(&t.url)
-                    .header(AUTHORIZATION, t.auth.clone())
-                    .send()
-                    .await;
+                let mut post = client.post(&t.url);
+                if let Some(auth) = &t.auth {
+                    post = post.header(AUTHORIZATION, auth.clone());
+                }
+                let sent = post.send().await;
                 let counter = match sent.map(|r| r.status().as_u16()) {
                     Ok(204) => &counters.typing_ok,
                     Ok(429) => &counters.typing_limited,
