@@ -4,10 +4,12 @@
 //! its own connections and commits messages in groups: the sends that queue up while one commit is syncing
 //! share the next transaction and its single fsync. One writer is also what makes message
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
+//! The WAL is checkpointed on a thread of its own (`checkpoint`), never inside a commit.
 
 mod accounts;
 mod admin;
 pub mod backup;
+mod checkpoint;
 mod people;
 mod presence;
 mod reader;
@@ -144,11 +146,19 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
 
-        let changes = SqliteConnection::connect_with(&connect)
-            .await
-            .map_err(classify)?;
+        // The writer's connections never checkpoint: `checkpoint` does, on its own thread.
+        let changes =
+            SqliteConnection::connect_with(&connect.clone().pragma("wal_autocheckpoint", "0"))
+                .await
+                .map_err(classify)?;
         let sends = writer::open_sends(connect.get_filename(), options).map_err(other)?;
-        let conns = writer::Connections { sends, changes };
+        checkpoint::hand_off(&sends).map_err(other)?;
+        let checkpoints = checkpoint::spawn(connect.get_filename(), options).map_err(other)?;
+        let conns = writer::Connections {
+            sends,
+            changes,
+            checkpoints,
+        };
         let (writer, jobs) = mpsc::channel(writer::MAX_GROUP * 4);
         let members = Arc::new(presence::MemberCache::default());
         let head = Arc::new(std::sync::atomic::AtomicI64::new(

@@ -404,6 +404,47 @@ async fn sqlite_a_change_that_writes_nothing_leaves_the_next_send_free_to_commit
     }
 }
 
+/// The writer's connections never checkpoint (a commit would wait for it); a thread of the
+/// store's own does. So the database file itself, read without its WAL, must come to hold
+/// the messages: if nothing checkpointed, they would stay in the WAL and it would grow for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_wal_is_checkpointed_off_the_writer() {
+    use courier::store::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("courier.db");
+    let store = SqliteStore::open(
+        &format!("sqlite://{}", file.display()),
+        &SqliteOptions::default(),
+    )
+    .await
+    .expect("open SQLite");
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let c = direct(&store, &alice, &bob).await;
+    // ~13 WAL pages a send: several checkpoints' worth.
+    for i in 0..400 {
+        send(&store, c, &alice, &format!("message {i}")).await;
+    }
+    let copies = tempfile::tempdir().expect("temp dir");
+    let mut in_file = 0;
+    for attempt in 0..100 {
+        // A copy taken mid-checkpoint may be torn: that attempt just counts nothing.
+        let copy = copies.path().join(format!("copy-{attempt}.db"));
+        std::fs::copy(&file, &copy).expect("copy the database file");
+        in_file = rusqlite::Connection::open(&copy)
+            .and_then(|db| db.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)))
+            .unwrap_or(0);
+        if in_file >= 300 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        in_file >= 300,
+        "the database file holds {in_file} of 400 messages: the WAL was not checkpointed"
+    );
+}
+
 /// Only stores meant to be shared by several nodes take this one: `SqliteStore` caches inbox
 /// heads in its single writer and is one node's store by design.
 #[cfg(feature = "postgres")]

@@ -103,6 +103,8 @@ type Exec = (
 pub(super) struct Connections {
     pub(super) sends: rusqlite::Connection,
     pub(super) changes: SqliteConnection,
+    /// Asks the checkpointer to copy the WAL into the database (see `checkpoint`).
+    pub(super) checkpoints: super::checkpoint::Nudge,
 }
 
 /// Opens the send connection on the same file with the settings the pool's connections use.
@@ -190,6 +192,7 @@ pub(super) fn run(
         flush(&conns.sends, &mut caches, &mut sends, &head);
         // After the sends: bookkeeping never delays a message it queued beside.
         runtime.block_on(run_execs(&mut conns.changes, &mut execs));
+        conns.checkpoints.after_commit();
     }
 }
 
