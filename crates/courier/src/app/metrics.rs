@@ -83,6 +83,11 @@ fn describe() {
         "Time to commit one group of messages, by store"
     );
     describe_histogram!(
+        "courier_search_index_batch_seconds",
+        Unit::Seconds,
+        "Time the SQLite writer spends writing one batch of new messages' search words"
+    );
+    describe_histogram!(
         "courier_store_commit_group_size",
         "Messages committed together in one transaction, by store"
     );

@@ -2,10 +2,12 @@
 //!
 //! **What is indexed.** `model::search::index_text(content)`: the message's folded words
 //! joined by spaces (one tokenizer for both stores, see `model::search`). The index is
-//! written by the store in the same transaction as the message (the writers' inserts), its
-//! edit (the new words replace the old) and its delete (the row leaves the index), through
-//! `index_write`, called from `lifecycle::write`. Nothing else writes the index, so it cannot
-//! drift, and a tombstone has nothing left to find.
+//! written by the store in the same transaction as an edit (the new words replace the old)
+//! and a delete (the row leaves the index), through `index_write`, called from
+//! `lifecycle::write`. A new message's words are written in the same transaction as the
+//! message on PostgreSQL; on SQLite the writer writes them in batches just behind the sends,
+//! and every search first waits for the batch (`sqlite/search_backlog.rs`), so a message is
+//! found once its send is answered. A tombstone has nothing left to find.
 //!
 //! **SQLite: FTS5, contentless with `contentless_delete`** (migration 0012), not triggers:
 //! a trigger cannot run the Rust tokenizer that splits Han and kana into single characters,

@@ -4,16 +4,15 @@
 //! its own connections and commits messages in groups: the sends that queue up while one commit is syncing
 //! share the next transaction and its single fsync. One writer is also what makes message
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
-//! The WAL is checkpointed on a thread of its own (`checkpoint`), never inside a commit.
 
 mod accounts;
 mod admin;
 pub mod backup;
-mod checkpoint;
 mod people;
 mod presence;
 mod reader;
 mod search;
+mod search_backlog;
 mod writer;
 
 use super::lifecycle::{self, Decorate};
@@ -91,6 +90,10 @@ enum WriteJob {
         args: SqliteArguments,
         reply: oneshot::Sender<StoreResult<()>>,
     },
+    /// Index every message still waiting for its search words (`search_backlog`).
+    IndexSearch {
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
 }
 
 impl SqliteStore {
@@ -146,19 +149,12 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
 
-        // The writer's connections never checkpoint: `checkpoint` does, on its own thread.
-        let changes =
-            SqliteConnection::connect_with(&connect.clone().pragma("wal_autocheckpoint", "0"))
-                .await
-                .map_err(classify)?;
+        let changes = SqliteConnection::connect_with(&connect)
+            .await
+            .map_err(classify)?;
         let sends = writer::open_sends(connect.get_filename(), options).map_err(other)?;
-        checkpoint::hand_off(&sends).map_err(other)?;
-        let checkpoints = checkpoint::spawn(connect.get_filename(), options).map_err(other)?;
-        let conns = writer::Connections {
-            sends,
-            changes,
-            checkpoints,
-        };
+        let search = search_backlog::SearchBacklog::load(&sends).map_err(other)?;
+        let conns = writer::Connections { sends, changes };
         let (writer, jobs) = mpsc::channel(writer::MAX_GROUP * 4);
         let members = Arc::new(presence::MemberCache::default());
         let head = Arc::new(std::sync::atomic::AtomicI64::new(
@@ -168,7 +164,7 @@ impl SqliteStore {
         let (thread_members, thread_head) = (members.clone(), head.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer::run(conns, jobs, thread_members, thread_head, runtime))
+            .spawn(move || writer::run(conns, jobs, thread_members, thread_head, search, runtime))
             .map_err(other)?;
         Ok(Self {
             pool,
@@ -179,6 +175,16 @@ impl SqliteStore {
             head,
             readers: reader::Readers::new(connect.get_filename(), options),
         })
+    }
+
+    /// Waits until every committed message is in the search index.
+    async fn index_search(&self) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob::IndexSearch { reply })
+            .await
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 
     /// Runs one write statement on the writer's connection (see `WriteJob::Exec`).

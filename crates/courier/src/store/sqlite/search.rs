@@ -17,6 +17,8 @@ impl SearchStore for SqliteStore {
                 None => return Ok(Vec::new()),
             },
         };
+        // New messages' words are written in batches: first the ones still waiting.
+        self.index_search().await?;
         search::search(&self.pool, Dialect::Sqlite, viewer, request, sender)
             .await
             .map_err(classify)

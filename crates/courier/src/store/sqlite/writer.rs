@@ -25,6 +25,7 @@
 
 use super::presence::MemberCache;
 use super::reader::Lite;
+use super::search_backlog::SearchBacklog;
 use super::{MESSAGE_COLUMNS, WriteJob, now_ms, time};
 use crate::model::{
     ChangeRequest, ConversationEvent, ConversationId, History, Message, MessageId, Plan, Recipient,
@@ -103,8 +104,6 @@ type Exec = (
 pub(super) struct Connections {
     pub(super) sends: rusqlite::Connection,
     pub(super) changes: SqliteConnection,
-    /// Asks the checkpointer to copy the WAL into the database (see `checkpoint`).
-    pub(super) checkpoints: super::checkpoint::Nudge,
 }
 
 /// Opens the send connection on the same file with the settings the pool's connections use.
@@ -149,13 +148,29 @@ pub(super) fn run(
     mut jobs: mpsc::Receiver<WriteJob>,
     members: Arc<MemberCache>,
     head: CommittedHead,
+    mut search: SearchBacklog,
     runtime: tokio::runtime::Handle,
 ) {
     let mut caches = Caches::default();
     let mut queued = Vec::with_capacity(MAX_GROUP);
     let mut sends: Vec<Send> = Vec::with_capacity(MAX_GROUP);
     let mut execs: Vec<Exec> = Vec::new();
-    while let Some(first) = jobs.blocking_recv() {
+    loop {
+        // With search words pending, wait for a job only until they are due.
+        let next = match search.due_in() {
+            None => jobs.blocking_recv(),
+            // The timer is made inside `block_on`: it needs the runtime's context.
+            Some(left) => {
+                match runtime.block_on(async { tokio::time::timeout(left, jobs.recv()).await }) {
+                    Ok(next) => next,
+                    Err(_) => {
+                        index_batch(&conns.sends, &mut search);
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(first) = next else { break };
         queued.push(first);
         while queued.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -167,6 +182,15 @@ pub(super) fn run(
             match job {
                 WriteJob::Send { new, reply } => sends.push((new, reply)),
                 WriteJob::Exec { sql, args, reply } => execs.push((sql, args, reply)),
+                WriteJob::IndexSearch { reply } => {
+                    // Sends queued ahead of the search are part of what it must find.
+                    flush(&conns.sends, &mut caches, &mut sends, &head);
+                    search.committed(caches.last_id.unwrap_or(0));
+                    let _ = reply.send(search.index_all(&conns.sends).map_err(|e| {
+                        tracing::warn!(error = %e, "search indexing failed");
+                        StoreError::Unavailable(e.to_string().into())
+                    }));
+                }
                 WriteJob::Change { request, reply } => {
                     flush(&conns.sends, &mut caches, &mut sends, &head);
                     let result = match runtime.block_on(commit_change(
@@ -192,7 +216,18 @@ pub(super) fn run(
         flush(&conns.sends, &mut caches, &mut sends, &head);
         // After the sends: bookkeeping never delays a message it queued beside.
         runtime.block_on(run_execs(&mut conns.changes, &mut execs));
-        conns.checkpoints.after_commit();
+        search.committed(caches.last_id.unwrap_or(0));
+        if search.due() {
+            index_batch(&conns.sends, &mut search);
+        }
+    }
+}
+
+/// One batch of pending search words; on failure they stay pending for the next.
+fn index_batch(conn: &rusqlite::Connection, search: &mut SearchBacklog) {
+    if let Err(e) = search.index_batch(conn) {
+        tracing::warn!(error = %e, "search indexing failed; the next batch retries");
+        search.failed();
     }
 }
 
@@ -576,7 +611,8 @@ fn inbox_head(conn: &rusqlite::Connection, user: UserId) -> rusqlite::Result<Mes
         .query_row([user.0], |row| row.get(0).map(MessageId))
 }
 
-/// Writes the group: the messages (and their search words and files), each conversation's
+/// Writes the group: the messages (and their files; their search words follow in a batch,
+/// see `search_backlog`), each conversation's
 /// last message, each sender's read position, and the idempotency keys. One prepared
 /// statement each, stepped per row: on this thread a step costs no hand-off, and the same
 /// text every time keeps them in the statement cache.
@@ -585,9 +621,6 @@ fn write_rows(conn: &rusqlite::Connection, rows: &[Row]) -> rusqlite::Result<()>
         "INSERT INTO messages (id, conversation_id, sender_id, content, created_at, seq, reply_to)
          VALUES (?, ?, ?, ?, ?, ?, ?)",
     )?;
-    let index = crate::store::search::index_sends();
-    let mut words =
-        conn.prepare_cached("INSERT INTO message_search (rowid, words) VALUES (?, ?)")?;
     for row in rows {
         let m = &row.message;
         insert.execute(rusqlite::params![
@@ -599,12 +632,6 @@ fn write_rows(conn: &rusqlite::Connection, rows: &[Row]) -> rusqlite::Result<()>
             row.seq,
             m.reply_to.map(|r| r.0),
         ])?;
-        if index {
-            words.execute(rusqlite::params![
-                m.id.0,
-                crate::model::index_text(&m.content)
-            ])?;
-        }
         if let Some(claim) = &row.attachment_claim {
             conn.prepare_cached(crate::store::uploads::ATTACH)?
                 .execute(rusqlite::params![m.id.0, claim])?;
