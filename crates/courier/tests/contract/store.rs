@@ -443,7 +443,7 @@ async fn sqlite_search_finds_a_message_once_sent_and_a_restart_indexes_what_was_
     let mark = || -> i64 {
         let db = rusqlite::Connection::open(&file).expect("open the file");
         db.query_row(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'search_indexed_upto'",
+            "SELECT indexed_upto FROM search_backlog WHERE id = 1",
             [],
             |r| r.get(0),
         )

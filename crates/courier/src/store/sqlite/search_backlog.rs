@@ -6,7 +6,7 @@
 //! writer indexes what is pending in one transaction once `BATCH` messages wait or the oldest
 //! has waited `MAX_LAG`, and at once when a search asks (`WriteJob::IndexSearch`), so a message
 //! is found as soon as its send has been answered. The mark of what is indexed is kept in
-//! `meta`, written in the batch's own transaction, so a restart carries on from it.
+//! `search_backlog`, written in the batch's own transaction, so a restart carries on from it.
 //!
 //! Edits and deletes still write the index in their own transaction. A batch reads messages
 //! as they are when it runs: it writes an edited message's current words again (the same
@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 /// Pending messages that make a batch worth its commit.
 const BATCH: i64 = 64;
 /// The longest a new message waits to be searchable when nobody searches.
-pub(super) const MAX_LAG: Duration = Duration::from_millis(100);
+const MAX_LAG: Duration = Duration::from_millis(100);
 /// Messages indexed in one transaction at most (a catch-up takes several).
 const MAX_ROWS: i64 = 2000;
-const MARK: &str = "search_indexed_upto";
 
 pub(super) struct SearchBacklog {
     /// Every message at or below this position is indexed (or deleted, or has no text).
@@ -34,20 +33,14 @@ pub(super) struct SearchBacklog {
 }
 
 impl SearchBacklog {
-    /// Reads the mark; a database from before batching (every send indexed in its own
-    /// commit) starts at its newest message.
+    /// Reads the mark (migration 0020 starts it at the newest message of a database from
+    /// before batching, whose every send was indexed in its own commit).
     pub(super) fn load(conn: &rusqlite::Connection) -> rusqlite::Result<Self> {
-        conn.execute(
-            "INSERT INTO meta (key, value)
-             VALUES (?1, (SELECT CAST(COALESCE(MAX(id), 0) AS TEXT) FROM messages))
-             ON CONFLICT (key) DO NOTHING",
-            [MARK],
+        let indexed_upto: i64 = conn.query_row(
+            "SELECT indexed_upto FROM search_backlog WHERE id = 1",
+            [],
+            |r| r.get(0),
         )?;
-        let mark: String =
-            conn.query_row("SELECT value FROM meta WHERE key = ?1", [MARK], |r| {
-                r.get(0)
-            })?;
-        let indexed_upto = mark.parse().unwrap_or(0);
         let newest: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
             r.get(0)
         })?;
@@ -127,8 +120,8 @@ impl SearchBacklog {
             }
         }
         tx.execute(
-            "UPDATE meta SET value = ?2 WHERE key = ?1",
-            rusqlite::params![MARK, upto.to_string()],
+            "UPDATE search_backlog SET indexed_upto = ?1 WHERE id = 1",
+            [upto],
         )?;
         tx.commit()?;
         metrics::histogram!("courier_search_index_batch_seconds").record(started.elapsed());
