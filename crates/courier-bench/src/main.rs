@@ -189,7 +189,8 @@ pub struct SignalsArgs {
     /// Seconds of messages per round (T).
     #[arg(short = 'd', long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Quiet/loaded round pairs; the report gives the median p99 of each kind.
+    /// Quiet/loaded round pairs, in ABBA order; the report gives the p99 of all of each
+    /// kind's messages (and, as before, the median of the rounds' p99s).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
     /// Typing calls per second per typist.
@@ -215,6 +216,10 @@ pub struct SignalsArgs {
     /// made the quiet rounds slower, not the loaded ones faster: docs/benchmarks.md).
     #[arg(long)]
     pub load_in_child: bool,
+    /// Control run: the "loaded" rounds run without the load, so the ratio shows what this
+    /// machine's noise alone gives two identical phases.
+    #[arg(long)]
+    pub control: bool,
 }
 
 #[derive(Args, Debug)]

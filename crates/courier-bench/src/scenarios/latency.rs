@@ -110,6 +110,26 @@ pub async fn measure(
     grace: Duration,
     label: &str,
 ) -> Result<Vec<Value>> {
+    let runs = measure_runs(client, pairs, rates, duration, grace, label).await?;
+    Ok(runs.into_iter().map(|run| run.point).collect())
+}
+
+/// One rate's run: its JSON point, and every message's latency from its scheduled send time
+/// (for callers that pool several runs into one distribution).
+pub struct Run {
+    pub point: Value,
+    pub e2e: Histogram<u64>,
+}
+
+/// [`measure`], keeping each run's latency histogram.
+pub async fn measure_runs(
+    client: &Client,
+    pairs: &[Pair],
+    rates: &[f64],
+    duration: Duration,
+    grace: Duration,
+    label: &str,
+) -> Result<Vec<Run>> {
     let p = pairs.len();
     let shared = Arc::new(Shared {
         current: RwLock::new(None),
@@ -335,7 +355,8 @@ pub async fn measure(
                 .pointer("/e2e_from_scheduled/p99_us")
                 .unwrap_or(&Value::Null),
         );
-        points.push(point);
+        let e2e = std::mem::replace(&mut *st.e2e_sched.lock().unwrap(), new_hist());
+        points.push(Run { point, e2e });
     }
     for r in receivers {
         r.abort();

@@ -10,8 +10,14 @@
 //!   `--presence-grace` every cycle is a real online → offline change announced to a
 //!   measured stream).
 //!
-//! Reports each round's p99, the median of the quiet and of the loaded p99s, their ratio, and
-//! messages lost (sent but never delivered) in any round.
+//! Rounds run in ABBA order (quiet, loaded; loaded, quiet; ...), so a drift over the run falls
+//! on both kinds alike. Reports each round's p99, the p99 of all of each kind's messages
+//! pooled, their ratio (the headline), the median of the rounds' p99s as before, and messages
+//! lost (sent but never delivered) in any round. Why pooled: on the 2-core VM one sync of the
+//! disk sometimes takes 20–100 ms, whatever the load (a bare `pwrite` + `fdatasync` loop sees it
+//! too), and the sends queued behind it make that round's p99. The median of three rounds then
+//! flips with where the stalls fell: a control run with no load at all gave a "ratio" of 30.
+//! `--control` runs the loaded rounds without the load, to show that noise floor.
 //!
 //! The load shares this process's runtime and connection pool, so the measurer's own queueing
 //! under load counts as message latency. `--load-in-child` runs it in a child process
@@ -31,10 +37,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use super::child::WorkerProcess;
-use super::latency::{Pair, measure};
+use super::latency::{Pair, Run, measure_runs};
 use crate::client::{Nodes, SseStream, StreamTarget, bearer, conversations_many, login_many};
-use crate::report::{Report, spawn_progress};
+use crate::report::{Report, hist_summary, new_hist, spawn_progress};
 use crate::{Common, SignalsArgs};
+use hdrhistogram::Histogram;
 
 #[derive(Default)]
 struct LoadCounters {
@@ -302,6 +309,15 @@ fn p99(point: &Value) -> Option<f64> {
         .and_then(Value::as_f64)
 }
 
+/// Keeps a run's point, and adds its latencies to its kind's distribution.
+fn pool(runs: Vec<Run>, points: &mut Vec<Value>, all: &mut Histogram<u64>) -> Result<()> {
+    for run in runs {
+        all.add(&run.e2e).context("pooling a round's latencies")?;
+        points.push(run.point);
+    }
+    Ok(())
+}
+
 fn median(mut xs: Vec<f64>) -> Option<f64> {
     if xs.is_empty() {
         return None;
@@ -418,36 +434,64 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
     let grace = Duration::from_secs_f64(args.grace);
     let settle = Duration::from_secs_f64(args.settle);
     let (mut quiet, mut loaded, mut load) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut quiet_all, mut loaded_all) = (new_hist(), new_hist());
     for round in 0..args.rounds {
-        let label = format!("quiet {}", round + 1);
-        let point = measure(&client, &pairs, &[args.rate], duration, grace, &label).await?;
-        quiet.extend(point);
-        tokio::time::sleep(settle).await;
-
-        runner.start().await?;
-        // Let the storm and the churn reach their steady rate before measuring.
-        tokio::time::sleep(settle).await;
-        let label = format!("loaded {}", round + 1);
-        let point = measure(&client, &pairs, &[args.rate], duration, grace, &label).await;
-        load.push(runner.stop().await?);
-        loaded.extend(point?);
-        // The churn's last streams go offline after the server's grace period.
-        tokio::time::sleep(settle).await;
+        // ABBA: quiet first in even rounds, loaded first in odd ones, so a drift over the run
+        // (the database growing, the disk's moods) falls on both kinds alike.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with_load in order {
+            let kind = if with_load { "loaded" } else { "quiet" };
+            let label = format!("{kind} {}", round + 1);
+            if !with_load {
+                let runs =
+                    measure_runs(&client, &pairs, &[args.rate], duration, grace, &label).await?;
+                pool(runs, &mut quiet, &mut quiet_all)?;
+                tokio::time::sleep(settle).await;
+                continue;
+            }
+            if !args.control {
+                runner.start().await?;
+            }
+            // Let the storm and the churn reach their steady rate before measuring.
+            tokio::time::sleep(settle).await;
+            let runs = measure_runs(&client, &pairs, &[args.rate], duration, grace, &label).await;
+            if !args.control {
+                load.push(runner.stop().await?);
+            }
+            pool(runs?, &mut loaded, &mut loaded_all)?;
+            // The churn's last streams go offline after the server's grace period.
+            tokio::time::sleep(settle).await;
+        }
     }
 
-    let quiet_p99 = median(quiet.iter().filter_map(p99).collect());
-    let loaded_p99 = median(loaded.iter().filter_map(p99).collect());
+    let pooled = |h: &Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64);
+    let (quiet_p99, loaded_p99) = (pooled(&quiet_all), pooled(&loaded_all));
+    let quiet_median = median(quiet.iter().filter_map(p99).collect());
+    let loaded_median = median(loaded.iter().filter_map(p99).collect());
     let lost: u64 = quiet
         .iter()
         .chain(&loaded)
         .filter_map(|pt| pt["lost"].as_u64())
         .sum();
-    let ratio = match (quiet_p99, loaded_p99) {
+    let ratio = |q: Option<f64>, l: Option<f64>| match (q, l) {
         (Some(q), Some(l)) if q > 0.0 => Some((l / q * 1000.0).round() / 1000.0),
         _ => None,
     };
+    let (pooled_ratio, median_ratio) = (
+        ratio(quiet_p99, loaded_p99),
+        ratio(quiet_median, loaded_median),
+    );
     eprintln!(
-        "signals: message p99 quiet {quiet_p99:?} µs, loaded {loaded_p99:?} µs, ratio {ratio:?}, lost {lost}"
+        "signals{}: message p99 of all rounds quiet {quiet_p99:?} µs, loaded {loaded_p99:?} µs, ratio {pooled_ratio:?} (median of rounds' p99: ratio {median_ratio:?}), lost {lost}",
+        if args.control {
+            " (control: no load)"
+        } else {
+            ""
+        }
     );
     let report = Report {
         scenario: "signals".into(),
@@ -456,19 +500,24 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             "pairs": p, "rate": args.rate, "duration_s": args.duration, "rounds": args.rounds,
             "typists": 2 * p, "typing_rate": args.typing_rate, "churn_users": args.churn_users,
             "churn_hold_s": args.churn_hold, "churn_gap_s": args.churn_gap,
-            "load_in_child": args.load_in_child,
+            "load_in_child": args.load_in_child, "control": args.control,
             "prefix": prefix, "base_urls": urls,
         }),
         figures: json!({
             "quiet": quiet,
             "loaded": loaded,
             "load": load,
-            "p99_us_quiet_median": quiet_p99,
-            "p99_us_loaded_median": loaded_p99,
+            "quiet_all": hist_summary(&quiet_all),
+            "loaded_all": hist_summary(&loaded_all),
+            "p99_us_quiet_median": quiet_median,
+            "p99_us_loaded_median": loaded_median,
             "lost": lost,
         }),
         ceiling: Value::Null,
-        ratios: json!({ "p99_loaded_vs_quiet": ratio }),
+        ratios: json!({
+            "p99_loaded_vs_quiet": pooled_ratio,
+            "p99_loaded_vs_quiet_median_of_rounds": median_ratio,
+        }),
     };
     report.emit(common.out.as_deref())
 }

@@ -4,6 +4,16 @@
 //! its own connections and commits messages in groups: the sends that queue up while one commit is syncing
 //! share the next transaction and its single fsync. One writer is also what makes message
 //! ids follow commit order, so a stream cursor never skips a message that commits late.
+//!
+//! Checkpoints: SQLite copies the WAL back into the database file inside the commit that takes
+//! the WAL past `wal_autocheckpoint` pages, and the sends queued behind that commit wait for the
+//! copy and its sync. At SQLite's default of 1,000 pages a single-message send (~14 WAL pages)
+//! paid for one every ~70 sends, and as conversations grow each copy touches more distinct pages:
+//! those 1–2.5 ms commits were the quiet p99 and made it climb round after round
+//! (docs/benchmarks.md, "Issue 12, eighth pass"). [`WAL_CHECKPOINT_PAGES`] makes them ten times
+//! rarer; each copies fewer than ten times the pages, as most pages are written many times over
+//! between two checkpoints. A checkpoint on a thread of its own was tried and measured slower
+//! (seventh pass): its syncs beside the WAL's slowed every commit.
 
 mod accounts;
 mod admin;
@@ -36,6 +46,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+/// WAL pages (4 KiB each) after which a commit checkpoints: 40 MiB, SQLite's default ten times
+/// over (see the module docs). The WAL file keeps that size on disk and is reused from its start.
+pub(super) const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -127,6 +141,7 @@ impl SqliteStore {
             // parks and wakes that thread once per row past the 50th. Roomier than the
             // largest read, it runs each statement to the end in one go.
             .row_buffer_size(1024)
+            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))

@@ -404,6 +404,69 @@ async fn sqlite_a_change_that_writes_nothing_leaves_the_next_send_free_to_commit
     }
 }
 
+/// Sends checkpoint the WAL far less often than SQLite's default of every 1,000 pages (each
+/// checkpoint stalls the sends queued behind it), yet still do: the database file alone comes
+/// to hold the messages, and the WAL stops growing near the store's threshold of 10,000 pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sends_checkpoint_the_wal_rarely_but_surely() {
+    use courier::store::{SqliteOptions, SqliteStore};
+    // A WAL frame: a 24-byte header and a 4 KiB page, after the file's 32-byte header.
+    const FRAME: u64 = 24 + 4096;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("courier.db");
+    let wal = dir.path().join("courier.db-wal");
+    let store = SqliteStore::open(
+        &format!("sqlite://{}", file.display()),
+        &SqliteOptions::default(),
+    )
+    .await
+    .expect("open SQLite");
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let c = direct(&store, &alice, &bob).await;
+    let copies = tempfile::tempdir().expect("temp dir");
+    // Messages in the database file itself, read from a copy without its WAL (a copy taken
+    // mid-checkpoint may be torn, or have no tables yet: it counts nothing).
+    let in_file = |attempt: usize| {
+        let copy = copies.path().join(format!("copy-{attempt}.db"));
+        std::fs::copy(&file, &copy).expect("copy the database file");
+        rusqlite::Connection::open(&copy)
+            .and_then(|db| db.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)))
+            .unwrap_or(0i64)
+    };
+    let wal_pages = || std::fs::metadata(&wal).map_or(0, |m| m.len().saturating_sub(32) / FRAME);
+
+    let mut sent = 0;
+    while wal_pages() < 2_000 {
+        send(&store, c, &alice, &format!("message {sent}")).await;
+        sent += 1;
+        assert!(sent < 2_000, "2,000 sends wrote under 2,000 WAL pages");
+    }
+    assert_eq!(
+        in_file(0),
+        0,
+        "{sent} sends, {} WAL pages: checkpointed at SQLite's default",
+        wal_pages()
+    );
+
+    let mut largest = 0;
+    for attempt in 1.. {
+        for _ in 0..100 {
+            send(&store, c, &alice, &format!("message {sent}")).await;
+            sent += 1;
+        }
+        largest = largest.max(wal_pages());
+        if in_file(attempt) > 0 {
+            break;
+        }
+        assert!(sent < 20_000, "{sent} sends and still no checkpoint");
+    }
+    assert!(
+        (10_000..12_000).contains(&largest),
+        "the WAL grew to {largest} pages before its first checkpoint"
+    );
+}
+
 /// New messages' search words are written in batches behind the sends. A search must still
 /// find a message as soon as its send is answered, and words a stop left unwritten must be
 /// written after the restart without anyone searching.

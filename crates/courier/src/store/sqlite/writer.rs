@@ -127,6 +127,7 @@ pub(super) fn open_sends(
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", super::WAL_CHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
