@@ -83,6 +83,11 @@ fn describe() {
         "Time to commit one group of messages, by store"
     );
     describe_histogram!(
+        "courier_store_bookkeeping_duration_seconds",
+        Unit::Seconds,
+        "Time the SQLite writer spends on one bookkeeping statement (session or last-seen touches); a send arriving meanwhile waits for it"
+    );
+    describe_histogram!(
         "courier_search_index_batch_seconds",
         Unit::Seconds,
         "Time the SQLite writer spends writing one batch of new messages' search words"
