@@ -13,11 +13,13 @@
 //! Rounds run in ABBA order (quiet, loaded; loaded, quiet; ...), so a drift over the run falls
 //! on both kinds alike. An unmeasured warm-up (`--warmup`) comes first: the server's first
 //! WAL checkpoint after the set-up copies the pages of thousands of new accounts and
-//! conversations, and on a slow disk stalled sends for 0.3–0.6 s, always in quiet round 1. Reports each round's p99, the p99 of all of each kind's messages
-//! pooled, their ratio (the headline), the median of the rounds' p99s as before, and messages
-//! lost (sent but never delivered) in any round. Why pooled: on the 2-core VM one sync of the
-//! disk sometimes takes 20–100 ms, whatever the load (a bare `pwrite` + `fdatasync` loop sees it
-//! too), and the sends queued behind it make that round's p99. The median of three rounds then
+//! conversations, and on a slow disk stalled sends for 0.3–0.6 s, always in quiet round 1.
+//!
+//! Reports each round's p99, the p99 of all of each kind's messages pooled, their ratio (the
+//! headline), the median of the rounds' p99s as before, and messages lost (sent but never
+//! delivered) in any round. Why pooled: on the 2-core VM one sync of the disk sometimes takes
+//! 20–100 ms, whatever the load (a bare `pwrite` + `fdatasync` loop sees it too), and the sends
+//! queued behind it make that round's p99. The median of three rounds then
 //! flips with where the stalls fell: a control run with no load at all gave a "ratio" of 30.
 //! `--control` runs the loaded rounds without the load, to show that noise floor.
 //!
