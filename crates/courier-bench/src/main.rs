@@ -212,9 +212,9 @@ pub struct SignalsArgs {
     /// Seconds for the load to reach its steady rate (and to die down) around a loaded round.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
-    /// Seconds of unmeasured sends before the first round, so the server's first WAL
-    /// checkpoint after the set-up (thousands of accounts and conversations) falls outside the
-    /// rounds (0: none).
+    /// Seconds of unmeasured sends before the first round, alone and then again with the load,
+    /// so what happens once (the first WAL checkpoint after the set-up, the server's first
+    /// state for the load's thousands of users) falls outside the rounds (0: none).
     #[arg(long, default_value_t = 6.0)]
     pub warmup: f64,
     /// Run the load in a child process instead of beside the measurer (on this 2-core VM it

@@ -112,6 +112,46 @@ pub fn machine_busy_seconds() -> Option<f64> {
     Some(busy as f64 / 100.0)
 }
 
+/// Cores busy over a window: for each named process (CPU seconds from /proc/PID/stat) and
+/// for the whole machine (so what else runs shows as the difference). A figure is null where
+/// a process is not local or /proc is missing.
+pub struct CpuWindow {
+    started: Instant,
+    processes: Vec<(&'static str, Option<u32>, Option<f64>)>,
+    machine: Option<f64>,
+}
+
+impl CpuWindow {
+    pub fn start(processes: &[(&'static str, Option<u32>)]) -> Self {
+        Self {
+            started: Instant::now(),
+            processes: processes
+                .iter()
+                .map(|&(name, pid)| (name, pid, pid.and_then(cpu_seconds)))
+                .collect(),
+            machine: machine_busy_seconds(),
+        }
+    }
+
+    /// `{"<name>": cores, ..., "machine": cores}` from the start to now.
+    pub fn cores(&self) -> Value {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cores = |before: Option<f64>, now: Option<f64>| match (before, now) {
+            (Some(a), Some(b)) if wall > 0.0 => json!(((b - a) / wall * 100.0).round() / 100.0),
+            _ => Value::Null,
+        };
+        let mut out = serde_json::Map::new();
+        for &(name, pid, before) in &self.processes {
+            out.insert(name.into(), cores(before, pid.and_then(cpu_seconds)));
+        }
+        out.insert(
+            "machine".into(),
+            cores(self.machine, machine_busy_seconds()),
+        );
+        Value::Object(out)
+    }
+}
+
 /// RFC 3339 UTC with seconds, from the system clock.
 pub fn now_rfc3339() -> String {
     let secs = SystemTime::now()

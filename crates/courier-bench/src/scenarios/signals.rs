@@ -11,9 +11,12 @@
 //!   measured stream).
 //!
 //! Rounds run in ABBA order (quiet, loaded; loaded, quiet; ...), so a drift over the run falls
-//! on both kinds alike. An unmeasured warm-up (`--warmup`) comes first: the server's first
-//! WAL checkpoint after the set-up copies the pages of thousands of new accounts and
-//! conversations, and on a slow disk stalled sends for 0.3–0.6 s, always in quiet round 1.
+//! on both kinds alike. An unmeasured warm-up (`--warmup`) comes first, sends alone and then
+//! with the load: the server's first WAL checkpoint after the set-up copies the pages of
+//! thousands of new accounts and conversations (on a slow disk it stalled sends for 0.3–0.6 s,
+//! always in quiet round 1), and the load's first pass makes the server's state for thousands
+//! of churn and typing users (loaded round 1 was its run's worst in 3 of 13 six-round runs and
+//! in both two-round runs, at 90 and 123 ms).
 //!
 //! Reports each round's p99, the p99 of all of each kind's messages pooled, their ratio (the
 //! headline), the median of the rounds' p99s as before, and messages lost (sent but never
@@ -22,6 +25,12 @@
 //! queued behind it make that round's p99. The median of three rounds then
 //! flips with where the stalls fell: a control run with no load at all gave a "ratio" of 30.
 //! `--control` runs the loaded rounds without the load, to show that noise floor.
+//!
+//! Each round also reports the cores busy (`cores_busy`: the server's when it is local, this
+//! process's, the load child's, the whole machine's). With the load generated on the server's
+//! own cores the load's CPU is the server's loss: on the 2-core VM the machine went from
+//! 0.9–1.2 cores busy (median of a run's quiet rounds) to 1.3–1.6, and a send then queues for
+//! a CPU ("Issue 12, tenth pass").
 //!
 //! The load shares this process's runtime and connection pool, so the measurer's own queueing
 //! under load counts as message latency. `--load-in-child` runs it in a child process
@@ -43,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use super::child::WorkerProcess;
 use super::latency::{Pair, Run, measure_runs};
 use crate::client::{Nodes, SseStream, StreamTarget, bearer, conversations_many, login_many};
-use crate::report::{Report, hist_summary, new_hist, spawn_progress};
+use crate::report::{CpuWindow, Report, find_listener_pid, hist_summary, new_hist, spawn_progress};
 use crate::{Common, SignalsArgs};
 use hdrhistogram::Histogram;
 
@@ -434,14 +443,47 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         LoadRunner::InProcess(client.clone(), plan, None)
     };
 
+    // Cores busy per round: the ratio means little once the two cores are nearly all busy
+    // (sends then queue for a CPU), so each round says how busy they were.
+    let watched = [
+        ("server", urls.first().and_then(|u| find_listener_pid(u))),
+        ("bench", Some(std::process::id())),
+        (
+            "load_child",
+            match &runner {
+                LoadRunner::Child(worker) => worker.child.id(),
+                LoadRunner::InProcess(..) => None,
+            },
+        ),
+    ];
     let duration = Duration::from_secs_f64(args.duration);
     let grace = Duration::from_secs_f64(args.grace);
     let settle = Duration::from_secs_f64(args.settle);
+    let measure = async |label: &str| -> Result<Vec<Run>> {
+        let cpu = CpuWindow::start(&watched);
+        let mut runs = measure_runs(&client, &pairs, &[args.rate], duration, grace, label).await?;
+        let cores = cpu.cores();
+        eprintln!("[{label}] cores busy: {cores}");
+        for run in &mut runs {
+            run.point["cores_busy"] = cores.clone();
+        }
+        Ok(runs)
+    };
     if args.warmup > 0.0 {
-        // Measured like a round, and thrown away.
+        // Measured like a round, and thrown away: sends alone, then with the load, so that
+        // what happens once (the first checkpoint, the server's first state for thousands of
+        // churn and typing users) is not in round 1 of either kind.
         let warmup = Duration::from_secs_f64(args.warmup);
         measure_runs(&client, &pairs, &[args.rate], warmup, grace, "warm-up").await?;
         tokio::time::sleep(settle).await;
+        if !args.control {
+            runner.start().await?;
+            tokio::time::sleep(settle).await;
+            let runs = measure_runs(&client, &pairs, &[args.rate], warmup, grace, "warm-up").await;
+            runner.stop().await?;
+            runs?;
+            tokio::time::sleep(settle).await;
+        }
     }
     let (mut quiet, mut loaded, mut load) = (Vec::new(), Vec::new(), Vec::new());
     let (mut quiet_all, mut loaded_all) = (new_hist(), new_hist());
@@ -457,9 +499,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             let kind = if with_load { "loaded" } else { "quiet" };
             let label = format!("{kind} {}", round + 1);
             if !with_load {
-                let runs =
-                    measure_runs(&client, &pairs, &[args.rate], duration, grace, &label).await?;
-                pool(runs, &mut quiet, &mut quiet_all)?;
+                pool(measure(&label).await?, &mut quiet, &mut quiet_all)?;
                 tokio::time::sleep(settle).await;
                 continue;
             }
@@ -468,7 +508,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             }
             // Let the storm and the churn reach their steady rate before measuring.
             tokio::time::sleep(settle).await;
-            let runs = measure_runs(&client, &pairs, &[args.rate], duration, grace, &label).await;
+            let runs = measure(&label).await;
             if !args.control {
                 load.push(runner.stop().await?);
             }
@@ -482,6 +522,16 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
     let (quiet_p99, loaded_p99) = (pooled(&quiet_all), pooled(&loaded_all));
     let quiet_median = median(quiet.iter().filter_map(p99).collect());
     let loaded_median = median(loaded.iter().filter_map(p99).collect());
+    let machine_cores = |points: &[Value]| {
+        median(
+            points
+                .iter()
+                .filter_map(|pt| pt.pointer("/cores_busy/machine").and_then(Value::as_f64))
+                .collect(),
+        )
+        .map(|c| (c * 100.0).round() / 100.0)
+    };
+    let (quiet_cores, loaded_cores) = (machine_cores(&quiet), machine_cores(&loaded));
     let lost: u64 = quiet
         .iter()
         .chain(&loaded)
@@ -496,7 +546,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         ratio(quiet_median, loaded_median),
     );
     eprintln!(
-        "signals{}: message p99 of all rounds quiet {quiet_p99:?} µs, loaded {loaded_p99:?} µs, ratio {pooled_ratio:?} (median of rounds' p99: ratio {median_ratio:?}), lost {lost}",
+        "signals{}: message p99 of all rounds quiet {quiet_p99:?} µs, loaded {loaded_p99:?} µs, ratio {pooled_ratio:?} (median of rounds' p99: ratio {median_ratio:?}), lost {lost}; machine cores busy (median of rounds) quiet {quiet_cores:?}, loaded {loaded_cores:?}",
         if args.control {
             " (control: no load)"
         } else {
@@ -522,6 +572,8 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             "loaded_all": hist_summary(&loaded_all),
             "p99_us_quiet_median": quiet_median,
             "p99_us_loaded_median": loaded_median,
+            "machine_cores_busy_quiet_median": quiet_cores,
+            "machine_cores_busy_loaded_median": loaded_cores,
             "lost": lost,
         }),
         ceiling: Value::Null,
