@@ -26,11 +26,11 @@
 //! flips with where the stalls fell: a control run with no load at all gave a "ratio" of 30.
 //! `--control` runs the loaded rounds without the load, to show that noise floor.
 //!
-//! Each round also reports the cores busy (`cores_busy`: the server's when it is local, this
-//! process's, the load child's, the whole machine's). With the load generated on the server's
-//! own cores the load's CPU is the server's loss: on the 2-core VM the machine went from
-//! 0.9–1.2 cores busy (median of a run's quiet rounds) to 1.3–1.6, and a send then queues for
-//! a CPU ("Issue 12, tenth pass").
+//! Each round also reports the cores busy (`cores_busy`: the server's, or in a cluster the first
+//! node's, when it is local; this process's; the load child's; the whole machine's). With the
+//! load generated on the server's own cores the load's CPU is the server's loss: on the 2-core
+//! VM the machine went from 0.9–1.2 cores busy (median of a run's quiet rounds) to 1.3–1.6, and
+//! a send then queues for a CPU ("Issue 12, tenth pass").
 //!
 //! The load shares this process's runtime and connection pool, so the measurer's own queueing
 //! under load counts as message latency. `--load-in-child` runs it in a child process
