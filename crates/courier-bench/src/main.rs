@@ -221,6 +221,11 @@ pub struct SignalsArgs {
     /// made the quiet rounds slower, not the loaded ones faster: docs/benchmarks.md).
     #[arg(long)]
     pub load_in_child: bool,
+    /// Run the load in a child process at the `SCHED_IDLE` policy (implies `--load-in-child`):
+    /// the generator's own CPU then yields to the server and the measurer, as a load coming
+    /// from other machines would. Needs util-linux's `chrt`.
+    #[arg(long)]
+    pub load_idle: bool,
     /// Control run: the "loaded" rounds run without the load, so the ratio shows what this
     /// machine's noise alone gives two identical phases.
     #[arg(long)]

@@ -19,8 +19,30 @@ impl WorkerProcess {
     /// Starts `<this bench> <subcommand>` and sends it `config` as its first line.
     pub async fn spawn(subcommand: &'static str, config: &impl Serialize) -> Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut child = tokio::process::Command::new(exe)
-            .arg(subcommand)
+        let mut command = tokio::process::Command::new(exe);
+        command.arg(subcommand);
+        Self::start(command, subcommand, config).await
+    }
+
+    /// As [`spawn`](Self::spawn), at the `SCHED_IDLE` policy (through util-linux's `chrt`, which
+    /// execs the bench in place, so the child's pid is the bench's): every thread of the child
+    /// then runs only on a core nothing else wants, the nearest a shared machine gets to a
+    /// load generated on other machines.
+    pub async fn spawn_idle(subcommand: &'static str, config: &impl Serialize) -> Result<Self> {
+        let exe = std::env::current_exe()?;
+        let mut command = tokio::process::Command::new("chrt");
+        command.args(["--idle", "0"]).arg(exe).arg(subcommand);
+        Self::start(command, subcommand, config)
+            .await
+            .context("running the child under `chrt --idle` (util-linux)")
+    }
+
+    async fn start(
+        mut command: tokio::process::Command,
+        subcommand: &'static str,
+        config: &impl Serialize,
+    ) -> Result<Self> {
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)

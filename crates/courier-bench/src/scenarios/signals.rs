@@ -36,6 +36,9 @@
 //! under load counts as message latency. `--load-in-child` runs it in a child process
 //! (`signals-load`) instead, as on other people's machines; on the 2-core VM that did not lower
 //! the loaded p99 and raised the quiet one (docs/benchmarks.md, "Issue 16, sixth pass").
+//! `--load-idle` runs that child at `SCHED_IDLE`, so the generator's CPU yields to the server
+//! and the measurer, as a load from other machines would; what is left is the server's own work
+//! for the load ("Issue 12, eleventh pass").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -437,7 +440,11 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         churn_hold: args.churn_hold,
         churn_gap: args.churn_gap,
     };
-    let mut runner = if args.load_in_child {
+    let mut runner = if args.load_idle {
+        LoadRunner::Child(Box::new(
+            WorkerProcess::spawn_idle("signals-load", &plan).await?,
+        ))
+    } else if args.load_in_child {
         LoadRunner::Child(Box::new(WorkerProcess::spawn("signals-load", &plan).await?))
     } else {
         LoadRunner::InProcess(client.clone(), plan, None)
@@ -561,7 +568,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             "warmup_s": args.warmup,
             "typists": 2 * p, "typing_rate": args.typing_rate, "churn_users": args.churn_users,
             "churn_hold_s": args.churn_hold, "churn_gap_s": args.churn_gap,
-            "load_in_child": args.load_in_child, "control": args.control,
+            "load_in_child": args.load_in_child || args.load_idle, "load_idle": args.load_idle, "control": args.control,
             "prefix": prefix, "base_urls": urls,
         }),
         figures: json!({
