@@ -174,66 +174,51 @@ pub(super) async fn serve_stream<S>(
         }
         return;
     }
-    let head = head(&parts, None);
+    let mut out = head(&parts, None);
     // The response's header map would otherwise stay allocated for the life of the stream.
     drop(parts);
-    if io.write_all(&head).await.is_err() {
-        return;
-    }
-    drop(head);
+    // The opening frame is ready now: it goes out with the head, in one write that wakes the
+    // client once rather than twice.
+    let mut ready = take_ready(&mut body, &mut out);
     // Read only to notice the client leaving: it sends nothing more on a stream connection.
     let mut probe = [0u8; 16];
-    let mut out = Vec::new();
     loop {
+        if !out.is_empty() && io.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+        if out.capacity() > COALESCE_MAX {
+            out = Vec::new();
+        }
+        match ready {
+            Ready::More => {}
+            Ready::Ended => {
+                let _ = io.shutdown().await;
+                return;
+            }
+            Ready::Failed => return,
+        }
         tokio::select! {
-            frame = body.frame() => match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        push_chunk(&mut out, &data);
-                    }
-                    // Frames that are already waiting (a catch-up is hundreds) go out in the
-                    // same write: one syscall per burst rather than one per event.
-                    let mut ended = false;
-                    while out.len() < COALESCE_MAX {
-                        match body.frame().now_or_never() {
-                            Some(Some(Ok(frame))) => {
-                                if let Ok(data) = frame.into_data() {
-                                    push_chunk(&mut out, &data);
-                                }
-                            }
-                            Some(None) => {
-                                out.extend_from_slice(b"0\r\n\r\n");
-                                ended = true;
-                                break;
-                            }
-                            // A failed body is noticed at the next turn of the loop.
-                            Some(Some(Err(_))) | None => break,
+            frame = body.frame() => {
+                ready = match frame {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            push_chunk(&mut out, &data);
                         }
+                        // Frames that are already waiting (a catch-up is hundreds) go out in
+                        // the same write: one syscall per burst rather than one per event.
+                        take_ready(&mut body, &mut out)
                     }
-                    if !out.is_empty() && io.write_all(&out).await.is_err() {
-                        return;
+                    Some(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "event stream body failed");
+                        Ready::Failed
                     }
-                    out.clear();
-                    if out.capacity() > COALESCE_MAX {
-                        out = Vec::new();
+                    None => {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        Ready::Ended
                     }
-                    if ended {
-                        let _ = io.shutdown().await;
-                        return;
-                    }
-                }
-                Some(Err(e)) => {
-                    // No last chunk: the client sees a cut-off response and resumes.
-                    tracing::debug!(%peer, error = %e, "event stream body failed");
-                    return;
-                }
-                None => {
-                    if io.write_all(b"0\r\n\r\n").await.is_ok() {
-                        let _ = io.shutdown().await;
-                    }
-                    return;
-                }
-            },
+                };
+            }
             read = io.read(&mut probe) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
@@ -241,6 +226,37 @@ pub(super) async fn serve_stream<S>(
             _ = hard_stop.cancelled() => return,
         }
     }
+}
+
+/// What [`take_ready`] left the stream's body in.
+enum Ready {
+    /// Nothing more is ready now; the stream goes on.
+    More,
+    /// The body ended: the last chunk is in the buffer.
+    Ended,
+    /// The body failed: no last chunk, so the client sees a cut-off response and resumes.
+    Failed,
+}
+
+/// Appends the frames the body has ready now to `out`, as chunks, up to about `COALESCE_MAX`.
+fn take_ready(body: &mut Body, out: &mut Vec<u8>) -> Ready {
+    while out.len() < COALESCE_MAX {
+        match body.frame().now_or_never() {
+            Some(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    push_chunk(out, &data);
+                }
+            }
+            Some(None) => {
+                out.extend_from_slice(b"0\r\n\r\n");
+                return Ready::Ended;
+            }
+            // Written first, what is already buffered; then the stream ends without a last chunk.
+            Some(Some(Err(_))) => return Ready::Failed,
+            None => break,
+        }
+    }
+    Ready::More
 }
 
 /// The response head; `length` for a whole body, `None` for a chunked stream.
@@ -356,6 +372,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     fn parse(head: &str) -> Option<Request<Body>> {
         match parse_stream_request(head.as_bytes()) {
@@ -399,6 +416,74 @@ mod tests {
         let mut all = Vec::new();
         rewound.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    }
+
+    /// A client that has already left (reads see EOF) and records each write the server makes.
+    #[derive(Default, Clone)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl AsyncRead for Recorder {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_head_and_the_frames_ready_with_it_go_out_in_one_write() {
+        // One frame ready at once, then nothing for ever: a stream's opening.
+        let router = Router::new().route(
+            "/api/messages",
+            axum::routing::get(|| async {
+                let frames = futures::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(Bytes::from_static(b": connected\n\n"))
+                })
+                .chain(futures::stream::pending());
+                (
+                    [(header::CONTENT_TYPE, "text/event-stream")],
+                    Body::from_stream(frames),
+                )
+            }),
+        );
+        let request = parse("GET /api/messages HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let client = Recorder::default();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        serve_stream(
+            client.clone(),
+            request,
+            peer,
+            router,
+            &CancellationToken::new(),
+        )
+        .await;
+        let writes = client.0.lock().unwrap().clone();
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        let written = String::from_utf8(writes[0].clone()).unwrap();
+        assert!(written.starts_with("HTTP/1.1 200 OK\r\n"), "{written}");
+        assert!(
+            written.ends_with("\r\n\r\nd\r\n: connected\n\n\r\n"),
+            "{written}"
+        );
     }
 
     #[test]
