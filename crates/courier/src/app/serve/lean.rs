@@ -180,16 +180,14 @@ pub(super) async fn serve_stream<S>(
     // The opening frame is ready now: it goes out with the head, in one write that wakes the
     // client once rather than twice.
     let mut ready = take_ready(&mut body, &mut out);
+    if io.write_all(&out).await.is_err() {
+        return;
+    }
+    // Sized for the head: an idle stream should not keep it. Its own buffer grows to its frames.
+    out = Vec::new();
     // Read only to notice the client leaving: it sends nothing more on a stream connection.
     let mut probe = [0u8; 16];
     loop {
-        if !out.is_empty() && io.write_all(&out).await.is_err() {
-            return;
-        }
-        out.clear();
-        if out.capacity() > COALESCE_MAX {
-            out = Vec::new();
-        }
         match ready {
             Ready::More => {}
             Ready::Ended => {
@@ -224,6 +222,13 @@ pub(super) async fn serve_stream<S>(
                 Ok(_) => {}
             },
             _ = hard_stop.cancelled() => return,
+        }
+        if !out.is_empty() && io.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+        if out.capacity() > COALESCE_MAX {
+            out = Vec::new();
         }
     }
 }
