@@ -31,6 +31,21 @@ pub fn http_client(local: Option<IpAddr>) -> Result<Client> {
     Ok(b.build()?)
 }
 
+/// Streams on one HTTP/2 connection (one client each): below the server's default limit of
+/// concurrent HTTP/2 streams per connection.
+pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// HTTP/2 with prior knowledge, as a reverse proxy speaks upstream (and as a browser speaks to
+/// Courier's own TLS, which offers `h2`): many streams share one connection.
+pub fn http2_client() -> Result<Client> {
+    Ok(Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(30))
+        .build()?)
+}
+
 pub fn bearer(token: &str) -> Result<HeaderValue> {
     let mut v = HeaderValue::from_str(&format!("Bearer {token}"))?;
     v.set_sensitive(true);

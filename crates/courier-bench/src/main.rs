@@ -230,6 +230,11 @@ pub struct SignalsArgs {
     /// machine's noise alone gives two identical phases.
     #[arg(long)]
     pub control: bool,
+    /// Open the churn streams over HTTP/2 (prior knowledge), many to a connection, as a browser
+    /// does over Courier's own TLS (which offers `h2`) and a reverse proxy may upstream: a
+    /// stream's close is then a stream reset, not a TCP close.
+    #[arg(long)]
+    pub churn_http2: bool,
 }
 
 #[derive(Args, Debug)]

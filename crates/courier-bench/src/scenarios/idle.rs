@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::client::{
-    Api, Nodes, SseStream, StreamTarget, bearer, http_client, login_many, parse_msg, random_prefix,
+    Api, H2_STREAMS_PER_CONNECTION, Nodes, SseStream, StreamTarget, bearer, http_client,
+    http2_client, login_many, parse_msg, random_prefix,
 };
 use crate::report::{Report, ratio, rss_bytes};
 use crate::{CeilingOpts, Common, IdleArgs, ceiling};
@@ -246,18 +247,6 @@ where
 }
 
 /// The worker process: reads its config on stdin, opens its streams, answers commands.
-/// Below the server's default limit of concurrent HTTP/2 streams per connection.
-const H2_STREAMS_PER_CONNECTION: usize = 100;
-
-fn http2_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(30))
-        .build()?)
-}
-
 pub async fn worker() -> Result<()> {
     crate::raise_nofile();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

@@ -54,7 +54,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::child::WorkerProcess;
 use super::latency::{Pair, Run, measure_runs};
-use crate::client::{Nodes, SseStream, StreamTarget, bearer, conversations_many, login_many};
+use crate::client::{
+    H2_STREAMS_PER_CONNECTION, Nodes, SseStream, StreamTarget, bearer, conversations_many,
+    http2_client, login_many,
+};
 use crate::report::{CpuWindow, Report, find_listener_pid, hist_summary, new_hist, spawn_progress};
 use crate::{Common, SignalsArgs};
 use hdrhistogram::Histogram;
@@ -108,6 +111,9 @@ struct LoadPlan {
     typing_rate: f64,
     churn_hold: f64,
     churn_gap: f64,
+    /// Churn streams over shared HTTP/2 connections instead of one HTTP/1.1 connection each.
+    #[serde(default)]
+    churn_http2: bool,
 }
 
 /// (URL, token) pairs as requests' targets.
@@ -138,7 +144,22 @@ impl LoadRound {
         let (typists, churners) = (targets(&plan.typists)?, targets(&plan.churners)?);
         let counters = Arc::new(LoadCounters::default());
         let stop = CancellationToken::new();
-        let tasks = start_load(client, &typists, &churners, plan, &counters, &stop);
+        let churn_clients = if plan.churn_http2 {
+            (0..churners.len().div_ceil(H2_STREAMS_PER_CONNECTION))
+                .map(|_| http2_client())
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![client.clone()]
+        };
+        let tasks = start_load(
+            client,
+            &churn_clients,
+            &typists,
+            &churners,
+            plan,
+            &counters,
+            &stop,
+        );
         let progress = {
             let counters = counters.clone();
             spawn_progress("load".into(), move || counters.progress())
@@ -227,6 +248,7 @@ impl LoadRunner {
 /// Runs the typing storm and the presence churn until `stop`.
 fn start_load(
     client: &Client,
+    churn_clients: &[Client],
     typists: &Arc<Vec<StreamTarget>>,
     churners: &Arc<Vec<StreamTarget>>,
     plan: &LoadPlan,
@@ -274,7 +296,7 @@ fn start_load(
     let cycle = hold + gap;
     for i in 0..churners.len() {
         let (client, churners, counters, stop) = (
-            client.clone(),
+            churn_clients[i % churn_clients.len()].clone(),
             churners.clone(),
             counters.clone(),
             stop.clone(),
@@ -439,6 +461,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         typing_rate: args.typing_rate,
         churn_hold: args.churn_hold,
         churn_gap: args.churn_gap,
+        churn_http2: args.churn_http2,
     };
     let mut runner = if args.load_idle {
         LoadRunner::Child(Box::new(
@@ -567,7 +590,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             "pairs": p, "rate": args.rate, "duration_s": args.duration, "rounds": args.rounds,
             "warmup_s": args.warmup,
             "typists": 2 * p, "typing_rate": args.typing_rate, "churn_users": args.churn_users,
-            "churn_hold_s": args.churn_hold, "churn_gap_s": args.churn_gap,
+            "churn_hold_s": args.churn_hold, "churn_gap_s": args.churn_gap, "churn_http2": args.churn_http2,
             "load_in_child": args.load_in_child || args.load_idle, "load_idle": args.load_idle, "control": args.control,
             "prefix": prefix, "base_urls": urls,
         }),
