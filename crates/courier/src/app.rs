@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -225,22 +226,21 @@ impl App {
                 trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             }),
         });
-        let mut router = router(state, config.max_body_bytes);
-        if tls.is_some() {
-            // Browsers that once came over HTTPS never try plain HTTP here again.
-            router = router.layer(SetResponseHeaderLayer::if_not_present(
-                HeaderName::from_static("strict-transport-security"),
-                HeaderValue::from_static("max-age=31536000"),
-            ));
-        }
         let metrics = match config.metrics_listen {
             Some(addr) => {
                 let handle = metrics::recorder();
-                router = router.layer(axum::middleware::from_fn(metrics::track));
                 Some((metrics::bind(addr).await?, handle, bus.clone()))
             }
             None => None,
         };
+        let router = router(
+            state,
+            RouterLayers {
+                max_body_bytes: config.max_body_bytes,
+                hsts: tls.is_some(),
+                metrics: metrics.is_some(),
+            },
+        );
         let max_connections = config.max_connections.resolve(open_files_limit());
         tracing::info!(
             max_connections = ?max_connections,
@@ -456,23 +456,51 @@ fn oauth_settings(config: &ServeConfig, scheme: &str, bound: SocketAddr) -> OAut
     }
 }
 
-fn router(state: ApiState, max_body_bytes: usize) -> Router {
+/// What wraps the routes besides the API's own layers.
+struct RouterLayers {
+    max_body_bytes: usize,
+    /// `Strict-Transport-Security` on every answer (Courier serves HTTPS itself).
+    hsts: bool,
+    /// Request counts and durations by route (`/metrics` is served).
+    metrics: bool,
+}
+
+/// The app's routes under the layers every request passes.
+///
+/// The layers wrap the router once, as one service, not each route: `Router::layer` boxes
+/// every route again per layer, and each request then clones and boxes through every level.
+/// Once costs 4.2 µs a request where per route cost 6.1 (`benches/router_layers.rs`). Only
+/// the metrics layer stays per route: it labels requests by axum's `MatchedPath`, which exists
+/// only inside the router.
+fn router(state: ApiState, layers: RouterLayers) -> Router {
     let header = |name: &'static str, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
         )
     };
-    Router::new()
+    let mut routes = Router::new()
         .nest("/api", api::router(state.clone()))
         .merge(api::health_router(state))
-        .fallback(web::serve)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
-        .layer(header("x-content-type-options", "nosniff"))
-        .layer(header("referrer-policy", "no-referrer"))
-        .layer(header("x-frame-options", "DENY"))
+        .fallback(web::serve);
+    if layers.metrics {
+        routes = routes.layer(axum::middleware::from_fn(metrics::track));
+    }
+    let stack = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
+        // Browsers that once came over HTTPS never try plain HTTP here again.
+        .option_layer(
+            layers
+                .hsts
+                .then(|| header("strict-transport-security", "max-age=31536000")),
+        )
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
+        .layer(DefaultBodyLimit::max(layers.max_body_bytes))
+        .service(routes);
+    Router::new().fallback_service(stack)
 }
 
 async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {

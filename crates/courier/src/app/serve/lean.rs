@@ -198,23 +198,11 @@ pub(super) async fn serve_stream<S>(
         }
         tokio::select! {
             frame = body.frame() => {
-                ready = match frame {
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            push_chunk(&mut out, &data);
-                        }
-                        // Frames that are already waiting (a catch-up is hundreds) go out in
-                        // the same write: one syscall per burst rather than one per event.
-                        take_ready(&mut body, &mut out)
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "event stream body failed");
-                        Ready::Failed
-                    }
-                    None => {
-                        out.extend_from_slice(b"0\r\n\r\n");
-                        Ready::Ended
-                    }
+                ready = match add_frame(frame, &mut out) {
+                    // Frames that are already waiting (a catch-up is hundreds) go out in the
+                    // same write: one syscall per burst rather than one per event.
+                    Ready::More => take_ready(&mut body, &mut out),
+                    done => done,
                 };
             }
             read = io.read(&mut probe) => match read {
@@ -246,22 +234,41 @@ enum Ready {
 /// Appends the frames the body has ready now to `out`, as chunks, up to about `COALESCE_MAX`.
 fn take_ready(body: &mut Body, out: &mut Vec<u8>) -> Ready {
     while out.len() < COALESCE_MAX {
-        match body.frame().now_or_never() {
-            Some(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    push_chunk(out, &data);
-                }
-            }
-            Some(None) => {
-                out.extend_from_slice(b"0\r\n\r\n");
-                return Ready::Ended;
-            }
-            // Written first, what is already buffered; then the stream ends without a last chunk.
-            Some(Some(Err(_))) => return Ready::Failed,
-            None => break,
+        let Some(frame) = body.frame().now_or_never() else {
+            break;
+        };
+        match add_frame(frame, out) {
+            Ready::More => {}
+            // A failure: what is already buffered is written first, then the stream ends
+            // without a last chunk.
+            done => return done,
         }
     }
     Ready::More
+}
+
+/// Appends one polled frame of the body to `out`: its data as a chunk, or the last chunk when
+/// the body has ended.
+fn add_frame<E: std::fmt::Display>(
+    frame: Option<Result<http_body::Frame<Bytes>, E>>,
+    out: &mut Vec<u8>,
+) -> Ready {
+    match frame {
+        Some(Ok(frame)) => {
+            if let Ok(data) = frame.into_data() {
+                push_chunk(out, &data);
+            }
+            Ready::More
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "event stream body failed");
+            Ready::Failed
+        }
+        None => {
+            out.extend_from_slice(b"0\r\n\r\n");
+            Ready::Ended
+        }
+    }
 }
 
 /// The response head; `length` for a whole body, `None` for a chunked stream.
@@ -303,10 +310,8 @@ fn head(parts: &response::Parts, length: Option<usize>) -> Vec<u8> {
     out
 }
 
-/// One chunk of a chunked body, in one buffer so it leaves in one write (and, with
-/// `TCP_NODELAY`, one segment).
 /// Appends `data` to `out` as one chunk of a chunked body (nothing for empty data, which
-/// would read as the last chunk).
+/// would read as the last chunk), so it leaves in the same write as its neighbours.
 fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
