@@ -33,11 +33,19 @@ pub fn http_client(local: Option<IpAddr>) -> Result<Client> {
 
 /// Streams on one HTTP/2 connection (one client each): below the server's default limit of
 /// concurrent HTTP/2 streams per connection.
-pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// Enough HTTP/2 clients (one connection each) for `streams` streams; stream `i` uses client
+/// `i % len`.
+pub fn http2_clients(streams: usize) -> Result<Vec<Client>> {
+    (0..streams.div_ceil(H2_STREAMS_PER_CONNECTION).max(1))
+        .map(|_| http2_client())
+        .collect()
+}
 
 /// HTTP/2 with prior knowledge, as a reverse proxy speaks upstream (and as a browser speaks to
 /// Courier's own TLS, which offers `h2`): many streams share one connection.
-pub fn http2_client() -> Result<Client> {
+fn http2_client() -> Result<Client> {
     Ok(Client::builder()
         .no_proxy()
         .http2_prior_knowledge()

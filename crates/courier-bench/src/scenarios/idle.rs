@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::client::{
-    Api, H2_STREAMS_PER_CONNECTION, Nodes, SseStream, StreamTarget, bearer, http_client,
-    http2_client, login_many, parse_msg, random_prefix,
+    Api, Nodes, SseStream, StreamTarget, bearer, http_client, http2_clients, login_many, parse_msg,
+    random_prefix,
 };
 use crate::report::{Report, ratio, rss_bytes};
 use crate::{CeilingOpts, Common, IdleArgs, ceiling};
@@ -252,11 +252,8 @@ pub async fn worker() -> Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let cfg: WorkerCfg = serde_json::from_str(&lines.next_line().await?.context("no config")?)?;
     let clients = if cfg.http2 {
-        // As a reverse proxy speaks upstream: HTTP/2 with prior knowledge, at most
-        // H2_STREAMS_PER_CONNECTION streams on each connection (one reqwest client each).
-        (0..cfg.count.div_ceil(H2_STREAMS_PER_CONNECTION))
-            .map(|_| http2_client())
-            .collect::<Result<Vec<_>>>()?
+        // As a reverse proxy speaks upstream: many streams on each connection.
+        http2_clients(cfg.count)?
     } else if cfg.src_ips.is_empty() {
         vec![http_client(None)?]
     } else {

@@ -55,8 +55,7 @@ use tokio_util::sync::CancellationToken;
 use super::child::WorkerProcess;
 use super::latency::{Pair, Run, measure_runs};
 use crate::client::{
-    H2_STREAMS_PER_CONNECTION, Nodes, SseStream, StreamTarget, bearer, conversations_many,
-    http2_client, login_many,
+    Nodes, SseStream, StreamTarget, bearer, conversations_many, http2_clients, login_many,
 };
 use crate::report::{CpuWindow, Report, find_listener_pid, hist_summary, new_hist, spawn_progress};
 use crate::{Common, SignalsArgs};
@@ -112,7 +111,6 @@ struct LoadPlan {
     churn_hold: f64,
     churn_gap: f64,
     /// Churn streams over shared HTTP/2 connections instead of one HTTP/1.1 connection each.
-    #[serde(default)]
     churn_http2: bool,
 }
 
@@ -145,9 +143,7 @@ impl LoadRound {
         let counters = Arc::new(LoadCounters::default());
         let stop = CancellationToken::new();
         let churn_clients = if plan.churn_http2 {
-            (0..churners.len().div_ceil(H2_STREAMS_PER_CONNECTION))
-                .map(|_| http2_client())
-                .collect::<Result<Vec<_>>>()?
+            http2_clients(churners.len())?
         } else {
             vec![client.clone()]
         };
