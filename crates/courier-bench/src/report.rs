@@ -99,6 +99,13 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 /// CPU time the whole machine has spent busy (not idle, not waiting for I/O) since boot, in
 /// seconds, from /proc/stat.
 pub fn machine_busy_seconds() -> Option<f64> {
+    machine_seconds().map(|(busy, _)| busy)
+}
+
+/// (busy, stolen) CPU seconds since boot from /proc/stat. Stolen time is the hypervisor
+/// running other guests while this one had work: on a shared VM it is the noise that no
+/// process here accounts for, and busy includes it.
+fn machine_seconds() -> Option<(f64, f64)> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
     let f: Vec<u64> = s
         .lines()
@@ -109,16 +116,16 @@ pub fn machine_busy_seconds() -> Option<f64> {
         .collect();
     // user nice system idle iowait irq softirq steal ...
     let busy = f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?;
-    Some(busy as f64 / 100.0)
+    Some((busy as f64 / 100.0, *f.get(7)? as f64 / 100.0))
 }
 
-/// Cores busy over a window: for each named process (CPU seconds from /proc/PID/stat) and
-/// for the whole machine (so what else runs shows as the difference). A figure is null where
-/// a process is not local or /proc is missing.
+/// Cores busy over a window: for each named process (CPU seconds from /proc/PID/stat), for
+/// the whole machine (so what else runs shows as the difference), and stolen by the host. A
+/// figure is null where a process is not local or /proc is missing.
 pub struct CpuWindow {
     started: Instant,
     processes: Vec<(&'static str, Option<u32>, Option<f64>)>,
-    machine: Option<f64>,
+    machine: Option<(f64, f64)>,
 }
 
 impl CpuWindow {
@@ -129,11 +136,11 @@ impl CpuWindow {
                 .iter()
                 .map(|&(name, pid)| (name, pid, pid.and_then(cpu_seconds)))
                 .collect(),
-            machine: machine_busy_seconds(),
+            machine: machine_seconds(),
         }
     }
 
-    /// `{"<name>": cores, ..., "machine": cores}` from the start to now.
+    /// `{"<name>": cores, ..., "machine": cores, "steal": cores}` from the start to now.
     pub fn cores(&self) -> Value {
         let wall = self.started.elapsed().as_secs_f64();
         let cores = |before: Option<f64>, now: Option<f64>| match (before, now) {
@@ -144,9 +151,14 @@ impl CpuWindow {
         for &(name, pid, before) in &self.processes {
             out.insert(name.into(), cores(before, pid.and_then(cpu_seconds)));
         }
+        let now = machine_seconds();
         out.insert(
             "machine".into(),
-            cores(self.machine, machine_busy_seconds()),
+            cores(self.machine.map(|m| m.0), now.map(|m| m.0)),
+        );
+        out.insert(
+            "steal".into(),
+            cores(self.machine.map(|m| m.1), now.map(|m| m.1)),
         );
         Value::Object(out)
     }

@@ -386,6 +386,14 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_PG_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pg_writers: u16,
 
+    /// Runtime worker threads, which serve every request and stream. Default: one per core.
+    /// Fewer means fewer thread wake-ups: on a 2-core machine with SQLite, whose commits run on
+    /// a thread of their own beside the workers, 1 worker used ~10 % less CPU under the
+    /// `signals` load, but fan-out to 1,000 streams waited longer (docs/benchmarks.md, "Issue
+    /// 12, fourteenth pass").
+    #[arg(long, env = "COURIER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// Kernel send buffer per connection, in bytes; 0 lets the kernel size it. A small one bounds
     /// what a stalled reader can hold, so its stream is closed (and resumed) sooner.
     #[arg(long, env = "COURIER_SOCKET_SEND_BUFFER", default_value_t = 0)]
@@ -741,6 +749,7 @@ impl fmt::Debug for ServeConfig {
                     .map(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k))
                     .collect::<Vec<_>>(),
             )
+            .field("workers", &self.workers)
             .field("heartbeat", &self.heartbeat)
             .field("stream_buffer", &self.stream_buffer)
             .field("public_url", &self.public_url)
@@ -1070,6 +1079,17 @@ mod tests {
             "id=a,issuer=https://x,client-id=c,client-secret=s,colour=blue",
         ] {
             assert!(bad.parse::<OidcProvider>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn workers_default_to_the_runtime_s_choice_and_zero_stops_start_up() {
+        assert_eq!(ServeConfig::parse_from(["serve"]).workers, None);
+        let one = ServeConfig::parse_from(["serve", "--workers", "1"]);
+        assert_eq!(one.workers, Some(1));
+        for bad in ["0", "-1", "many"] {
+            let parsed = ServeConfig::try_parse_from(["serve", "--workers", bad]);
+            assert!(parsed.is_err(), "--workers {bad} was accepted");
         }
     }
 

@@ -1,14 +1,24 @@
 use courier::app::App;
 use courier::config::{Command, LogFormat, ServeConfig};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match courier::config::parse_cli().command {
-        Command::Serve(config) => serve(*config).await,
-        Command::Backup(args) => courier::ops::backup(&args).await,
-        Command::Restore(args) => courier::ops::restore(&args).await,
-        Command::Admin(command) => courier::app::admin::run(command).await,
+fn main() -> anyhow::Result<()> {
+    let command = courier::config::parse_cli().command;
+    // Built here rather than by `#[tokio::main]`: `serve --workers` sizes it.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Command::Serve(config) = &command
+        && let Some(workers) = config.workers
+    {
+        runtime.worker_threads(usize::from(workers));
     }
+    runtime.build()?.block_on(async {
+        match command {
+            Command::Serve(config) => serve(*config).await,
+            Command::Backup(args) => courier::ops::backup(&args).await,
+            Command::Restore(args) => courier::ops::restore(&args).await,
+            Command::Admin(command) => courier::app::admin::run(command).await,
+        }
+    })
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {

@@ -27,7 +27,8 @@
 //! `--control` runs the loaded rounds without the load, to show that noise floor.
 //!
 //! Each round also reports the cores busy (`cores_busy`: the server's, or in a cluster the first
-//! node's, when it is local; this process's; the load child's; the whole machine's). With the
+//! node's, when it is local; this process's; the load child's; the whole machine's; and what
+//! the host stole, `steal`: on a shared VM, noise that no process here accounts for). With the
 //! load generated on the server's own cores the load's CPU is the server's loss: on the 2-core
 //! VM the machine went from 0.9–1.2 cores busy (median of a run's quiet rounds) to 1.3–1.6, and
 //! a send then queues for a CPU ("Issue 12, tenth pass").
@@ -558,6 +559,11 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         .map(|c| (c * 100.0).round() / 100.0)
     };
     let (quiet_cores, loaded_cores) = (machine_cores(&quiet), machine_cores(&loaded));
+    let steal_max = quiet
+        .iter()
+        .chain(&loaded)
+        .filter_map(|pt| pt.pointer("/cores_busy/steal").and_then(Value::as_f64))
+        .reduce(f64::max);
     let lost: u64 = quiet
         .iter()
         .chain(&loaded)
@@ -572,7 +578,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         ratio(quiet_median, loaded_median),
     );
     eprintln!(
-        "signals{}: message p99 of all rounds quiet {quiet_p99:?} µs, loaded {loaded_p99:?} µs, ratio {pooled_ratio:?} (median of rounds' p99: ratio {median_ratio:?}), lost {lost}; machine cores busy (median of rounds) quiet {quiet_cores:?}, loaded {loaded_cores:?}",
+        "signals{}: message p99 of all rounds quiet {quiet_p99:?} µs, loaded {loaded_p99:?} µs, ratio {pooled_ratio:?} (median of rounds' p99: ratio {median_ratio:?}), lost {lost}; machine cores busy (median of rounds) quiet {quiet_cores:?}, loaded {loaded_cores:?}; most cores stolen by the host in a round {steal_max:?}",
         if args.control {
             " (control: no load)"
         } else {
@@ -600,6 +606,7 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             "p99_us_loaded_median": loaded_median,
             "machine_cores_busy_quiet_median": quiet_cores,
             "machine_cores_busy_loaded_median": loaded_cores,
+            "steal_cores_max": steal_max,
             "lost": lost,
         }),
         ceiling: Value::Null,
