@@ -321,3 +321,34 @@ fn a_flag_beats_its_environment_variable_which_beats_the_settings_file() {
     let (port, _) = listening_port(&["serve", "--data-dir", data.to_str().unwrap()], &env_file);
     assert_eq!(port, in_file, "COURIER_CONFIG names the file too");
 }
+
+/// How many of a running process's threads are tokio's runtime threads (its default name).
+#[cfg(target_os = "linux")]
+fn runtime_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn workers_sizes_the_runtime_from_the_flag_or_the_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("courier.toml");
+    std::fs::write(&file, "workers = 1\n").unwrap();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let cases: [(&std::path::Path, Vec<&str>, usize); 2] = [
+        (&data_a, vec!["--config", file.to_str().unwrap()], 1),
+        (&data_b, vec!["--workers", "3"], 3),
+    ];
+    for (data, flags, expected) in cases {
+        let (mut child, _) = serve_with(data, &flags, Stdio::null());
+        // Every worker has started once the address line is out: the server is serving.
+        let found = runtime_workers(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, expected, "{flags:?}");
+    }
+}
