@@ -44,6 +44,13 @@ const REFRESH_LAST_SEEN: Duration = Duration::from_secs(60);
 /// Last-seen times are written at most this often, in one statement: under churn a write per
 /// change would compete with sends for the database (SQLite has one writer).
 const WRITE_LAST_SEEN: Duration = Duration::from_secs(1);
+/// A departure's last-seen time is written once its user has stayed away this long. Someone
+/// whose connection flaps (a phone between cells, a tab reconnecting) is back sooner, and
+/// writing each of their departures took the one writer from the sends queued behind it;
+/// until it is written, `recent_offline` answers for it.
+const LAST_SEEN_SETTLE: Duration = Duration::from_secs(10);
+/// How long `recent_offline` keeps an offline time: past its write, with room to spare.
+const RECENT_OFFLINE_KEEP: Duration = Duration::from_secs(20);
 /// Sync messages buffered for the directory; beyond, some are dropped until the next beat.
 const SYNC_BUFFER: usize = 4096;
 
@@ -89,9 +96,9 @@ struct State {
     /// Changes to announce to this node's streams, with the offline time for `offline`.
     pending: HashMap<UserId, Option<DateTime<Utc>>>,
     /// Users gone (grace over here, or their node died) whose `last_seen_at` is still to be
-    /// written (every `WRITE_LAST_SEEN`).
+    /// written (once settled, see `LAST_SEEN_SETTLE`).
     gone: Vec<(UserId, DateTime<Utc>)>,
-    /// Offline times worked out here but perhaps not written yet (a few seconds' worth).
+    /// Offline times worked out here but perhaps not written yet (`RECENT_OFFLINE_KEEP`).
     recent_offline: HashMap<UserId, DateTime<Utc>>,
     /// Nodes first heard of since the last tick, and whether one asked for our full list.
     answer: bool,
@@ -240,7 +247,11 @@ impl Presence {
         let mut first = true;
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    let unwritten = self.settled_departures(Utc::now(), true);
+                    write_last_seen(&store, &unwritten).await;
+                    return;
+                }
                 event = async {
                     match sync.as_mut() {
                         Some(s) => s.next().await,
@@ -263,31 +274,42 @@ impl Presence {
                 }
                 _ = tick.tick() => self.step(&store, &bus).await,
                 _ = write.tick() => {
-                    let gone = {
-                        let mut state = self.lock();
-                        let written_before = Utc::now() - chrono::TimeDelta::seconds(10);
-                        state.recent_offline.retain(|_, at| *at > written_before);
-                        std::mem::take(&mut state.gone)
-                    };
-                    // In chunks, so the sends queued behind each one wait ~1 ms at most.
-                    for chunk in gone.chunks(crate::store::TOUCH_CHUNK) {
-                        if let Err(e) = store.touch_last_seen(chunk).await {
-                            tracing::warn!(error = %e, "recording last seen failed");
-                        }
-                    }
+                    let settled = self.settled_departures(Utc::now(), false);
+                    write_last_seen(&store, &settled).await;
                 }
                 _ = refresh.tick() => {
                     let now = Utc::now();
                     let online: Vec<(UserId, DateTime<Utc>)> = self.lock().local.iter()
                         .filter(|(_, u)| u.streams > 0).map(|(id, _)| (*id, now)).collect();
-                    for chunk in online.chunks(crate::store::TOUCH_CHUNK) {
-                        if let Err(e) = store.touch_last_seen(chunk).await {
-                            tracing::warn!(error = %e, "refreshing last seen failed");
-                        }
-                    }
+                    write_last_seen(&store, &online).await;
                 }
             }
         }
+    }
+
+    /// The departures to write now: those older than `LAST_SEEN_SETTLE` (or all, at
+    /// shutdown), the latest per user, except for users who are back or have left again
+    /// since: their next departure is written instead, and while they are connected
+    /// `REFRESH_LAST_SEEN` keeps the store near.
+    fn settled_departures(&self, now: DateTime<Utc>, all: bool) -> Vec<(UserId, DateTime<Utc>)> {
+        let settle = chrono::TimeDelta::from_std(LAST_SEEN_SETTLE).unwrap_or_default();
+        let keep = chrono::TimeDelta::from_std(RECENT_OFFLINE_KEEP).unwrap_or_default();
+        let mut state = self.lock();
+        state.recent_offline.retain(|_, at| *at > now - keep);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.gone)
+            .into_iter()
+            .partition(|(_, at)| all || *at <= now - settle);
+        let again: HashSet<UserId> = later.iter().map(|(user, _)| *user).collect();
+        state.gone = later;
+        let mut latest: HashMap<UserId, DateTime<Utc>> = HashMap::new();
+        for (user, at) in due {
+            let entry = latest.entry(user).or_insert(at);
+            *entry = (*entry).max(at);
+        }
+        latest
+            .into_iter()
+            .filter(|(user, _)| !state.shown.contains_key(user) && !again.contains(user))
+            .collect()
     }
 
     /// This node's users as a full list (also the heartbeat).
@@ -546,6 +568,16 @@ impl Presence {
     }
 }
 
+/// Writes last-seen times in chunks, so the sends queued behind each statement wait ~1 ms at
+/// most.
+async fn write_last_seen(store: &Arc<dyn Store>, seen: &[(UserId, DateTime<Utc>)]) {
+    for chunk in seen.chunks(crate::store::TOUCH_CHUNK) {
+        if let Err(e) = store.touch_last_seen(chunk).await {
+            tracing::warn!(error = %e, "recording last seen failed");
+        }
+    }
+}
+
 impl State {
     /// Works out `user`'s cluster-wide state again; a change is queued for announcing, with
     /// `at` as the offline time.
@@ -577,6 +609,44 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_departure_is_written_once_settled_and_not_for_someone_back_by_then() {
+        let presence = Presence::default();
+        let (flapping, back, recent, again) = (UserId(1), UserId(2), UserId(3), UserId(4));
+        let t0 = Utc::now() - chrono::TimeDelta::seconds(60);
+        let second = chrono::TimeDelta::seconds(1);
+        {
+            let mut state = presence.lock();
+            state.gone.push((flapping, t0));
+            state.gone.push((back, t0));
+            state.gone.push((again, t0));
+            state.gone.push((flapping, t0 + second));
+            state.gone.push((recent, t0 + second * 9));
+            state.gone.push((again, t0 + second * 9));
+            state.shown.insert(back, PresenceState::Online);
+        }
+        let settle = chrono::TimeDelta::from_std(LAST_SEEN_SETTLE).unwrap();
+        let due = presence.settled_departures(t0 + settle + second * 2, false);
+        assert_eq!(
+            due,
+            [(flapping, t0 + second)],
+            "the latest departure of whoever is still away; none for who is back or left again"
+        );
+        assert_eq!(
+            presence.lock().gone,
+            [(recent, t0 + second * 9), (again, t0 + second * 9)],
+            "a departure younger than the settling time waits"
+        );
+        let mut at_shutdown = presence.settled_departures(t0 + settle + second * 2, true);
+        at_shutdown.sort_by_key(|(user, _)| user.0);
+        assert_eq!(
+            at_shutdown,
+            [(recent, t0 + second * 9), (again, t0 + second * 9)],
+            "shutdown writes what is left"
+        );
+        assert!(presence.lock().gone.is_empty());
+    }
 
     #[test]
     fn presence_counts_streams_and_caps_them() {
