@@ -138,9 +138,13 @@ impl Node {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
+        // Its log goes to a file beside its data, so a node that fails to start says why.
+        let log_path = dir.path().join("stderr.log");
         match std::env::var("TEST_LOG") {
             Ok(filter) => command.env("COURIER_LOG", filter).stderr(Stdio::inherit()),
-            Err(_) => command.stderr(Stdio::null()),
+            Err(_) => command
+                .env("COURIER_LOG", "warn")
+                .stderr(std::fs::File::create(&log_path).expect("node log file")),
         };
         let mut child = command.spawn().expect("spawn courier");
         let stdout = child.stdout.take().expect("stdout");
@@ -158,9 +162,14 @@ impl Node {
                 }
             }
         });
-        let printed = || {
-            rx.recv_timeout(Duration::from_secs(30))
-                .expect("courier printed its address")
+        let mut printed = || match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("courier did not print its address ({e}; exit: {status}); its log:\n{log}")
+            }
         };
         let base = printed();
         let metrics = extra.contains(&"--metrics-listen").then(printed);

@@ -251,17 +251,23 @@ impl Deployment {
             (db.url.clone(), nats_url.clone()),
             (relayed(&db.url, &pg), relayed(&nats_url, &nats)),
         ];
-        let ports = [0; 3].map(|_| support::free_port());
-        let nodes = tokio::task::block_in_place(|| {
+        // Each node binds a port of its own choosing (a port picked here and bound later can
+        // be taken in between, by any connection's local end), and the proxy is told it.
+        let nodes: Vec<Node> = tokio::task::block_in_place(|| {
             std::thread::scope(|s| {
                 let spawned: Vec<_> = (0..3)
                     .map(|i| {
-                        let (ports, urls) = (&ports, &urls);
-                        s.spawn(move || spawn_node(ports[i], &urls[i]))
+                        let urls = &urls;
+                        s.spawn(move || spawn_node(0, &urls[i]))
                     })
                     .collect();
                 spawned.into_iter().map(|h| h.join().unwrap()).collect()
             })
+        });
+        let ports: [u16; 3] = std::array::from_fn(|i| {
+            let base = &nodes[i].base;
+            let port = base.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
+            port.unwrap_or_else(|| panic!("a port in {base}"))
         });
         let proxy = tokio::task::block_in_place(|| Proxy::start(kind, ports, READ_TIMEOUT));
         proxy.wait_until_up().await;
