@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -61,6 +62,9 @@ pub struct App {
     )>,
     /// The control socket's task; it removes the socket file as it ends.
     control: Option<tokio::task::JoinHandle<()>>,
+    /// Background writers with a last write to make at shutdown (presence's last-seen times,
+    /// session activity): `run` waits for them before the store goes.
+    flushes: TaskTracker,
 }
 
 enum Tls {
@@ -99,7 +103,8 @@ impl App {
             heartbeat: config.presence_heartbeat,
             grace: config.presence_grace,
         }));
-        presence.spawn(store.clone(), bus.clone(), shutdown.clone());
+        let flushes = TaskTracker::new();
+        presence.spawn(store.clone(), bus.clone(), shutdown.clone(), &flushes);
         let signals = Arc::new(Signals::new(store.clone(), bus.clone(), presence.clone()));
         let mut messenger = Messenger::new(
             store.clone(),
@@ -157,7 +162,7 @@ impl App {
             account_settings(&config),
         ));
         accounts.watch_revocations();
-        accounts.write_touches(shutdown.clone());
+        accounts.write_touches(shutdown.clone(), &flushes);
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Tls::Files {
                 resolver: CertResolver::open(cert.clone(), key.clone())?,
@@ -265,6 +270,7 @@ impl App {
             messenger: background,
             metrics,
             control,
+            flushes,
         })
     }
 
@@ -337,6 +343,13 @@ impl App {
         .await;
         // Pushes in flight hold the store (and SQLite's one-process lock): let them end.
         self.messenger.finish(SHUTDOWN_GRACE).await;
+        self.flushes.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.flushes.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: last-seen and session activity writes did not finish");
+        }
         if let Some(control) = self.control {
             let _ = control.await;
         }

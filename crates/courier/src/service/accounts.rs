@@ -17,6 +17,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 mod people;
 pub use people::{FRESH_SIGN_IN, InviteState, PasswordLink};
@@ -136,9 +137,9 @@ impl Accounts {
 
     /// Writes the session activity `authenticate` recorded, every `WRITE_TOUCHES` and once
     /// more at `shutdown`. Runs until then or until `self` is dropped.
-    pub fn write_touches(self: &Arc<Self>, shutdown: CancellationToken) {
+    pub fn write_touches(self: &Arc<Self>, shutdown: CancellationToken, tasks: &TaskTracker) {
         let accounts = Arc::downgrade(self);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut every = tokio::time::interval(WRITE_TOUCHES);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -21,7 +21,8 @@
 //!
 //! **Who hears it.** Every node announces each change of someone's cluster-wide state to its
 //! *own* streams of people who share a conversation with them (one store read per batch of
-//! changes, and none when nobody is connected here). Each node decides for its streams from
+//! changes, which the SQLite store answers from memory for people it has looked up before;
+//! none when nobody is connected here). Each node decides for its streams from
 //! the same replicated lists, so no single node has to be alive to announce a death, and no
 //! change is announced twice to one stream.
 
@@ -35,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How often local changes are shared and announced, and deadlines checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -229,9 +231,10 @@ impl Presence {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         shutdown: CancellationToken,
+        tasks: &TaskTracker,
     ) {
         let me = self.clone();
-        tokio::spawn(async move { me.run(store, bus, shutdown).await });
+        tasks.spawn(async move { me.run(store, bus, shutdown).await });
     }
 
     async fn run(&self, store: Arc<dyn Store>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
@@ -533,8 +536,8 @@ impl Presence {
         let shown: HashSet<UserId> = if offline.is_empty() {
             HashSet::new()
         } else {
-            match store.last_seen(&offline).await {
-                Ok(rows) => rows.iter().filter(|r| r.shown).map(|r| r.user).collect(),
+            match store.showing_last_seen(&offline).await {
+                Ok(shown) => shown,
                 Err(e) => {
                     tracing::warn!(error = %e, "presence: settings unavailable; last seen hidden");
                     HashSet::new()

@@ -6,6 +6,7 @@ use super::StoreResult;
 use crate::model::{ConversationId, User, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 
 /// When a person was last connected, and whether they let others see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,12 @@ pub trait PresenceStore: Send + Sync {
     async fn touch_last_seen(&self, seen: &[(UserId, DateTime<Utc>)]) -> StoreResult<()>;
     /// Last-seen times and settings of `users` (unknown ids are left out).
     async fn last_seen(&self, users: &[UserId]) -> StoreResult<Vec<LastSeen>>;
+    /// Those of `users` who let others see their last-seen time (a store may answer from a
+    /// cache: only the setting is asked for, not the time).
+    async fn showing_last_seen(&self, users: &[UserId]) -> StoreResult<HashSet<UserId>> {
+        let rows = self.last_seen(users).await?;
+        Ok(rows.iter().filter(|r| r.shown).map(|r| r.user).collect())
+    }
     /// Shows or hides the user's last-seen time from others.
     async fn set_show_last_seen(&self, user: UserId, show: bool) -> StoreResult<()>;
 }

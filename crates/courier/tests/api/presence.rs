@@ -190,11 +190,47 @@ async fn a_person_who_hides_last_seen_goes_offline_without_it() {
     assert_eq!(shown["presence"], "offline");
     assert_eq!(shown["lastSeenAt"], Value::Null);
 
-    // Shown again: the time it was recorded reappears.
+    // Shown again: the time it was recorded reappears, and the next departure carries it.
     app.update_settings(&bob, json!({ "showLastSeen": true }))
         .await;
     let shown = other_participant(&app, &alice, &id).await;
     assert!(shown["lastSeenAt"].is_string(), "{shown}");
+    let bob_stream = app.stream(&bob, None).await;
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "online"
+    );
+    drop(bob_stream);
+    let offline = alice_stream.next_named("presence").await.json();
+    assert_eq!(offline["state"], "offline");
+    assert!(offline["lastSeenAt"].is_string(), "{offline}");
+}
+
+#[tokio::test]
+async fn presence_reaches_people_who_share_a_conversation_made_after_it_was_announced() {
+    let app = spawn_with_grace(Duration::from_millis(100)).await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let carol = app.login("carol").await;
+    app.conversation_between(&alice, &bob).await;
+    let mut alice_stream = app.stream(&alice, None).await;
+    let mut carol_stream = app.stream(&carol, None).await;
+    let bob_stream = app.stream(&bob, None).await;
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["userId"],
+        bob.id
+    );
+
+    // Bob's contacts were worked out when he came online; carol is one of them from now on.
+    app.conversation_between(&bob, &carol).await;
+    drop(bob_stream);
+    let heard = carol_stream.next_named("presence").await.json();
+    assert_eq!(heard["userId"], bob.id);
+    assert_eq!(heard["state"], "offline");
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "offline"
+    );
 }
 
 #[tokio::test]
@@ -248,4 +284,29 @@ async fn a_stranger_sees_no_presence_of_a_conversation_they_are_not_in() {
         .await;
     assert_eq!(other["presence"], "online");
     assert_eq!(other["lastSeenAt"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_departure_not_yet_written_is_written_when_the_server_stops() {
+    let app = spawn_with_grace(Duration::from_millis(100)).await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let id = app.conversation_between(&alice, &bob).await;
+    let mut alice_stream = app.stream(&alice, None).await;
+    let bob_stream = app.stream(&bob, None).await;
+    assert_eq!(
+        alice_stream.next_named("presence").await.json()["state"],
+        "online"
+    );
+    drop(bob_stream);
+    let offline = alice_stream.next_named("presence").await.json();
+    assert_eq!(offline["state"], "offline");
+    drop(alice_stream);
+
+    // Well within the time a departure waits before it is written (10 s): only the stop
+    // writes it.
+    let app = app.restart().await;
+    let shown = other_participant(&app, &alice, &id).await;
+    assert_eq!(shown["presence"], "offline");
+    assert_eq!(shown["lastSeenAt"], offline["lastSeenAt"], "{shown}");
 }
