@@ -140,6 +140,12 @@ impl CpuWindow {
         }
     }
 
+    /// CPU seconds the process named `name` used from the start to now.
+    pub fn seconds(&self, name: &str) -> Option<f64> {
+        let &(_, pid, before) = self.processes.iter().find(|p| p.0 == name)?;
+        Some(cpu_seconds(pid?)? - before?)
+    }
+
     /// `{"<name>": cores, ..., "machine": cores, "steal": cores}` from the start to now.
     pub fn cores(&self) -> Value {
         let wall = self.started.elapsed().as_secs_f64();

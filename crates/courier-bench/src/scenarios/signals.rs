@@ -31,7 +31,10 @@
 //! the host stole, `steal`: on a shared VM, noise that no process here accounts for). With the
 //! load generated on the server's own cores the load's CPU is the server's loss: on the 2-core
 //! VM the machine went from 0.9–1.2 cores busy (median of a run's quiet rounds) to 1.3–1.6, and
-//! a send then queues for a CPU ("Issue 12, tenth pass").
+//! a send then queues for a CPU ("Issue 12, tenth pass"). And the server's CPU per message
+//! sent (`server_cpu_us_per_message`; medians in the figures): quiet rounds do the same work in
+//! every run, so this compares the VM's speed across runs where `steal` shows nothing (on
+//! 2026-12-05 the ratio followed it: "Issue 12, sixteenth pass").
 //!
 //! The load shares this process's runtime and connection pool, so the measurer's own queueing
 //! under load counts as message latency. `--load-in-child` runs it in a child process
@@ -490,8 +493,17 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         let cpu = CpuWindow::start(&watched);
         let mut runs = measure_runs(&client, &pairs, &[args.rate], duration, grace, label).await?;
         let cores = cpu.cores();
+        let server_seconds = cpu.seconds("server");
         eprintln!("[{label}] cores busy: {cores}");
         for run in &mut runs {
+            // The same quiet round costs the server the same CPU on a machine of steady speed:
+            // compared across runs, this says whether the VM was as fast (steal does not show
+            // a host that is slower without stealing).
+            let server_us = server_seconds.map(|s| s * 1e6);
+            let sent = run.point["sent"].as_f64().filter(|&n| n > 0.0);
+            if let (Some(us), Some(sent)) = (server_us, sent) {
+                run.point["server_cpu_us_per_message"] = json!((us / sent * 10.0).round() / 10.0);
+            }
             run.point["cores_busy"] = cores.clone();
         }
         Ok(runs)
@@ -559,6 +571,14 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
         .map(|c| (c * 100.0).round() / 100.0)
     };
     let (quiet_cores, loaded_cores) = (machine_cores(&quiet), machine_cores(&loaded));
+    let server_cpu_per_message = |points: &[Value]| {
+        median(
+            points
+                .iter()
+                .filter_map(|pt| pt["server_cpu_us_per_message"].as_f64())
+                .collect(),
+        )
+    };
     let steal_max = quiet
         .iter()
         .chain(&loaded)
@@ -607,6 +627,8 @@ pub async fn run(common: &Common, args: &SignalsArgs) -> Result<()> {
             "machine_cores_busy_quiet_median": quiet_cores,
             "machine_cores_busy_loaded_median": loaded_cores,
             "steal_cores_max": steal_max,
+            "server_cpu_us_per_message_quiet_median": server_cpu_per_message(&quiet),
+            "server_cpu_us_per_message_loaded_median": server_cpu_per_message(&loaded),
             "lost": lost,
         }),
         ceiling: Value::Null,
