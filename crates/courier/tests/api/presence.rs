@@ -16,6 +16,19 @@ async fn other_participant(app: &TestApp, user: &TestUser, conversation: &str) -
     conv["otherParticipant"].clone()
 }
 
+/// `who` opens a stream and closes it; `watcher` hears them online, then offline (returned).
+async fn comes_and_goes(app: &TestApp, watcher: &mut SseStream, who: &TestUser) -> Value {
+    let stream = app.stream(who, None).await;
+    let online = watcher.next_named("presence").await.json();
+    assert_eq!(online["userId"], who.id);
+    assert_eq!(online["state"], "online");
+    drop(stream);
+    let offline = watcher.next_named("presence").await.json();
+    assert_eq!(offline["userId"], who.id);
+    assert_eq!(offline["state"], "offline");
+    offline
+}
+
 #[tokio::test]
 async fn presence_goes_online_then_away_then_offline_with_last_seen() {
     let app = spawn_with_grace(Duration::from_millis(100)).await;
@@ -177,14 +190,7 @@ async fn a_person_who_hides_last_seen_goes_offline_without_it() {
     );
 
     let mut alice_stream = app.stream(&alice, None).await;
-    let bob_stream = app.stream(&bob, None).await;
-    assert_eq!(
-        alice_stream.next_named("presence").await.json()["state"],
-        "online"
-    );
-    drop(bob_stream);
-    let offline = alice_stream.next_named("presence").await.json();
-    assert_eq!(offline["state"], "offline");
+    let offline = comes_and_goes(&app, &mut alice_stream, &bob).await;
     assert_eq!(offline["lastSeenAt"], Value::Null);
     let shown = other_participant(&app, &alice, &id).await;
     assert_eq!(shown["presence"], "offline");
@@ -195,14 +201,7 @@ async fn a_person_who_hides_last_seen_goes_offline_without_it() {
         .await;
     let shown = other_participant(&app, &alice, &id).await;
     assert!(shown["lastSeenAt"].is_string(), "{shown}");
-    let bob_stream = app.stream(&bob, None).await;
-    assert_eq!(
-        alice_stream.next_named("presence").await.json()["state"],
-        "online"
-    );
-    drop(bob_stream);
-    let offline = alice_stream.next_named("presence").await.json();
-    assert_eq!(offline["state"], "offline");
+    let offline = comes_and_goes(&app, &mut alice_stream, &bob).await;
     assert!(offline["lastSeenAt"].is_string(), "{offline}");
 }
 
@@ -293,14 +292,7 @@ async fn a_departure_not_yet_written_is_written_when_the_server_stops() {
     let bob = app.login("bob").await;
     let id = app.conversation_between(&alice, &bob).await;
     let mut alice_stream = app.stream(&alice, None).await;
-    let bob_stream = app.stream(&bob, None).await;
-    assert_eq!(
-        alice_stream.next_named("presence").await.json()["state"],
-        "online"
-    );
-    drop(bob_stream);
-    let offline = alice_stream.next_named("presence").await.json();
-    assert_eq!(offline["state"], "offline");
+    let offline = comes_and_goes(&app, &mut alice_stream, &bob).await;
     drop(alice_stream);
 
     // Well within the time a departure waits before it is written (10 s): only the stop
