@@ -3,7 +3,11 @@
 //! Publishing snapshots nothing and awaits nothing: under a short lock it `try_send`s into
 //! each subscriber's bounded buffer. A full buffer removes that subscriber, which ends its
 //! stream; the client resumes from its cursor. Other subscribers never wait.
+//!
+//! Signals are queued quietly: their streams take them with whatever wakes them next, or
+//! `SIGNAL_HOLD` later (see `late`).
 
+use super::late::LateWakes;
 use super::queue::{self, SendError};
 use super::{Bus, BusError, Published, RevocationHook, Subscription};
 use crate::model::{Event, EventKind, UserId};
@@ -27,6 +31,14 @@ struct Inner {
     /// Every `PresenceSync` event goes here (the node's presence directory listens).
     presence_watchers: Mutex<Vec<queue::Sender<Arc<Published>>>>,
     next_id: AtomicU64,
+    /// Wakes owed to streams that were sent signals quietly.
+    late: Arc<LateWakes>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.late.close();
+    }
 }
 
 impl LocalBus {
@@ -53,6 +65,8 @@ impl LocalBus {
             EventKind::PresenceSync(_) => notify(&self.inner.presence_watchers, &event),
             _ => {}
         }
+        let quietly = event.is_signal();
+        let mut owed = Vec::new();
         let mut subscribers = self
             .inner
             .subscribers
@@ -63,10 +77,25 @@ impl LocalBus {
                 continue;
             };
             // Closed (dropped) or full buffers leave; dropping the sender ends that stream.
-            subs.retain(|(_, tx)| tx.try_send(event.clone()).is_ok());
+            subs.retain(|(_, tx)| {
+                if !quietly {
+                    return tx.try_send(event.clone()).is_ok();
+                }
+                match tx.try_send_quietly(event.clone()) {
+                    Ok(later) => {
+                        owed.extend(later);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            });
             if subs.is_empty() {
                 subscribers.remove(&recipient.user);
             }
+        }
+        drop(subscribers);
+        if !owed.is_empty() {
+            self.inner.late.owe(owed);
         }
     }
 

@@ -3,6 +3,7 @@
 //! A bus may lose or reorder events (a reconnecting NATS, a full buffer); streams repair
 //! that from the store, so a bus never decides whether a message is delivered, only how soon.
 
+mod late;
 pub mod local;
 #[cfg(feature = "nats")]
 pub mod nats;
@@ -18,6 +19,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+pub use late::SIGNAL_HOLD;
 pub use local::LocalBus;
 #[cfg(feature = "nats")]
 pub use nats::NatsBus;

@@ -73,6 +73,17 @@ impl Event {
         }
     }
 
+    /// Ephemeral news for the recipients' streams, sent without an `id:` and never stored.
+    pub fn is_signal(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Typing(_)
+                | EventKind::Presence(_)
+                | EventKind::Delivered(_)
+                | EventKind::Report(_)
+        )
+    }
+
     /// The log position of a message or a change; `None` for what is not on the log.
     pub fn position(&self) -> Option<MessageId> {
         match &self.kind {

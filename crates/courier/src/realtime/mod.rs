@@ -24,7 +24,9 @@
 //! an entry replayed from the store gets a `Published` of its own.
 //!
 //! Ephemeral signals (typing, presence, delivered) have no position: they are passed through
-//! as they arrive, never deduped, stashed or replayed, and carry no cursor.
+//! as they arrive, never deduped, stashed or replayed, and carry no cursor. The bus queues
+//! them without waking the stream (`bus::late`), so they usually go out in the same write as
+//! the next entry or heartbeat, and otherwise up to `SIGNAL_HOLD` late.
 
 use crate::bus::{Bus, Subscription};
 
@@ -147,7 +149,7 @@ impl Realtime {
         user: UserId,
         session: String,
         last_event_id: Option<&str>,
-    ) -> Result<impl Stream<Item = Frame> + Send + 'static, OpenError> {
+    ) -> Result<impl Stream<Item = Frame> + Send + use<>, OpenError> {
         let slot = StreamSlot::take(
             &self.presence,
             user,
@@ -341,13 +343,7 @@ impl UserStream {
             return;
         }
         let Some(position) = event.position() else {
-            if matches!(
-                event.kind,
-                EventKind::Typing(_)
-                    | EventKind::Presence(_)
-                    | EventKind::Delivered(_)
-                    | EventKind::Report(_)
-            ) {
+            if event.is_signal() {
                 self.pending.push_back(Frame::Signal { event });
             }
             return;
@@ -504,5 +500,119 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.presence.leave(self.user, &self.session);
         metrics::gauge!("courier_streams_open").decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::LocalBus;
+    use crate::model::{Message, PresenceChange, PresenceState, Recipient};
+    use crate::service::presence::PresenceSettings;
+    use crate::store::{SqliteOptions, SqliteStore};
+
+    const ALICE: UserId = UserId(1);
+
+    /// A stream of alice's on an empty store, past its opening frame, read by a task of its
+    /// own (so it is polled only when woken, as under hyper): frames and when they came.
+    async fn alice_stream(
+        dir: &std::path::Path,
+    ) -> (
+        Arc<LocalBus>,
+        tokio::sync::mpsc::UnboundedReceiver<(Instant, Frame)>,
+    ) {
+        let url = format!("sqlite://{}", dir.join("courier.db").display());
+        let store = SqliteStore::open(&url, &SqliteOptions::default())
+            .await
+            .unwrap();
+        let bus = Arc::new(LocalBus::new());
+        let limits = StreamLimits {
+            heartbeat: Duration::from_secs(60),
+            buffer: 16,
+            max_streams_per_user: 4,
+            retry: Duration::from_secs(1),
+        };
+        let realtime = Realtime::new(
+            Arc::new(store),
+            bus.clone(),
+            limits,
+            CancellationToken::new(),
+            Arc::new(Presence::new(PresenceSettings::default())),
+        );
+        let mut stream = Box::pin(realtime.open(ALICE, "s".into(), None).await.unwrap());
+        assert!(matches!(stream.next().await, Some(Frame::Open { .. })));
+        let (tx, frames) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(frame) = stream.next().await {
+                let _ = tx.send((Instant::now(), frame));
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await; // it now waits for the bus
+        (bus, frames)
+    }
+
+    fn presence_of(user: i64) -> Arc<Event> {
+        let change = PresenceChange {
+            user: UserId(user),
+            state: PresenceState::Offline,
+            last_seen_at: None,
+        };
+        Arc::new(Event::signal(EventKind::Presence(change), [ALICE]))
+    }
+
+    fn message(id: i64) -> Arc<Event> {
+        let message: Message = serde_json::from_value(serde_json::json!({
+            "id": id, "conversation_id": 1, "sender_id": 2, "content": "hi",
+            "created_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        let to_alice = Recipient {
+            user: ALICE,
+            prev: MessageId(id - 1),
+        };
+        Arc::new(Event::new(message, vec![to_alice]))
+    }
+
+    fn presence_user(frame: Option<(Instant, Frame)>) -> Option<UserId> {
+        let (_, Frame::Signal { event }) = frame? else {
+            return None;
+        };
+        match &event.kind {
+            EventKind::Presence(p) => Some(p.user),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signal_waits_for_the_next_frame_and_goes_out_ahead_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bus, mut frames) = alice_stream(dir.path()).await;
+        bus.publish(presence_of(2)).await.unwrap();
+        bus.publish(presence_of(3)).await.unwrap();
+        tokio::time::sleep(crate::bus::SIGNAL_HOLD / 5).await;
+        let early = frames.try_recv();
+        assert!(early.is_err(), "a signal went out alone: {early:?}");
+
+        bus.publish(message(1)).await.unwrap();
+        assert_eq!(presence_user(frames.recv().await), Some(UserId(2)));
+        assert_eq!(presence_user(frames.recv().await), Some(UserId(3)));
+        assert!(
+            matches!(frames.recv().await, Some((_, Frame::Message { position, .. })) if position == MessageId(1)),
+            "the message follows the signals that waited for it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signal_on_a_quiet_stream_goes_out_once_the_hold_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bus, mut frames) = alice_stream(dir.path()).await;
+        let published = Instant::now();
+        bus.publish(presence_of(2)).await.unwrap();
+        let frame = tokio::time::timeout(crate::bus::SIGNAL_HOLD * 10, frames.recv())
+            .await
+            .expect("a waiting signal never went out");
+        let went = frame.as_ref().map(|(at, _)| *at);
+        assert_eq!(presence_user(frame), Some(UserId(2)));
+        assert!(went.unwrap() - published >= crate::bus::SIGNAL_HOLD);
     }
 }

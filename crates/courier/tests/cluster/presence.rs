@@ -10,6 +10,8 @@ const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(1);
 /// The stated bound: a dead node's users are offline everywhere within 3 heartbeats and one
 /// 100 ms tick of its death (see `service::presence`).
 const OFFLINE_BOUND: Duration = Duration::from_millis(3 * 1000 + 100);
+/// A stream may hold a signal back this long (`realtime::SIGNAL_HOLD`).
+const SIGNAL_HOLD: Duration = Duration::from_millis(500);
 /// Scheduling slack on this shared 2-core machine, on top of the bound.
 const SLACK: Duration = Duration::from_secs(2);
 /// How long to wait for what should happen promptly.
@@ -98,7 +100,7 @@ async fn presence_and_typing_cross_nodes_and_a_killed_nodes_users_go_offline_wit
     let offline = signal(
         &mut alice_stream,
         "presence",
-        OFFLINE_BOUND + SLACK,
+        OFFLINE_BOUND + SIGNAL_HOLD + SLACK,
         is(&bob_id, "offline"),
     )
     .await;
