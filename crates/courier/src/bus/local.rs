@@ -78,15 +78,11 @@ impl LocalBus {
             };
             // Closed (dropped) or full buffers leave; dropping the sender ends that stream.
             subs.retain(|(_, tx)| {
-                if !quietly {
-                    return tx.try_send(event.clone()).is_ok();
-                }
-                match tx.try_send_quietly(event.clone()) {
-                    Ok(later) => {
-                        owed.extend(later);
-                        true
-                    }
-                    Err(_) => false,
+                if quietly {
+                    let sent = tx.try_send_quietly(event.clone());
+                    sent.map(|later| owed.extend(later)).is_ok()
+                } else {
+                    tx.try_send(event.clone()).is_ok()
                 }
             });
             if subs.is_empty() {
