@@ -394,6 +394,13 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
 
+    /// Scheduler slice the runtime workers ask of the kernel (Linux 6.12+; its default is
+    /// 0.7 ms × (1 + log₂ cores)), so that one woken by a send runs at once instead of after
+    /// whatever holds the core; the SQLite writer then asks for the shortest granted (0.1 ms).
+    /// 0 asks nothing. See `sched`'s docs and docs/benchmarks.md, "Issue 12, eighteenth pass".
+    #[arg(long, env = "COURIER_THREAD_SLICE", default_value = "300us", value_parser = humantime::parse_duration)]
+    pub thread_slice: Duration,
+
     /// Kernel send buffer per connection, in bytes; 0 lets the kernel size it. A small one bounds
     /// what a stalled reader can hold, so its stream is closed (and resumed) sooner.
     #[arg(long, env = "COURIER_SOCKET_SEND_BUFFER", default_value_t = 0)]
@@ -750,6 +757,7 @@ impl fmt::Debug for ServeConfig {
                     .collect::<Vec<_>>(),
             )
             .field("workers", &self.workers)
+            .field("thread_slice", &self.thread_slice)
             .field("heartbeat", &self.heartbeat)
             .field("stream_buffer", &self.stream_buffer)
             .field("public_url", &self.public_url)

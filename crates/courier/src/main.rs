@@ -6,10 +6,14 @@ fn main() -> anyhow::Result<()> {
     // Built here rather than by `#[tokio::main]`: `serve --workers` sizes it.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
-    if let Command::Serve(config) = &command
-        && let Some(workers) = config.workers
-    {
-        runtime.worker_threads(usize::from(workers));
+    if let Command::Serve(config) = &command {
+        if let Some(workers) = config.workers {
+            runtime.worker_threads(usize::from(workers));
+        }
+        let slice = config.thread_slice;
+        runtime.on_thread_start(move || {
+            courier::sched::request_slice(slice);
+        });
     }
     runtime.build()?.block_on(async {
         match command {

@@ -29,11 +29,16 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// queue on the database (SQLite's one writer) beside the sends.
 const WRITE_TOUCHES: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a session found active is trusted without asking the store again. A revocation
-/// evicts it at once on every node (the bus carries it, see `watch_revocations`); this delay
-/// only bounds staleness if that bus event is lost.
-const SESSION_TRUST: std::time::Duration = std::time::Duration::from_secs(1);
-/// A session found active: its user, its expiry, and when the store said so.
-type Trusted = (UserId, DateTime<Utc>, std::time::Instant);
+/// evicts it at once on every node (the bus carries it, see `watch_revocations`), and a bus
+/// that may have lost one moves its generation, which ends all trust; so this only bounds
+/// staleness after a revocation whose publish failed (logged by the node that revoked).
+/// Long enough to cover a client's reconnects: each stream connect asked the store before.
+const SESSION_TRUST: std::time::Duration = std::time::Duration::from_secs(10);
+/// The same where the bus cannot carry revocations (`Bus::on_revocation` says no).
+const SESSION_TRUST_UNHEARD: std::time::Duration = std::time::Duration::from_secs(1);
+/// A session found active: its user, its expiry, when the store said so, and the bus
+/// generation then.
+type Trusted = (UserId, DateTime<Utc>, std::time::Instant, u64);
 /// Above this many cached sessions, stale entries are swept on insert.
 const SESSION_CACHE_SWEEP: usize = 50_000;
 
@@ -97,8 +102,13 @@ pub struct Accounts {
     dev_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
     hashing: Hashing,
-    /// Sessions recently found active: id → (user, expiry, when checked).
+    /// Sessions recently found active: id → (user, expiry, when checked, bus generation).
     trusted: std::sync::Mutex<HashMap<String, Trusted>>,
+    /// How long `trusted` holds: `SESSION_TRUST` once revocations are heard on the bus.
+    trust_for: AtomicU64,
+    /// Revocations seen here so far (moved under `trusted`'s lock): a session read before
+    /// one and trusted after it could be one it revoked.
+    revocations: AtomicU64,
     /// Sessions seen active and due a touch, not yet written (see `write_touches`).
     touched: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
     /// Verified against when the account does not exist, so timing tells nothing.
@@ -129,6 +139,8 @@ impl Accounts {
             settings,
             checks: AtomicU64::new(0),
             trusted: Default::default(),
+            trust_for: AtomicU64::new(SESSION_TRUST_UNHEARD.as_millis() as u64),
+            revocations: AtomicU64::new(0),
             touched: Default::default(),
             dummy_hash: tokio::sync::OnceCell::new(),
             mailer: std::sync::OnceLock::new(),
@@ -172,15 +184,16 @@ impl Accounts {
     /// node) evicts those sessions here before any stream of theirs hears `signed-out`.
     pub fn watch_revocations(self: &Arc<Self>) {
         let accounts = Arc::downgrade(self);
-        self.bus.on_revocation(Box::new(move |sessions| {
+        let heard = self.bus.on_revocation(Box::new(move |sessions| {
             let Some(accounts) = accounts.upgrade() else {
                 return;
             };
-            let mut trusted = accounts.trusted.lock().unwrap_or_else(|e| e.into_inner());
-            for id in sessions {
-                trusted.remove(id);
-            }
+            accounts.forget(sessions);
         }));
+        if heard {
+            self.trust_for
+                .store(SESSION_TRUST.as_millis() as u64, Ordering::Relaxed);
+        }
     }
 
     pub fn settings(&self) -> &AccountSettings {
@@ -416,6 +429,7 @@ impl Accounts {
         if self.is_trusted(&session, user, now) {
             return Ok(Authenticated { user, session });
         }
+        let seen = self.trust_marks();
         let record = match self.store.active_session(&session, now).await {
             Ok(record) if record.user == user => record,
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::Unauthorized),
@@ -426,7 +440,7 @@ impl Accounts {
             let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
             touched.insert(session.clone(), now);
         }
-        self.trust(&session, user, record.expires_at);
+        self.trust(&session, user, record.expires_at, seen);
         Ok(Authenticated { user, session })
     }
 
@@ -463,12 +477,7 @@ impl Accounts {
         if session.is_some() && revoked.is_empty() {
             return Err(ServiceError::NotFound("session"));
         }
-        {
-            let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
-            for id in &revoked {
-                trusted.remove(id);
-            }
-        }
+        self.forget(&revoked);
         let count = revoked.len();
         if count > 0 {
             let event = Arc::new(Event::sessions_revoked(user, revoked));
@@ -488,23 +497,50 @@ impl Accounts {
     }
 
     fn is_trusted(&self, session: &str, user: UserId, now: DateTime<Utc>) -> bool {
+        let trust_for = std::time::Duration::from_millis(self.trust_for.load(Ordering::Relaxed));
+        let generation = self.bus.generation();
         let trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
         trusted
             .get(session)
-            .is_some_and(|(owner, expires_at, checked)| {
-                *owner == user && *expires_at > now && checked.elapsed() < SESSION_TRUST
+            .is_some_and(|(owner, expires_at, checked, heard)| {
+                *owner == user
+                    && *expires_at > now
+                    && checked.elapsed() < trust_for
+                    && *heard == generation
             })
     }
 
-    fn trust(&self, session: &str, user: UserId, expires_at: DateTime<Utc>) {
+    /// Revoked sessions leave the cache.
+    fn forget(&self, sessions: &[String]) {
         let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        self.revocations.fetch_add(1, Ordering::Relaxed);
+        for id in sessions {
+            trusted.remove(id);
+        }
+    }
+
+    /// `seen` is what `trust_marks` gave before the store was asked: a revocation heard, or
+    /// a bus that may have lost one, since then and the session is not trusted.
+    fn trust(&self, session: &str, user: UserId, expires_at: DateTime<Utc>, seen: (u64, u64)) {
+        let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        if self.trust_marks() != seen {
+            return;
+        }
         if trusted.len() >= SESSION_CACHE_SWEEP {
-            trusted.retain(|_, (_, _, checked)| checked.elapsed() < SESSION_TRUST);
+            trusted.retain(|_, (_, _, checked, _)| checked.elapsed() < SESSION_TRUST);
         }
         trusted.insert(
             session.to_owned(),
-            (user, expires_at, std::time::Instant::now()),
+            (user, expires_at, std::time::Instant::now(), seen.1),
         );
+    }
+
+    /// (revocations heard here, bus generation).
+    fn trust_marks(&self) -> (u64, u64) {
+        (
+            self.revocations.load(Ordering::Relaxed),
+            self.bus.generation(),
+        )
     }
 
     async fn open_session(&self, user: User, device: &str) -> ServiceResult<SignedIn> {
@@ -732,6 +768,105 @@ mod tests {
         assert_eq!(right, 6, "every verification still gives its answer");
         let peak = hashing.peak.load(Ordering::SeqCst);
         assert!(peak <= 2, "{peak} hashes ran at once with 2 permits");
+    }
+
+    mod trust {
+        use crate::bus::{Bus, BusError, LocalBus, RevocationHook, Subscription};
+        use crate::model::{Event, UserId};
+        use crate::service::{Accounts, ServiceError, Tokens};
+        use crate::store::{SqliteOptions, SqliteStore, Store};
+        use clap::Parser;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        /// A local bus whose generation the test moves, as a NATS reconnect would.
+        #[derive(Default)]
+        struct LossyBus {
+            local: LocalBus,
+            generation: AtomicU64,
+        }
+
+        #[async_trait::async_trait]
+        impl Bus for LossyBus {
+            async fn publish(&self, event: Arc<Event>) -> Result<(), BusError> {
+                self.local.publish(event).await
+            }
+            async fn subscribe(
+                &self,
+                user: UserId,
+                capacity: usize,
+            ) -> Result<Subscription, BusError> {
+                self.local.subscribe(user, capacity).await
+            }
+            fn on_revocation(&self, hook: RevocationHook) -> bool {
+                self.local.on_revocation(hook)
+            }
+            fn deliver_local(&self, event: &Arc<Event>) {
+                self.local.deliver(event);
+            }
+            fn generation(&self) -> u64 {
+                self.generation.load(Ordering::SeqCst)
+            }
+        }
+
+        async fn accounts(dir: &std::path::Path) -> (Arc<Accounts>, Arc<dyn Store>, Arc<LossyBus>) {
+            let url = format!("sqlite://{}", dir.join("courier.db").display());
+            let store: Arc<dyn Store> = Arc::new(
+                SqliteStore::open(&url, &SqliteOptions::default())
+                    .await
+                    .unwrap(),
+            );
+            let bus = Arc::new(LossyBus::default());
+            let config = crate::config::ServeConfig::parse_from(["serve"]);
+            let tokens = Tokens::new(&[7; 32], std::time::Duration::from_secs(3600)).unwrap();
+            let accounts = Arc::new(Accounts::new(
+                store.clone(),
+                bus.clone(),
+                tokens,
+                crate::app::account_settings(&config),
+            ));
+            accounts.watch_revocations();
+            (accounts, store, bus)
+        }
+
+        #[tokio::test]
+        async fn a_trusted_session_is_read_again_once_the_bus_may_have_lost_a_revocation() {
+            let dir = tempfile::tempdir().unwrap();
+            let (accounts, store, bus) = accounts(dir.path()).await;
+            let ip = "127.0.0.1".parse().unwrap();
+            let alice = accounts.dev_login("alice", "test", ip).await.unwrap();
+            accounts.authenticate(&alice.token).await.unwrap();
+            // Revoked behind the bus's back: its event is lost.
+            let now = chrono::Utc::now();
+            let revoked = store.revoke_sessions(alice.user.id, Some(&alice.session), now);
+            assert_eq!(revoked.await.unwrap().len(), 1);
+            assert!(
+                accounts.authenticate(&alice.token).await.is_ok(),
+                "within its trust the session is not read again"
+            );
+            bus.generation.fetch_add(1, Ordering::SeqCst);
+            assert!(matches!(
+                accounts.authenticate(&alice.token).await,
+                Err(ServiceError::Unauthorized)
+            ));
+        }
+
+        #[tokio::test]
+        async fn a_session_read_before_a_revocation_is_not_trusted_after_it() {
+            let dir = tempfile::tempdir().unwrap();
+            let (accounts, _, _) = accounts(dir.path()).await;
+            let ip = "127.0.0.1".parse().unwrap();
+            let alice = accounts.dev_login("alice", "test", ip).await.unwrap();
+            let (user, session) = (alice.user.id, alice.session.as_str());
+            let now = chrono::Utc::now();
+            let seen = accounts.trust_marks();
+            // The store said "active"; then, before that answer is cached, a revocation.
+            accounts.forget(&[session.to_owned()]);
+            accounts.trust(session, user, alice.expires_at, seen);
+            assert!(!accounts.is_trusted(session, user, now));
+            accounts.trust(session, user, alice.expires_at, accounts.trust_marks());
+            assert!(accounts.is_trusted(session, user, now));
+        }
     }
 
     #[test]

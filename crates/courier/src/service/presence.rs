@@ -31,7 +31,7 @@ use crate::model::{Event, EventKind, PresenceChange, PresenceState, PresenceSync
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -98,10 +98,10 @@ struct State {
     /// Changes to announce to this node's streams, with the offline time for `offline`.
     pending: HashMap<UserId, Option<DateTime<Utc>>>,
     /// Users gone (grace over here, or their node died) whose `last_seen_at` is still to be
-    /// written (once settled, see `LAST_SEEN_SETTLE`).
-    gone: Vec<(UserId, DateTime<Utc>)>,
+    /// written (once settled, see `LAST_SEEN_SETTLE`): each one's latest departure.
+    gone: LatestTimes,
     /// Offline times worked out here but perhaps not written yet (`RECENT_OFFLINE_KEEP`).
-    recent_offline: HashMap<UserId, DateTime<Utc>>,
+    recent_offline: LatestTimes,
     /// Nodes first heard of since the last tick, and whether one asked for our full list.
     answer: bool,
     ask: bool,
@@ -216,10 +216,7 @@ impl Presence {
                 let shown = state.shown.get(user).copied();
                 match local.max(shown) {
                     Some(now) => (now, None),
-                    None => (
-                        PresenceState::Offline,
-                        state.recent_offline.get(user).copied(),
-                    ),
+                    None => (PresenceState::Offline, state.recent_offline.get(user)),
                 }
             })
             .collect()
@@ -290,28 +287,19 @@ impl Presence {
         }
     }
 
-    /// The departures to write now: those older than `LAST_SEEN_SETTLE` (or all, at
-    /// shutdown), the latest per user, except for users who are back or have left again
-    /// since: their next departure is written instead, and while they are connected
-    /// `REFRESH_LAST_SEEN` keeps the store near.
+    /// The departures to write now: each user's latest, once it is older than
+    /// `LAST_SEEN_SETTLE` (or all, at shutdown), unless they are back: while they are
+    /// connected `REFRESH_LAST_SEEN` keeps the store near, and their next departure is
+    /// written instead. Under the lock it touches only what falls due (under churn the
+    /// whole list was ~10,000 departures, gone through every second).
     fn settled_departures(&self, now: DateTime<Utc>, all: bool) -> Vec<(UserId, DateTime<Utc>)> {
         let settle = chrono::TimeDelta::from_std(LAST_SEEN_SETTLE).unwrap_or_default();
         let keep = chrono::TimeDelta::from_std(RECENT_OFFLINE_KEEP).unwrap_or_default();
         let mut state = self.lock();
-        state.recent_offline.retain(|_, at| *at > now - keep);
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.gone)
-            .into_iter()
-            .partition(|(_, at)| all || *at <= now - settle);
-        let again: HashSet<UserId> = later.iter().map(|(user, _)| *user).collect();
-        state.gone = later;
-        let mut latest: HashMap<UserId, DateTime<Utc>> = HashMap::new();
-        for (user, at) in due {
-            let entry = latest.entry(user).or_insert(at);
-            *entry = (*entry).max(at);
-        }
-        latest
-            .into_iter()
-            .filter(|(user, _)| !state.shown.contains_key(user) && !again.contains(user))
+        state.recent_offline.take_until(Some(now - keep));
+        let due = state.gone.take_until((!all).then(|| now - settle));
+        due.into_iter()
+            .filter(|(user, _)| !state.shown.contains_key(user))
             .collect()
     }
 
@@ -433,7 +421,7 @@ impl Presence {
                 if told.is_some() {
                     gone_now.push((user, wall.timestamp_millis()));
                 }
-                state.gone.push((user, wall));
+                state.gone.record(user, wall);
                 state.recompute(user, wall);
             }
             let ttl = self.node_ttl();
@@ -451,7 +439,7 @@ impl Presence {
                         "presence: a node went silent; its users are offline unless connected elsewhere"
                     );
                     for user in node.users.into_keys() {
-                        state.gone.push((user, node.heard_at));
+                        state.gone.record(user, node.heard_at);
                         state.recompute(user, node.heard_at);
                     }
                 }
@@ -581,6 +569,52 @@ async fn write_last_seen(store: &Arc<dyn Store>, seen: &[(UserId, DateTime<Utc>)
     }
 }
 
+/// A time per user, the latest recorded, kept in time order too, so that taking those up to
+/// a cutoff touches only them.
+#[derive(Debug, Default)]
+struct LatestTimes {
+    latest: HashMap<UserId, DateTime<Utc>>,
+    in_order: BTreeSet<(DateTime<Utc>, UserId)>,
+}
+
+impl LatestTimes {
+    /// An earlier time than the one kept changes nothing.
+    fn record(&mut self, user: UserId, at: DateTime<Utc>) {
+        if let Some(kept) = self.latest.insert(user, at) {
+            if kept >= at {
+                self.latest.insert(user, kept);
+                return;
+            }
+            self.in_order.remove(&(kept, user));
+        }
+        self.in_order.insert((at, user));
+    }
+
+    fn get(&self, user: &UserId) -> Option<DateTime<Utc>> {
+        self.latest.get(user).copied()
+    }
+
+    /// Removes and returns the users whose time is at or before `cutoff` (all if `None`),
+    /// oldest first.
+    fn take_until(&mut self, cutoff: Option<DateTime<Utc>>) -> Vec<(UserId, DateTime<Utc>)> {
+        let mut taken = Vec::new();
+        while let Some(&(at, user)) = self.in_order.first() {
+            if cutoff.is_some_and(|cutoff| at > cutoff) {
+                break;
+            }
+            self.in_order.pop_first();
+            self.latest.remove(&user);
+            taken.push((user, at));
+        }
+        taken
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.latest.len()
+    }
+}
+
 impl State {
     /// Works out `user`'s cluster-wide state again; a change is queued for announcing, with
     /// `at` as the offline time.
@@ -603,7 +637,7 @@ impl State {
             None => {
                 self.shown.remove(&user);
                 self.pending.insert(user, Some(at));
-                self.recent_offline.insert(user, at);
+                self.recent_offline.record(user, at);
             }
         }
     }
@@ -621,12 +655,13 @@ mod tests {
         let second = chrono::TimeDelta::seconds(1);
         {
             let mut state = presence.lock();
-            state.gone.push((flapping, t0));
-            state.gone.push((back, t0));
-            state.gone.push((again, t0));
-            state.gone.push((flapping, t0 + second));
-            state.gone.push((recent, t0 + second * 9));
-            state.gone.push((again, t0 + second * 9));
+            state.gone.record(flapping, t0);
+            state.gone.record(back, t0);
+            state.gone.record(again, t0);
+            state.gone.record(flapping, t0 + second);
+            state.gone.record(recent, t0 + second * 9);
+            state.gone.record(again, t0 + second * 9);
+            state.gone.record(flapping, t0 - second);
             state.shown.insert(back, PresenceState::Online);
         }
         let settle = chrono::TimeDelta::from_std(LAST_SEEN_SETTLE).unwrap();
@@ -637,10 +672,15 @@ mod tests {
             "the latest departure of whoever is still away; none for who is back or left again"
         );
         assert_eq!(
-            presence.lock().gone,
+            presence.lock().gone.take_until(Some(t0 + second * 9)),
             [(recent, t0 + second * 9), (again, t0 + second * 9)],
             "a departure younger than the settling time waits"
         );
+        {
+            let mut state = presence.lock();
+            state.gone.record(recent, t0 + second * 9);
+            state.gone.record(again, t0 + second * 9);
+        }
         let mut at_shutdown = presence.settled_departures(t0 + settle + second * 2, true);
         at_shutdown.sort_by_key(|(user, _)| user.0);
         assert_eq!(
@@ -648,7 +688,7 @@ mod tests {
             [(recent, t0 + second * 9), (again, t0 + second * 9)],
             "shutdown writes what is left"
         );
-        assert!(presence.lock().gone.is_empty());
+        assert_eq!(presence.lock().gone.len(), 0);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     pub read_connections: u32,
     pub busy_timeout: Duration,
+    /// Scheduler slice the writer thread asks for (`crate::sched`); zero asks nothing.
+    pub writer_slice: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -65,6 +67,7 @@ impl Default for SqliteOptions {
             synchronous_full: true,
             read_connections: 8,
             busy_timeout: Duration::from_secs(5),
+            writer_slice: Duration::ZERO,
         }
     }
 }
@@ -177,9 +180,13 @@ impl SqliteStore {
         ));
         let runtime = tokio::runtime::Handle::current();
         let (thread_members, thread_head) = (members.clone(), head.clone());
+        let writer_slice = options.writer_slice;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer::run(conns, jobs, thread_members, thread_head, search, runtime))
+            .spawn(move || {
+                crate::sched::request_slice(writer_slice);
+                writer::run(conns, jobs, thread_members, thread_head, search, runtime)
+            })
             .map_err(other)?;
         Ok(Self {
             pool,
