@@ -8,7 +8,9 @@
 //! (docs/benchmarks.md, "Issue 12, eighteenth pass"). So the runtime workers ask for a short
 //! slice (`serve --thread-slice`), and the writer, which every send on SQLite waits on, for the
 //! shortest the kernel grants. A shorter slice is a turn sooner, not more CPU: the thread is
-//! also preempted sooner, so a long poll shares the core as before.
+//! also preempted sooner, so a long poll shares the core as before. Threads a worker starts
+//! inherit its slice (sqlx's SQLite connection threads, which answer requests too); the
+//! password hashers, started from the main thread, keep the default, so hashing never cuts in.
 //!
 //! Written by hand: no maintained crate wraps `sched_setattr(2)` for ordinary threads (they
 //! cover real-time policies), and it is one call on a `#[repr(C)]` struct. Elsewhere, and on
