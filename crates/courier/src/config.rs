@@ -397,8 +397,9 @@ pub struct ServeConfig {
     /// Scheduler slice the runtime workers ask of the kernel (Linux 6.12+; its default is
     /// 0.7 ms × (1 + log₂ cores)), so that one woken by a send runs at once instead of after
     /// whatever holds the core; the SQLite writer then asks for the shortest granted (0.1 ms).
-    /// 0 asks nothing. See `sched`'s docs and docs/benchmarks.md, "Issue 12, eighteenth pass".
-    #[arg(long, env = "COURIER_THREAD_SLICE", default_value = "300us", value_parser = humantime::parse_duration)]
+    /// 0 (the default) asks nothing. On a busy 2-core machine it made the loaded message p99
+    /// steadier but the quiet one ~10 % higher (docs/benchmarks.md, "Issue 12, eighteenth pass").
+    #[arg(long, env = "COURIER_THREAD_SLICE", default_value = "0s", value_parser = humantime::parse_duration)]
     pub thread_slice: Duration,
 
     /// Kernel send buffer per connection, in bytes; 0 lets the kernel size it. A small one bounds

@@ -11,9 +11,11 @@ fn main() -> anyhow::Result<()> {
             runtime.worker_threads(usize::from(workers));
         }
         let slice = config.thread_slice;
-        runtime.on_thread_start(move || {
-            courier::sched::request_slice(slice);
-        });
+        if !slice.is_zero() {
+            runtime.on_thread_start(move || {
+                courier::sched::request_slice(slice);
+            });
+        }
     }
     runtime.build()?.block_on(async {
         match command {

@@ -3,12 +3,13 @@
 //! Linux's EEVDF scheduler (6.6+) lets a thread that wakes run at once only if it asks for a
 //! shorter slice than the one running (6.12+); otherwise it waits for that slice to end,
 //! 0.7 ms × (1 + log₂ cores) by default (1.4 ms on 2 cores). Under a typing storm and presence
-//! churn the cores are busy with requests for them, and a send woke its runtime worker and
-//! then the SQLite writer behind such slices: that was most of the rise of the message p99
-//! (docs/benchmarks.md, "Issue 12, eighteenth pass"). So the runtime workers ask for a short
-//! slice (`serve --thread-slice`), and the writer, which every send on SQLite waits on, for the
-//! shortest the kernel grants. A shorter slice is a turn sooner, not more CPU: the thread is
-//! also preempted sooner, so a long poll shares the core as before. Threads a worker starts
+//! churn the cores are busy with requests for them, and a send wakes its runtime worker and
+//! then the SQLite writer, each of which may find a core taken. With `serve --thread-slice`
+//! the runtime workers ask for a short slice, and the writer, which every send on SQLite
+//! waits on, for the shortest the kernel grants. A shorter slice is a turn sooner, not more
+//! CPU: the thread is also preempted sooner, so a long poll shares the core as before. Off by
+//! default: on a 2-core machine it made the loaded message p99 steadier but raised the quiet
+//! one about as much (docs/benchmarks.md, "Issue 12, eighteenth pass"). Threads a worker starts
 //! inherit its slice (sqlx's SQLite connection threads, which answer requests too); the
 //! password hashers, started from the main thread, keep the default, so hashing never cuts in.
 //!
