@@ -397,7 +397,7 @@ fn open_uploads(config: &ServeConfig, store: Arc<dyn Store>) -> anyhow::Result<U
     ))
 }
 
-pub(crate) fn account_settings(config: &ServeConfig) -> AccountSettings {
+fn account_settings(config: &ServeConfig) -> AccountSettings {
     AccountSettings {
         passwords: config.password_auth,
         password_min_len: config.password_min_length,
@@ -526,10 +526,12 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
         "sqlite" => {
             let options = SqliteOptions {
                 synchronous_full: config.sqlite_synchronous == SqliteSynchronous::Full,
-                writer_slice: if config.thread_slice.is_zero() {
-                    Duration::ZERO
+                on_writer_thread: if config.thread_slice.is_zero() {
+                    || {}
                 } else {
-                    crate::sched::SHORTEST_SLICE
+                    || {
+                        crate::sched::request_slice(crate::sched::SHORTEST_SLICE);
+                    }
                 },
                 ..SqliteOptions::default()
             };

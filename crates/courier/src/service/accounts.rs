@@ -773,9 +773,9 @@ mod tests {
     mod trust {
         use crate::bus::{Bus, BusError, LocalBus, RevocationHook, Subscription};
         use crate::model::{Event, UserId};
-        use crate::service::{Accounts, ServiceError, Tokens};
+        use crate::service::{AccountSettings, Accounts, ServiceError, Signup, Tokens};
         use crate::store::{SqliteOptions, SqliteStore, Store};
-        use clap::Parser;
+        use std::num::NonZeroU32;
         use std::sync::Arc;
         use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -809,7 +809,15 @@ mod tests {
             }
         }
 
-        async fn accounts(dir: &std::path::Path) -> (Arc<Accounts>, Arc<dyn Store>, Arc<LossyBus>) {
+        /// Accounts on a fresh store and a `LossyBus`, and alice signed in.
+        struct Signed {
+            accounts: Arc<Accounts>,
+            store: Arc<dyn Store>,
+            bus: Arc<LossyBus>,
+            alice: crate::service::SignedIn,
+        }
+
+        async fn alice_signed_in(dir: &std::path::Path) -> Signed {
             let url = format!("sqlite://{}", dir.join("courier.db").display());
             let store: Arc<dyn Store> = Arc::new(
                 SqliteStore::open(&url, &SqliteOptions::default())
@@ -817,24 +825,43 @@ mod tests {
                     .unwrap(),
             );
             let bus = Arc::new(LossyBus::default());
-            let config = crate::config::ServeConfig::parse_from(["serve"]);
             let tokens = Tokens::new(&[7; 32], std::time::Duration::from_secs(3600)).unwrap();
-            let accounts = Arc::new(Accounts::new(
-                store.clone(),
-                bus.clone(),
-                tokens,
-                crate::app::account_settings(&config),
-            ));
+            let settings = AccountSettings {
+                passwords: true,
+                password_min_len: 12,
+                signup: Signup::Open,
+                attempts_per_account: NonZeroU32::new(10).unwrap(),
+                attempts_per_ip: NonZeroU32::new(50).unwrap(),
+                max_sessions: std::num::NonZeroUsize::new(10).unwrap(),
+                dev_logins_per_ip: None,
+                hash_concurrency: 1,
+                members_can_invite: false,
+                invite_max_lifetime: chrono::TimeDelta::days(30),
+                invite_max_uses: 100,
+                password_link_lifetime: chrono::TimeDelta::hours(1),
+                username_reservation: chrono::TimeDelta::days(30),
+            };
+            let accounts = Arc::new(Accounts::new(store.clone(), bus.clone(), tokens, settings));
             accounts.watch_revocations();
-            (accounts, store, bus)
+            let ip = "127.0.0.1".parse().unwrap();
+            let alice = accounts.dev_login("alice", "test", ip).await.unwrap();
+            Signed {
+                accounts,
+                store,
+                bus,
+                alice,
+            }
         }
 
         #[tokio::test]
         async fn a_trusted_session_is_read_again_once_the_bus_may_have_lost_a_revocation() {
             let dir = tempfile::tempdir().unwrap();
-            let (accounts, store, bus) = accounts(dir.path()).await;
-            let ip = "127.0.0.1".parse().unwrap();
-            let alice = accounts.dev_login("alice", "test", ip).await.unwrap();
+            let Signed {
+                accounts,
+                store,
+                bus,
+                alice,
+            } = alice_signed_in(dir.path()).await;
             accounts.authenticate(&alice.token).await.unwrap();
             // Revoked behind the bus's back: its event is lost.
             let now = chrono::Utc::now();
@@ -854,9 +881,9 @@ mod tests {
         #[tokio::test]
         async fn a_session_read_before_a_revocation_is_not_trusted_after_it() {
             let dir = tempfile::tempdir().unwrap();
-            let (accounts, _, _) = accounts(dir.path()).await;
-            let ip = "127.0.0.1".parse().unwrap();
-            let alice = accounts.dev_login("alice", "test", ip).await.unwrap();
+            let Signed {
+                accounts, alice, ..
+            } = alice_signed_in(dir.path()).await;
             let (user, session) = (alice.user.id, alice.session.as_str());
             let now = chrono::Utc::now();
             let seen = accounts.trust_marks();

@@ -57,8 +57,8 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     pub read_connections: u32,
     pub busy_timeout: Duration,
-    /// Scheduler slice the writer thread asks for (`crate::sched`); zero asks nothing.
-    pub writer_slice: Duration,
+    /// Run first on the writer thread (the app asks there for its scheduler slice).
+    pub on_writer_thread: fn(),
 }
 
 impl Default for SqliteOptions {
@@ -67,7 +67,7 @@ impl Default for SqliteOptions {
             synchronous_full: true,
             read_connections: 8,
             busy_timeout: Duration::from_secs(5),
-            writer_slice: Duration::ZERO,
+            on_writer_thread: || {},
         }
     }
 }
@@ -180,11 +180,11 @@ impl SqliteStore {
         ));
         let runtime = tokio::runtime::Handle::current();
         let (thread_members, thread_head) = (members.clone(), head.clone());
-        let writer_slice = options.writer_slice;
+        let on_writer_thread = options.on_writer_thread;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                crate::sched::request_slice(writer_slice);
+                on_writer_thread();
                 writer::run(conns, jobs, thread_members, thread_head, search, runtime)
             })
             .map_err(other)?;
