@@ -38,8 +38,15 @@ async function assertNoOverflow(page, state) {
 async function assertSeparateAndOnScreen(page, state, locators) {
   const boxes = [];
   for (const [name, locator] of Object.entries(locators)) {
-    assert.ok(await locator.isVisible(), `${state}: ${name} is not visible`);
-    const box = await locator.boundingBox();
+    // The app may re-render the element between two reads (a stream event redraws the top
+    // bar), so wait for it and read its box until a read finds it laid out.
+    await locator.waitFor({ state: 'visible', timeout: 5_000 });
+    let box = null;
+    for (let tries = 0; box === null && tries < 50; tries++) {
+      box = await locator.boundingBox();
+      if (box === null) await page.waitForTimeout(100);
+    }
+    assert.ok(box, `${state}: ${name} is not visible`);
     assert.ok(box.x >= 0 && box.y >= 0 && box.x + box.width <= PHONE.width && box.y + box.height <= PHONE.height,
       `${state}: ${name} is not entirely on screen: ${JSON.stringify(box)}`);
     assert.ok(box.width >= 24 && box.height >= 24, `${state}: ${name} is smaller than 24 px: ${JSON.stringify(box)}`);
