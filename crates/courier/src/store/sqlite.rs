@@ -38,8 +38,8 @@ use crate::model::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, SqliteExecutor};
 use std::str::FromStr;
@@ -104,7 +104,7 @@ enum WriteJob {
     /// bookkeeping write cost queued sends milliseconds, and under load up to a second.
     Exec {
         sql: &'static str,
-        args: SqliteArguments,
+        args: Vec<rusqlite::types::Value>,
         reply: oneshot::Sender<StoreResult<()>>,
     },
     /// Index every message still waiting for its search words (`search_backlog`).
@@ -210,7 +210,7 @@ impl SqliteStore {
     }
 
     /// Runs one write statement on the writer's connection (see `WriteJob::Exec`).
-    async fn write(&self, sql: &'static str, args: SqliteArguments) -> StoreResult<()> {
+    async fn write(&self, sql: &'static str, args: Vec<rusqlite::types::Value>) -> StoreResult<()> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(WriteJob::Exec { sql, args, reply })
@@ -312,10 +312,6 @@ fn now_ms() -> i64 {
 
 fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn encode(e: sqlx::error::BoxDynError) -> StoreError {
-    classify(sqlx::Error::Encode(e))
 }
 
 fn other(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {

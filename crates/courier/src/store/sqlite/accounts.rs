@@ -1,13 +1,12 @@
 //! `AccountStore` for `SqliteStore`; twin of `postgres/accounts.rs`.
 
-use super::{SqliteStore, classify, encode, now_ms, user_at};
+use super::{SqliteStore, classify, now_ms, user_at};
 use crate::model::{Session, User, UserId, Username};
 use crate::store::log::{SESSION_COLUMNS, session_at, shared};
 use crate::store::{AccountStore, Admission, NewCredential, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, Row};
+use sqlx::Row;
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -224,11 +223,11 @@ impl AccountStore for SqliteStore {
         now: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
-        let mut args = SqliteArguments::default();
-        args.add(now.timestamp_millis()).map_err(encode)?;
-        args.add(expires_at.map(|t| t.timestamp_millis()))
-            .map_err(encode)?;
-        args.add(id.to_owned()).map_err(encode)?;
+        let args = vec![
+            now.timestamp_millis().into(),
+            expires_at.map(|t| t.timestamp_millis()).into(),
+            id.to_owned().into(),
+        ];
         self.write(
             "UPDATE sessions SET last_seen_at = ?, expires_at = COALESCE(?, expires_at)
              WHERE id = ? AND revoked_at IS NULL",
@@ -242,9 +241,7 @@ impl AccountStore for SqliteStore {
             .iter()
             .map(|(id, at)| (id.as_str(), at.timestamp_millis()))
             .collect();
-        let mut args = SqliteArguments::default();
-        args.add(serde_json::to_string(&pairs).unwrap_or_default())
-            .map_err(encode)?;
+        let args = vec![serde_json::to_string(&pairs).unwrap_or_default().into()];
         self.write(
             "UPDATE sessions SET last_seen_at = MAX(sessions.last_seen_at, s.at)
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at

@@ -1,14 +1,12 @@
 //! `PresenceStore` for `SqliteStore`; twin of `postgres/presence.rs`. Id lists are bound as
 //! one JSON array and read back with `json_each`.
 
-use super::{SqliteStore, classify, encode};
+use super::{SqliteStore, classify};
 use crate::model::{ConversationId, User, UserId};
 use crate::store::presence::{LastSeen, SET_SHOW_LAST_SEEN, last_seen_from, user_from};
 use crate::store::{PresenceStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Arguments;
-use sqlx::sqlite::SqliteArguments;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -218,9 +216,7 @@ impl PresenceStore for SqliteStore {
             .iter()
             .map(|(u, at)| (u.0, at.timestamp_millis()))
             .collect();
-        let mut args = SqliteArguments::default();
-        args.add(serde_json::to_string(&pairs).unwrap_or_default())
-            .map_err(encode)?;
+        let args = vec![serde_json::to_string(&pairs).unwrap_or_default().into()];
         // On the writer's connection, like every write that can happen under load.
         self.write(
             "UPDATE users SET last_seen_at = MAX(COALESCE(users.last_seen_at, 0), s.at)
