@@ -376,7 +376,9 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SSE_RETRY", default_value = "2s", value_parser = humantime::parse_duration)]
     pub sse_retry: Duration,
 
-    /// SQLite durability: `full` syncs every commit (a 201 means on disk); `normal` may lose the last commits on power loss.
+    /// SQLite durability: `full` syncs every commit that answers a write (a 201 means on disk;
+    /// session-activity and last-seen touches go to disk with the next one); `normal` may lose
+    /// the last commits on power loss.
     #[arg(long, env = "COURIER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,
 
