@@ -256,8 +256,9 @@ fn index_batch(conn: &rusqlite::Connection, search: &mut SearchBacklog) {
 ///
 /// Their commits skip the fsync (`synchronous = NORMAL` while they run): what they record
 /// (session activity, last seen) is already a second old when written, and the next send's
-/// synced commit takes their WAL frames to disk with its own. A statement then holds the
-/// writer ~0.1 ms instead of ~1 ms, on the send connection, with no hand-off to sqlx's thread.
+/// synced commit takes their WAL frames to disk with its own. Run on the send connection, with
+/// no hand-off to sqlx's thread, a 64-row statement held the writer 0.32 ms on average under
+/// the `signals` load instead of 0.85 ms (docs/benchmarks.md, "Issue 12, nineteenth pass").
 fn run_execs(
     conn: &rusqlite::Connection,
     execs: &mut std::collections::VecDeque<Exec>,
