@@ -755,6 +755,16 @@ mod tests {
             .expect("read rows")
     }
 
+    /// A database with the `touched` table, synced like a `full` store.
+    fn touched_table() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute("CREATE TABLE touched (row INTEGER)", [])
+            .expect("create");
+        conn.pragma_update(None, "synchronous", "FULL")
+            .expect("full");
+        conn
+    }
+
     fn synchronous(conn: &rusqlite::Connection) -> i64 {
         conn.pragma_query_value(None, "synchronous", |row| row.get(0))
             .expect("read synchronous")
@@ -762,11 +772,7 @@ mod tests {
 
     #[tokio::test]
     async fn bookkeeping_waits_while_a_job_is_queued_unless_it_is_overdue() {
-        let conn = rusqlite::Connection::open_in_memory().expect("open");
-        conn.execute("CREATE TABLE touched (row INTEGER)", [])
-            .expect("create");
-        conn.pragma_update(None, "synchronous", "FULL")
-            .expect("full");
+        let conn = touched_table();
         let (queue, mut jobs) = mpsc::channel(4);
         let (reply, _) = tokio::sync::oneshot::channel();
         queue
@@ -793,11 +799,7 @@ mod tests {
     /// Bookkeeping commits unsynced, and the sends after it are synced again.
     #[tokio::test]
     async fn bookkeeping_runs_unsynced_and_puts_full_sync_back() {
-        let conn = rusqlite::Connection::open_in_memory().expect("open");
-        conn.execute("CREATE TABLE touched (row INTEGER)", [])
-            .expect("create");
-        conn.pragma_update(None, "synchronous", "FULL")
-            .expect("full");
+        let conn = touched_table();
         let (_queue, jobs) = mpsc::channel::<WriteJob>(1);
         let (during, _) = exec(0, Instant::now());
         // The statement itself records the level it ran under.
